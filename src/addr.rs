@@ -1,0 +1,196 @@
+//! Addresses of conversations, and the `scheme://` syntax that picks a
+//! transport at run time.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// The address of one end of a conversation, with its transport.
+///
+/// It prints as the URL that selects the same transport again:
+/// `tcp://127.0.0.1:8090`, `udp://[::1]:8090`, `unix:///tmp/sock`,
+/// `memory://3`.
+///
+/// ```
+/// use converse::Addr;
+///
+/// let addr: Addr = "tcp://[::1]:8090".parse()?;
+/// assert_eq!(addr.to_string(), "tcp://[::1]:8090");
+/// assert_eq!(addr.socket_addr(), Some("[::1]:8090".parse()?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Addr {
+    /// A TCP endpoint.
+    Tcp(SocketAddr),
+    /// A UDP endpoint.
+    Udp(SocketAddr),
+    /// A Unix domain socket path (`None` for an unnamed socket).
+    Unix(Option<PathBuf>),
+    /// One end of an in-memory pair, numbered.
+    Memory(u64),
+    /// Not known (for example a user transport that has no address).
+    Unknown,
+}
+
+impl Addr {
+    /// The IP address and port, for TCP and UDP.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Addr::Tcp(a) | Addr::Udp(a) => Some(*a),
+            _ => None,
+        }
+    }
+
+    /// The scheme of this address: `tcp`, `udp`, `unix`, `memory` or `unknown`.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Addr::Tcp(_) => "tcp",
+            Addr::Udp(_) => "udp",
+            Addr::Unix(_) => "unix",
+            Addr::Memory(_) => "memory",
+            Addr::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Tcp(a) => write!(f, "tcp://{a}"),
+            Addr::Udp(a) => write!(f, "udp://{a}"),
+            Addr::Unix(Some(p)) => write!(f, "unix://{}", p.display()),
+            Addr::Unix(None) => f.write_str("unix://(unnamed)"),
+            Addr::Memory(n) => write!(f, "memory://{n}"),
+            Addr::Unknown => f.write_str("unknown://"),
+        }
+    }
+}
+
+/// The transport named by an address's scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Tcp,
+    Udp,
+    Unix,
+}
+
+/// Splits `scheme://rest`. A missing scheme is an error: the transport must
+/// be chosen explicitly.
+pub(crate) fn split_url(input: &str) -> Result<(Scheme, &str)> {
+    let bad = |reason: &str| Error::InvalidAddress {
+        input: input.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (scheme, rest) = input
+        .split_once("://")
+        .ok_or_else(|| bad("expected scheme://address, e.g. tcp://127.0.0.1:8090"))?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "tcp" => Scheme::Tcp,
+        "udp" => Scheme::Udp,
+        "unix" => Scheme::Unix,
+        _ => return Err(bad("unknown scheme (expected tcp, udp or unix)")),
+    };
+    if rest.is_empty() {
+        return Err(bad("missing address after the scheme"));
+    }
+    Ok((scheme, rest))
+}
+
+/// Resolves `HOST:PORT` (an IP literal, `[v6]:port`, or a host name) to its
+/// socket addresses, in the order the resolver gives them.
+pub(crate) fn resolve(input: &str, hostport: &str) -> Result<Vec<SocketAddr>> {
+    let bad = |reason: String| Error::InvalidAddress {
+        input: input.to_owned(),
+        reason,
+    };
+    if let Ok(addr) = hostport.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    if !hostport.contains(':') {
+        return Err(bad("expected HOST:PORT".to_owned()));
+    }
+    let addrs: Vec<SocketAddr> = hostport
+        .to_socket_addrs()
+        .map_err(|e| bad(e.to_string()))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(bad("the host name resolved to no address".to_owned()));
+    }
+    Ok(addrs)
+}
+
+impl FromStr for Addr {
+    type Err = Error;
+
+    /// Parses `tcp://IP:PORT`, `udp://IP:PORT` or `unix:///path`. Host names
+    /// are not resolved here (use [`connect`](crate::connect), which does).
+    fn from_str(input: &str) -> Result<Addr> {
+        let (scheme, rest) = split_url(input)?;
+        let sock = || {
+            rest.parse::<SocketAddr>()
+                .map_err(|_| Error::InvalidAddress {
+                    input: input.to_owned(),
+                    reason: "expected IP:PORT (IPv6 in brackets: [::1]:8090)".to_owned(),
+                })
+        };
+        Ok(match scheme {
+            Scheme::Tcp => Addr::Tcp(sock()?),
+            Scheme::Udp => Addr::Udp(sock()?),
+            Scheme::Unix => Addr::Unix(Some(PathBuf::from(rest))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_every_scheme() {
+        for s in [
+            "tcp://127.0.0.1:8090",
+            "tcp://[::1]:8090",
+            "udp://127.0.0.1:1",
+            "udp://[::1]:65535",
+            "unix:///tmp/x.sock",
+        ] {
+            let a: Addr = s.parse().unwrap();
+            assert_eq!(a.to_string(), s);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_addresses_with_the_input_named() {
+        for s in [
+            "127.0.0.1:8090",
+            "ftp://127.0.0.1:1",
+            "tcp://",
+            "tcp://127.0.0.1",
+            "tcp://::1:80",
+            "tcp://127.0.0.1:99999",
+        ] {
+            let err = s.parse::<Addr>().unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidAddress { input, .. } if input == s),
+                "{s}: {err:?}"
+            );
+            assert!(err.to_string().contains(s), "{err}");
+        }
+    }
+
+    #[test]
+    fn resolve_accepts_literals_and_localhost() {
+        assert_eq!(
+            resolve("x", "127.0.0.1:5").unwrap(),
+            vec!["127.0.0.1:5".parse().unwrap()]
+        );
+        let local = resolve("x", "localhost:5").unwrap();
+        assert!(local.iter().all(|a| a.ip().is_loopback() && a.port() == 5));
+        assert!(resolve("x", "localhost").is_err());
+    }
+}

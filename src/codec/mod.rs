@@ -1,0 +1,86 @@
+//! Pure framing: turning a byte stream into messages and back.
+//!
+//! Nothing in this module touches a socket or an `io::Error`: a codec is a
+//! function of the bytes it is given. Transports feed it what they read and
+//! write what it produces, which is why the codecs can be tested byte by byte
+//! and property-tested with arbitrary split points.
+//!
+//! A decoder looks at the front of a buffer and answers with a [`Parse`]:
+//! either "a whole message lies here" or "at least `needed` more bytes are
+//! required". It never asks for the declared length to be reserved up front:
+//! the caller grows its buffer with the bytes that actually arrive, at most
+//! [`READ_STEP`] ahead.
+
+mod length;
+
+pub use length::{LengthDelimited, DEFAULT_MAX_MESSAGE_LEN};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// How far ahead of the bytes already received a reader may grow its buffer
+/// while a large message arrives: 64 KiB.
+pub const READ_STEP: usize = 64 * 1024;
+
+/// What a decoder found at the front of a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parse {
+    /// No whole message yet: at least `needed` more bytes are required
+    /// (the exact number when the decoder knows it).
+    Incomplete {
+        /// The number of bytes still missing, at least 1.
+        needed: usize,
+    },
+    /// A whole message: its payload is `buf[start..end]`, and the frame
+    /// (header, payload, trailer) occupies `buf[..consumed]`.
+    Frame {
+        /// Where the payload starts.
+        start: usize,
+        /// Where the payload ends.
+        end: usize,
+        /// The length of the whole frame.
+        consumed: usize,
+    },
+}
+
+/// A framing violation found by a codec. A stream cannot be resynchronised
+/// after one of these.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// A message (to send, or declared by a received header) is larger than
+    /// the limit.
+    #[error("message of {len} bytes is larger than the limit of {max} bytes")]
+    TooLarge {
+        /// The length of the message.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The bytes do not form a valid frame.
+    #[error("invalid frame: {0}")]
+    Invalid(&'static str),
+}
+
+/// Cuts the frame described by `parse` out of `buf` without copying, and
+/// returns its payload.
+///
+/// # Panics
+///
+/// If `parse` does not describe a frame lying within `buf` (a decoder bug).
+pub fn cut(buf: &mut BytesMut, start: usize, end: usize, consumed: usize) -> Bytes {
+    debug_assert!(start <= end && end <= consumed && consumed <= buf.len());
+    let mut frame = buf.split_to(consumed);
+    frame.truncate(end);
+    frame.advance(start);
+    frame.freeze()
+}
+
+/// Decodes as many whole messages as `buf` holds, in order, leaving any
+/// incomplete tail in `buf`. Convenient for tests and in-memory use.
+pub fn decode_all(codec: &LengthDelimited, buf: &mut BytesMut) -> Result<Vec<Bytes>, FrameError> {
+    let mut out = Vec::new();
+    while let Some(msg) = codec.decode(buf)? {
+        out.push(msg);
+    }
+    Ok(out)
+}

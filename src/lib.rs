@@ -1,0 +1,82 @@
+//! # converse
+//!
+//! Blocking, transport-agnostic messaging. A *message* is a byte string whose
+//! boundaries survive the trip: what one side sends with one call, the other
+//! side receives with one call, whole, in order.
+//!
+//! * [`Transport`] moves whole messages. TCP ([`Tcp`]) keeps boundaries with a
+//!   length prefix ([`codec::LengthDelimited`]); you can implement the trait
+//!   for your own transport.
+//! * [`Conversation`] is the one API over every transport: send and receive
+//!   bytes or text, timeouts, batching, splitting into halves, graceful close.
+//! * [`connect`] and [`listen`] pick the transport at run time from an
+//!   address such as `tcp://127.0.0.1:8090`.
+//!
+//! ## The wire format (TCP)
+//!
+//! ```text
+//! +----------------------+---------------------+
+//! | len: u32, big-endian |  payload: len bytes |
+//! +----------------------+---------------------+
+//! ```
+//!
+//! `len` counts the payload only (0 is a valid empty message), at most 8 MiB
+//! by default ([`Config::max_message_len`]). It is byte for byte tokio-util's
+//! `LengthDelimitedCodec` default and Python's `struct.pack('>I', n) + p`.
+//!
+//! ## Example
+//!
+//! ```
+//! use std::thread;
+//!
+//! // A server on a port the system picks.
+//! let listener = converse::listen("tcp://127.0.0.1:0")?;
+//! let url = listener.local_addr()?.to_string();
+//! let server = thread::spawn(move || -> converse::Result<()> {
+//!     let mut conversation = listener.accept()?;
+//!     // Messages keep their boundaries: two sends are two receives.
+//!     while let Some(message) = conversation.recv()? {
+//!         conversation.send(&message)?;
+//!     }
+//!     conversation.close()
+//! });
+//!
+//! let mut client = converse::connect(&url)?;
+//! client.send("hello")?;
+//! client.send("world")?;
+//! assert_eq!(client.recv()?.as_deref(), Some(&b"hello"[..]));
+//! assert_eq!(client.recv_text()?.as_deref(), Some("world"));
+//! client.close()?;
+//! server.join().unwrap()?;
+//! # Ok::<(), converse::Error>(())
+//! ```
+//!
+//! ## Errors
+//!
+//! [`Error`] tells apart the clean end (`Ok(None)` from a receive), a peer
+//! that vanished mid-message ([`Error::UnexpectedEof`]), a message over the
+//! limit ([`Error::MessageTooLarge`] with the length and the limit), a
+//! timeout ([`Error::Timeout`], after which nothing is lost), invalid text,
+//! a reset, a broken pipe, and I/O errors with the address they concern.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(rust_2018_idioms, missing_debug_implementations)]
+
+mod addr;
+pub mod codec;
+mod config;
+mod conversation;
+mod error;
+mod transport;
+
+pub use addr::Addr;
+pub use config::{
+    Config, DEFAULT_BACKLOG, DEFAULT_LINGER, DEFAULT_MESSAGE_DEADLINE, DEFAULT_SEND_BUFFER,
+};
+pub use conversation::{
+    connect, connect_with, listen, listen_with, Accept, Conversation, Listener, Messages, RecvHalf,
+    SendHalf,
+};
+pub use error::{Error, Result};
+pub use transport::{Tcp, TcpListener, Transport, TransportRecv, TransportSend};

@@ -1,0 +1,102 @@
+//! Every socket option the crate sets, in one place (through socket2).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+
+use crate::config::Config;
+
+/// `send(2)` flags: never raise `SIGPIPE` on a closed connection, so a
+/// program is not killed by its peer; the write returns `EPIPE` instead.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+    target_os = "illumos",
+    target_os = "solaris"
+))]
+pub(crate) const SEND_FLAGS: i32 = libc::MSG_NOSIGNAL;
+/// `send(2)` flags: on these systems `SO_NOSIGPIPE` is set on the socket instead.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+    target_os = "illumos",
+    target_os = "solaris"
+)))]
+pub(crate) const SEND_FLAGS: i32 = 0;
+
+/// A TCP listener: `SO_REUSEADDR` on Unix (as std does), `IPV6_V6ONLY` as
+/// configured, then `listen(backlog)`.
+pub(crate) fn tcp_listener(addr: SocketAddr, config: &Config) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    if let (SocketAddr::V6(_), Some(only_v6)) = (addr, config.only_v6) {
+        socket.set_only_v6(only_v6)?;
+    }
+    socket.bind(&SockAddr::from(addr))?;
+    socket.listen(config.backlog)?;
+    Ok(socket.into())
+}
+
+/// Connects, within the connect timeout if there is one.
+pub(crate) fn tcp_connect(addr: SocketAddr, config: &Config) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    match config.connect_timeout {
+        Some(timeout) => socket.connect_timeout(&SockAddr::from(addr), timeout)?,
+        None => socket.connect(&SockAddr::from(addr))?,
+    }
+    Ok(socket.into())
+}
+
+/// The options of every connected TCP stream, accepted or connected.
+pub(crate) fn tcp_stream(stream: &TcpStream, config: &Config) -> io::Result<()> {
+    let sock = SockRef::from(stream);
+    sock.set_tcp_nodelay(config.nodelay)?;
+    #[cfg(any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "tvos",
+        target_os = "watchos"
+    ))]
+    sock.set_nosigpipe(true)?;
+    set_read_timeout(stream, config.read_timeout)?;
+    stream.set_write_timeout(nonzero(config.write_timeout))?;
+    Ok(())
+}
+
+/// `SO_RCVTIMEO`. A zero duration (which std rejects) becomes 1 ms.
+pub(crate) fn set_read_timeout(stream: &TcpStream, timeout: Option<Duration>) -> io::Result<()> {
+    stream.set_read_timeout(nonzero(timeout))
+}
+
+fn nonzero(timeout: Option<Duration>) -> Option<Duration> {
+    timeout.map(|t| t.max(Duration::from_millis(1)))
+}
+
+/// `SO_LINGER` 0: closing the socket sends a reset at once.
+pub(crate) fn linger_zero(stream: &TcpStream) -> io::Result<()> {
+    SockRef::from(stream).set_linger(Some(Duration::ZERO))
+}
+
+/// Sends as much of `bufs` as the socket takes, in one system call, without
+/// `SIGPIPE`.
+#[inline]
+pub(crate) fn send_vectored(stream: &TcpStream, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    SockRef::from(stream).send_vectored_with_flags(bufs, SEND_FLAGS)
+}
+
+/// Sends as much of `buf` as the socket takes, without `SIGPIPE`.
+#[inline]
+pub(crate) fn send(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    SockRef::from(stream).send_with_flags(buf, SEND_FLAGS)
+}

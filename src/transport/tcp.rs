@@ -1,0 +1,785 @@
+//! TCP: a byte stream, framed with [`LengthDelimited`].
+
+use std::io::{self, IoSlice, Read};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::sockopt;
+use super::{Transport, TransportRecv, TransportSend};
+use crate::addr::Addr;
+use crate::codec::{cut, LengthDelimited, Parse, READ_STEP};
+use crate::config::Config;
+use crate::conversation::Conversation;
+use crate::error::{Error, Result};
+
+/// The read buffer of an idle conversation: 8 KiB.
+const INITIAL_READ: usize = 8 * 1024;
+/// Below this much free space, the read buffer is regrown before reading.
+const MIN_FREE: usize = 512;
+/// After a message larger than this, the read buffer is given back and a
+/// small one is started, so one large message does not pin memory forever.
+const SHRINK_AFTER: usize = 4 * READ_STEP;
+
+/// The socket and what is known of it, shared by the two halves.
+#[derive(Debug)]
+struct Shared {
+    stream: TcpStream,
+    local: Addr,
+    peer: Addr,
+}
+
+/// A TCP conversation's transport: length-prefixed messages over a stream.
+///
+/// * A message is sent with its header in one system call (a vectored write:
+///   the payload is not copied).
+/// * Received messages are [`Bytes`] cut out of an internal read buffer
+///   without copying; one `read` can yield many messages.
+/// * A read timeout in the middle of a message returns [`Error::Timeout`] and
+///   the next receive continues the same message: the stream never loses sync.
+/// * Once a message has started arriving it must be complete within the
+///   per-message deadline ([`Config::message_deadline`], default 30 s).
+/// * [`close`](Transport::close) is graceful: flush, shut down the write side,
+///   drain until the peer's end or the linger time; [`abort`](Transport::abort)
+///   resets.
+///
+/// Usually reached through [`Conversation`]; see [`TcpListener`] for the
+/// server side.
+#[derive(Debug)]
+pub struct Tcp {
+    reader: Reader,
+    writer: Writer,
+    linger: Duration,
+    closed: bool,
+}
+
+impl Tcp {
+    /// Connects to `addr` with the default [`Config`].
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Tcp> {
+        Tcp::connect_with(addr, &Config::default())
+    }
+
+    /// Connects to `addr` with `config`, trying each resolved address in turn.
+    pub fn connect_with(addr: impl ToSocketAddrs, config: &Config) -> Result<Tcp> {
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|e| Error::InvalidAddress {
+                input: "TCP address".to_owned(),
+                reason: e.to_string(),
+            })?
+            .collect();
+        connect_any(&addrs, config)
+    }
+
+    /// Wraps a connected stream, applying `config`'s socket options.
+    pub fn from_stream(stream: TcpStream, config: &Config) -> Result<Tcp> {
+        let peer = stream.peer_addr().map(Addr::Tcp).unwrap_or(Addr::Unknown);
+        sockopt::tcp_stream(&stream, config).map_err(|e| Error::from_io(e, &peer))?;
+        let local = stream.local_addr().map(Addr::Tcp).unwrap_or(Addr::Unknown);
+        let shared = Arc::new(Shared {
+            stream,
+            local,
+            peer,
+        });
+        let codec = LengthDelimited::new().with_max_message_len(config.max_message_len);
+        Ok(Tcp {
+            reader: Reader {
+                shared: Arc::clone(&shared),
+                codec,
+                buf: BytesMut::new(),
+                filled: 0,
+                read_size: INITIAL_READ,
+                timeout: config.read_timeout,
+                sock_timeout: config.read_timeout,
+                deadline: config.message_deadline,
+                started: None,
+                state: ReadState::Open,
+            },
+            writer: Writer {
+                shared,
+                codec,
+                pending: BytesMut::new(),
+                limit: config.send_buffer,
+                timeout: config.write_timeout,
+                closed: false,
+            },
+            linger: config.linger,
+            closed: false,
+        })
+    }
+
+    /// The underlying stream, for socket options this crate does not cover.
+    /// Reading or writing it directly breaks the framing.
+    pub fn stream(&self) -> &TcpStream {
+        &self.reader.shared.stream
+    }
+
+    /// The capacity of the read buffer, in bytes: what an idle conversation
+    /// holds on to between messages.
+    pub fn read_buffer_capacity(&self) -> usize {
+        self.reader.buf.capacity()
+    }
+}
+
+/// Connects to the first address that accepts.
+pub(crate) fn connect_any(addrs: &[SocketAddr], config: &Config) -> Result<Tcp> {
+    let mut last = None;
+    for &addr in addrs {
+        match sockopt::tcp_connect(addr, config) {
+            Ok(stream) => return Tcp::from_stream(stream, config),
+            Err(e) => last = Some(Error::from_io(e, &Addr::Tcp(addr))),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::InvalidAddress {
+        input: "TCP address".to_owned(),
+        reason: "resolved to no address".to_owned(),
+    }))
+}
+
+impl Transport for Tcp {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.check_open()?;
+        self.writer.send(msg)
+    }
+
+    fn feed(&mut self, msg: &[u8]) -> Result<()> {
+        self.check_open()?;
+        self.writer.feed(msg)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.check_open()?;
+        self.writer.flush()
+    }
+
+    fn recv(&mut self) -> Result<Option<Bytes>> {
+        self.check_open()?;
+        self.reader.recv()
+    }
+
+    fn local_addr(&self) -> Result<Addr> {
+        Ok(self.reader.shared.local.clone())
+    }
+
+    fn peer_addr(&self) -> Result<Addr> {
+        Ok(self.reader.shared.peer.clone())
+    }
+
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.reader.set_timeout(timeout)
+    }
+
+    fn read_timeout(&self) -> Option<Duration> {
+        self.reader.timeout
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.writer.set_timeout(timeout)
+    }
+
+    fn write_timeout(&self) -> Option<Duration> {
+        self.writer.timeout
+    }
+
+    /// Flushes, shuts down the write side, then reads and discards until the
+    /// peer's end or the linger time ([`Config::linger`], default 5 s), and
+    /// only then closes. Closing a socket that still has unread data makes
+    /// the kernel send a reset that can destroy data the peer has not read
+    /// yet; draining first is what makes this close lose nothing.
+    fn close(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let flushed = self.writer.close();
+        if self.reader.state == ReadState::Open {
+            self.reader.drain(self.linger);
+        }
+        let _ = self.reader.shared.stream.shutdown(Shutdown::Both);
+        flushed
+    }
+
+    /// Sets `SO_LINGER` to 0: dropping the transport then resets the
+    /// connection at once, discarding unsent data. Further use fails with
+    /// [`Error::Closed`].
+    fn abort(&mut self) -> Result<()> {
+        self.closed = true;
+        let shared = &self.reader.shared;
+        sockopt::linger_zero(&shared.stream).map_err(|e| Error::from_io(e, &shared.peer))
+    }
+
+    fn max_message_len(&self) -> usize {
+        self.reader.codec.max_message_len()
+    }
+
+    fn is_stream(&self) -> bool {
+        true
+    }
+
+    fn split(self: Box<Self>) -> Result<(Box<dyn TransportSend>, Box<dyn TransportRecv>)> {
+        self.check_open()?;
+        let Tcp { reader, writer, .. } = *self;
+        Ok((Box::new(writer), Box::new(reader)))
+    }
+}
+
+impl Tcp {
+    fn check_open(&self) -> Result<()> {
+        if self.closed {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadState {
+    Open,
+    /// The peer's clean end was seen.
+    Ended,
+    /// A fatal error was returned; the socket is shut.
+    Failed,
+}
+
+/// The receiving half: the read buffer and the codec.
+///
+/// `buf[..filled]` holds received bytes not yet returned; `buf[filled..]` is
+/// initialised scratch space that the next `read` fills, so the buffer is
+/// zeroed once per byte of stream rather than once per read.
+#[derive(Debug)]
+struct Reader {
+    shared: Arc<Shared>,
+    codec: LengthDelimited,
+    buf: BytesMut,
+    filled: usize,
+    /// How much free space a read is offered; grows while reads fill it.
+    read_size: usize,
+    /// The user's read timeout.
+    timeout: Option<Duration>,
+    /// What `SO_RCVTIMEO` holds now (set lazily, to spare system calls).
+    sock_timeout: Option<Duration>,
+    deadline: Duration,
+    /// When the message now arriving was first seen incomplete.
+    started: Option<Instant>,
+    state: ReadState,
+}
+
+impl Reader {
+    fn recv(&mut self) -> Result<Option<Bytes>> {
+        match self.state {
+            ReadState::Open => {}
+            ReadState::Ended => return Ok(None),
+            ReadState::Failed => return Err(Error::Closed),
+        }
+        loop {
+            match self.codec.parse(&self.buf[..self.filled]) {
+                Ok(Parse::Frame {
+                    start,
+                    end,
+                    consumed,
+                }) => {
+                    let msg = cut(&mut self.buf, start, end, consumed);
+                    self.filled -= consumed;
+                    self.started = None;
+                    if consumed > SHRINK_AFTER {
+                        self.restart_buffer(INITIAL_READ);
+                    }
+                    return Ok(Some(msg));
+                }
+                Ok(Parse::Incomplete { needed }) => {
+                    if !self.fill(needed)? {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => {
+                    let err = Error::from_frame(e, &self.shared.peer);
+                    return Err(self.fail(err));
+                }
+            }
+        }
+    }
+
+    /// Reads at least one more byte. `Ok(false)`: the peer's clean end.
+    fn fill(&mut self, needed: usize) -> Result<bool> {
+        self.make_room(needed.min(READ_STEP));
+        if self.filled > 0 && self.started.is_none() {
+            self.started = Some(Instant::now());
+        }
+        let wait_start = self.timeout.map(|_| Instant::now());
+        let mut timed_out = false;
+        loop {
+            let deadline_left = match self.started {
+                Some(started) => match self.deadline.checked_sub(started.elapsed()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => {
+                        let err = Error::DeadlineExceeded {
+                            addr: self.shared.peer.clone(),
+                            deadline: self.deadline,
+                        };
+                        return Err(self.fail(err));
+                    }
+                },
+                None => None,
+            };
+            let user_left = match (self.timeout, wait_start) {
+                (Some(t), Some(start)) if timed_out => match t.checked_sub(start.elapsed()) {
+                    Some(left) if left >= Duration::from_millis(1) => Some(left),
+                    _ => return Err(Error::Timeout),
+                },
+                (t, _) => t,
+            };
+            self.arm(user_left, deadline_left, timed_out)?;
+
+            let space = self.buf.len() - self.filled;
+            match (&self.shared.stream).read(&mut self.buf[self.filled..]) {
+                Ok(0) if self.filled == 0 => {
+                    self.state = ReadState::Ended;
+                    return Ok(false);
+                }
+                Ok(0) => {
+                    let err = Error::UnexpectedEof {
+                        addr: self.shared.peer.clone(),
+                    };
+                    return Err(self.fail(err));
+                }
+                Ok(n) => {
+                    self.filled += n;
+                    if n == space && self.read_size < READ_STEP {
+                        self.read_size *= 2;
+                    }
+                    return Ok(true);
+                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::Interrupted => {}
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out = true,
+                    _ => {
+                        let err = Error::from_io(e, &self.shared.peer);
+                        return Err(self.fail(err));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Sets `SO_RCVTIMEO` for the next read: the smaller of what is left of
+    /// the user's timeout and of the message deadline. The system call is
+    /// skipped while the current value is close enough: it may wake the read
+    /// early (the loop in `fill` then waits again) but never late for the
+    /// user's timeout, and at most an eighth late for the message deadline.
+    fn arm(
+        &mut self,
+        user: Option<Duration>,
+        deadline: Option<Duration>,
+        woke: bool,
+    ) -> Result<()> {
+        // The user's timeout must be kept exactly; the deadline loosely.
+        let (want, exact) = match (user, deadline) {
+            (Some(u), Some(d)) if u <= d => (Some(u), true),
+            (Some(u), None) => (Some(u), true),
+            (_, Some(d)) => (Some(d), false),
+            (None, None) => (None, false),
+        };
+        let good_enough = match (self.sock_timeout, want) {
+            (cur, None) => cur.is_none() || !woke,
+            (None, Some(_)) => false,
+            (Some(cur), Some(w)) => cur >= w - w / 8 && cur <= if exact { w } else { w + w / 8 },
+        };
+        if good_enough {
+            return Ok(());
+        }
+        sockopt::set_read_timeout(&self.shared.stream, want)
+            .map_err(|e| Error::from_io(e, &self.shared.peer))?;
+        self.sock_timeout = want;
+        Ok(())
+    }
+
+    /// Makes sure at least `want` bytes of scratch space follow the received
+    /// bytes, without ever reserving a declared length up front.
+    fn make_room(&mut self, want: usize) {
+        let free = self.buf.len() - self.filled;
+        if free >= want.max(MIN_FREE) {
+            return;
+        }
+        let target = want.max(self.read_size);
+        self.buf.truncate(self.filled);
+        if self.buf.capacity() > SHRINK_AFTER && self.filled + target < self.buf.capacity() / 4 {
+            self.restart_buffer(target);
+        } else {
+            self.buf.reserve(target);
+        }
+        self.buf.resize(self.filled + target, 0);
+    }
+
+    /// Moves the received bytes into a fresh buffer of about `space` free
+    /// bytes, giving a large allocation back.
+    fn restart_buffer(&mut self, space: usize) {
+        let mut fresh = BytesMut::with_capacity(self.filled + space);
+        fresh.extend_from_slice(&self.buf[..self.filled]);
+        self.buf = fresh;
+        self.read_size = INITIAL_READ;
+    }
+
+    /// Records a fatal error: the stream cannot be resynchronised, so the
+    /// socket is shut and later receives fail.
+    fn fail(&mut self, err: Error) -> Error {
+        self.state = ReadState::Failed;
+        self.buf = BytesMut::new();
+        self.filled = 0;
+        let _ = self.shared.stream.shutdown(Shutdown::Both);
+        err
+    }
+
+    /// Reads and discards until the peer's end, an error, or `linger` passes.
+    fn drain(&mut self, linger: Duration) {
+        let until = Instant::now() + linger;
+        let mut scratch = [0u8; 4096];
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || sockopt::set_read_timeout(&self.shared.stream, Some(left)).is_err()
+            {
+                break;
+            }
+            match (&self.shared.stream).read(&mut scratch) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.sock_timeout = Some(Duration::ZERO); // unknown now: re-arm on next use
+        self.state = ReadState::Ended;
+        self.filled = 0;
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        if timeout == Some(Duration::ZERO) {
+            return Err(Error::Io {
+                addr: self.shared.peer.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a zero timeout is not allowed",
+                ),
+            });
+        }
+        self.timeout = timeout;
+        Ok(())
+    }
+}
+
+impl TransportRecv for Reader {
+    fn recv(&mut self) -> Result<Option<Bytes>> {
+        Reader::recv(self)
+    }
+
+    fn peer_addr(&self) -> Result<Addr> {
+        Ok(self.shared.peer.clone())
+    }
+
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.set_timeout(timeout)
+    }
+
+    fn read_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+}
+
+/// The sending half: the codec and a bounded batching buffer.
+///
+/// The contract of every sending call: `Ok` means the message was taken (it
+/// reaches the peer unless the connection fails); [`Error::Timeout`] means
+/// nothing of it was taken, and sending it again is right. A message whose
+/// first bytes went out before a timeout is taken: its remainder waits in
+/// `pending` and goes out first, so the stream never loses sync.
+#[derive(Debug)]
+struct Writer {
+    shared: Arc<Shared>,
+    codec: LengthDelimited,
+    /// Taken bytes not yet written.
+    pending: BytesMut,
+    /// The batching limit for `pending`.
+    limit: usize,
+    timeout: Option<Duration>,
+    closed: bool,
+}
+
+impl Writer {
+    fn header(&self, msg: &[u8]) -> Result<[u8; 4]> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        self.codec.header(msg.len()).map_err(Error::from)
+    }
+
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        let header = self.header(msg)?;
+        if !self.pending.is_empty() {
+            if self.pending.len() + 4 + msg.len() <= self.limit {
+                let mark = self.pending.len();
+                self.pending.extend_from_slice(&header);
+                self.pending.extend_from_slice(msg);
+                return self.flush_from(mark);
+            }
+            self.flush()?;
+        }
+        self.write_frame(&header, msg)
+    }
+
+    fn feed(&mut self, msg: &[u8]) -> Result<()> {
+        let header = self.header(msg)?;
+        let frame_len = 4 + msg.len();
+        if self.pending.len() + frame_len > self.limit {
+            self.flush()?;
+            if frame_len > self.limit {
+                return self.write_frame(&header, msg);
+            }
+        }
+        self.pending.extend_from_slice(&header);
+        self.pending.extend_from_slice(msg);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let all = self.pending.len();
+        self.flush_from(all)
+    }
+
+    /// Writes `pending` out. Bytes from `mark` on belong to a message taken
+    /// by this very call: if a timeout strikes before any of them was written,
+    /// they are removed again and the message counts as not taken.
+    fn flush_from(&mut self, mark: usize) -> Result<()> {
+        let mut written = 0;
+        while written < self.pending.len() {
+            match sockopt::send(&self.shared.stream, &self.pending[written..]) {
+                Ok(0) => {
+                    let err = io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes");
+                    return Err(self.write_failed(written, Error::from_io(err, &self.shared.peer)));
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let err = Error::from_io(e, &self.shared.peer);
+                    if err.is_timeout() && written <= mark {
+                        self.pending.truncate(mark);
+                    }
+                    return Err(self.write_failed(written, err));
+                }
+            }
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
+    fn write_failed(&mut self, written: usize, err: Error) -> Error {
+        let _ = self.pending.split_to(written.min(self.pending.len()));
+        err
+    }
+
+    /// Writes one frame straight from the caller's buffer: header and payload
+    /// in one vectored system call, the payload not copied.
+    fn write_frame(&mut self, header: &[u8; 4], msg: &[u8]) -> Result<()> {
+        let total = 4 + msg.len();
+        let mut written = 0;
+        while written < total {
+            let result = if written < 4 {
+                sockopt::send_vectored(
+                    &self.shared.stream,
+                    &[IoSlice::new(&header[written..]), IoSlice::new(msg)],
+                )
+            } else {
+                sockopt::send(&self.shared.stream, &msg[written - 4..])
+            };
+            match result {
+                Ok(0) => {
+                    let err = io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes");
+                    return Err(Error::from_io(err, &self.shared.peer));
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let err = Error::from_io(e, &self.shared.peer);
+                    if err.is_timeout() && written > 0 {
+                        // Taken: keep the rest, to go out before anything else.
+                        self.pending.extend_from_slice(&header[written.min(4)..]);
+                        self.pending
+                            .extend_from_slice(&msg[written.saturating_sub(4)..]);
+                        return Ok(());
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        if timeout == Some(Duration::ZERO) {
+            return Err(Error::Io {
+                addr: self.shared.peer.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a zero timeout is not allowed",
+                ),
+            });
+        }
+        self.shared
+            .stream
+            .set_write_timeout(timeout)
+            .map_err(|e| Error::from_io(e, &self.shared.peer))?;
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    /// Flushes and shuts down the write side: the peer sees the clean end
+    /// after every message sent.
+    fn close(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let flushed = self.flush();
+        self.closed = true;
+        match self.shared.stream.shutdown(Shutdown::Write) {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected && flushed.is_ok() => {
+                Err(Error::from_io(e, &self.shared.peer))
+            }
+            _ => flushed,
+        }
+    }
+}
+
+impl TransportSend for Writer {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        Writer::send(self, msg)
+    }
+
+    fn feed(&mut self, msg: &[u8]) -> Result<()> {
+        Writer::feed(self, msg)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        Writer::flush(self)
+    }
+
+    fn peer_addr(&self) -> Result<Addr> {
+        Ok(self.shared.peer.clone())
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.set_timeout(timeout)
+    }
+
+    fn write_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    fn close(&mut self) -> Result<()> {
+        Writer::close(self)
+    }
+}
+
+/// A TCP server socket: every accepted connection is a [`Conversation`].
+///
+/// Built with socket2: `SO_REUSEADDR` on Unix (as std does), the backlog from
+/// [`Config::backlog`] (default 5, the tutorial's `listen(5)`), IPv4 or IPv6.
+///
+/// ```no_run
+/// use converse::TcpListener;
+///
+/// let listener = TcpListener::bind("127.0.0.1:8090")?;
+/// loop {
+///     let mut conversation = listener.accept()?;
+///     while let Some(message) = conversation.recv()? {
+///         conversation.send(&message)?; // echo
+///     }
+/// }
+/// # Ok::<(), converse::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct TcpListener {
+    inner: std::net::TcpListener,
+    local: Addr,
+    config: Config,
+}
+
+impl TcpListener {
+    /// Binds `addr` with the default [`Config`]. Port 0 picks a free port.
+    pub fn bind(addr: impl ToSocketAddrs) -> Result<TcpListener> {
+        TcpListener::bind_with(addr, &Config::default())
+    }
+
+    /// Binds `addr` with `config`, trying each resolved address in turn.
+    pub fn bind_with(addr: impl ToSocketAddrs, config: &Config) -> Result<TcpListener> {
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|e| Error::InvalidAddress {
+                input: "TCP address".to_owned(),
+                reason: e.to_string(),
+            })?
+            .collect();
+        bind_any(&addrs, config)
+    }
+
+    /// Accepts the next connection. Connections that failed before they
+    /// could be accepted (reset by their client) are skipped.
+    pub fn accept(&self) -> Result<Conversation<Tcp>> {
+        self.accept_transport().map(Conversation::new)
+    }
+
+    /// Accepts the next connection, as a bare transport.
+    pub fn accept_transport(&self) -> Result<Tcp> {
+        loop {
+            match self.inner.accept() {
+                Ok((stream, _)) => match Tcp::from_stream(stream, &self.config) {
+                    // The client may already be gone: skip it, as a failed accept.
+                    Err(Error::ConnectionReset { .. }) => continue,
+                    other => return other,
+                },
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => return Err(Error::from_io(e, &self.local)),
+            }
+        }
+    }
+
+    /// The bound address (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> Result<Addr> {
+        Ok(self.local.clone())
+    }
+
+    /// The underlying std listener.
+    pub fn listener(&self) -> &std::net::TcpListener {
+        &self.inner
+    }
+}
+
+pub(crate) fn bind_any(addrs: &[SocketAddr], config: &Config) -> Result<TcpListener> {
+    let mut last = None;
+    for &addr in addrs {
+        match sockopt::tcp_listener(addr, config) {
+            Ok(inner) => {
+                let local = inner.local_addr().map(Addr::Tcp).unwrap_or(Addr::Tcp(addr));
+                return Ok(TcpListener {
+                    inner,
+                    local,
+                    config: config.clone(),
+                });
+            }
+            Err(e) => last = Some(Error::from_io(e, &Addr::Tcp(addr))),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::InvalidAddress {
+        input: "TCP address".to_owned(),
+        reason: "resolved to no address".to_owned(),
+    }))
+}

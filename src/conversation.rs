@@ -38,9 +38,17 @@ use crate::transport::{self, Tcp, TcpListener, Transport, TransportRecv, Transpo
 /// server.join().unwrap()?;
 /// # Ok::<(), converse::Error>(())
 /// ```
-#[derive(Debug)]
-pub struct Conversation<T: ?Sized = Box<dyn Transport>> {
+pub struct Conversation<T = Box<dyn Transport>> {
     transport: T,
+}
+
+impl<T: Transport> std::fmt::Debug for Conversation<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conversation")
+            .field("local", &self.transport.local_addr().ok())
+            .field("peer", &self.transport.peer_addr().ok())
+            .finish()
+    }
 }
 
 impl<T: Transport> Conversation<T> {

@@ -1,0 +1,81 @@
+//! Property tests of the length-prefix codec: any messages, cut anywhere,
+//! decode to exactly what was encoded.
+
+use bytes::BytesMut;
+use converse::codec::{FrameError, LengthDelimited};
+use proptest::prelude::*;
+
+const MAX: usize = 4096;
+
+fn messages() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    let one = prop_oneof![
+        4 => proptest::collection::vec(any::<u8>(), 0..64),
+        1 => Just(Vec::new()),
+        1 => Just(vec![0xab; MAX]),
+        1 => proptest::collection::vec(any::<u8>(), 0..=MAX),
+    ];
+    proptest::collection::vec(one, 0..24)
+}
+
+/// Cut points: chunk sizes, with 1-byte chunks common.
+fn chunks() -> impl Strategy<Value = Vec<usize>> {
+    proptest::collection::vec(
+        prop_oneof![3 => Just(1usize), 2 => 1usize..16, 1 => 1usize..10_000],
+        1..64,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn any_messages_cut_anywhere_decode_to_the_same_sequence(msgs in messages(), sizes in chunks()) {
+        let codec = LengthDelimited::new().with_max_message_len(MAX);
+        let mut wire = BytesMut::new();
+        for m in &msgs {
+            codec.encode(m, &mut wire).unwrap();
+        }
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        let mut i = 0;
+        while pos < wire.len() {
+            let n = sizes[i % sizes.len()].min(wire.len() - pos);
+            i += 1;
+            buf.extend_from_slice(&wire[pos..pos + n]);
+            pos += n;
+            while let Some(m) = codec.decode(&mut buf).unwrap() {
+                out.push(m.to_vec());
+            }
+        }
+        prop_assert!(buf.is_empty());
+        prop_assert_eq!(out, msgs);
+    }
+
+    #[test]
+    fn any_bytes_either_decode_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..512), max in 0usize..300) {
+        let codec = LengthDelimited::new().with_max_message_len(max);
+        let mut buf = BytesMut::from(&bytes[..]);
+        let cap = buf.capacity();
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(m)) => prop_assert!(m.len() <= max),
+                Ok(None) => break,
+                Err(FrameError::TooLarge { len, max: m }) => {
+                    prop_assert!(len > m);
+                    break;
+                }
+                Err(e) => prop_assert!(false, "unexpected {e:?}"),
+            }
+        }
+        prop_assert!(buf.capacity() <= cap, "the decoder allocated");
+    }
+
+    #[test]
+    fn headers_over_the_limit_fail_before_any_payload(len in (MAX as u32 + 1)..=u32::MAX) {
+        let codec = LengthDelimited::new().with_max_message_len(MAX);
+        let mut buf = BytesMut::from(&len.to_be_bytes()[..]);
+        prop_assert_eq!(codec.decode(&mut buf), Err(FrameError::TooLarge { len: len.into(), max: MAX as u64 }));
+        prop_assert_eq!(buf.capacity(), 4);
+    }
+}

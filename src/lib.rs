@@ -80,3 +80,8 @@ pub use conversation::{
 };
 pub use error::{Error, Result};
 pub use transport::{Tcp, TcpListener, Transport, TransportRecv, TransportSend};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -12,6 +12,14 @@ pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
 pub const DEFAULT_BACKLOG: i32 = 5;
 /// The default size of the user-space send buffer used by batching: 64 KiB.
 pub const DEFAULT_SEND_BUFFER: usize = 64 * 1024;
+/// The default idle timeout of a UDP conversation: 120 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The default cap on concurrent peers of a UDP listener: 1024.
+pub const DEFAULT_MAX_PEERS: usize = 1024;
+/// The default depth of a UDP conversation's receive queue: 256 datagrams.
+pub const DEFAULT_QUEUE_DEPTH: usize = 256;
+/// The default cap on bytes queued in a UDP listener, all peers together: 32 MiB.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 32 * 1024 * 1024;
 
 /// Settings for connecting, listening and conversing.
 ///
@@ -40,6 +48,10 @@ pub struct Config {
     pub(crate) backlog: i32,
     pub(crate) only_v6: Option<bool>,
     pub(crate) send_buffer: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_peers: usize,
+    pub(crate) queue_depth: usize,
+    pub(crate) max_queued_bytes: usize,
 }
 
 impl Default for Config {
@@ -52,7 +64,8 @@ impl Config {
     /// The defaults: messages up to 8 MiB, a 30 s per-message deadline, a
     /// 5 s linger on close, no read or write timeout, no connect timeout
     /// beyond the system's, `TCP_NODELAY` on, backlog 5, a 64 KiB batching
-    /// buffer.
+    /// buffer; for UDP, a 120 s idle timeout, at most 1024 peers per
+    /// listener, 256 datagrams queued per peer and 32 MiB queued in all.
     pub const fn new() -> Self {
         Config {
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
@@ -65,6 +78,10 @@ impl Config {
             backlog: DEFAULT_BACKLOG,
             only_v6: None,
             send_buffer: DEFAULT_SEND_BUFFER,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            max_peers: DEFAULT_MAX_PEERS,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
         }
     }
 
@@ -134,6 +151,37 @@ impl Config {
     /// stays bounded.
     pub fn send_buffer(mut self, bytes: usize) -> Self {
         self.send_buffer = bytes.max(64);
+        self
+    }
+
+    /// UDP: a conversation that receives nothing for this long ends (its
+    /// receive reports the end, and a listener forgets the peer). Default
+    /// 120 s; `None` never ends a conversation for silence.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// UDP listener: the most peers with a conversation at once (default
+    /// 1024). Datagrams from new sources beyond it are dropped and counted,
+    /// so a flood of spoofed sources cannot exhaust memory.
+    pub fn max_peers(mut self, peers: usize) -> Self {
+        self.max_peers = peers.max(1);
+        self
+    }
+
+    /// UDP listener: how many datagrams wait for one conversation's receive
+    /// (default 256). Beyond it datagrams are dropped, as UDP would, and
+    /// counted.
+    pub fn queue_depth(mut self, depth: usize) -> Self {
+        self.queue_depth = depth.max(1);
+        self
+    }
+
+    /// UDP listener: the most bytes waiting in all conversations' queues
+    /// together (default 32 MiB). Beyond it datagrams are dropped and counted.
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_bytes = bytes;
         self
     }
 

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use crate::addr::{self, Addr, Scheme};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::transport::{self, Tcp, TcpListener, Transport, TransportRecv, TransportSend};
+use crate::transport::{
+    self, Tcp, TcpListener, Transport, TransportRecv, TransportSend, UdpListener,
+};
 
 /// A conversation with one peer: whole messages, in order, over any
 /// [`Transport`].
@@ -336,8 +338,9 @@ impl RecvHalf {
     }
 }
 
-/// Connects to a URL with the default [`Config`]: `tcp://HOST:PORT`
-/// (IPv6 as `tcp://[::1]:8090`). The scheme picks the transport.
+/// Connects to a URL with the default [`Config`]: `tcp://HOST:PORT` or
+/// `udp://HOST:PORT` (IPv6 as `tcp://[::1]:8090`). The scheme picks the
+/// transport.
 ///
 /// ```no_run
 /// let mut conversation = converse::connect("tcp://127.0.0.1:8090")?;
@@ -357,11 +360,19 @@ pub fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
             let tcp = transport::tcp::connect_any(&addrs, config)?;
             Ok(Conversation::new(Box::new(tcp)))
         }
-        Scheme::Udp | Scheme::Unix => Err(Error::Unsupported("this scheme is not available yet")),
+        Scheme::Udp => {
+            let addrs = addr::resolve(url, rest)?;
+            let udp = transport::udp::connect_any(&addrs, config)?;
+            Ok(Conversation::new(Box::new(udp)))
+        }
+        Scheme::Unix => Err(Error::Unsupported(
+            "unix:// addresses are not available yet",
+        )),
     }
 }
 
-/// Listens on a URL with the default [`Config`]: `tcp://HOST:PORT`. Port 0
+/// Listens on a URL with the default [`Config`]: `tcp://HOST:PORT` or
+/// `udp://HOST:PORT`. Port 0
 /// picks a free port; [`Listener::local_addr`] tells which.
 pub fn listen(url: &str) -> Result<Listener> {
     listen_with(url, &Config::default())
@@ -374,17 +385,22 @@ pub fn listen_with(url: &str, config: &Config) -> Result<Listener> {
         Scheme::Tcp => {
             let addrs = addr::resolve(url, rest)?;
             let listener = transport::tcp::bind_any(&addrs, config)?;
-            Ok(Listener {
-                inner: Box::new(listener),
-            })
+            Ok(Listener::new(listener))
         }
-        Scheme::Udp | Scheme::Unix => Err(Error::Unsupported("this scheme is not available yet")),
+        Scheme::Udp => {
+            let addrs = addr::resolve(url, rest)?;
+            let listener = transport::udp::bind_any(&addrs, config)?;
+            Ok(Listener::new(listener))
+        }
+        Scheme::Unix => Err(Error::Unsupported(
+            "unix:// addresses are not available yet",
+        )),
     }
 }
 
 /// The server side of a transport: each accepted peer is a conversation.
 ///
-/// Implemented by [`TcpListener`]; a user's own listener can implement it
+/// Implemented by [`TcpListener`] and [`UdpListener`]; a user's own listener can implement it
 /// too and be used through [`Listener`].
 pub trait Accept: Send + Sync {
     /// Waits for the next peer.
@@ -400,6 +416,16 @@ impl Accept for TcpListener {
 
     fn local_addr(&self) -> Result<Addr> {
         TcpListener::local_addr(self)
+    }
+}
+
+impl Accept for UdpListener {
+    fn accept(&self) -> Result<Conversation> {
+        UdpListener::accept(self).map(Conversation::boxed)
+    }
+
+    fn local_addr(&self) -> Result<Addr> {
+        UdpListener::local_addr(self)
     }
 }
 

@@ -68,18 +68,23 @@ pub mod codec;
 mod config;
 mod conversation;
 mod error;
+mod queue;
 mod transport;
 
 pub use addr::Addr;
 pub use config::{
-    Config, DEFAULT_BACKLOG, DEFAULT_LINGER, DEFAULT_MESSAGE_DEADLINE, DEFAULT_SEND_BUFFER,
+    Config, DEFAULT_BACKLOG, DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_PEERS,
+    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MESSAGE_DEADLINE, DEFAULT_QUEUE_DEPTH, DEFAULT_SEND_BUFFER,
 };
 pub use conversation::{
     connect, connect_with, listen, listen_with, Accept, Conversation, Listener, Messages, RecvHalf,
     SendHalf,
 };
 pub use error::{Error, Result};
-pub use transport::{Tcp, TcpListener, Transport, TransportRecv, TransportSend};
+pub use transport::{
+    Memory, Tcp, TcpListener, Transport, TransportRecv, TransportSend, Udp, UdpListener, UdpPeer,
+    UdpStats, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6,
+};
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

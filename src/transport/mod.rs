@@ -1,11 +1,15 @@
 //! Transports: the ways whole messages travel.
 //!
 //! A [`Transport`] moves whole messages between two ends. The crate ships TCP
-//! ([`Tcp`]); a user can implement the trait for a transport of their own and
+//! ([`Tcp`]), UDP ([`Udp`], [`UdpListener`]) and an in-memory pair
+//! ([`Memory`]); a user can implement the trait for a transport of their own and
 //! use it through [`Conversation`](crate::Conversation) like any other.
 
+mod memory;
 mod sockopt;
 pub(crate) mod tcp;
+mod timer;
+pub(crate) mod udp;
 
 use std::time::Duration;
 
@@ -14,7 +18,9 @@ use bytes::Bytes;
 use crate::addr::Addr;
 use crate::error::{Error, Result};
 
+pub use memory::Memory;
 pub use tcp::{Tcp, TcpListener};
+pub use udp::{Udp, UdpListener, UdpPeer, UdpStats, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
 
 /// Moves whole messages to and from one peer.
 ///

@@ -1,7 +1,7 @@
 //! Every socket option the crate sets, in one place (through socket2).
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
@@ -99,4 +99,27 @@ pub(crate) fn send_vectored(stream: &TcpStream, bufs: &[io::IoSlice<'_>]) -> io:
 #[inline]
 pub(crate) fn send(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     SockRef::from(stream).send_with_flags(buf, SEND_FLAGS)
+}
+
+/// A UDP socket bound to `addr` (a client's ephemeral port).
+pub(crate) fn udp_socket(addr: SocketAddr, _config: &Config) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.bind(&SockAddr::from(addr))?;
+    Ok(socket.into())
+}
+
+/// The size the listener asks for its receive buffer, to absorb bursts from
+/// many peers (the system may grant less: Linux caps it at `rmem_max`).
+const UDP_LISTENER_RCVBUF: usize = 4 * 1024 * 1024;
+
+/// A UDP listener's socket: no `SO_REUSEADDR` (for UDP it would let another
+/// process share the port), `IPV6_V6ONLY` as configured, a large receive buffer.
+pub(crate) fn udp_listener(addr: SocketAddr, config: &Config) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let (SocketAddr::V6(_), Some(only_v6)) = (addr, config.only_v6) {
+        socket.set_only_v6(only_v6)?;
+    }
+    let _ = socket.set_recv_buffer_size(UDP_LISTENER_RCVBUF);
+    socket.bind(&SockAddr::from(addr))?;
+    Ok(socket.into())
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::sockopt;
+use super::timer::{self, RecvTimer, Wait};
 use super::{Transport, TransportRecv, TransportSend};
 use crate::addr::Addr;
 use crate::codec::{cut, LengthDelimited, Parse, READ_STEP};
@@ -92,7 +93,7 @@ impl Tcp {
                 filled: 0,
                 read_size: INITIAL_READ,
                 timeout: config.read_timeout,
-                sock_timeout: config.read_timeout,
+                timer: RecvTimer::new(config.read_timeout),
                 deadline: config.message_deadline,
                 started: None,
                 state: ReadState::Open,
@@ -259,8 +260,8 @@ struct Reader {
     read_size: usize,
     /// The user's read timeout.
     timeout: Option<Duration>,
-    /// What `SO_RCVTIMEO` holds now (set lazily, to spare system calls).
-    sock_timeout: Option<Duration>,
+    /// `SO_RCVTIMEO`, set lazily to spare system calls.
+    timer: RecvTimer,
     deadline: Duration,
     /// When the message now arriving was first seen incomplete.
     started: Option<Instant>,
@@ -309,29 +310,27 @@ impl Reader {
             self.started = Some(Instant::now());
         }
         let wait_start = self.timeout.map(|_| Instant::now());
-        let mut timed_out = false;
+        let mut woke = false;
         loop {
-            let deadline_left = match self.started {
-                Some(started) => match self.deadline.checked_sub(started.elapsed()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => {
-                        let err = Error::DeadlineExceeded {
-                            addr: self.shared.peer.clone(),
-                            deadline: self.deadline,
-                        };
-                        return Err(self.fail(err));
-                    }
-                },
-                None => None,
-            };
-            let user_left = match (self.timeout, wait_start) {
-                (Some(t), Some(start)) if timed_out => match t.checked_sub(start.elapsed()) {
-                    Some(left) if left >= Duration::from_millis(1) => Some(left),
-                    _ => return Err(Error::Timeout),
-                },
-                (t, _) => t,
-            };
-            self.arm(user_left, deadline_left, timed_out)?;
+            let deadline_left = self.started.map(|s| timer::left(self.deadline, s));
+            let stream = &self.shared.stream;
+            let wait = self
+                .timer
+                .next_wait(self.timeout, wait_start, woke, deadline_left, |t| {
+                    sockopt::set_read_timeout(stream, t)
+                })
+                .map_err(|e| Error::from_io(e, &self.shared.peer))?;
+            match wait {
+                Wait::Go => {}
+                Wait::UserTimeout => return Err(Error::Timeout),
+                Wait::LimitReached => {
+                    let err = Error::DeadlineExceeded {
+                        addr: self.shared.peer.clone(),
+                        deadline: self.deadline,
+                    };
+                    return Err(self.fail(err));
+                }
+            }
 
             let space = self.buf.len() - self.filled;
             match (&self.shared.stream).read(&mut self.buf[self.filled..]) {
@@ -354,7 +353,7 @@ impl Reader {
                 }
                 Err(e) => match e.kind() {
                     io::ErrorKind::Interrupted => {}
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out = true,
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => woke = true,
                     _ => {
                         let err = Error::from_io(e, &self.shared.peer);
                         return Err(self.fail(err));
@@ -362,38 +361,6 @@ impl Reader {
                 },
             }
         }
-    }
-
-    /// Sets `SO_RCVTIMEO` for the next read: the smaller of what is left of
-    /// the user's timeout and of the message deadline. The system call is
-    /// skipped while the current value is close enough: it may wake the read
-    /// early (the loop in `fill` then waits again) but never late for the
-    /// user's timeout, and at most an eighth late for the message deadline.
-    fn arm(
-        &mut self,
-        user: Option<Duration>,
-        deadline: Option<Duration>,
-        woke: bool,
-    ) -> Result<()> {
-        // The user's timeout must be kept exactly; the deadline loosely.
-        let (want, exact) = match (user, deadline) {
-            (Some(u), Some(d)) if u <= d => (Some(u), true),
-            (Some(u), None) => (Some(u), true),
-            (_, Some(d)) => (Some(d), false),
-            (None, None) => (None, false),
-        };
-        let good_enough = match (self.sock_timeout, want) {
-            (cur, None) => cur.is_none() || !woke,
-            (None, Some(_)) => false,
-            (Some(cur), Some(w)) => cur >= w - w / 8 && cur <= if exact { w } else { w + w / 8 },
-        };
-        if good_enough {
-            return Ok(());
-        }
-        sockopt::set_read_timeout(&self.shared.stream, want)
-            .map_err(|e| Error::from_io(e, &self.shared.peer))?;
-        self.sock_timeout = want;
-        Ok(())
     }
 
     /// Makes sure at least `want` bytes of scratch space follow the received
@@ -449,7 +416,7 @@ impl Reader {
                 Err(_) => break,
             }
         }
-        self.sock_timeout = Some(Duration::ZERO); // unknown now: re-arm on next use
+        self.timer.invalidate();
         self.state = ReadState::Ended;
         self.filled = 0;
     }

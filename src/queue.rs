@@ -1,0 +1,200 @@
+//! A small bounded queue with timeouts on both ends, for the transports
+//! that hand messages between threads (in-memory pairs, the UDP listener).
+//! std's `SyncSender` has no `send_timeout` on stable, hence this.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Why a push did not happen; the item is handed back.
+#[derive(Debug)]
+pub(crate) enum PushError<T> {
+    /// Still full when the timeout expired (or at once, for `try_push`).
+    Full(T),
+    /// The receiving end is gone.
+    Closed(T),
+}
+
+/// Why a pop returned nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PopError {
+    /// Nothing arrived before the timeout.
+    Timeout,
+    /// The sending end is closed and everything was taken: the end.
+    Ended,
+}
+
+#[derive(Debug)]
+struct State<T> {
+    items: VecDeque<T>,
+    /// No more pushes will come: pops drain, then report the end.
+    tx_closed: bool,
+    /// Nobody pops any more: pushes fail.
+    rx_closed: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Queue<T> {
+    state: Mutex<State<T>>,
+    not_empty: Condvar,
+    not_full: Condvar,
+    capacity: usize,
+}
+
+impl<T> Queue<T> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Queue {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                tx_closed: false,
+                rx_closed: false,
+            }),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panic while holding this lock cannot leave the state half-changed.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pushes, waiting up to `timeout` for room (`None`: wait as long as it takes).
+    pub(crate) fn push(&self, item: T, timeout: Option<Duration>) -> Result<(), PushError<T>> {
+        let until = timeout.map(|t| Instant::now() + t);
+        let mut state = self.lock();
+        loop {
+            if state.rx_closed || state.tx_closed {
+                return Err(PushError::Closed(item));
+            }
+            if state.items.len() < self.capacity {
+                state.items.push_back(item);
+                drop(state);
+                self.not_empty.notify_one();
+                return Ok(());
+            }
+            state = match until {
+                None => self.not_full.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(PushError::Full(item));
+                    }
+                    self.not_full
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Pushes if there is room now.
+    pub(crate) fn try_push(&self, item: T) -> Result<(), PushError<T>> {
+        self.push(item, Some(Duration::ZERO))
+    }
+
+    /// Pops, waiting up to `timeout` (`None`: as long as it takes).
+    pub(crate) fn pop(&self, timeout: Option<Duration>) -> Result<T, PopError> {
+        let until = timeout.map(|t| Instant::now() + t);
+        let mut state = self.lock();
+        loop {
+            if let Some(item) = state.items.pop_front() {
+                drop(state);
+                self.not_full.notify_one();
+                return Ok(item);
+            }
+            if state.tx_closed {
+                return Err(PopError::Ended);
+            }
+            state = match until {
+                None => self
+                    .not_empty
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(PopError::Timeout);
+                    }
+                    self.not_empty
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// The sending end is done: pops drain what is queued, then see the end.
+    pub(crate) fn close_tx(&self) {
+        self.lock().tx_closed = true;
+        self.not_empty.notify_all();
+        self.not_full.notify_all();
+    }
+
+    /// The receiving end is gone: pushes fail. The items still queued are
+    /// returned, for the caller to account for.
+    pub(crate) fn close_rx(&self) -> VecDeque<T> {
+        let dropped = {
+            let mut state = self.lock();
+            state.rx_closed = true;
+            std::mem::take(&mut state.items)
+        };
+        self.not_full.notify_all();
+        self.not_empty.notify_all();
+        dropped
+    }
+
+    /// `true` once the receiving end is gone.
+    pub(crate) fn is_rx_closed(&self) -> bool {
+        self.lock().rx_closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn bounded_fifo_with_timeouts() {
+        let q = Queue::new(2);
+        q.try_push(1).unwrap();
+        q.try_push(2).unwrap();
+        assert!(matches!(q.try_push(3), Err(PushError::Full(3))));
+        assert!(matches!(
+            q.push(3, Some(Duration::from_millis(10))),
+            Err(PushError::Full(3))
+        ));
+        assert_eq!(q.pop(None), Ok(1));
+        assert_eq!(q.pop(None), Ok(2));
+        assert_eq!(
+            q.pop(Some(Duration::from_millis(10))),
+            Err(PopError::Timeout)
+        );
+    }
+
+    #[test]
+    fn closing_the_sender_drains_then_ends() {
+        let q = Queue::new(4);
+        q.try_push("a").unwrap();
+        q.close_tx();
+        assert!(matches!(q.try_push("b"), Err(PushError::Closed("b"))));
+        assert_eq!(q.pop(None), Ok("a"));
+        assert_eq!(q.pop(None), Err(PopError::Ended));
+    }
+
+    #[test]
+    fn a_blocked_pusher_wakes_when_the_receiver_goes() {
+        let q = Arc::new(Queue::new(1));
+        q.try_push(0).unwrap();
+        let q2 = Arc::clone(&q);
+        let t = std::thread::spawn(move || q2.push(1, Some(Duration::from_secs(10))));
+        std::thread::sleep(Duration::from_millis(20));
+        q.close_rx();
+        assert!(matches!(t.join().unwrap(), Err(PushError::Closed(1))));
+        assert!(q.is_rx_closed());
+    }
+}

@@ -451,14 +451,14 @@ fn udp_urls_select_udp() {
 }
 
 /// The CPU time (user + system, in clock ticks) of this process's threads
-/// whose name starts with `prefix`, from /proc.
+/// named `name`, from /proc.
 #[cfg(target_os = "linux")]
-fn thread_cpu_ticks(prefix: &str) -> Option<u64> {
+fn thread_cpu_ticks(name: &str) -> Option<u64> {
     let mut total = None;
     for task in std::fs::read_dir("/proc/self/task").ok()? {
         let dir = task.ok()?.path();
         let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-        if !comm.trim_end().starts_with(prefix) {
+        if comm.trim_end() != name {
             continue;
         }
         let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
@@ -476,12 +476,11 @@ fn thread_cpu_ticks(prefix: &str) -> Option<u64> {
 fn an_idle_listener_uses_no_cpu() {
     let config = config();
     let (l, addr) = udp_listener(&config);
-    // Thread names are cut to 15 bytes: "converse-udp-12".
-    let name = format!("converse-udp-{addr}");
-    let prefix = &name[..15];
-    let before = thread_cpu_ticks(prefix).expect("the listener's thread");
+    // The listener's thread is named after its port.
+    let name = format!("converse:{}", addr.port());
+    let before = thread_cpu_ticks(&name).expect("the listener's thread");
     std::thread::sleep(Duration::from_millis(500));
-    let after = thread_cpu_ticks(prefix).expect("the listener's thread");
+    let after = thread_cpu_ticks(&name).expect("the listener's thread");
     assert_eq!(
         after - before,
         0,

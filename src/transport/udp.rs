@@ -737,7 +737,7 @@ impl UdpListener {
         });
         let runner = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
-            .name(format!("converse-udp-{local}"))
+            .name(format!("converse:{}", local.port())) // fits the 15 bytes Linux keeps
             .spawn(move || runner.run())
             .map_err(|e| Error::from_io(e, &Addr::Udp(local)))?;
         Ok(UdpListener {

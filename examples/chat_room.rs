@@ -1,0 +1,123 @@
+//! The tutorial's multi-person chat (the UDP `udp_client` chat that everyone
+//! sends to one server): every participant is served at once, and what one
+//! says, the others hear.
+//!
+//! ```text
+//! cargo run --example chat_room                      # tcp://127.0.0.1:8091
+//! cargo run --example chat_room -- --transport udp
+//! ```
+//!
+//! A participant's first message is its name; every later message is relayed
+//! to every other participant as `NAME: TEXT` (and printed here the same
+//! way); `bye` makes the participant leave. Joins and leaves are announced to
+//! the others as `* NAME joined` and `* NAME left`, and printed here too.
+//! Runs until interrupted.
+//!
+//! What converse changes: the tutorial's servers talk to one client at a
+//! time; here each participant has a thread, and the same code serves TCP and
+//! UDP participants (over UDP, each source address is one participant). A
+//! participant that vanishes just leaves the room.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use common::{fail, note, one_line, say, text, Endpoint, TransportKind};
+use converse::{Conversation, SendHalf};
+
+/// A chat room: every participant hears every other.
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+/// The participants who have said their name, by id.
+#[derive(Default)]
+struct Room {
+    members: Mutex<HashMap<u64, (String, SendHalf)>>,
+}
+
+impl Room {
+    /// Prints `line` and sends it to everyone but `from`.
+    fn announce(&self, from: u64, line: &str) {
+        say(line);
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, (name, tx)) in members.iter_mut() {
+            if *id != from {
+                if let Err(e) = tx.send_text(line) {
+                    note(format!("could not reach {name}: {}", one_line(&e)));
+                }
+            }
+        }
+    }
+}
+
+fn serve(room: &Room, id: u64, conversation: Conversation, stream: bool) -> converse::Result<()> {
+    let (mut tx, mut rx) = conversation.split()?;
+    // A participant that stops reading must not stall the room.
+    tx.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let name = match rx.recv()? {
+        Some(name) if &name[..] != b"bye" => text(&name),
+        _ => return Ok(()),
+    };
+    room.members
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, (name.clone(), tx));
+    room.announce(id, &format!("* {name} joined"));
+
+    let outcome = loop {
+        match rx.recv() {
+            Ok(Some(message)) if &message[..] == b"bye" => break Ok(()),
+            Ok(Some(message)) => room.announce(id, &format!("{name}: {}", text(&message))),
+            Ok(None) => break Ok(()),
+            // An oversize UDP datagram: that one message is lost, not the participant.
+            Err(e @ converse::Error::Truncated { .. }) => note(one_line(&e)),
+            Err(e) => break Err(e),
+        }
+    };
+
+    let member = room
+        .members
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
+    room.announce(id, &format!("* {name} left"));
+    if let Some((_, tx)) = member {
+        let _ = tx.close();
+    }
+    if stream {
+        // Read until the participant's end, so that closing resets nothing.
+        rx.set_read_timeout(Some(Duration::from_secs(2)))?;
+        while let Ok(Some(_)) = rx.recv() {}
+    }
+    outcome
+}
+
+fn main() {
+    let args = Args::parse();
+    let url = args.endpoint.url("127.0.0.1:8091");
+    let listener = common::listen(&url, &converse::Config::default());
+    let stream = args.endpoint.transport == TransportKind::Tcp;
+    let room = Arc::new(Room::default());
+    let ids = AtomicU64::new(0);
+    loop {
+        let conversation = listener.accept().unwrap_or_else(|e| fail(&url, &e));
+        let room = Arc::clone(&room);
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        std::thread::spawn(move || {
+            let peer = conversation
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            if let Err(e) = serve(&room, id, conversation, stream) {
+                note(format!("{peer}: {}", one_line(&e)));
+            }
+        });
+    }
+}

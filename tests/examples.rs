@@ -1,0 +1,536 @@
+//! End-to-end tests of the example binaries, driven through the command-line
+//! contract of the SPEC: scripted stdin, stdout read line by line with a
+//! timeout, exit statuses, the `listening on` line with the real port.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Where cargo put the compiled examples: beside this test's `deps/`.
+fn example_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built (cargo test builds examples)",
+        path.display()
+    );
+    path
+}
+
+/// A running example: stdin to write, stdout as lines, stderr collected.
+struct Program {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    /// Says when stderr has reached its end (the program has exited).
+    stderr_done: Receiver<()>,
+}
+
+impl Program {
+    fn start(name: &str, args: &[&str]) -> Program {
+        let mut child = Command::new(example_path(name))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        let (done_tx, stderr_done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            let _ = done_tx.send(());
+        });
+        Program {
+            name: name.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+            stderr_done,
+        }
+    }
+
+    /// The next line of stdout.
+    fn line(&self) -> String {
+        match self.stdout.recv_timeout(T) {
+            Ok(line) => line,
+            Err(e) => panic!(
+                "{}: no line on stdout ({e}); stderr: {}",
+                self.name,
+                self.stderr()
+            ),
+        }
+    }
+
+    /// Asserts that no line comes on stdout within `quiet`.
+    fn no_line_within(&self, quiet: Duration) {
+        if let Ok(line) = self.stdout.recv_timeout(quiet) {
+            panic!("{}: unexpected line {line:?}", self.name);
+        }
+    }
+
+    /// Reads the `listening on …` line and returns the address after it.
+    fn listening(&self, scheme: &str) -> String {
+        let line = self.line();
+        let url = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{}: first line {line:?}", self.name));
+        let hostport = url
+            .strip_prefix(&format!("{scheme}://"))
+            .unwrap_or_else(|| panic!("{}: {url}", self.name));
+        assert!(!hostport.ends_with(":0"), "the real port, not 0: {line}");
+        hostport.to_owned()
+    }
+
+    fn write(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for the exit, and for everything it wrote to stderr; bounded.
+    fn wait(&mut self) -> ExitStatus {
+        let until = Instant::now() + T;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let _ = self.stderr_done.recv_timeout(T);
+                return status;
+            }
+            assert!(
+                Instant::now() < until,
+                "{} did not exit; stderr: {}",
+                self.name,
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn expect_success(&mut self) {
+        let status = self.wait();
+        assert!(
+            status.success(),
+            "{} exited with {status}; stderr: {}",
+            self.name,
+            self.stderr()
+        );
+    }
+
+    /// Waits until stderr contains `text`, bounded.
+    fn wait_stderr(&self, text: &str) {
+        let until = Instant::now() + T;
+        while !self.stderr().contains(text) {
+            assert!(
+                Instant::now() < until,
+                "{}: stderr never said {text:?}: {}",
+                self.name,
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const TRANSPORTS: [&str; 2] = ["tcp", "udp"];
+
+#[test]
+fn every_example_has_help() {
+    for name in [
+        "hello_server",
+        "hello_client",
+        "chat_server",
+        "chat_client",
+        "chat_room",
+        "chat_room_client",
+        "demo",
+        "echo",
+    ] {
+        let out = Command::new(example_path(name))
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name} --help");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage:"), "{name}: {text}");
+        if !["demo", "echo"].contains(&name) {
+            assert!(
+                text.contains("--addr") && text.contains("--transport"),
+                "{name}: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn hello_over_tcp_and_udp() {
+    for transport in TRANSPORTS {
+        let mut server = Program::start(
+            "hello_server",
+            &["--addr", "127.0.0.1:0", "--transport", transport],
+        );
+        let addr = server.listening(transport);
+        let mut client =
+            Program::start("hello_client", &["--addr", &addr, "--transport", transport]);
+        assert_eq!(client.line(), "hi");
+        client.expect_success();
+        assert_eq!(server.line(), "hello!");
+        server.expect_success();
+    }
+}
+
+#[test]
+fn hello_with_a_message_of_our_own_and_over_ipv6() {
+    let mut server = Program::start("hello_server", &["--addr", "127.0.0.1:0"]);
+    let addr = server.listening("tcp");
+    let mut client = Program::start(
+        "hello_client",
+        &["--addr", &addr, "--message", "你好, two words"],
+    );
+    assert_eq!(client.line(), "hi");
+    client.expect_success();
+    assert_eq!(server.line(), "你好, two words");
+    server.expect_success();
+
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped the IPv6 half: no IPv6 loopback");
+        return;
+    }
+    for transport in TRANSPORTS {
+        let mut server = Program::start(
+            "hello_server",
+            &["--addr", "[::1]:0", "--transport", transport],
+        );
+        let addr = server.listening(transport);
+        assert!(addr.starts_with("[::1]:"), "{addr}");
+        let mut client =
+            Program::start("hello_client", &["--addr", &addr, "--transport", transport]);
+        assert_eq!(client.line(), "hi");
+        client.expect_success();
+        server.expect_success();
+    }
+}
+
+/// A port on which nothing listens (it was free a moment ago).
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_refused_connection_names_the_address_and_fails() {
+    let addr = format!("127.0.0.1:{}", dead_port());
+    for name in ["hello_client", "chat_client"] {
+        let mut client = Program::start(name, &["--addr", &addr]);
+        client.close_stdin();
+        let status = client.wait();
+        assert!(!status.success(), "{name} exited 0");
+        let stderr = client.stderr();
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{name}: one line: {stderr}"
+        );
+        assert!(
+            stderr.contains(&addr),
+            "{name}: the address is named: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_server_that_cannot_bind_names_the_address_and_fails() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut server = Program::start("hello_server", &["--addr", &addr]);
+    assert!(!server.wait().success());
+    let stderr = server.stderr();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&addr), "{stderr}");
+}
+
+#[test]
+fn chat_ends_with_bye_from_the_client() {
+    for transport in TRANSPORTS {
+        let mut server = Program::start(
+            "chat_server",
+            &["--addr", "127.0.0.1:0", "--once", "--transport", transport],
+        );
+        let addr = server.listening(transport);
+        let mut client =
+            Program::start("chat_client", &["--addr", &addr, "--transport", transport]);
+        client.write("how are you?");
+        assert_eq!(server.line(), "how are you?");
+        server.write("fine, 谢谢");
+        assert_eq!(client.line(), "fine, 谢谢");
+        client.write("bye");
+        assert_eq!(server.line(), "bye");
+        client.expect_success();
+        server.expect_success();
+    }
+}
+
+#[test]
+fn chat_ends_with_bye_from_the_server() {
+    for transport in TRANSPORTS {
+        let mut server = Program::start(
+            "chat_server",
+            &["--addr", "127.0.0.1:0", "--once", "--transport", transport],
+        );
+        let addr = server.listening(transport);
+        let mut client =
+            Program::start("chat_client", &["--addr", &addr, "--transport", transport]);
+        client.write("hello");
+        assert_eq!(server.line(), "hello");
+        server.write("bye");
+        assert_eq!(client.line(), "bye");
+        client.expect_success();
+        server.expect_success();
+    }
+}
+
+#[test]
+fn the_end_of_stdin_counts_as_bye_on_both_sides() {
+    // The client's stdin ends: it says bye.
+    let mut server = Program::start("chat_server", &["--addr", "127.0.0.1:0", "--once"]);
+    let addr = server.listening("tcp");
+    let mut client = Program::start("chat_client", &["--addr", &addr]);
+    client.close_stdin();
+    assert_eq!(server.line(), "bye");
+    client.expect_success();
+    server.expect_success();
+
+    // The server's stdin ends: it says bye and exits (no --once needed).
+    let mut server = Program::start("chat_server", &["--addr", "127.0.0.1:0"]);
+    let addr = server.listening("tcp");
+    server.close_stdin();
+    let mut client = Program::start("chat_client", &["--addr", &addr]);
+    client.write("anyone?");
+    assert_eq!(server.line(), "anyone?");
+    assert_eq!(client.line(), "bye");
+    client.expect_success();
+    server.expect_success();
+}
+
+#[test]
+fn three_clients_with_backlog_1_are_served_one_after_another_in_order() {
+    let mut server = Program::start("chat_server", &["--addr", "127.0.0.1:0", "--backlog", "1"]);
+    let addr = server.listening("tcp");
+    let config = config();
+    // Connected one after another: that is the order of arrival.
+    let clients: Vec<_> = (1..=3)
+        .map(|i| {
+            let mut c = converse::connect_with(&format!("tcp://{addr}"), &config).unwrap();
+            c.send_text(&format!("I am client {i}")).unwrap();
+            c
+        })
+        .collect();
+    for (i, mut c) in clients.into_iter().enumerate() {
+        assert_eq!(server.line(), format!("I am client {}", i + 1));
+        server.write(&format!("hello, client {}", i + 1));
+        assert_eq!(
+            c.recv_text().unwrap().unwrap(),
+            format!("hello, client {}", i + 1)
+        );
+        c.send_text("bye").unwrap();
+        assert_eq!(server.line(), "bye");
+        c.close().unwrap();
+    }
+    server.no_line_within(Duration::from_millis(100));
+}
+
+#[test]
+fn once_serves_only_the_first_conversation() {
+    let mut server = Program::start("chat_server", &["--addr", "127.0.0.1:0", "--once"]);
+    let addr = server.listening("tcp");
+    let mut first = Program::start("chat_client", &["--addr", &addr]);
+    first.write("first");
+    assert_eq!(server.line(), "first");
+    server.write("bye");
+    assert_eq!(first.line(), "bye");
+    first.expect_success();
+    server.expect_success();
+    let refused = converse::connect_with(&format!("tcp://{addr}"), &config());
+    assert!(
+        matches!(refused, Err(converse::Error::ConnectionRefused { .. })),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_vanished_client_does_not_stop_the_chat_server() {
+    let mut server = Program::start("chat_server", &["--addr", "127.0.0.1:0"]);
+    let addr = server.listening("tcp");
+    let sock: std::net::SocketAddr = addr.parse().unwrap();
+
+    // A client killed mid-conversation.
+    let mut killed = Program::start("chat_client", &["--addr", &addr]);
+    killed.write("hello, then I die");
+    assert_eq!(server.line(), "hello, then I die");
+    killed.child.kill().unwrap();
+    killed.wait();
+    server.write("are you there?");
+    server.wait_stderr("without saying bye");
+
+    // Half a frame, then gone.
+    let mut half = raw_client(sock);
+    write_all(&mut half, &[0, 0, 0, 10, b'h', b'a']);
+    drop(half);
+    server.wait_stderr("in the middle of a message");
+
+    // A header that declares 4 GiB.
+    let mut huge = raw_client(sock);
+    write_all(&mut huge, &[0xff, 0xff, 0xff, 0xff]);
+    server.wait_stderr("larger than the limit");
+    drop(huge);
+
+    // A reset.
+    let reset = raw_client(sock);
+    socket2::SockRef::from(&reset)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    (&reset).write_all(&[0, 0]).unwrap();
+    drop(reset);
+
+    // The next client is served.
+    let mut next = Program::start("chat_client", &["--addr", &addr]);
+    next.write("am I served?");
+    assert_eq!(server.line(), "am I served?");
+    server.write("yes");
+    assert_eq!(next.line(), "yes");
+    next.write("bye");
+    assert_eq!(server.line(), "bye");
+    next.expect_success();
+    let diagnostics = server.stderr();
+    for line in diagnostics.lines() {
+        assert!(!line.is_empty());
+    }
+}
+
+#[test]
+fn chat_room_relays_joins_and_leaves_over_tcp_and_udp() {
+    for transport in TRANSPORTS {
+        let room = Program::start(
+            "chat_room",
+            &["--addr", "127.0.0.1:0", "--transport", transport],
+        );
+        let addr = room.listening(transport);
+        let join = |name: &str| {
+            let p = Program::start(
+                "chat_room_client",
+                &["--addr", &addr, "--transport", transport, "--name", name],
+            );
+            assert_eq!(room.line(), format!("* {name} joined"), "{transport}");
+            p
+        };
+        let mut alice = join("alice");
+        let bob = join("bob");
+        assert_eq!(alice.line(), "* bob joined");
+        let mut carol = join("carol");
+        assert_eq!(alice.line(), "* carol joined");
+        assert_eq!(bob.line(), "* carol joined");
+
+        alice.write("hi all, 大家好");
+        assert_eq!(room.line(), "alice: hi all, 大家好");
+        assert_eq!(bob.line(), "alice: hi all, 大家好");
+        assert_eq!(carol.line(), "alice: hi all, 大家好");
+
+        carol.write("bye");
+        assert_eq!(room.line(), "* carol left");
+        assert_eq!(alice.line(), "* carol left");
+        assert_eq!(bob.line(), "* carol left");
+        carol.expect_success();
+
+        // The end of stdin is `bye`, too.
+        alice.close_stdin();
+        assert_eq!(room.line(), "* alice left");
+        assert_eq!(bob.line(), "* alice left", "{transport}: not her own words");
+        alice.expect_success();
+        drop(bob);
+    }
+}
+
+#[test]
+fn the_demo_prints_both_transcripts_and_exits_0() {
+    let out = Command::new(example_path("demo"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("== TCP transcript (tcp://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("== UDP transcript (udp://127.0.0.1:"),
+        "{text}"
+    );
+    assert_eq!(text.matches("server > hi").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("server > you said \"two\"").count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.contains("received 100000 bytes in one message"),
+        "{text}"
+    );
+    assert!(
+        text.contains("larger than the limit of 65507 bytes"),
+        "{text}"
+    );
+}

@@ -52,6 +52,7 @@ pub struct Config {
     pub(crate) max_peers: usize,
     pub(crate) queue_depth: usize,
     pub(crate) max_queued_bytes: usize,
+    pub(crate) spin: Option<Duration>,
 }
 
 impl Default for Config {
@@ -82,6 +83,7 @@ impl Config {
             max_peers: DEFAULT_MAX_PEERS,
             queue_depth: DEFAULT_QUEUE_DEPTH,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            spin: None,
         }
     }
 
@@ -182,6 +184,14 @@ impl Config {
     /// together (default 32 MiB). Beyond it datagrams are dropped and counted.
     pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
         self.max_queued_bytes = bytes;
+        self
+    }
+
+    /// TCP latency mode: poll for up to `spin` before blocking in a receive
+    /// (default off). Trades CPU for latency; see
+    /// [`Tcp::set_spin`](crate::Tcp::set_spin).
+    pub fn spin(mut self, spin: Option<Duration>) -> Self {
+        self.spin = spin.filter(|s| !s.is_zero());
         self
     }
 

@@ -559,3 +559,64 @@ impl CloseForTest for Tcp {
         self.close().unwrap(); // closing twice is harmless
     }
 }
+
+#[test]
+fn spin_mode_delivers_the_same_messages_and_keeps_timeouts() {
+    let config = config().spin(Some(Duration::from_millis(2)));
+    let (listener, addr) = listener(&config);
+    let mut client = client(addr, &config);
+    let mut server = listener.accept().unwrap();
+    let echo = spawn(move || {
+        while let Some(m) = server.recv().unwrap() {
+            server.send(&m).unwrap();
+        }
+        server.close().unwrap();
+    });
+    for i in 0..2000u32 {
+        let msg = vec![(i % 256) as u8; (i as usize * 37) % 70_000];
+        client.send(&msg).unwrap();
+        assert_eq!(client.recv().unwrap().unwrap(), msg, "message {i}");
+    }
+    // A receive that spins, then blocks, still honours the read timeout.
+    client
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let started = Instant::now();
+    assert!(matches!(client.recv(), Err(Error::Timeout)));
+    assert!(started.elapsed() >= Duration::from_millis(90));
+    client.set_read_timeout(Some(T)).unwrap();
+    client.send("after the timeout").unwrap();
+    assert_eq!(client.recv().unwrap().unwrap(), &b"after the timeout"[..]);
+    client.close().unwrap();
+    echo.join();
+}
+
+#[test]
+fn spin_mode_is_off_in_split_halves_which_carry_large_messages_safely() {
+    const N: u32 = 300;
+    let config = config().spin(Some(Duration::from_millis(1)));
+    let (listener, addr) = listener(&config);
+    let client = client(addr, &config);
+    let server = listener.accept().unwrap();
+    let mut joins = Vec::new();
+    for conversation in [client, server] {
+        let (mut tx, mut rx) = conversation.split().unwrap();
+        // Large messages fill the socket buffers: were the receive on the
+        // other thread spinning (non-blocking), sends would see it.
+        joins.push(spawn(move || {
+            for i in 0..N {
+                tx.send(vec![(i % 251) as u8; 200_000]).unwrap();
+            }
+            tx.close().unwrap();
+        }));
+        joins.push(spawn(move || {
+            for i in 0..N {
+                assert_eq!(rx.recv().unwrap().unwrap(), vec![(i % 251) as u8; 200_000]);
+            }
+            assert_eq!(rx.recv().unwrap(), None);
+        }));
+    }
+    for j in joins {
+        j.join();
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::io::{self, IoSlice, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,20 @@ struct Shared {
     stream: TcpStream,
     local: Addr,
     peer: Addr,
+    /// `O_NONBLOCK` is on (set by a spinning receive, see [`Tcp::set_spin`]).
+    nonblocking: AtomicBool,
+}
+
+impl Shared {
+    fn set_nonblocking(&self, on: bool) -> Result<()> {
+        if self.nonblocking.load(Ordering::Relaxed) != on {
+            self.stream
+                .set_nonblocking(on)
+                .map_err(|e| Error::from_io(e, &self.peer))?;
+            self.nonblocking.store(on, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
 /// A TCP conversation's transport: length-prefixed messages over a stream.
@@ -83,6 +98,7 @@ impl Tcp {
             stream,
             local,
             peer,
+            nonblocking: AtomicBool::new(false),
         });
         let codec = LengthDelimited::new().with_max_message_len(config.max_message_len);
         Ok(Tcp {
@@ -95,6 +111,7 @@ impl Tcp {
                 timeout: config.read_timeout,
                 timer: RecvTimer::new(config.read_timeout),
                 deadline: config.message_deadline,
+                spin: config.spin,
                 started: None,
                 state: ReadState::Open,
             },
@@ -115,6 +132,20 @@ impl Tcp {
     /// Reading or writing it directly breaks the framing.
     pub fn stream(&self) -> &TcpStream {
         &self.reader.shared.stream
+    }
+
+    /// Latency mode: before blocking in a receive, poll the socket without
+    /// blocking for up to `spin` (`None`, the default: block at once).
+    ///
+    /// A message that arrives within the spin is picked up without the
+    /// thread being put to sleep and woken again, which on a loaded machine
+    /// is most of a loopback round trip. The cost is CPU: the receiving
+    /// thread keeps one core at 100% for up to `spin` on every receive that
+    /// has to wait. Meant for request/response on one thread: splitting the
+    /// conversation into halves turns it off (the spin makes the socket
+    /// non-blocking, which a send on another thread must not see).
+    pub fn set_spin(&mut self, spin: Option<Duration>) {
+        self.reader.spin = spin.filter(|s| !s.is_zero());
     }
 
     /// The capacity of the read buffer, in bytes: what an idle conversation
@@ -221,7 +252,11 @@ impl Transport for Tcp {
 
     fn split(self: Box<Self>) -> Result<(Box<dyn TransportSend>, Box<dyn TransportRecv>)> {
         self.check_open()?;
-        let Tcp { reader, writer, .. } = *self;
+        let Tcp {
+            mut reader, writer, ..
+        } = *self;
+        reader.spin = None;
+        reader.shared.set_nonblocking(false)?;
         Ok((Box::new(writer), Box::new(reader)))
     }
 }
@@ -263,6 +298,8 @@ struct Reader {
     /// `SO_RCVTIMEO`, set lazily to spare system calls.
     timer: RecvTimer,
     deadline: Duration,
+    /// Latency mode: how long to poll before blocking.
+    spin: Option<Duration>,
     /// When the message now arriving was first seen incomplete.
     started: Option<Instant>,
     state: ReadState,
@@ -309,6 +346,12 @@ impl Reader {
         if self.filled > 0 && self.started.is_none() {
             self.started = Some(Instant::now());
         }
+        if let Some(spin) = self.spin {
+            if let Some(got) = self.spin_read(spin)? {
+                return Ok(got);
+            }
+        }
+        self.shared.set_nonblocking(false)?;
         let wait_start = self.timeout.map(|_| Instant::now());
         let mut woke = false;
         loop {
@@ -331,12 +374,37 @@ impl Reader {
                     return Err(self.fail(err));
                 }
             }
+            match self.read_once()? {
+                Some(got) => return Ok(got),
+                None => woke = true,
+            }
+        }
+    }
 
-            let space = self.buf.len() - self.filled;
+    /// Polls without blocking for up to `spin`. `Ok(None)`: nothing came.
+    fn spin_read(&mut self, spin: Duration) -> Result<Option<bool>> {
+        self.shared.set_nonblocking(true)?;
+        let until = Instant::now() + spin;
+        loop {
+            if let Some(got) = self.read_once()? {
+                return Ok(Some(got));
+            }
+            if Instant::now() >= until {
+                return Ok(None);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// One `read`: `Some(true)` bytes arrived, `Some(false)` the clean end,
+    /// `None` nothing yet (a timeout, or nothing to read without blocking).
+    fn read_once(&mut self) -> Result<Option<bool>> {
+        let space = self.buf.len() - self.filled;
+        loop {
             match (&self.shared.stream).read(&mut self.buf[self.filled..]) {
                 Ok(0) if self.filled == 0 => {
                     self.state = ReadState::Ended;
-                    return Ok(false);
+                    return Ok(Some(false));
                 }
                 Ok(0) => {
                     let err = Error::UnexpectedEof {
@@ -349,11 +417,11 @@ impl Reader {
                     if n == space && self.read_size < READ_STEP {
                         self.read_size *= 2;
                     }
-                    return Ok(true);
+                    return Ok(Some(true));
                 }
                 Err(e) => match e.kind() {
                     io::ErrorKind::Interrupted => {}
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => woke = true,
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => return Ok(None),
                     _ => {
                         let err = Error::from_io(e, &self.shared.peer);
                         return Err(self.fail(err));
@@ -401,6 +469,7 @@ impl Reader {
 
     /// Reads and discards until the peer's end, an error, or `linger` passes.
     fn drain(&mut self, linger: Duration) {
+        let _ = self.shared.set_nonblocking(false);
         let until = Instant::now() + linger;
         let mut scratch = [0u8; 4096];
         loop {
@@ -527,6 +596,11 @@ impl Writer {
                 }
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if self.spun_into_nonblocking(&e) => {
+                    if let Err(err) = self.shared.set_nonblocking(false) {
+                        return Err(self.write_failed(written, err));
+                    }
+                }
                 Err(e) => {
                     let err = Error::from_io(e, &self.shared.peer);
                     if err.is_timeout() && written <= mark {
@@ -538,6 +612,12 @@ impl Writer {
         }
         self.pending.clear();
         Ok(())
+    }
+
+    /// `true` when a send would block only because a spinning receive left
+    /// the socket non-blocking: the send switches to blocking and retries.
+    fn spun_into_nonblocking(&self, err: &io::Error) -> bool {
+        err.kind() == io::ErrorKind::WouldBlock && self.shared.nonblocking.load(Ordering::Relaxed)
     }
 
     fn write_failed(&mut self, written: usize, err: Error) -> Error {
@@ -566,6 +646,7 @@ impl Writer {
                 }
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if self.spun_into_nonblocking(&e) => self.shared.set_nonblocking(false)?,
                 Err(e) => {
                     let err = Error::from_io(e, &self.shared.peer);
                     if err.is_timeout() && written > 0 {

@@ -31,6 +31,10 @@ struct State<T> {
     tx_closed: bool,
     /// Nobody pops any more: pushes fail.
     rx_closed: bool,
+    /// Threads asleep in `pop` / `push`: a wake-up is a system call, made
+    /// only when someone is waiting.
+    sleeping_pop: usize,
+    sleeping_push: usize,
 }
 
 #[derive(Debug)]
@@ -48,6 +52,8 @@ impl<T> Queue<T> {
                 items: VecDeque::new(),
                 tx_closed: false,
                 rx_closed: false,
+                sleeping_pop: 0,
+                sleeping_push: 0,
             }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
@@ -70,23 +76,23 @@ impl<T> Queue<T> {
             }
             if state.items.len() < self.capacity {
                 state.items.push_back(item);
+                let wake = state.sleeping_pop > 0;
                 drop(state);
-                self.not_empty.notify_one();
+                if wake {
+                    self.not_empty.notify_one();
+                }
                 return Ok(());
             }
-            state = match until {
-                None => self.not_full.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(until) => {
-                    let left = until.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(PushError::Full(item));
-                    }
-                    self.not_full
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
+            let left = match until {
+                None => None,
+                Some(until) => match until.saturating_duration_since(Instant::now()) {
+                    left if left.is_zero() => return Err(PushError::Full(item)),
+                    left => Some(left),
+                },
             };
+            state.sleeping_push += 1;
+            state = wait(&self.not_full, state, left);
+            state.sleeping_push -= 1;
         }
     }
 
@@ -101,29 +107,26 @@ impl<T> Queue<T> {
         let mut state = self.lock();
         loop {
             if let Some(item) = state.items.pop_front() {
+                let wake = state.sleeping_push > 0;
                 drop(state);
-                self.not_full.notify_one();
+                if wake {
+                    self.not_full.notify_one();
+                }
                 return Ok(item);
             }
             if state.tx_closed {
                 return Err(PopError::Ended);
             }
-            state = match until {
-                None => self
-                    .not_empty
-                    .wait(state)
-                    .unwrap_or_else(|e| e.into_inner()),
-                Some(until) => {
-                    let left = until.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(PopError::Timeout);
-                    }
-                    self.not_empty
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
+            let left = match until {
+                None => None,
+                Some(until) => match until.saturating_duration_since(Instant::now()) {
+                    left if left.is_zero() => return Err(PopError::Timeout),
+                    left => Some(left),
+                },
             };
+            state.sleeping_pop += 1;
+            state = wait(&self.not_empty, state, left);
+            state.sleeping_pop -= 1;
         }
     }
 
@@ -150,6 +153,23 @@ impl<T> Queue<T> {
     /// `true` once the receiving end is gone.
     pub(crate) fn is_rx_closed(&self) -> bool {
         self.lock().rx_closed
+    }
+}
+
+/// Sleeps on `condvar` for at most `left` (`None`: until woken).
+fn wait<'a, T>(
+    condvar: &Condvar,
+    state: MutexGuard<'a, State<T>>,
+    left: Option<Duration>,
+) -> MutexGuard<'a, State<T>> {
+    match left {
+        None => condvar.wait(state).unwrap_or_else(|e| e.into_inner()),
+        Some(left) => {
+            condvar
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0
+        }
     }
 }
 
@@ -184,6 +204,47 @@ mod tests {
         assert!(matches!(q.try_push("b"), Err(PushError::Closed("b"))));
         assert_eq!(q.pop(None), Ok("a"));
         assert_eq!(q.pop(None), Err(PopError::Ended));
+    }
+
+    /// Waits (bounded) until `asleep` says a thread sleeps in the queue.
+    fn until_asleep<T>(q: &Queue<T>, asleep: impl Fn(&State<T>) -> bool) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !asleep(&q.lock()) {
+            assert!(Instant::now() < until, "the thread never went to sleep");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_sleeping_popper_is_woken_by_a_push() {
+        let q = Arc::new(Queue::new(4));
+        let q2 = Arc::clone(&q);
+        let t = std::thread::spawn(move || q2.pop(Some(Duration::from_secs(10))));
+        until_asleep(&q, |s| s.sleeping_pop == 1);
+        let pushed = Instant::now();
+        q.try_push(7).unwrap();
+        assert_eq!(t.join().unwrap(), Ok(7));
+        assert!(
+            pushed.elapsed() < Duration::from_secs(5),
+            "woken by the timeout, not the push"
+        );
+    }
+
+    #[test]
+    fn a_sleeping_pusher_is_woken_by_a_pop() {
+        let q = Arc::new(Queue::new(1));
+        q.try_push(1).unwrap();
+        let q2 = Arc::clone(&q);
+        let t = std::thread::spawn(move || q2.push(2, Some(Duration::from_secs(10))));
+        until_asleep(&q, |s| s.sleeping_push == 1);
+        let popped = Instant::now();
+        assert_eq!(q.pop(None), Ok(1));
+        assert!(t.join().unwrap().is_ok());
+        assert!(
+            popped.elapsed() < Duration::from_secs(5),
+            "woken by the timeout, not the pop"
+        );
+        assert_eq!(q.pop(None), Ok(2));
     }
 
     #[test]

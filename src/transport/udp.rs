@@ -125,6 +125,14 @@ impl Udp {
         connect_any(&addrs, config)
     }
 
+    /// Wraps a UDP socket that is already connected to its peer.
+    pub fn from_socket(socket: UdpSocket, config: &Config) -> Result<Udp> {
+        let peer = socket
+            .peer_addr()
+            .map_err(|e| Error::from_io(e, &Addr::Unknown))?;
+        Ok(Udp::from_connected(socket, peer, config))
+    }
+
     /// The underlying socket, for options this crate does not cover.
     pub fn socket(&self) -> &UdpSocket {
         &self.send.shared.socket

@@ -1,0 +1,370 @@
+//! How fast is TCP? Round trips, one-way streams with one send per message,
+//! and batched streams — converse, raw `std::net` doing the same work (the
+//! same wire format, a `BufReader` on the receiving side), and tokio-util's
+//! `LengthDelimitedCodec` over tokio, each with a peer of its own kind.
+
+mod common;
+
+use std::io::{BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use futures_util::{SinkExt, StreamExt};
+use tokio_util::codec::Framed;
+
+/// A connected pair of std streams, TCP_NODELAY on both.
+fn std_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    client.set_nodelay(true).unwrap();
+    server.set_nodelay(true).unwrap();
+    (client, server)
+}
+
+/// A converse pair (config applied to both ends).
+fn converse_pair(
+    config: &converse::Config,
+) -> (
+    converse::Conversation<converse::Tcp>,
+    converse::Conversation<converse::Tcp>,
+) {
+    let (client, server) = std_pair();
+    (
+        converse::Conversation::new(converse::Tcp::from_stream(client, config).unwrap()),
+        converse::Conversation::new(converse::Tcp::from_stream(server, config).unwrap()),
+    )
+}
+
+type TokioFramed = Framed<tokio::net::TcpStream, tokio_util::codec::LengthDelimitedCodec>;
+
+fn tokio_framed(rt: &tokio::runtime::Runtime, stream: TcpStream) -> TokioFramed {
+    stream.set_nonblocking(true).unwrap();
+    let _guard = rt.enter();
+    Framed::new(
+        tokio::net::TcpStream::from_std(stream).unwrap(),
+        common::tokio_codec(),
+    )
+}
+
+/// Raw std: read one frame into `payload`.
+fn raw_read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut header = [0u8; 4];
+    reader.read_exact(&mut header)?;
+    payload.resize(u32::from_be_bytes(header) as usize, 0);
+    reader.read_exact(payload)
+}
+
+// ---------------------------------------------------------------------------
+
+fn tcp_pingpong(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tcp_pingpong");
+    for size in [64usize, 4096] {
+        group.throughput(common::throughput(1, size));
+        let payload = vec![0x42u8; size];
+
+        let mut impls = vec![("converse", converse::Config::new())];
+        if size == 64 {
+            impls.push((
+                "converse-spin",
+                converse::Config::new().spin(Some(Duration::from_millis(1))),
+            ));
+        }
+        for (name, config) in impls {
+            let (mut client, mut server) = converse_pair(&config);
+            let echo = thread::spawn(move || {
+                while let Ok(Some(m)) = server.recv() {
+                    server.send(&m).unwrap();
+                }
+            });
+            group.bench_function(BenchmarkId::new(name, size), |b| {
+                b.iter(|| {
+                    client.send(&payload).unwrap();
+                    client.recv().unwrap().unwrap()
+                })
+            });
+            drop(client);
+            echo.join().unwrap();
+        }
+
+        {
+            let (client, server) = std_pair();
+            let echo = thread::spawn(move || {
+                let mut reader = BufReader::with_capacity(64 * 1024, &server);
+                let (mut payload, mut out) = (Vec::new(), Vec::new());
+                while raw_read_frame(&mut reader, &mut payload).is_ok() {
+                    out.clear();
+                    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+                    out.extend_from_slice(&payload);
+                    (&server).write_all(&out).unwrap();
+                }
+            });
+            let frame = common::frame(&payload);
+            let mut reader = BufReader::with_capacity(64 * 1024, &client);
+            let mut reply = Vec::new();
+            group.bench_function(BenchmarkId::new("raw", size), |b| {
+                b.iter(|| {
+                    (&client).write_all(&frame).unwrap();
+                    raw_read_frame(&mut reader, &mut reply).unwrap();
+                })
+            });
+            drop(reader);
+            drop(client);
+            echo.join().unwrap();
+        }
+
+        {
+            let (client, server) = std_pair();
+            let echo = thread::spawn(move || {
+                let rt = common::tokio_runtime();
+                let mut framed = tokio_framed(&rt, server);
+                rt.block_on(async {
+                    while let Some(Ok(m)) = framed.next().await {
+                        framed.send(m.freeze()).await.unwrap();
+                    }
+                });
+            });
+            let rt = common::tokio_runtime();
+            let mut framed = tokio_framed(&rt, client);
+            let payload = Bytes::from(payload.clone());
+            group.bench_function(BenchmarkId::new("tokio-util", size), |b| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        framed.send(payload.clone()).await.unwrap();
+                        framed.next().await.unwrap().unwrap()
+                    })
+                })
+            });
+            drop(framed);
+            echo.join().unwrap();
+        }
+    }
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------
+
+/// A receiving thread that, for each count it is sent, receives that many
+/// messages and then says so.
+struct Sink {
+    counts: mpsc::Sender<u64>,
+    done: mpsc::Receiver<()>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Sink {
+    fn start(mut receive: impl FnMut(u64) + Send + 'static) -> Sink {
+        let (counts, count_rx) = mpsc::channel::<u64>();
+        let (done_tx, done) = mpsc::channel();
+        let thread = thread::spawn(move || {
+            while let Ok(n) = count_rx.recv() {
+                receive(n);
+                done_tx.send(()).unwrap();
+            }
+        });
+        Sink {
+            counts,
+            done,
+            thread,
+        }
+    }
+
+    /// Times `send` sending `n` messages, until the sink has them all.
+    fn time(&self, n: u64, send: impl FnOnce()) -> Duration {
+        self.counts.send(n).unwrap();
+        let start = Instant::now();
+        send();
+        self.done.recv().unwrap();
+        start.elapsed()
+    }
+
+    fn stop(self) {
+        drop(self.counts);
+        self.thread.join().unwrap();
+    }
+}
+
+fn converse_sink(mut server: converse::Conversation<converse::Tcp>) -> Sink {
+    Sink::start(move |n| {
+        for _ in 0..n {
+            server.recv().unwrap().unwrap();
+        }
+    })
+}
+
+fn raw_sink(server: TcpStream) -> Sink {
+    let mut reader = BufReader::with_capacity(64 * 1024, server);
+    let mut payload = Vec::new();
+    Sink::start(move |n| {
+        for _ in 0..n {
+            raw_read_frame(&mut reader, &mut payload).unwrap();
+        }
+    })
+}
+
+fn tokio_sink(server: TcpStream) -> Sink {
+    // The runtime lives on the sink's thread; build the framed stream there.
+    let mut state: Option<(tokio::runtime::Runtime, TokioFramed)> = None;
+    let mut server = Some(server);
+    Sink::start(move |n| {
+        let (rt, framed) = state.get_or_insert_with(|| {
+            let rt = common::tokio_runtime();
+            let framed = tokio_framed(&rt, server.take().unwrap());
+            (rt, framed)
+        });
+        rt.block_on(async {
+            for _ in 0..n {
+                framed.next().await.unwrap().unwrap();
+            }
+        });
+    })
+}
+
+fn tcp_stream(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tcp_stream");
+    for size in [64usize, 65536] {
+        group.throughput(common::throughput(1, size));
+        let payload = vec![0x42u8; size];
+
+        {
+            let (mut client, server) = converse_pair(&converse::Config::new());
+            let sink = converse_sink(server);
+            group.bench_function(BenchmarkId::new("converse", size), |b| {
+                b.iter_custom(|n| {
+                    sink.time(n, || {
+                        for _ in 0..n {
+                            client.send(&payload).unwrap();
+                        }
+                    })
+                })
+            });
+            drop(client);
+            sink.stop();
+        }
+
+        {
+            let (client, server) = std_pair();
+            let sink = raw_sink(server);
+            let frame = common::frame(&payload);
+            group.bench_function(BenchmarkId::new("raw", size), |b| {
+                b.iter_custom(|n| {
+                    sink.time(n, || {
+                        for _ in 0..n {
+                            (&client).write_all(&frame).unwrap();
+                        }
+                    })
+                })
+            });
+            drop(client);
+            sink.stop();
+        }
+
+        {
+            let (client, server) = std_pair();
+            let sink = tokio_sink(server);
+            let rt = common::tokio_runtime();
+            let mut framed = tokio_framed(&rt, client);
+            let payload = Bytes::from(payload.clone());
+            group.bench_function(BenchmarkId::new("tokio-util", size), |b| {
+                b.iter_custom(|n| {
+                    sink.time(n, || {
+                        rt.block_on(async {
+                            for _ in 0..n {
+                                framed.send(payload.clone()).await.unwrap();
+                            }
+                        })
+                    })
+                })
+            });
+            drop(framed);
+            sink.stop();
+        }
+    }
+    group.finish();
+}
+
+fn tcp_stream_batched(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tcp_stream_batched");
+    let size = 64usize;
+    group.throughput(common::throughput(1, size));
+    let payload = vec![0x42u8; size];
+
+    {
+        let (mut client, server) = converse_pair(&converse::Config::new());
+        let sink = converse_sink(server);
+        group.bench_function(BenchmarkId::new("converse", size), |b| {
+            b.iter_custom(|n| {
+                sink.time(n, || {
+                    for _ in 0..n {
+                        client.feed(&payload).unwrap();
+                    }
+                    client.flush().unwrap();
+                })
+            })
+        });
+        drop(client);
+        sink.stop();
+    }
+
+    {
+        let (client, server) = std_pair();
+        let sink = raw_sink(server);
+        let frame = common::frame(&payload);
+        let mut batch = Vec::with_capacity(64 * 1024);
+        group.bench_function(BenchmarkId::new("raw", size), |b| {
+            b.iter_custom(|n| {
+                sink.time(n, || {
+                    for _ in 0..n {
+                        if batch.len() + frame.len() > 64 * 1024 {
+                            (&client).write_all(&batch).unwrap();
+                            batch.clear();
+                        }
+                        batch.extend_from_slice(&frame);
+                    }
+                    (&client).write_all(&batch).unwrap();
+                    batch.clear();
+                })
+            })
+        });
+        drop(client);
+        sink.stop();
+    }
+
+    {
+        let (client, server) = std_pair();
+        let sink = tokio_sink(server);
+        let rt = common::tokio_runtime();
+        let mut framed = tokio_framed(&rt, client);
+        let payload = Bytes::from(payload.clone());
+        group.bench_function(BenchmarkId::new("tokio-util", size), |b| {
+            b.iter_custom(|n| {
+                sink.time(n, || {
+                    rt.block_on(async {
+                        for i in 0..n {
+                            framed.feed(payload.clone()).await.unwrap();
+                            // About 64 KiB of frames between flushes.
+                            if i % 963 == 962 {
+                                SinkExt::<Bytes>::flush(&mut framed).await.unwrap();
+                            }
+                        }
+                        SinkExt::<Bytes>::flush(&mut framed).await.unwrap();
+                    })
+                })
+            })
+        });
+        drop(framed);
+        sink.stop();
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = tcp_pingpong, tcp_stream, tcp_stream_batched
+}
+criterion_main!(benches);

@@ -91,6 +91,46 @@ fn tcp_pingpong(c: &mut Criterion) {
             echo.join().unwrap();
         }
 
+        if size == 64 {
+            // The floor of latency mode on this machine: raw std sockets,
+            // non-blocking, both sides busy-polling.
+            let (client, server) = std_pair();
+            client.set_nonblocking(true).unwrap();
+            server.set_nonblocking(true).unwrap();
+            let echo = thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match (&server).read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => (&server).write_all(&buf[..n]).unwrap(),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::hint::spin_loop()
+                        }
+                        Err(_) => break,
+                    }
+                }
+            });
+            let frame = common::frame(&payload);
+            let mut reply = vec![0u8; frame.len()];
+            group.bench_function(BenchmarkId::new("raw-spin", size), |b| {
+                b.iter(|| {
+                    (&client).write_all(&frame).unwrap();
+                    let mut got = 0;
+                    while got < reply.len() {
+                        match (&client).read(&mut reply[got..]) {
+                            Ok(n) => got += n,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                std::hint::spin_loop()
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                })
+            });
+            drop(client);
+            echo.join().unwrap();
+        }
+
         {
             let (client, server) = std_pair();
             let echo = thread::spawn(move || {

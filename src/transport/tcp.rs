@@ -21,6 +21,10 @@ use crate::error::{Error, Result};
 const INITIAL_READ: usize = 8 * 1024;
 /// Below this much free space, the read buffer is regrown before reading.
 const MIN_FREE: usize = 512;
+/// Messages up to this size are sent from one contiguous buffer (a copy of
+/// a few bytes) rather than from two slices: the kernel handles one slice
+/// faster, which shows in round trips.
+const SMALL: usize = 2048;
 /// After a message larger than this, the read buffer is given back and a
 /// small one is started, so one large message does not pin memory forever.
 const SHRINK_AFTER: usize = 4 * READ_STEP;
@@ -552,7 +556,7 @@ impl Writer {
 
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         let header = self.header(msg)?;
-        if !self.pending.is_empty() {
+        if msg.len() <= SMALL || !self.pending.is_empty() {
             if self.pending.len() + 4 + msg.len() <= self.limit {
                 let mark = self.pending.len();
                 self.pending.extend_from_slice(&header);

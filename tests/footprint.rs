@@ -1,0 +1,107 @@
+//! Heap footprint of idle conversations, measured with dhat's counting
+//! allocator (in a test binary of its own: the allocator is process-wide).
+//!
+//! Run `cargo test --test footprint -- --nocapture` to see the figures.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use converse::{Conversation, Memory, Tcp, Udp, UdpListener};
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+const PAIRS: usize = 50;
+
+fn heap() -> u64 {
+    dhat::HeapStats::get().curr_bytes as u64
+}
+
+#[test]
+fn idle_conversations_are_small_and_buffers_shrink_back() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let config = config();
+
+    // TCP, fresh and after one small message each way.
+    let (tcp_listener, addr) = listener(&config);
+    let before = heap();
+    let mut pairs: Vec<(Conversation<Tcp>, Conversation<Tcp>)> = (0..PAIRS)
+        .map(|_| {
+            let c = client(addr, &config);
+            let s = tcp_listener.accept().unwrap();
+            (c, s)
+        })
+        .collect();
+    let fresh = (heap() - before) / (2 * PAIRS as u64);
+    for (c, s) in &mut pairs {
+        c.send("ping").unwrap();
+        assert_eq!(s.recv().unwrap().unwrap(), &b"ping"[..]);
+        s.send("pong").unwrap();
+        assert_eq!(c.recv().unwrap().unwrap(), &b"pong"[..]);
+    }
+    let used = (heap() - before) / (2 * PAIRS as u64);
+    println!("TCP conversation: {fresh} bytes fresh, {used} bytes idle after a message each way");
+    assert!(
+        used <= 16 * 1024,
+        "an idle TCP conversation holds {used} bytes"
+    );
+
+    drop(pairs);
+    drop(tcp_listener);
+
+    // After a 4 MiB message, the read buffer is given back.
+    let (tcp_listener, addr) = listener(&config);
+    let mut c = client(addr, &config);
+    let mut s = tcp_listener.accept().unwrap();
+    let baseline = heap();
+    let big = vec![7u8; 4 * 1024 * 1024];
+    let sender = spawn(move || {
+        c.send(&big).unwrap();
+        c.send("small").unwrap();
+        c
+    });
+    assert_eq!(s.recv().unwrap().unwrap().len(), 4 * 1024 * 1024);
+    assert_eq!(s.recv().unwrap().unwrap(), &b"small"[..]);
+    let c = sender.join();
+    let after = heap().saturating_sub(baseline);
+    println!("TCP conversation after a 4 MiB message: {after} bytes more than before it");
+    assert!(after <= 64 * 1024, "the read buffer kept {after} bytes");
+    drop((c, s));
+
+    // In-memory pairs.
+    let before = heap();
+    let mems: Vec<_> = (0..PAIRS).map(|_| Memory::pair()).collect();
+    let mem = (heap() - before) / (2 * PAIRS as u64);
+    println!("memory conversation: {mem} bytes");
+    assert!(mem <= 16 * 1024);
+    drop(mems);
+
+    // UDP: a listener's conversation holds a queue, not a buffer; a client
+    // holds a receive buffer of twice the largest datagram once it receives.
+    let listener = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();
+    let to = listener.local_addr().unwrap().socket_addr().unwrap();
+    let mut clients: Vec<Conversation<Udp>> = (0..PAIRS)
+        .map(|_| Conversation::new(Udp::connect_with(to, &config).unwrap()))
+        .collect();
+    let before = heap();
+    let mut accepted = Vec::new();
+    for c in &mut clients {
+        c.send("hi").unwrap();
+        let mut s = listener.accept_timeout(T).unwrap();
+        s.recv().unwrap().unwrap();
+        accepted.push(s);
+    }
+    let peer = (heap() - before) / PAIRS as u64;
+    println!("UDP listener conversation: {peer} bytes idle");
+    assert!(peer <= 16 * 1024);
+    let before = heap();
+    for (c, s) in clients.iter_mut().zip(&mut accepted) {
+        s.send("back").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.recv().unwrap().unwrap();
+    }
+    let udp_client = (heap() - before) / PAIRS as u64;
+    println!("UDP client conversation: {udp_client} more bytes once it has received");
+}

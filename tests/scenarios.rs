@@ -1,4 +1,5 @@
-//! One scenario suite, run over every transport: in-memory, TCP and UDP.
+//! One scenario suite, run over every transport: in-memory, TCP, TCP through
+//! the fault-injecting proxy (writes sliced to 1..512 bytes), and UDP.
 //!
 //! Each scenario is a function of the transport kind; the macro at the end
 //! instantiates it for each. Where the SPEC says UDP differs (loss is
@@ -9,6 +10,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::proxy::{TcpFault, TcpProxy};
 use common::*;
 use converse::{Config, Conversation, Error, Memory, TcpListener, UdpListener};
 
@@ -16,6 +18,9 @@ use converse::{Config, Conversation, Error, Memory, TcpListener, UdpListener};
 enum Kind {
     Memory,
     Tcp,
+    /// TCP through the fault-injecting proxy, slicing every write into
+    /// pieces of 1 to 512 bytes.
+    TcpSliced,
     Udp,
 }
 
@@ -23,7 +28,8 @@ enum Kind {
 struct Pair {
     a: Conversation,
     b: Conversation,
-    _listener: Option<UdpListener>,
+    /// A listener or a proxy that must outlive the conversations.
+    _guard: Option<Box<dyn std::any::Any>>,
 }
 
 fn pair(kind: Kind, config: &Config) -> Pair {
@@ -33,17 +39,25 @@ fn pair(kind: Kind, config: &Config) -> Pair {
             Pair {
                 a: a.boxed(),
                 b: b.boxed(),
-                _listener: None,
+                _guard: None,
             }
         }
         Kind::Tcp => {
             let l = TcpListener::bind_with("127.0.0.1:0", config).unwrap();
             let a = converse::connect_with(&l.local_addr().unwrap().to_string(), config).unwrap();
             let b = l.accept().unwrap().boxed();
+            Pair { a, b, _guard: None }
+        }
+        Kind::TcpSliced => {
+            let l = TcpListener::bind_with("127.0.0.1:0", config).unwrap();
+            let target = l.local_addr().unwrap().socket_addr().unwrap();
+            let proxy = TcpProxy::start(target, TcpFault::Slice { max: 512 });
+            let a = converse::connect_with(&format!("tcp://{}", proxy.addr), config).unwrap();
+            let b = l.accept().unwrap().boxed();
             Pair {
                 a,
                 b,
-                _listener: None,
+                _guard: Some(Box::new(proxy)),
             }
         }
         Kind::Udp => {
@@ -57,18 +71,14 @@ fn pair(kind: Kind, config: &Config) -> Pair {
             Pair {
                 a,
                 b,
-                _listener: Some(l),
+                _guard: Some(Box::new(l)),
             }
         }
     }
 }
 
 fn echo_1000_messages_in_order(kind: Kind) {
-    let Pair {
-        mut a,
-        b,
-        _listener,
-    } = pair(kind, &config());
+    let Pair { mut a, b, _guard } = pair(kind, &config());
     let echo = spawn(move || {
         let mut b = b;
         for _ in 0..1000 {
@@ -88,7 +98,7 @@ fn an_empty_message(kind: Kind) {
     let Pair {
         mut a,
         mut b,
-        _listener,
+        _guard,
     } = pair(kind, &config());
     a.send("").unwrap();
     a.send("after").unwrap();
@@ -97,11 +107,7 @@ fn an_empty_message(kind: Kind) {
 }
 
 fn the_largest_message_and_one_more(kind: Kind) {
-    let Pair {
-        a,
-        mut b,
-        _listener,
-    } = pair(kind, &config());
+    let Pair { a, mut b, _guard } = pair(kind, &config());
     let max = a.max_message_len();
     let expected_max = match kind {
         Kind::Udp => converse::MAX_UDP_PAYLOAD_V4,
@@ -130,7 +136,7 @@ fn text_and_invalid_utf8(kind: Kind) {
     let Pair {
         mut a,
         mut b,
-        _listener,
+        _guard,
     } = pair(kind, &config());
     a.send_text("你好, héllo").unwrap();
     a.send([0xc3, 0x28]).unwrap();
@@ -146,7 +152,7 @@ fn text_and_invalid_utf8(kind: Kind) {
 fn split_halves_from_two_threads(kind: Kind) {
     // UDP is unpaced here; keep within what loopback buffers hold.
     let n: u32 = if kind == Kind::Udp { 100 } else { 1000 };
-    let Pair { a, b, _listener } = pair(kind, &config());
+    let Pair { a, b, _guard } = pair(kind, &config());
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
     for (name, conversation) in [("a", a), ("b", b)] {
@@ -172,7 +178,7 @@ fn a_timeout_loses_nothing(kind: Kind) {
     let Pair {
         mut a,
         mut b,
-        _listener,
+        _guard,
     } = pair(kind, &config());
     b.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     assert!(matches!(b.recv(), Err(Error::Timeout)));
@@ -187,11 +193,7 @@ fn a_timeout_loses_nothing(kind: Kind) {
 }
 
 fn close(kind: Kind) {
-    let Pair {
-        a,
-        mut b,
-        _listener,
-    } = pair(kind, &config());
+    let Pair { a, mut b, _guard } = pair(kind, &config());
     let closer = spawn(move || {
         let mut a = a;
         for i in 0..10u8 {
@@ -204,7 +206,7 @@ fn close(kind: Kind) {
     }
     match kind {
         // A stream's close reaches the peer: the clean end, after everything.
-        Kind::Memory | Kind::Tcp => {
+        Kind::Memory | Kind::Tcp | Kind::TcpSliced => {
             assert_eq!(b.recv().unwrap(), None);
             b.close().unwrap();
         }
@@ -219,11 +221,7 @@ fn close(kind: Kind) {
 }
 
 fn a_closed_conversation_refuses_use(kind: Kind) {
-    let Pair {
-        mut a,
-        b,
-        _listener,
-    } = pair(kind, &config());
+    let Pair { mut a, b, _guard } = pair(kind, &config());
     drop(b); // so that a graceful close need not wait for b's end
     a.transport_mut().close().unwrap();
     assert!(matches!(a.send("x"), Err(Error::Closed)));
@@ -234,6 +232,7 @@ macro_rules! over_every_transport {
     ($($scenario:ident),* $(,)?) => {
         mod memory { $( #[test] fn $scenario() { super::$scenario(super::Kind::Memory) } )* }
         mod tcp { $( #[test] fn $scenario() { super::$scenario(super::Kind::Tcp) } )* }
+        mod tcp_sliced { $( #[test] fn $scenario() { super::$scenario(super::Kind::TcpSliced) } )* }
         mod udp { $( #[test] fn $scenario() { super::$scenario(super::Kind::Udp) } )* }
     };
 }

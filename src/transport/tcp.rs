@@ -346,7 +346,9 @@ impl Reader {
 
     /// Reads at least one more byte. `Ok(false)`: the peer's clean end.
     fn fill(&mut self, needed: usize) -> Result<bool> {
-        self.make_room(needed.min(READ_STEP));
+        // Grow at most as far ahead as what has arrived (and at most a read
+        // step): a header that declares 8 MiB costs what actually comes.
+        self.make_room(needed.min(READ_STEP).min(self.filled.max(self.read_size)));
         if self.filled > 0 && self.started.is_none() {
             self.started = Some(Instant::now());
         }

@@ -758,9 +758,9 @@ impl UdpListener {
 impl Drop for UdpListener {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
-        // Wake the receive loop: shutting the read side down wakes a blocked
-        // receive on Linux; a datagram to ourselves does everywhere.
-        let _ = socket2::SockRef::from(&self.shared.socket).shutdown(std::net::Shutdown::Read);
+        // Wake the receive loop with a datagram to ourselves. Should the
+        // socket's buffer be full and drop it, the loop is not blocked: it
+        // sees the stop flag after the next datagram it takes.
         let local = self.shared.local;
         let target = match local {
             SocketAddr::V4(a) if a.ip().is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),

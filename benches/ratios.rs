@@ -5,8 +5,8 @@
 //! and to tokio-util (other's median time ÷ converse's: above 1 means
 //! converse is faster).
 //!
-//! `cargo bench` runs it last; `cargo bench --bench report` prints the table
-//! of the last run without measuring anything.
+//! `cargo bench --bench ratios` prints the table of the last `cargo bench`
+//! without measuring anything (a plain `cargo bench` does not run it).
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,0 +1,169 @@
+//! The fuzz harnesses, shared by the fuzz targets (`fuzz_targets/`) and by
+//! the crate's own test suite, which replays the corpus (`corpus/`) as
+//! regression tests on the stable toolchain.
+//!
+//! Each harness panics if the crate misbehaves on its input.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use converse::codec::{FrameError, LengthDelimited};
+use converse::{Config, Conversation, Error, Memory};
+
+/// The decoder fed arbitrary bytes in arbitrary chunks.
+///
+/// Input: `[max: u16][n: u8][n chunk sizes: u8 each][stream...]`. The
+/// messages decoded chunk by chunk must be exactly those decoded from the
+/// whole stream at once, each within the limit; an error must be `TooLarge`
+/// for a header over the limit, at the same point; nothing is allocated by
+/// the decoder.
+pub fn decode_chunks(data: &[u8]) {
+    let [m0, m1, n, ..] = *data else {
+        return;
+    };
+    let rest = &data[3..];
+    let max = usize::from(u16::from_le_bytes([m0, m1]));
+    let n = usize::from(n).min(rest.len());
+    let (sizes, stream) = rest.split_at(n);
+    let codec = LengthDelimited::new().with_max_message_len(max);
+
+    // The reference: the whole stream at once.
+    let mut whole = BytesMut::from(stream);
+    let mut expected = Vec::new();
+    let expected_end = loop {
+        match codec.decode(&mut whole) {
+            Ok(Some(m)) => expected.push(m),
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+
+    // Chunk by chunk.
+    let mut buf = BytesMut::new();
+    let mut got = Vec::new();
+    let mut end = None;
+    let mut at = 0;
+    let mut i = 0;
+    'feed: while at < stream.len() {
+        let size = sizes
+            .get(i % sizes.len().max(1))
+            .map_or(stream.len(), |&s| usize::from(s).max(1));
+        i += 1;
+        let take = size.min(stream.len() - at);
+        buf.extend_from_slice(&stream[at..at + take]);
+        at += take;
+        let cap = buf.capacity();
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(m)) => {
+                    assert!(m.len() <= max, "a message over the limit");
+                    got.push(m);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    end = Some(e);
+                    break 'feed;
+                }
+            }
+        }
+        assert!(buf.capacity() <= cap, "the decoder allocated");
+    }
+    assert_eq!(
+        got, expected,
+        "chunked decoding differs from decoding at once"
+    );
+    assert_eq!(end, expected_end);
+    if let Some(FrameError::TooLarge { len, max: m }) = end {
+        assert!(len > m && m == max as u64);
+    }
+}
+
+/// Arbitrary operations on a conversation over the in-memory transport,
+/// checked against a model: two bounded FIFO queues.
+pub fn conversation_ops(data: &[u8]) {
+    const DEPTH: usize = 4;
+    const MAX: usize = 64;
+    let tiny = Some(Duration::from_nanos(1));
+    let config = Config::new()
+        .queue_depth(DEPTH)
+        .max_message_len(MAX)
+        .read_timeout(tiny)
+        .write_timeout(tiny);
+    let (a, b) = Memory::pair_with(&config);
+    let mut ends: [Option<Conversation<Memory>>; 2] = [Some(a), Some(b)];
+    // What each side has sent and the other has not received yet.
+    let mut queues: [VecDeque<Vec<u8>>; 2] = [VecDeque::new(), VecDeque::new()];
+    let mut closed = [false; 2];
+
+    let mut ops = data.iter().copied();
+    while let Some(op) = ops.next() {
+        let side = usize::from(op & 1);
+        let other = 1 - side;
+        let Some(me) = ends[side].as_mut() else {
+            continue;
+        };
+        let kind = (op >> 1) % 5;
+        match kind {
+            // send a message of `len` bytes of `fill`
+            0 | 1 => {
+                let len = usize::from(ops.next().unwrap_or(0));
+                let fill = ops.next().unwrap_or(b'x');
+                let msg = vec![fill; len];
+                let result = if kind == 1 {
+                    me.feed(&msg)
+                } else {
+                    me.send(&msg)
+                };
+                match result {
+                    Ok(()) => {
+                        assert!(!closed[side] && !closed[other] && len <= MAX);
+                        assert!(queues[side].len() < DEPTH);
+                        queues[side].push_back(msg);
+                    }
+                    Err(Error::Closed) => assert!(closed[side]),
+                    Err(Error::MessageTooLarge { len: l, max }) => {
+                        assert!(!closed[side] && l == len as u64 && max == MAX as u64 && len > MAX)
+                    }
+                    Err(Error::BrokenPipe { .. }) => assert!(closed[other]),
+                    Err(Error::Timeout) => assert_eq!(queues[side].len(), DEPTH),
+                    Err(e) => panic!("send: unexpected {e:?}"),
+                }
+            }
+            // receive bytes
+            2 => match me.recv() {
+                Ok(Some(m)) => assert_eq!(Some(m.to_vec()), queues[other].pop_front()),
+                Ok(None) => assert!(closed[other] && queues[other].is_empty()),
+                Err(Error::Timeout) => assert!(queues[other].is_empty() && !closed[other]),
+                Err(Error::Closed) => assert!(closed[side]),
+                Err(e) => panic!("recv: unexpected {e:?}"),
+            },
+            // receive text
+            3 => match me.recv_text() {
+                Ok(Some(t)) => assert_eq!(Some(t.into_bytes()), queues[other].pop_front()),
+                Ok(None) => assert!(closed[other] && queues[other].is_empty()),
+                Err(Error::InvalidText { message, .. }) => {
+                    let m = queues[other].pop_front().expect("a message");
+                    assert_eq!(message.to_vec(), m);
+                    assert!(std::str::from_utf8(&m).is_err());
+                }
+                Err(Error::Timeout) => assert!(queues[other].is_empty() && !closed[other]),
+                Err(Error::Closed) => assert!(closed[side]),
+                Err(e) => panic!("recv_text: unexpected {e:?}"),
+            },
+            // close, or drop
+            _ => {
+                let conversation = ends[side].take().expect("open");
+                if op & 0x80 == 0 {
+                    conversation.close().expect("closing a memory conversation");
+                    // Closed locally: no use of it afterwards (it is gone).
+                } else {
+                    drop(conversation);
+                }
+                closed[side] = true;
+                // What the other side sent us is discarded with our end.
+                queues[other].clear();
+            }
+        }
+    }
+}

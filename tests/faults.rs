@@ -1,0 +1,190 @@
+//! Conversations through the fault-injecting proxy (`common/proxy.rs`):
+//! what the network does to bytes and datagrams, and what each side sees.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::proxy::{TcpFault, TcpProxy, UdpFaults, UdpProxy};
+use common::*;
+use converse::{Conversation, Error, Udp, UdpListener};
+
+/// An echo server on the crate; returns its address. Each conversation's
+/// error, if any, is sent on the channel.
+fn echo(config: &converse::Config) -> (std::net::SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let (listener, addr) = listener(config);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(mut c) = listener.accept() {
+            let tx = tx.clone();
+            std::thread::spawn(move || loop {
+                match c.recv() {
+                    Ok(Some(m)) => {
+                        if let Err(e) = c.send(&m) {
+                            let _ = tx.send(e.to_string());
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        let _ = c.close();
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(e.to_string());
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+fn message(i: usize) -> Vec<u8> {
+    (0..(i * 131) % 5000).map(|j| (i + j) as u8).collect()
+}
+
+#[test]
+fn one_byte_writes_change_nothing() {
+    let config = config();
+    let (server, errors) = echo(&config);
+    let proxy = TcpProxy::start(server, TcpFault::Slice { max: 1 });
+    let mut c = client(proxy.addr, &config);
+    for i in 0..100 {
+        c.send(message(i)).unwrap();
+    }
+    for i in 0..100 {
+        assert_eq!(c.recv().unwrap().unwrap(), message(i), "message {i}");
+    }
+    c.close().unwrap();
+    assert!(errors.try_recv().is_err());
+}
+
+#[test]
+fn delays_change_nothing_but_time() {
+    let config = config();
+    let (server, _) = echo(&config);
+    let proxy = TcpProxy::start(server, TcpFault::Delay(Duration::from_millis(20)));
+    let mut c = client(proxy.addr, &config);
+    let started = Instant::now();
+    c.send_all((0..20).map(message)).unwrap();
+    for i in 0..20 {
+        assert_eq!(c.recv().unwrap().unwrap(), message(i));
+    }
+    assert!(started.elapsed() >= Duration::from_millis(40));
+}
+
+#[test]
+fn a_stream_cut_mid_frame_is_an_unexpected_end_on_both_sides() {
+    let config = config();
+    let (server, errors) = echo(&config);
+    // Two whole frames of 8 bytes, then 3 bytes of the third.
+    let proxy = TcpProxy::start(server, TcpFault::CutAfter(8 + 8 + 3));
+    let mut c = client(proxy.addr, &config);
+    for m in ["1111", "2222", "3333"] {
+        c.send(m).unwrap();
+    }
+    // The server saw half a frame, then the end.
+    let err = errors.recv_timeout(T).unwrap();
+    assert!(err.contains("in the middle of a message"), "{err}");
+    // The proxy cut the client's side too, at once: the client receives
+    // some prefix of the echoes, whole, then the end of its stream (clean,
+    // or unexpected if the cut fell inside an echo).
+    let mut echoes = Vec::new();
+    let end = loop {
+        match c.recv() {
+            Ok(Some(m)) => echoes.push(m),
+            other => break other,
+        }
+    };
+    assert!(["1111", "2222"].starts_with(
+        &echoes
+            .iter()
+            .map(|m| std::str::from_utf8(m).unwrap())
+            .collect::<Vec<_>>()[..]
+    ));
+    assert!(
+        matches!(end, Ok(None) | Err(Error::UnexpectedEof { .. })),
+        "{end:?}"
+    );
+}
+
+#[test]
+fn a_reset_mid_frame_is_a_reset_or_an_unexpected_end() {
+    let config = config();
+    let (server, errors) = echo(&config);
+    let proxy = TcpProxy::start(server, TcpFault::ResetAfter(8 + 2));
+    let mut c = client(proxy.addr, &config);
+    c.send("1111").unwrap();
+    c.send("2222").unwrap();
+    let err = errors.recv_timeout(T).unwrap();
+    assert!(
+        err.contains("reset") || err.contains("in the middle of a message"),
+        "{err}"
+    );
+    let mut outcome = c.recv();
+    if let Ok(Some(first)) = &outcome {
+        assert_eq!(&first[..], b"1111");
+        outcome = c.recv();
+    }
+    assert!(
+        matches!(outcome, Err(Error::ConnectionReset { .. }) | Ok(None)),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn a_peer_that_stops_reading_makes_sends_time_out() {
+    let config = config().write_timeout(Some(Duration::from_millis(300)));
+    let (server, _) = echo(&config);
+    let proxy = TcpProxy::start(server, TcpFault::StopReadingAfter(0));
+    let mut c = client(proxy.addr, &config);
+    let chunk = vec![0u8; 1 << 20];
+    let started = Instant::now();
+    let err = (0..200)
+        .find_map(|_| c.send(&chunk).err())
+        .expect("a send times out");
+    assert!(matches!(err, Error::Timeout), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn udp_drops_duplicates_and_reorderings_arrive_exactly_as_scheduled() {
+    let faults = UdpFaults {
+        drop_every: Some(10),
+        duplicate_every: Some(7),
+        swap_every: Some(5),
+    };
+    let config = config().queue_depth(4096);
+    let listener = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();
+    let proxy = UdpProxy::start(
+        listener.local_addr().unwrap().socket_addr().unwrap(),
+        faults,
+    );
+    let mut c = Conversation::new(Udp::connect_with(proxy.addr, &config).unwrap());
+    let sent: Vec<String> = (0..1000).map(|i| format!("datagram {i:04}")).collect();
+    for (i, m) in sent.iter().enumerate() {
+        c.send(m).unwrap();
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(1)); // paced: loopback itself loses nothing
+        }
+    }
+    let expected = faults.apply(&sent);
+    let mut s = listener.accept_timeout(T).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = Vec::new();
+    while let Ok(Some(m)) = s.recv() {
+        got.push(String::from_utf8(m.to_vec()).unwrap());
+    }
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(
+        got, expected,
+        "every datagram whole, in the order the faults made"
+    );
+    let dropped = proxy
+        .stats
+        .dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(dropped, 100);
+}

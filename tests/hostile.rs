@@ -1,0 +1,349 @@
+//! Hostile peers against a live server built on the crate: every case ends
+//! in a typed error for that conversation only, while well-behaved peers are
+//! served alongside and lose nothing.
+//!
+//! Further hostile cases live beside the feature they attack: `tcp.rs`
+//! (oversize and 4 GiB headers, end of stream at every offset, slowloris,
+//! timeout mid-frame, a reader that never reads, lingering close, half-close,
+//! a peer that never ends), `sigpipe.rs` (writing to a closed peer), `udp.rs`
+//! (truncation, oversize send, zero length, dead port, ICMP on the listener,
+//! strangers, queue and peer caps).
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use converse::{Config, Error, TcpListener, UdpListener};
+
+/// An echo server on the crate: a thread per conversation; each
+/// conversation's outcome (`Ok(messages echoed)` or the error's text) is
+/// reported on the channel.
+fn echo_server(config: &Config) -> (SocketAddr, mpsc::Receiver<Result<usize, String>>) {
+    let listener = TcpListener::bind_with("127.0.0.1:0", config).unwrap();
+    let addr = listener.local_addr().unwrap().socket_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || loop {
+        let Ok(mut c) = listener.accept() else { return };
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut echoed = 0;
+            let outcome = loop {
+                match c.recv() {
+                    Ok(Some(m)) => match c.send(&m) {
+                        Ok(()) => echoed += 1,
+                        Err(e) => break Err(e.to_string()),
+                    },
+                    Ok(None) => break Ok(echoed),
+                    Err(e) => break Err(e.to_string()),
+                }
+            };
+            let _ = c.close();
+            let _ = tx.send(outcome);
+        });
+    });
+    (addr, rx)
+}
+
+/// A well-behaved client's round of `n` echoes, checked.
+fn good_client_round(addr: SocketAddr, config: &Config, n: u32) {
+    let mut c = client(addr, config);
+    for i in 0..n {
+        let msg = format!("well-behaved {i}");
+        c.send(&msg).unwrap();
+        assert_eq!(c.recv_text().unwrap().unwrap(), msg);
+    }
+    c.close().unwrap();
+}
+
+/// The process's resident set, from /proc (Linux).
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[test]
+fn u32_max_and_max_plus_one_headers_end_only_their_conversation() {
+    let config = config();
+    let (addr, outcomes) = echo_server(&config);
+    let max = config.get_max_message_len() as u64;
+    for declared in [u64::from(u32::MAX), max + 1] {
+        let mut hostile = raw_client(addr);
+        write_all(&mut hostile, &(declared as u32).to_be_bytes());
+        let mut rest = Vec::new();
+        let _ = hostile.read_to_end(&mut rest); // closed: an end or a reset
+        assert!(rest.is_empty());
+        let outcome = outcomes.recv_timeout(T).unwrap();
+        assert_eq!(
+            outcome,
+            Err(format!(
+                "message of {declared} bytes is larger than the limit of {max} bytes"
+            ))
+        );
+        good_client_round(addr, &config, 10);
+        assert_eq!(outcomes.recv_timeout(T).unwrap(), Ok(10));
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn five_hundred_max_size_headers_cost_what_arrived_not_500_times_the_maximum() {
+    const CONNECTIONS: usize = 500;
+    let config = config();
+    let max = config.get_max_message_len();
+    let listener = TcpListener::bind_with("127.0.0.1:0", &config.clone().backlog(1024)).unwrap();
+    let addr = listener.local_addr().unwrap().socket_addr().unwrap();
+    let (ready_tx, ready) = mpsc::channel();
+    let (release_tx, release) = mpsc::channel::<()>();
+    let server = spawn(move || {
+        let mut conversations = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let mut c = listener.accept().unwrap();
+            // Short: the receives below wait out their timeouts one by one.
+            c.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+            conversations.push(c);
+        }
+        // Every conversation reads its header and what follows, and waits
+        // for the rest of a message that never comes.
+        for (i, c) in conversations.iter_mut().enumerate() {
+            let outcome = c.recv();
+            assert!(
+                matches!(outcome, Err(Error::Timeout)),
+                "conversation {i}: {outcome:?}"
+            );
+        }
+        ready_tx.send(()).unwrap();
+        let _ = release.recv_timeout(2 * T);
+        conversations.len()
+    });
+    let before = rss_bytes().unwrap();
+    let mut hostiles = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut s = raw_client(addr);
+        write_all(&mut s, &(max as u32).to_be_bytes());
+        write_all(&mut s, &[0x55; 1000]);
+        hostiles.push(s);
+    }
+    ready
+        .recv_timeout(2 * T)
+        .expect("the server read every header");
+    let grown = rss_bytes().unwrap().saturating_sub(before);
+    let received = CONNECTIONS as u64 * 1004;
+    println!(
+        "{CONNECTIONS} headers declaring {max} bytes each, {received} bytes received: RSS grew by {grown} bytes \
+         (declared: {} bytes)",
+        CONNECTIONS as u64 * max as u64
+    );
+    // A read buffer grows no further ahead than what arrived (8 KiB at
+    // first); the rest is the sockets' and the conversations' own keep.
+    assert!(
+        grown < CONNECTIONS as u64 * 48 * 1024,
+        "RSS grew by {grown} bytes for {received} bytes received"
+    );
+    release_tx.send(()).unwrap();
+    assert_eq!(server.join(), CONNECTIONS);
+}
+
+#[test]
+fn a_reset_in_the_middle_of_a_frame_is_a_reset_error() {
+    let config = config();
+    let (addr, outcomes) = echo_server(&config);
+    let s = raw_client(addr);
+    (&s).write_all(&[0, 0, 0, 100, 1, 2, 3]).unwrap();
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+    let outcome = outcomes.recv_timeout(T).unwrap().unwrap_err();
+    assert!(outcome.contains("connection reset by peer"), "{outcome}");
+    good_client_round(addr, &config, 5);
+    assert_eq!(outcomes.recv_timeout(T).unwrap(), Ok(5));
+}
+
+/// A small deterministic generator (xorshift), so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+#[test]
+fn random_bytes_from_ten_connections_while_a_good_client_is_served() {
+    let config = config().max_message_len(64 * 1024);
+    let (addr, outcomes) = echo_server(&config);
+    let noisy: Vec<_> = (0..10u64)
+        .map(|seed| {
+            spawn(move || {
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (seed + 1));
+                let mut s = raw_client(addr);
+                s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                let mut sink = [0u8; 4096];
+                for _ in 0..50 {
+                    let n = (rng.next() % 300) as usize + 1;
+                    if s.write_all(&rng.bytes(n)).is_err() {
+                        break; // the server gave up on us: that is the point
+                    }
+                    let _ = s.read(&mut sink);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..5 {
+        good_client_round(addr, &config, 200);
+    }
+    for n in noisy {
+        n.join();
+    }
+    // Every noisy conversation ended with an error or an end, the five
+    // good ones with all their messages.
+    let mut good = 0;
+    for _ in 0..15 {
+        if outcomes.recv_timeout(T).unwrap() == Ok(200) {
+            good += 1;
+        }
+    }
+    assert!(good >= 5, "the good client's conversations: {good}");
+}
+
+#[test]
+fn send_then_close_at_once_delivers_everything_then_the_end_1000_times() {
+    const N: usize = 10;
+    let config = config();
+    let listener = TcpListener::bind_with("127.0.0.1:0", &config.clone().backlog(128)).unwrap();
+    let addr = listener.local_addr().unwrap().socket_addr().unwrap();
+    let server = spawn(move || {
+        for round in 0..1000 {
+            let mut c = listener.accept().unwrap();
+            for i in 0..N {
+                c.send(format!("round {round} message {i}")).unwrap();
+            }
+            c.close().unwrap();
+        }
+    });
+    for round in 0..1000 {
+        let mut c = client(addr, &config);
+        for i in 0..N {
+            assert_eq!(
+                c.recv_text().unwrap().as_deref(),
+                Some(format!("round {round} message {i}").as_str())
+            );
+        }
+        assert_eq!(c.recv().unwrap(), None, "round {round}: the clean end");
+        c.close().unwrap();
+    }
+    server.join();
+}
+
+#[test]
+fn a_flood_of_new_udp_sources_is_capped_and_counted() {
+    const SOURCES: usize = 500;
+    let config = config().max_peers(100);
+    let listener = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();
+    let to = listener.local_addr().unwrap().socket_addr().unwrap();
+    let sockets: Vec<UdpSocket> = (0..SOURCES)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for (i, s) in sockets.iter().enumerate() {
+        s.send_to(format!("source {i}").as_bytes(), to).unwrap();
+    }
+    let until = Instant::now() + T;
+    let stats = loop {
+        let stats = listener.stats();
+        if stats.datagrams == SOURCES as u64 {
+            break stats;
+        }
+        assert!(Instant::now() < until, "{stats:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(stats.peers, 100, "{stats:?}");
+    assert_eq!(stats.delivered, 100, "{stats:?}");
+    assert_eq!(stats.dropped_peer_cap, (SOURCES - 100) as u64, "{stats:?}");
+    // The hundred that got in are served.
+    for _ in 0..100 {
+        let mut c = listener.accept_timeout(T).unwrap();
+        assert!(c.recv_text().unwrap().unwrap().starts_with("source "));
+    }
+}
+
+/// A datagram whose content is determined by its sequence number and size,
+/// so that merging, splitting or corruption would be seen.
+fn datagram(seq: u32) -> Vec<u8> {
+    let len = 4 + (seq as usize * 7919) % 1400;
+    let mut d = seq.to_be_bytes().to_vec();
+    d.extend((4..len).map(|i| (seq as usize + i) as u8));
+    d
+}
+
+fn check_datagram(d: &[u8]) -> u32 {
+    let seq = u32::from_be_bytes(d[..4].try_into().unwrap());
+    assert_eq!(d, datagram(seq), "datagram {seq} arrived altered");
+    seq
+}
+
+#[test]
+fn a_flood_of_datagrams_drops_but_never_merges_or_splits() {
+    const SENT: u32 = 20_000;
+    let config = config().queue_depth(64);
+    let listener = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();
+    let to = listener.local_addr().unwrap().socket_addr().unwrap();
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender.connect(to).unwrap();
+    sender.send(&datagram(0)).unwrap();
+    let mut c = listener.accept_timeout(T).unwrap();
+    assert_eq!(check_datagram(&c.recv().unwrap().unwrap()), 0);
+    // Unpaced, while the receiver dawdles: drops are expected.
+    let flood = spawn(move || {
+        for seq in 1..SENT {
+            sender.send(&datagram(seq)).unwrap();
+        }
+    });
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut seen: HashMap<u32, usize> = HashMap::new();
+    let mut last = 0;
+    loop {
+        match c.recv() {
+            Ok(Some(d)) => {
+                let seq = check_datagram(&d);
+                assert!(seq > last, "reordered: {seq} after {last}");
+                last = seq;
+                *seen.entry(seq).or_default() += 1;
+                if seen.len() % 97 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            Err(Error::Timeout) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    flood.join();
+    let stats = listener.stats();
+    let received = seen.len() as u64 + 1;
+    println!("flood: {SENT} sent, {received} received, listener {stats:?}");
+    assert!(seen.values().all(|&n| n == 1), "duplicated datagrams");
+    // What reached the listener's socket is either delivered or counted.
+    assert_eq!(stats.delivered, received);
+    assert_eq!(
+        stats.datagrams,
+        stats.delivered
+            + stats.dropped_queue_full
+            + stats.dropped_bytes_cap
+            + stats.dropped_peer_cap
+    );
+    assert!(stats.datagrams <= u64::from(SENT));
+}

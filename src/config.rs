@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::codec::DEFAULT_MAX_MESSAGE_LEN;
+use crate::codec::{Framing, DEFAULT_MAX_MESSAGE_LEN};
 
 /// The default per-message deadline: 30 s.
 pub const DEFAULT_MESSAGE_DEADLINE: Duration = Duration::from_secs(30);
@@ -53,6 +53,7 @@ pub struct Config {
     pub(crate) queue_depth: usize,
     pub(crate) max_queued_bytes: usize,
     pub(crate) spin: Option<Duration>,
+    pub(crate) framing: Framing,
 }
 
 impl Default for Config {
@@ -84,6 +85,10 @@ impl Config {
             queue_depth: DEFAULT_QUEUE_DEPTH,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             spin: None,
+            framing: Framing::Length {
+                width: 4,
+                big_endian: true,
+            },
         }
     }
 
@@ -193,6 +198,18 @@ impl Config {
     pub fn spin(mut self, spin: Option<Duration>) -> Self {
         self.spin = spin.filter(|s| !s.is_zero());
         self
+    }
+
+    /// How messages are delimited on a stream transport (default: a 4-byte
+    /// big-endian length). UDP ignores it: a datagram is a message.
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// The framing.
+    pub fn get_framing(&self) -> Framing {
+        self.framing
     }
 
     /// The largest message.

@@ -79,3 +79,94 @@ proptest! {
         prop_assert_eq!(buf.capacity(), 4);
     }
 }
+
+/// Feeds `wire` to `codec` in chunks of the given sizes; returns what it
+/// decoded.
+fn decode_in_chunks(codec: &mut converse::codec::Codec, wire: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let (mut pos, mut i) = (0, 0);
+    while pos < wire.len() {
+        let n = sizes[i % sizes.len()].min(wire.len() - pos);
+        i += 1;
+        buf.extend_from_slice(&wire[pos..pos + n]);
+        pos += n;
+        while let Some(m) = codec.decode(&mut buf).unwrap() {
+            out.push(m.to_vec());
+        }
+    }
+    assert!(buf.is_empty(), "bytes left over");
+    out
+}
+
+fn framed_kinds() -> impl Strategy<Value = Framing> {
+    prop_oneof![
+        Just(Framing::default()),
+        Just(Framing::Length { width: 1, big_endian: true }),
+        Just(Framing::Length { width: 2, big_endian: false }),
+        Just(Framing::Length { width: 4, big_endian: false }),
+        Just(Framing::Length { width: 8, big_endian: true }),
+        Just(Framing::Varint),
+    ]
+}
+
+use converse::codec::Framing;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn every_length_framing_survives_any_split(framing in framed_kinds(), msgs in messages(), sizes in chunks()) {
+        let mut codec = framing.codec(MAX);
+        let max = codec.max_message_len();
+        let msgs: Vec<Vec<u8>> = msgs.into_iter().map(|mut m| { m.truncate(max); m }).collect();
+        let mut wire = BytesMut::new();
+        for m in &msgs {
+            codec.encode(m, &mut wire).unwrap();
+        }
+        prop_assert_eq!(decode_in_chunks(&mut codec, &wire, &sizes), msgs);
+    }
+
+    #[test]
+    fn lines_survive_any_split(
+        msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 0..100), 0..24),
+        sizes in chunks(),
+    ) {
+        // A trailing \r would be read as part of a \r\n ending.
+        let msgs: Vec<Vec<u8>> = msgs.into_iter().filter(|m| m.last() != Some(&b'\r')).collect();
+        let mut codec = Framing::Lines.codec(MAX);
+        let mut wire = BytesMut::new();
+        for m in &msgs {
+            codec.encode(m, &mut wire).unwrap();
+        }
+        prop_assert_eq!(decode_in_chunks(&mut codec, &wire, &sizes), msgs);
+    }
+
+    #[test]
+    fn raw_keeps_the_bytes_not_the_boundaries(msgs in messages(), sizes in chunks()) {
+        let mut codec = Framing::Raw.codec(MAX);
+        let mut wire = BytesMut::new();
+        for m in &msgs {
+            codec.encode(m, &mut wire).unwrap();
+        }
+        let got = decode_in_chunks(&mut codec, &wire, &sizes);
+        prop_assert!(got.iter().all(|m| !m.is_empty() && m.len() <= MAX));
+        prop_assert_eq!(got.concat(), msgs.concat());
+    }
+
+    #[test]
+    fn any_bytes_in_any_framing_decode_or_fail_cleanly(
+        framing in prop_oneof![framed_kinds(), Just(Framing::Lines), Just(Framing::Raw)],
+        bytes in proptest::collection::vec(any::<u8>(), 0..600),
+        max in 0usize..300,
+    ) {
+        let mut codec = framing.codec(max);
+        let mut buf = BytesMut::from(&bytes[..]);
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(m)) => prop_assert!(m.len() <= max),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+}

@@ -2,14 +2,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{cut, FrameError, Parse};
+use super::{cut, FrameError, Parse, Prefix};
 
 /// The default largest message: 8 MiB.
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 8 * 1024 * 1024;
 
-const HEADER_LEN: usize = 4;
-
-/// Length-prefixed framing, the crate's TCP wire format.
+/// Length-prefixed framing, the crate's TCP wire format (by default).
 ///
 /// ```text
 /// +----------------------+---------------------+
@@ -20,6 +18,11 @@ const HEADER_LEN: usize = 4;
 /// `len` counts the payload only; `len = 0` is a valid empty message. This is
 /// byte for byte the default of tokio-util's `LengthDelimitedCodec`, Netty's
 /// `LengthFieldPrepender(4)` and Python's `struct.pack('>I', len(p)) + p`.
+///
+/// Other widths (1, 2, 4 or 8 bytes) and little-endian lengths are
+/// available ([`with_width`](Self::with_width),
+/// [`little_endian`](Self::little_endian)); a message too long for the width
+/// is refused on send, never sent with a truncated length.
 ///
 /// A header that declares more than [`max_message_len`](Self::max_message_len)
 /// (default [`DEFAULT_MAX_MESSAGE_LEN`], 8 MiB) is an error before anything is
@@ -47,6 +50,8 @@ const HEADER_LEN: usize = 4;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LengthDelimited {
     max: usize,
+    width: u8,
+    big_endian: bool,
 }
 
 impl Default for LengthDelimited {
@@ -60,13 +65,43 @@ impl LengthDelimited {
     pub const fn new() -> Self {
         LengthDelimited {
             max: DEFAULT_MAX_MESSAGE_LEN,
+            width: 4,
+            big_endian: true,
         }
     }
 
-    /// Sets the largest message, clamped to what a 4-byte length can say
-    /// (`u32::MAX`).
+    /// Sets the width of the length field: 1, 2, 4 or 8 bytes. The largest
+    /// message is lowered to what the width can say.
+    ///
+    /// # Panics
+    ///
+    /// If `width` is not 1, 2, 4 or 8.
+    pub fn with_width(mut self, width: u8) -> Self {
+        assert!(matches!(width, 1 | 2 | 4 | 8), "a length field is 1, 2, 4 or 8 bytes, not {width}");
+        self.width = width;
+        self.with_max_message_len(self.max)
+    }
+
+    /// Lengths in little-endian byte order.
+    pub fn little_endian(mut self) -> Self {
+        self.big_endian = false;
+        self
+    }
+
+    /// Lengths in big-endian (network) byte order, the default.
+    pub fn big_endian(mut self) -> Self {
+        self.big_endian = true;
+        self
+    }
+
+    /// Sets the largest message, clamped to what the length field can say
+    /// (`u32::MAX` for the default 4 bytes).
     pub fn with_max_message_len(mut self, max: usize) -> Self {
-        self.max = max.min(u32::MAX as usize);
+        let field_max = match self.width {
+            8 => u64::MAX,
+            w => (1u64 << (8 * u32::from(w))) - 1,
+        };
+        self.max = max.min(usize::try_from(field_max).unwrap_or(usize::MAX));
         self
     }
 
@@ -75,9 +110,9 @@ impl LengthDelimited {
         self.max
     }
 
-    /// The length of the header: 4 bytes.
+    /// The length of the header: the width of the length field.
     pub const fn header_len(&self) -> usize {
-        HEADER_LEN
+        self.width as usize
     }
 
     /// Looks at the front of `buf`. The declared length is checked against
@@ -85,27 +120,38 @@ impl LengthDelimited {
     /// awaited.
     #[inline]
     pub fn parse(&self, buf: &[u8]) -> Result<Parse, FrameError> {
-        let Some(header) = buf.get(..HEADER_LEN) else {
+        let width = self.header_len();
+        let Some(header) = buf.get(..width) else {
             return Ok(Parse::Incomplete {
-                needed: HEADER_LEN - buf.len(),
+                needed: width - buf.len(),
             });
         };
-        let declared = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let declared = if width == 4 && self.big_endian {
+            // The common case, spelled out.
+            u64::from(u32::from_be_bytes([header[0], header[1], header[2], header[3]]))
+        } else {
+            let mut field = [0u8; 8];
+            if self.big_endian {
+                field[8 - width..].copy_from_slice(header);
+                u64::from_be_bytes(field)
+            } else {
+                field[..width].copy_from_slice(header);
+                u64::from_le_bytes(field)
+            }
+        };
+        let too_large = FrameError::TooLarge {
+            len: declared,
+            max: self.max as u64,
+        };
         let len = usize::try_from(declared)
             .ok()
             .filter(|&len| len <= self.max)
-            .ok_or(FrameError::TooLarge {
-                len: u64::from(declared),
-                max: self.max as u64,
-            })?;
-        let consumed = HEADER_LEN.checked_add(len).ok_or(FrameError::TooLarge {
-            len: u64::from(declared),
-            max: self.max as u64,
-        })?;
+            .ok_or(too_large.clone())?;
+        let consumed = width.checked_add(len).ok_or(too_large)?;
         Ok(match consumed.checked_sub(buf.len()) {
             Some(needed) if needed > 0 => Parse::Incomplete { needed },
             _ => Parse::Frame {
-                start: HEADER_LEN,
+                start: width,
                 end: consumed,
                 consumed,
             },
@@ -129,23 +175,33 @@ impl LengthDelimited {
     }
 
     /// The header for a message of `len` bytes, or an error if it is larger
-    /// than the limit.
+    /// than the limit (or than the length field can say).
     #[inline]
-    pub fn header(&self, len: usize) -> Result<[u8; HEADER_LEN], FrameError> {
-        match u32::try_from(len) {
-            Ok(n) if len <= self.max => Ok(n.to_be_bytes()),
-            _ => Err(FrameError::TooLarge {
+    pub fn header(&self, len: usize) -> Result<Prefix, FrameError> {
+        if len > self.max {
+            return Err(FrameError::TooLarge {
                 len: len as u64,
                 max: self.max as u64,
-            }),
+            });
         }
+        let width = self.header_len();
+        let bytes = if self.big_endian {
+            (len as u64).to_be_bytes()
+        } else {
+            (len as u64).to_le_bytes()
+        };
+        Ok(if self.big_endian {
+            Prefix::new(&bytes[8 - width..])
+        } else {
+            Prefix::new(&bytes[..width])
+        })
     }
 
     /// Appends one framed message to `dst` (header, then payload). On error
     /// `dst` is unchanged.
     pub fn encode(&self, msg: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         let header = self.header(msg.len())?;
-        dst.reserve(HEADER_LEN + msg.len());
+        dst.reserve(header.len() + msg.len());
         dst.put_slice(&header);
         dst.put_slice(msg);
         Ok(())
@@ -166,11 +222,8 @@ mod tests {
     #[test]
     fn header_is_big_endian_payload_length() {
         let c = LengthDelimited::new();
-        assert_eq!(c.header(0).unwrap(), [0, 0, 0, 0]);
-        assert_eq!(
-            c.header(0x0102_0304 & 0x7f_ffff).unwrap(),
-            [0, 0x02, 0x03, 0x04]
-        );
+        assert_eq!(&c.header(0).unwrap()[..], &[0, 0, 0, 0]);
+        assert_eq!(&c.header(0x0102_0304 & 0x7f_ffff).unwrap()[..], &[0, 0x02, 0x03, 0x04]);
         let mut out = BytesMut::new();
         c.encode(b"hi", &mut out).unwrap();
         assert_eq!(&out[..], &[0, 0, 0, 2, b'h', b'i']);
@@ -259,7 +312,7 @@ mod tests {
             c.parse(&11u32.to_be_bytes()),
             Err(FrameError::TooLarge { len: 11, max: 10 })
         );
-        assert_eq!(c.header(10).unwrap(), 10u32.to_be_bytes());
+        assert_eq!(&c.header(10).unwrap()[..], &10u32.to_be_bytes());
         assert_eq!(c.header(11), Err(FrameError::TooLarge { len: 11, max: 10 }));
     }
 
@@ -282,6 +335,28 @@ mod tests {
         let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
         assert_eq!(c.decode(&mut buf), Ok(None));
         assert_eq!(buf.capacity(), cap);
+    }
+
+    #[test]
+    fn other_widths_and_byte_orders() {
+        let le2 = LengthDelimited::new().with_width(2).little_endian();
+        assert_eq!(le2.max_message_len(), 65_535);
+        assert_eq!(&le2.header(0x0102).unwrap()[..], &[0x02, 0x01]);
+        assert_eq!(le2.parse(&[0x03, 0x00, b'a', b'b', b'c']).unwrap(), Parse::Frame { start: 2, end: 5, consumed: 5 });
+        // Too long for the width: refused, never truncated.
+        assert_eq!(le2.header(65_536), Err(FrameError::TooLarge { len: 65_536, max: 65_535 }));
+        let be1 = LengthDelimited::new().with_width(1);
+        assert_eq!(be1.max_message_len(), 255);
+        assert_eq!(&be1.header(7).unwrap()[..], &[7]);
+        let be8 = LengthDelimited::new().with_width(8);
+        assert_eq!(be8.max_message_len(), DEFAULT_MAX_MESSAGE_LEN);
+        assert_eq!(&be8.header(0x0102).unwrap()[..], &[0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(
+            be8.parse(&[0xff; 8]),
+            Err(FrameError::TooLarge { len: u64::MAX, max: DEFAULT_MAX_MESSAGE_LEN as u64 })
+        );
+        let le8 = LengthDelimited::new().with_width(8).little_endian();
+        assert_eq!(le8.parse(&[1, 0, 0, 0, 0, 0, 0, 0, 9]).unwrap(), Parse::Frame { start: 8, end: 9, consumed: 9 });
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //! the caller grows its buffer with the bytes that actually arrive, at most
 //! [`READ_STEP`] ahead.
 
+mod framing;
 mod length;
 
+pub use framing::{Codec, Framing, Prefix};
 pub use length::{LengthDelimited, DEFAULT_MAX_MESSAGE_LEN};
 
 use bytes::{Buf, Bytes, BytesMut};

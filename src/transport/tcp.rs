@@ -1,4 +1,4 @@
-//! TCP: a byte stream, framed with [`LengthDelimited`].
+//! TCP: a byte stream, framed (by default with a 4-byte length prefix).
 
 use std::io::{self, IoSlice, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -12,7 +12,7 @@ use super::sockopt;
 use super::timer::{self, RecvTimer, Wait};
 use super::{Transport, TransportRecv, TransportSend};
 use crate::addr::Addr;
-use crate::codec::{cut, LengthDelimited, Parse, READ_STEP};
+use crate::codec::{cut, Codec, Parse, Prefix, READ_STEP};
 use crate::config::Config;
 use crate::conversation::Conversation;
 use crate::error::{Error, Result};
@@ -104,11 +104,11 @@ impl Tcp {
             peer,
             nonblocking: AtomicBool::new(false),
         });
-        let codec = LengthDelimited::new().with_max_message_len(config.max_message_len);
+        let codec = config.framing.codec(config.max_message_len);
         Ok(Tcp {
             reader: Reader {
                 shared: Arc::clone(&shared),
-                codec,
+                codec: codec.clone(),
                 buf: BytesMut::new(),
                 filled: 0,
                 read_size: INITIAL_READ,
@@ -292,7 +292,7 @@ enum ReadState {
 #[derive(Debug)]
 struct Reader {
     shared: Arc<Shared>,
-    codec: LengthDelimited,
+    codec: Codec,
     buf: BytesMut,
     filled: usize,
     /// How much free space a read is offered; grows while reads fill it.
@@ -539,7 +539,7 @@ impl TransportRecv for Reader {
 #[derive(Debug)]
 struct Writer {
     shared: Arc<Shared>,
-    codec: LengthDelimited,
+    codec: Codec,
     /// Taken bytes not yet written.
     pending: BytesMut,
     /// The batching limit for `pending`.
@@ -549,38 +549,48 @@ struct Writer {
 }
 
 impl Writer {
-    fn header(&self, msg: &[u8]) -> Result<[u8; 4]> {
+    /// The prefix of `msg`, or why it cannot be sent (nothing is written).
+    fn prefix(&self, msg: &[u8]) -> Result<Prefix> {
         if self.closed {
             return Err(Error::Closed);
         }
-        self.codec.header(msg.len()).map_err(Error::from)
+        self.codec
+            .prefix(msg)
+            .map_err(|e| Error::from_frame(e, &self.shared.peer))
+    }
+
+    fn append(&mut self, prefix: &[u8], msg: &[u8]) {
+        let suffix = self.codec.suffix();
+        self.pending.reserve(prefix.len() + msg.len() + suffix.len());
+        self.pending.extend_from_slice(prefix);
+        self.pending.extend_from_slice(msg);
+        self.pending.extend_from_slice(suffix);
     }
 
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        let header = self.header(msg)?;
+        let prefix = self.prefix(msg)?;
+        let frame_len = prefix.len() + msg.len() + self.codec.suffix().len();
         if msg.len() <= SMALL || !self.pending.is_empty() {
-            if self.pending.len() + 4 + msg.len() <= self.limit {
+            if self.pending.len() + frame_len <= self.limit {
                 let mark = self.pending.len();
-                self.pending.extend_from_slice(&header);
-                self.pending.extend_from_slice(msg);
+                self.append(&prefix, msg);
                 return self.flush_from(mark);
             }
             self.flush()?;
         }
-        self.write_frame(&header, msg)
+        self.write_frame(&prefix, msg)
     }
 
     fn feed(&mut self, msg: &[u8]) -> Result<()> {
-        let header = self.header(msg)?;
-        let frame_len = 4 + msg.len();
+        let prefix = self.prefix(msg)?;
+        let frame_len = prefix.len() + msg.len() + self.codec.suffix().len();
         if self.pending.len() + frame_len > self.limit {
             self.flush()?;
             if frame_len > self.limit {
-                return self.write_frame(&header, msg);
+                return self.write_frame(&prefix, msg);
             }
         }
-        self.pending.extend_from_slice(&header);
-        self.pending.extend_from_slice(msg);
+        self.append(&prefix, msg);
         Ok(())
     }
 
@@ -631,21 +641,25 @@ impl Writer {
         err
     }
 
-    /// Writes one frame straight from the caller's buffer: header and payload
-    /// in one vectored system call, the payload not copied.
-    fn write_frame(&mut self, header: &[u8; 4], msg: &[u8]) -> Result<()> {
-        let total = 4 + msg.len();
+    /// Writes one frame straight from the caller's buffer: prefix, payload
+    /// and suffix in one vectored system call, the payload not copied.
+    fn write_frame(&mut self, prefix: &[u8], msg: &[u8]) -> Result<()> {
+        let parts = [prefix, msg, self.codec.suffix()];
+        let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut written = 0;
         while written < total {
-            let result = if written < 4 {
-                sockopt::send_vectored(
-                    &self.shared.stream,
-                    &[IoSlice::new(&header[written..]), IoSlice::new(msg)],
-                )
-            } else {
-                sockopt::send(&self.shared.stream, &msg[written - 4..])
-            };
-            match result {
+            // The parts not yet (wholly) written.
+            let mut skip = written;
+            let mut slices = Vec::with_capacity(3);
+            for part in parts {
+                if skip >= part.len() {
+                    skip -= part.len();
+                } else {
+                    slices.push(IoSlice::new(&part[skip..]));
+                    skip = 0;
+                }
+            }
+            match sockopt::send_vectored(&self.shared.stream, &slices) {
                 Ok(0) => {
                     let err = io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes");
                     return Err(Error::from_io(err, &self.shared.peer));
@@ -657,9 +671,9 @@ impl Writer {
                     let err = Error::from_io(e, &self.shared.peer);
                     if err.is_timeout() && written > 0 {
                         // Taken: keep the rest, to go out before anything else.
-                        self.pending.extend_from_slice(&header[written.min(4)..]);
-                        self.pending
-                            .extend_from_slice(&msg[written.saturating_sub(4)..]);
+                        for slice in &slices {
+                            self.pending.extend_from_slice(slice);
+                        }
                         return Ok(());
                     }
                     return Err(err);

@@ -1,0 +1,445 @@
+//! The framings a stream transport can speak, behind one [`Codec`].
+
+use std::fmt;
+use std::ops::Deref;
+use std::str::FromStr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{cut, FrameError, LengthDelimited, Parse};
+
+/// The bytes that go before a message: a length field, a varint, or
+/// nothing. At most 10 bytes, kept inline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    bytes: [u8; 10],
+    len: u8,
+}
+
+impl Prefix {
+    pub(crate) fn new(bytes: &[u8]) -> Prefix {
+        let mut prefix = Prefix {
+            bytes: [0; 10],
+            len: bytes.len() as u8,
+        };
+        prefix.bytes[..bytes.len()].copy_from_slice(bytes);
+        prefix
+    }
+}
+
+impl Deref for Prefix {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// How messages are delimited on a byte stream.
+///
+/// | framing | on the wire | for |
+/// |---|---|---|
+/// | `Length { width: 4, big_endian: true }` (the default) | `len: u32 BE`, payload | tokio-util's `LengthDelimitedCodec`, Netty, `struct.pack('>I')` |
+/// | `Length { width, big_endian }` | a 1, 2, 4 or 8-byte length, either byte order, payload | systems with another header, e.g. 2-byte little-endian |
+/// | `Varint` | the length as unsigned LEB128, payload | message-io, protobuf-style streams |
+/// | `Lines` | the message, then `\n` (`\r\n` accepted on receive) | `nc`, telnet, line-based text protocols |
+/// | `Raw` | the bytes as they are: **no boundaries** | legacy peers such as the tutorial's own programs |
+///
+/// With `Raw`, a receive returns whatever bytes have arrived (up to the
+/// largest message): two sends may arrive as one receive, one as two. It
+/// exists to talk to programs that do not frame at all; anything else
+/// should use a real framing.
+///
+/// ```
+/// use converse::codec::Framing;
+///
+/// assert_eq!("lines".parse::<Framing>()?, Framing::Lines);
+/// assert_eq!(Framing::default().to_string(), "length");
+/// # Ok::<(), converse::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Framing {
+    /// A length field of `width` bytes (1, 2, 4 or 8), then the payload.
+    Length {
+        /// The width of the length field in bytes.
+        width: u8,
+        /// Big-endian (network order) or little-endian.
+        big_endian: bool,
+    },
+    /// The payload length as an unsigned LEB128 varint, then the payload.
+    Varint,
+    /// Each message is a line ended by `\n`; `\r\n` is accepted on receive.
+    /// A message containing `\n` cannot be sent.
+    Lines,
+    /// No framing at all: message boundaries are not kept.
+    Raw,
+}
+
+impl Default for Framing {
+    fn default() -> Self {
+        Framing::Length {
+            width: 4,
+            big_endian: true,
+        }
+    }
+}
+
+impl Framing {
+    /// A codec for this framing with the largest message `max`.
+    pub fn codec(self, max: usize) -> Codec {
+        let kind = match self {
+            Framing::Length { width, big_endian } => {
+                let codec = LengthDelimited::new().with_width(width).with_max_message_len(max);
+                Kind::Length(if big_endian { codec } else { codec.little_endian() })
+            }
+            Framing::Varint => Kind::Varint,
+            Framing::Lines => Kind::Lines { scanned: 0 },
+            Framing::Raw => Kind::Raw,
+        };
+        let max = match &kind {
+            Kind::Length(c) => c.max_message_len(),
+            _ => max,
+        };
+        Codec { kind, max }
+    }
+}
+
+impl fmt::Display for Framing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Framing::Length {
+                width: 4,
+                big_endian: true,
+            } => f.write_str("length"),
+            Framing::Length { width, big_endian } => {
+                write!(f, "length{}{}", width * 8, if *big_endian { "be" } else { "le" })
+            }
+            Framing::Varint => f.write_str("varint"),
+            Framing::Lines => f.write_str("lines"),
+            Framing::Raw => f.write_str("raw"),
+        }
+    }
+}
+
+impl FromStr for Framing {
+    type Err = crate::Error;
+
+    /// `length` (4 bytes, big-endian), `length16le`-style names for other
+    /// widths and orders, `varint`, `lines`, `raw`.
+    fn from_str(s: &str) -> Result<Framing, crate::Error> {
+        let bad = || crate::Error::InvalidAddress {
+            input: s.to_owned(),
+            reason: "expected a framing: length, lines, raw, varint".to_owned(),
+        };
+        Ok(match s {
+            "length" => Framing::default(),
+            "varint" => Framing::Varint,
+            "lines" => Framing::Lines,
+            "raw" => Framing::Raw,
+            other => {
+                let rest = other.strip_prefix("length").ok_or_else(bad)?;
+                let (bits, big_endian) = match (rest.strip_suffix("be"), rest.strip_suffix("le")) {
+                    (Some(bits), _) => (bits, true),
+                    (_, Some(bits)) => (bits, false),
+                    _ => return Err(bad()),
+                };
+                let width = match bits {
+                    "8" => 1,
+                    "16" => 2,
+                    "32" => 4,
+                    "64" => 8,
+                    _ => return Err(bad()),
+                };
+                Framing::Length { width, big_endian }
+            }
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Length(LengthDelimited),
+    Varint,
+    /// How far the buffer has been searched for `\n` already, so that a long
+    /// line arriving in small pieces is scanned once, not once per piece.
+    Lines {
+        scanned: usize,
+    },
+    Raw,
+}
+
+/// A [`Framing`] with its largest message: pure decoding and encoding.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use converse::codec::Framing;
+///
+/// let mut lines = Framing::Lines.codec(1024);
+/// let mut buf = BytesMut::from(&b"hello\r\nwor"[..]);
+/// assert_eq!(lines.decode(&mut buf)?.as_deref(), Some(&b"hello"[..]));
+/// assert_eq!(lines.decode(&mut buf)?, None); // "wor" waits for its \n
+/// # Ok::<(), converse::codec::FrameError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Codec {
+    kind: Kind,
+    max: usize,
+}
+
+impl Codec {
+    /// The largest message.
+    pub fn max_message_len(&self) -> usize {
+        self.max
+    }
+
+    /// Looks at the front of `buf` (see [`Parse`]).
+    #[inline]
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Parse, FrameError> {
+        let max = self.max;
+        match &mut self.kind {
+            Kind::Length(c) => c.parse(buf),
+            Kind::Varint => parse_varint(buf, max),
+            Kind::Lines { scanned } => {
+                let from = (*scanned).min(buf.len());
+                match buf[from..].iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        *scanned = 0;
+                        let newline = from + i;
+                        let end = if newline > 0 && buf[newline - 1] == b'\r' {
+                            newline - 1
+                        } else {
+                            newline
+                        };
+                        if end > max {
+                            return Err(FrameError::TooLarge {
+                                len: end as u64,
+                                max: max as u64,
+                            });
+                        }
+                        Ok(Parse::Frame {
+                            start: 0,
+                            end,
+                            consumed: newline + 1,
+                        })
+                    }
+                    None => {
+                        *scanned = buf.len();
+                        // A line over the limit (a `\r` may still come).
+                        if buf.len() > max + 1 {
+                            return Err(FrameError::TooLarge {
+                                len: buf.len() as u64,
+                                max: max as u64,
+                            });
+                        }
+                        Ok(Parse::Incomplete { needed: 1 })
+                    }
+                }
+            }
+            Kind::Raw => Ok(match buf.len().min(max) {
+                0 => Parse::Incomplete { needed: 1 },
+                n => Parse::Frame {
+                    start: 0,
+                    end: n,
+                    consumed: n,
+                },
+            }),
+        }
+    }
+
+    /// Cuts the next message out of `buf` without copying it; `Ok(None)`:
+    /// more bytes are needed.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        match self.parse(buf)? {
+            Parse::Incomplete { .. } => Ok(None),
+            Parse::Frame {
+                start,
+                end,
+                consumed,
+            } => Ok(Some(cut(buf, start, end, consumed))),
+        }
+    }
+
+    /// What goes before `msg` on the wire, or why `msg` cannot be sent.
+    #[inline]
+    pub fn prefix(&self, msg: &[u8]) -> Result<Prefix, FrameError> {
+        if msg.len() > self.max {
+            return Err(FrameError::TooLarge {
+                len: msg.len() as u64,
+                max: self.max as u64,
+            });
+        }
+        match &self.kind {
+            Kind::Length(c) => c.header(msg.len()),
+            Kind::Varint => {
+                let mut out = [0u8; 10];
+                let mut n = msg.len() as u64;
+                let mut i = 0;
+                loop {
+                    let byte = (n & 0x7f) as u8;
+                    n >>= 7;
+                    if n == 0 {
+                        out[i] = byte;
+                        return Ok(Prefix::new(&out[..=i]));
+                    }
+                    out[i] = byte | 0x80;
+                    i += 1;
+                }
+            }
+            Kind::Lines { .. } => match msg.iter().any(|&b| b == b'\n') {
+                true => Err(FrameError::Invalid("a line cannot contain \\n")),
+                false => Ok(Prefix::new(&[])),
+            },
+            Kind::Raw => Ok(Prefix::new(&[])),
+        }
+    }
+
+    /// What goes after each message on the wire.
+    #[inline]
+    pub fn suffix(&self) -> &'static [u8] {
+        match self.kind {
+            Kind::Lines { .. } => b"\n",
+            _ => b"",
+        }
+    }
+
+    /// Appends one framed message to `dst`. On error `dst` is unchanged.
+    pub fn encode(&self, msg: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
+        let prefix = self.prefix(msg)?;
+        dst.reserve(prefix.len() + msg.len() + self.suffix().len());
+        dst.put_slice(&prefix);
+        dst.put_slice(msg);
+        dst.put_slice(self.suffix());
+        Ok(())
+    }
+
+    /// Forgets what `parse` remembered of a buffer (call after cutting bytes
+    /// out of it other than through this codec).
+    pub fn reset(&mut self) {
+        if let Kind::Lines { scanned } = &mut self.kind {
+            *scanned = 0;
+        }
+    }
+}
+
+/// An unsigned LEB128 length (at most 10 bytes), then the payload.
+fn parse_varint(buf: &[u8], max: usize) -> Result<Parse, FrameError> {
+    let mut value: u64 = 0;
+    for (i, &byte) in buf.iter().enumerate().take(10) {
+        let bits = u64::from(byte & 0x7f);
+        if i == 9 && byte > 1 {
+            return Err(FrameError::Invalid("varint length overflows 64 bits"));
+        }
+        value |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            let header = i + 1;
+            let len = usize::try_from(value)
+                .ok()
+                .filter(|&len| len <= max)
+                .ok_or(FrameError::TooLarge {
+                    len: value,
+                    max: max as u64,
+                })?;
+            let consumed = header + len;
+            return Ok(match consumed.checked_sub(buf.len()) {
+                Some(needed) if needed > 0 => Parse::Incomplete { needed },
+                _ => Parse::Frame {
+                    start: header,
+                    end: consumed,
+                    consumed,
+                },
+            });
+        }
+        // Already over the limit, whatever bytes follow: say so now.
+        if value > max as u64 {
+            return Err(FrameError::TooLarge {
+                len: value,
+                max: max as u64,
+            });
+        }
+    }
+    if buf.len() >= 10 {
+        return Err(FrameError::Invalid("varint length longer than 10 bytes"));
+    }
+    Ok(Parse::Incomplete { needed: 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(codec: &mut Codec, wire: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
+        let mut buf = BytesMut::from(wire);
+        let mut out = Vec::new();
+        while let Some(m) = codec.decode(&mut buf)? {
+            out.push(m.to_vec());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn varint_lengths() {
+        let mut c = Framing::Varint.codec(1 << 20);
+        assert_eq!(&c.prefix(&[0; 0]).unwrap()[..], &[0]);
+        assert_eq!(&c.prefix(&[0; 127]).unwrap()[..], &[0x7f]);
+        assert_eq!(&c.prefix(&[0; 128]).unwrap()[..], &[0x80, 0x01]);
+        assert_eq!(&c.prefix(&[0; 300]).unwrap()[..], &[0xac, 0x02]);
+        assert_eq!(all(&mut c, &[2, b'h', b'i', 0, 1, b'x']).unwrap(), vec![b"hi".to_vec(), vec![], b"x".to_vec()]);
+        assert_eq!(c.parse(&[0xac]).unwrap(), Parse::Incomplete { needed: 1 });
+        assert_eq!(c.parse(&[0xac, 0x02, 1]).unwrap(), Parse::Incomplete { needed: 299 });
+        // Over the limit as soon as the varint says so, even unfinished.
+        assert_eq!(c.parse(&[0x80, 0x80, 0x80, 0x01]), Err(FrameError::TooLarge { len: 1 << 21, max: 1 << 20 }));
+        let mut big = Framing::Varint.codec(usize::MAX);
+        assert!(matches!(big.parse(&[0xff; 10]), Err(FrameError::Invalid(_))));
+        assert!(matches!(big.parse(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]), Err(FrameError::Invalid(_))));
+    }
+
+    #[test]
+    fn lines() {
+        let mut c = Framing::Lines.codec(5);
+        assert_eq!(all(&mut c, b"one\ntwo\r\n\nfive5\n").unwrap(), vec![b"one".to_vec(), b"two".to_vec(), vec![], b"five5".to_vec()]);
+        assert_eq!(c.suffix(), b"\n");
+        assert!(matches!(c.prefix(b"a\nb"), Err(FrameError::Invalid(_))));
+        assert_eq!(c.prefix(b"sixsix"), Err(FrameError::TooLarge { len: 6, max: 5 }));
+        // A line over the limit is refused without waiting for its end.
+        let mut c = Framing::Lines.codec(5);
+        assert_eq!(c.parse(b"12345\r").unwrap(), Parse::Incomplete { needed: 1 });
+        assert!(matches!(c.parse(b"1234567"), Err(FrameError::TooLarge { .. })));
+        let mut c = Framing::Lines.codec(5);
+        assert!(matches!(c.parse(b"123456\n"), Err(FrameError::TooLarge { len: 6, .. })));
+    }
+
+    #[test]
+    fn lines_scan_each_byte_once() {
+        let mut c = Framing::Lines.codec(1 << 20);
+        let mut buf = Vec::new();
+        for i in 0..1000 {
+            buf.push(b'a');
+            assert_eq!(c.parse(&buf).unwrap(), Parse::Incomplete { needed: 1 });
+            if let Kind::Lines { scanned } = c.kind {
+                assert_eq!(scanned, i + 1);
+            }
+        }
+        buf.push(b'\n');
+        assert_eq!(c.parse(&buf).unwrap(), Parse::Frame { start: 0, end: 1000, consumed: 1001 });
+    }
+
+    #[test]
+    fn raw_returns_what_arrived() {
+        let mut c = Framing::Raw.codec(4);
+        assert_eq!(c.parse(b"").unwrap(), Parse::Incomplete { needed: 1 });
+        assert_eq!(all(&mut c, b"onetwothree").unwrap(), vec![b"onet".to_vec(), b"woth".to_vec(), b"ree".to_vec()]);
+        assert_eq!(&c.prefix(b"any").unwrap()[..], b"");
+        assert_eq!(c.suffix(), b"");
+    }
+
+    #[test]
+    fn names() {
+        for f in ["length", "varint", "lines", "raw", "length16le", "length8be", "length64le"] {
+            assert_eq!(f.parse::<Framing>().unwrap().to_string(), f);
+        }
+        assert_eq!("length32be".parse::<Framing>().unwrap(), Framing::default());
+        assert!("length12le".parse::<Framing>().is_err());
+        assert!("json".parse::<Framing>().is_err());
+    }
+}

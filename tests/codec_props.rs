@@ -82,7 +82,11 @@ proptest! {
 
 /// Feeds `wire` to `codec` in chunks of the given sizes; returns what it
 /// decoded.
-fn decode_in_chunks(codec: &mut converse::codec::Codec, wire: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
+fn decode_in_chunks(
+    codec: &mut converse::codec::Codec,
+    wire: &[u8],
+    sizes: &[usize],
+) -> Vec<Vec<u8>> {
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     let (mut pos, mut i) = (0, 0);
@@ -102,10 +106,22 @@ fn decode_in_chunks(codec: &mut converse::codec::Codec, wire: &[u8], sizes: &[us
 fn framed_kinds() -> impl Strategy<Value = Framing> {
     prop_oneof![
         Just(Framing::default()),
-        Just(Framing::Length { width: 1, big_endian: true }),
-        Just(Framing::Length { width: 2, big_endian: false }),
-        Just(Framing::Length { width: 4, big_endian: false }),
-        Just(Framing::Length { width: 8, big_endian: true }),
+        Just(Framing::Length {
+            width: 1,
+            big_endian: true
+        }),
+        Just(Framing::Length {
+            width: 2,
+            big_endian: false
+        }),
+        Just(Framing::Length {
+            width: 4,
+            big_endian: false
+        }),
+        Just(Framing::Length {
+            width: 8,
+            big_endian: true
+        }),
         Just(Framing::Varint),
     ]
 }
@@ -162,11 +178,8 @@ proptest! {
     ) {
         let mut codec = framing.codec(max);
         let mut buf = BytesMut::from(&bytes[..]);
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(m)) => prop_assert!(m.len() <= max),
-                Ok(None) | Err(_) => break,
-            }
+        while let Ok(Some(m)) = codec.decode(&mut buf) {
+            prop_assert!(m.len() <= max);
         }
     }
 }

@@ -90,8 +90,14 @@ impl Framing {
     pub fn codec(self, max: usize) -> Codec {
         let kind = match self {
             Framing::Length { width, big_endian } => {
-                let codec = LengthDelimited::new().with_width(width).with_max_message_len(max);
-                Kind::Length(if big_endian { codec } else { codec.little_endian() })
+                let codec = LengthDelimited::new()
+                    .with_width(width)
+                    .with_max_message_len(max);
+                Kind::Length(if big_endian {
+                    codec
+                } else {
+                    codec.little_endian()
+                })
             }
             Framing::Varint => Kind::Varint,
             Framing::Lines => Kind::Lines { scanned: 0 },
@@ -113,7 +119,12 @@ impl fmt::Display for Framing {
                 big_endian: true,
             } => f.write_str("length"),
             Framing::Length { width, big_endian } => {
-                write!(f, "length{}{}", width * 8, if *big_endian { "be" } else { "le" })
+                write!(
+                    f,
+                    "length{}{}",
+                    width * 8,
+                    if *big_endian { "be" } else { "le" }
+                )
             }
             Framing::Varint => f.write_str("varint"),
             Framing::Lines => f.write_str("lines"),
@@ -286,7 +297,7 @@ impl Codec {
                     i += 1;
                 }
             }
-            Kind::Lines { .. } => match msg.iter().any(|&b| b == b'\n') {
+            Kind::Lines { .. } => match msg.contains(&b'\n') {
                 true => Err(FrameError::Invalid("a line cannot contain \\n")),
                 false => Ok(Prefix::new(&[])),
             },
@@ -384,29 +395,62 @@ mod tests {
         assert_eq!(&c.prefix(&[0; 127]).unwrap()[..], &[0x7f]);
         assert_eq!(&c.prefix(&[0; 128]).unwrap()[..], &[0x80, 0x01]);
         assert_eq!(&c.prefix(&[0; 300]).unwrap()[..], &[0xac, 0x02]);
-        assert_eq!(all(&mut c, &[2, b'h', b'i', 0, 1, b'x']).unwrap(), vec![b"hi".to_vec(), vec![], b"x".to_vec()]);
+        assert_eq!(
+            all(&mut c, &[2, b'h', b'i', 0, 1, b'x']).unwrap(),
+            vec![b"hi".to_vec(), vec![], b"x".to_vec()]
+        );
         assert_eq!(c.parse(&[0xac]).unwrap(), Parse::Incomplete { needed: 1 });
-        assert_eq!(c.parse(&[0xac, 0x02, 1]).unwrap(), Parse::Incomplete { needed: 299 });
+        assert_eq!(
+            c.parse(&[0xac, 0x02, 1]).unwrap(),
+            Parse::Incomplete { needed: 299 }
+        );
         // Over the limit as soon as the varint says so, even unfinished.
-        assert_eq!(c.parse(&[0x80, 0x80, 0x80, 0x01]), Err(FrameError::TooLarge { len: 1 << 21, max: 1 << 20 }));
+        assert_eq!(
+            c.parse(&[0x80, 0x80, 0x80, 0x01]),
+            Err(FrameError::TooLarge {
+                len: 1 << 21,
+                max: 1 << 20
+            })
+        );
         let mut big = Framing::Varint.codec(usize::MAX);
-        assert!(matches!(big.parse(&[0xff; 10]), Err(FrameError::Invalid(_))));
-        assert!(matches!(big.parse(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]), Err(FrameError::Invalid(_))));
+        assert!(matches!(
+            big.parse(&[0xff; 10]),
+            Err(FrameError::Invalid(_))
+        ));
+        assert!(matches!(
+            big.parse(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]),
+            Err(FrameError::Invalid(_))
+        ));
     }
 
     #[test]
     fn lines() {
         let mut c = Framing::Lines.codec(5);
-        assert_eq!(all(&mut c, b"one\ntwo\r\n\nfive5\n").unwrap(), vec![b"one".to_vec(), b"two".to_vec(), vec![], b"five5".to_vec()]);
+        assert_eq!(
+            all(&mut c, b"one\ntwo\r\n\nfive5\n").unwrap(),
+            vec![b"one".to_vec(), b"two".to_vec(), vec![], b"five5".to_vec()]
+        );
         assert_eq!(c.suffix(), b"\n");
         assert!(matches!(c.prefix(b"a\nb"), Err(FrameError::Invalid(_))));
-        assert_eq!(c.prefix(b"sixsix"), Err(FrameError::TooLarge { len: 6, max: 5 }));
+        assert_eq!(
+            c.prefix(b"sixsix"),
+            Err(FrameError::TooLarge { len: 6, max: 5 })
+        );
         // A line over the limit is refused without waiting for its end.
         let mut c = Framing::Lines.codec(5);
-        assert_eq!(c.parse(b"12345\r").unwrap(), Parse::Incomplete { needed: 1 });
-        assert!(matches!(c.parse(b"1234567"), Err(FrameError::TooLarge { .. })));
+        assert_eq!(
+            c.parse(b"12345\r").unwrap(),
+            Parse::Incomplete { needed: 1 }
+        );
+        assert!(matches!(
+            c.parse(b"1234567"),
+            Err(FrameError::TooLarge { .. })
+        ));
         let mut c = Framing::Lines.codec(5);
-        assert!(matches!(c.parse(b"123456\n"), Err(FrameError::TooLarge { len: 6, .. })));
+        assert!(matches!(
+            c.parse(b"123456\n"),
+            Err(FrameError::TooLarge { len: 6, .. })
+        ));
     }
 
     #[test]
@@ -421,21 +465,39 @@ mod tests {
             }
         }
         buf.push(b'\n');
-        assert_eq!(c.parse(&buf).unwrap(), Parse::Frame { start: 0, end: 1000, consumed: 1001 });
+        assert_eq!(
+            c.parse(&buf).unwrap(),
+            Parse::Frame {
+                start: 0,
+                end: 1000,
+                consumed: 1001
+            }
+        );
     }
 
     #[test]
     fn raw_returns_what_arrived() {
         let mut c = Framing::Raw.codec(4);
         assert_eq!(c.parse(b"").unwrap(), Parse::Incomplete { needed: 1 });
-        assert_eq!(all(&mut c, b"onetwothree").unwrap(), vec![b"onet".to_vec(), b"woth".to_vec(), b"ree".to_vec()]);
+        assert_eq!(
+            all(&mut c, b"onetwothree").unwrap(),
+            vec![b"onet".to_vec(), b"woth".to_vec(), b"ree".to_vec()]
+        );
         assert_eq!(&c.prefix(b"any").unwrap()[..], b"");
         assert_eq!(c.suffix(), b"");
     }
 
     #[test]
     fn names() {
-        for f in ["length", "varint", "lines", "raw", "length16le", "length8be", "length64le"] {
+        for f in [
+            "length",
+            "varint",
+            "lines",
+            "raw",
+            "length16le",
+            "length8be",
+            "length64le",
+        ] {
             assert_eq!(f.parse::<Framing>().unwrap().to_string(), f);
         }
         assert_eq!("length32be".parse::<Framing>().unwrap(), Framing::default());

@@ -77,7 +77,10 @@ impl LengthDelimited {
     ///
     /// If `width` is not 1, 2, 4 or 8.
     pub fn with_width(mut self, width: u8) -> Self {
-        assert!(matches!(width, 1 | 2 | 4 | 8), "a length field is 1, 2, 4 or 8 bytes, not {width}");
+        assert!(
+            matches!(width, 1 | 2 | 4 | 8),
+            "a length field is 1, 2, 4 or 8 bytes, not {width}"
+        );
         self.width = width;
         self.with_max_message_len(self.max)
     }
@@ -128,7 +131,9 @@ impl LengthDelimited {
         };
         let declared = if width == 4 && self.big_endian {
             // The common case, spelled out.
-            u64::from(u32::from_be_bytes([header[0], header[1], header[2], header[3]]))
+            u64::from(u32::from_be_bytes([
+                header[0], header[1], header[2], header[3],
+            ]))
         } else {
             let mut field = [0u8; 8];
             if self.big_endian {
@@ -223,7 +228,10 @@ mod tests {
     fn header_is_big_endian_payload_length() {
         let c = LengthDelimited::new();
         assert_eq!(&c.header(0).unwrap()[..], &[0, 0, 0, 0]);
-        assert_eq!(&c.header(0x0102_0304 & 0x7f_ffff).unwrap()[..], &[0, 0x02, 0x03, 0x04]);
+        assert_eq!(
+            &c.header(0x0102_0304 & 0x7f_ffff).unwrap()[..],
+            &[0, 0x02, 0x03, 0x04]
+        );
         let mut out = BytesMut::new();
         c.encode(b"hi", &mut out).unwrap();
         assert_eq!(&out[..], &[0, 0, 0, 2, b'h', b'i']);
@@ -342,9 +350,22 @@ mod tests {
         let le2 = LengthDelimited::new().with_width(2).little_endian();
         assert_eq!(le2.max_message_len(), 65_535);
         assert_eq!(&le2.header(0x0102).unwrap()[..], &[0x02, 0x01]);
-        assert_eq!(le2.parse(&[0x03, 0x00, b'a', b'b', b'c']).unwrap(), Parse::Frame { start: 2, end: 5, consumed: 5 });
+        assert_eq!(
+            le2.parse(&[0x03, 0x00, b'a', b'b', b'c']).unwrap(),
+            Parse::Frame {
+                start: 2,
+                end: 5,
+                consumed: 5
+            }
+        );
         // Too long for the width: refused, never truncated.
-        assert_eq!(le2.header(65_536), Err(FrameError::TooLarge { len: 65_536, max: 65_535 }));
+        assert_eq!(
+            le2.header(65_536),
+            Err(FrameError::TooLarge {
+                len: 65_536,
+                max: 65_535
+            })
+        );
         let be1 = LengthDelimited::new().with_width(1);
         assert_eq!(be1.max_message_len(), 255);
         assert_eq!(&be1.header(7).unwrap()[..], &[7]);
@@ -353,10 +374,20 @@ mod tests {
         assert_eq!(&be8.header(0x0102).unwrap()[..], &[0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(
             be8.parse(&[0xff; 8]),
-            Err(FrameError::TooLarge { len: u64::MAX, max: DEFAULT_MAX_MESSAGE_LEN as u64 })
+            Err(FrameError::TooLarge {
+                len: u64::MAX,
+                max: DEFAULT_MAX_MESSAGE_LEN as u64
+            })
         );
         let le8 = LengthDelimited::new().with_width(8).little_endian();
-        assert_eq!(le8.parse(&[1, 0, 0, 0, 0, 0, 0, 0, 9]).unwrap(), Parse::Frame { start: 8, end: 9, consumed: 9 });
+        assert_eq!(
+            le8.parse(&[1, 0, 0, 0, 0, 0, 0, 0, 9]).unwrap(),
+            Parse::Frame {
+                start: 8,
+                end: 9,
+                consumed: 9
+            }
+        );
     }
 
     #[test]

@@ -561,7 +561,8 @@ impl Writer {
 
     fn append(&mut self, prefix: &[u8], msg: &[u8]) {
         let suffix = self.codec.suffix();
-        self.pending.reserve(prefix.len() + msg.len() + suffix.len());
+        self.pending
+            .reserve(prefix.len() + msg.len() + suffix.len());
         self.pending.extend_from_slice(prefix);
         self.pending.extend_from_slice(msg);
         self.pending.extend_from_slice(suffix);

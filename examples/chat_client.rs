@@ -26,7 +26,7 @@ struct Args {
 fn main() {
     let args = Args::parse();
     let url = args.endpoint.url("127.0.0.1:8090");
-    let mut conversation = common::connect(&url, &converse::Config::default());
+    let mut conversation = common::connect(&url, &args.endpoint.config());
     let mut input = Input::new("客户端>>> ");
     loop {
         let line = input.line().unwrap_or_else(|| "bye".to_owned());

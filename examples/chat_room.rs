@@ -102,7 +102,7 @@ fn serve(room: &Room, id: u64, conversation: Conversation, stream: bool) -> conv
 fn main() {
     let args = Args::parse();
     let url = args.endpoint.url("127.0.0.1:8091");
-    let listener = common::listen(&url, &converse::Config::default());
+    let listener = common::listen(&url, &args.endpoint.config());
     let stream = args.endpoint.transport == TransportKind::Tcp;
     let room = Arc::new(Room::default());
     let ids = AtomicU64::new(0);

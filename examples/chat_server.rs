@@ -7,6 +7,8 @@
 //! cargo run --example chat_server                     # tcp://127.0.0.1:8090, backlog 5
 //! cargo run --example chat_server -- --backlog 1 --once
 //! cargo run --example chat_server -- --transport udp
+//! cargo run --example chat_server -- --framing lines   # then: nc 127.0.0.1 8090
+//! cargo run --example chat_server -- --framing raw     # the tutorial's own client
 //! ```
 //!
 //! In each conversation: receive a message and print it; if it is `bye`,
@@ -76,7 +78,7 @@ fn converse_with(
 fn main() {
     let args = Args::parse();
     let url = args.endpoint.url("127.0.0.1:8090");
-    let config = converse::Config::new().backlog(args.backlog);
+    let config = args.endpoint.config().backlog(args.backlog);
     let listener = common::listen(&url, &config);
     let mut input = Input::new("服务端>> ");
 

@@ -29,7 +29,7 @@ struct Args {
 fn main() {
     let args = Args::parse();
     let url = args.endpoint.url("127.0.0.1:8898");
-    let mut conversation = common::connect(&url, &converse::Config::default());
+    let mut conversation = common::connect(&url, &args.endpoint.config());
     if let Err(e) = conversation.send_text(&args.message) {
         fail(&url, &e);
     }

@@ -27,7 +27,7 @@ struct Args {
 fn main() {
     let args = Args::parse();
     let url = args.endpoint.url("127.0.0.1:8898");
-    let listener = common::listen(&url, &converse::Config::default());
+    let listener = common::listen(&url, &args.endpoint.config());
 
     let mut conversation = listener.accept().unwrap_or_else(|e| fail(&url, &e));
     let peer = conversation

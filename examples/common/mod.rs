@@ -27,7 +27,23 @@ impl Display for TransportKind {
     }
 }
 
-/// `--addr` and `--transport`, flattened into each example's arguments.
+/// How messages are delimited over TCP, chosen on the command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum FramingKind {
+    /// A 4-byte big-endian length, then the message (converse's wire format).
+    #[default]
+    Length,
+    /// One message per line: `nc` or telnet can take part.
+    Lines,
+    /// No framing: the tutorial's own Python programs can take part
+    /// (message boundaries are not kept).
+    Raw,
+    /// A varint (LEB128) length, then the message.
+    Varint,
+}
+
+/// `--addr`, `--transport` and `--framing`, flattened into each example's
+/// arguments.
 #[derive(Args, Debug)]
 pub struct Endpoint {
     /// HOST:PORT to bind (servers; port 0 lets the system pick) or to
@@ -37,6 +53,9 @@ pub struct Endpoint {
     /// The transport.
     #[arg(long, value_enum, default_value_t = TransportKind::Tcp)]
     pub transport: TransportKind,
+    /// How messages are delimited over TCP (UDP: one datagram per message).
+    #[arg(long, value_enum, default_value_t = FramingKind::Length)]
+    pub framing: FramingKind,
 }
 
 impl Endpoint {
@@ -47,6 +66,17 @@ impl Endpoint {
             self.transport,
             self.addr.as_deref().unwrap_or(default)
         )
+    }
+
+    /// The configuration these options ask for.
+    pub fn config(&self) -> converse::Config {
+        use converse::codec::Framing;
+        converse::Config::new().framing(match self.framing {
+            FramingKind::Length => Framing::default(),
+            FramingKind::Lines => Framing::Lines,
+            FramingKind::Raw => Framing::Raw,
+            FramingKind::Varint => Framing::Varint,
+        })
     }
 }
 

@@ -191,6 +191,7 @@ fn every_example_has_help() {
         "chat_room_client",
         "demo",
         "echo",
+        "sticky",
     ] {
         let out = Command::new(example_path(name))
             .arg("--help")
@@ -199,11 +200,10 @@ fn every_example_has_help() {
         assert!(out.status.success(), "{name} --help");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("Usage:"), "{name}: {text}");
-        if !["demo", "echo"].contains(&name) {
-            assert!(
-                text.contains("--addr") && text.contains("--transport"),
-                "{name}: {text}"
-            );
+        if !["demo", "echo", "sticky"].contains(&name) {
+            for option in ["--addr", "--transport", "--framing"] {
+                assert!(text.contains(option), "{name}: {option}: {text}");
+            }
         }
     }
 }
@@ -531,6 +531,75 @@ fn the_demo_prints_both_transcripts_and_exits_0() {
     );
     assert!(
         text.contains("larger than the limit of 65507 bytes"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_tutorials_own_python_client_talks_to_hello_server_with_raw_framing() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    }
+    let mut server = Program::start(
+        "hello_server",
+        &["--addr", "127.0.0.1:0", "--framing", "raw"],
+    );
+    let addr = server.listening("tcp");
+    let port = addr.rsplit(':').next().unwrap();
+    // tcp_client.py from the tutorial, with only the port changed.
+    let script = format!(
+        "import socket\nsk = socket.socket()\nsk.connect(('127.0.0.1',{port}))\nsk.send(b'hello!')\nret = sk.recv(1024)\nprint(ret)\nsk.close()\n"
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "b'hi'\n");
+    assert_eq!(server.line(), "hello!");
+    server.expect_success();
+}
+
+#[test]
+fn a_line_based_client_chats_with_chat_server_framing_lines() {
+    let mut server = Program::start(
+        "chat_server",
+        &["--addr", "127.0.0.1:0", "--once", "--framing", "lines"],
+    );
+    let addr = server.listening("tcp");
+    // What `nc 127.0.0.1 PORT` would do: write lines, read lines.
+    let stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream.set_read_timeout(Some(T)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    (&stream).write_all(b"hello from nc\r\n").unwrap();
+    assert_eq!(server.line(), "hello from nc");
+    server.write("hi, nc");
+    let mut reply = String::new();
+    reader.read_line(&mut reply).unwrap();
+    assert_eq!(reply, "hi, nc\n");
+    (&stream).write_all(b"bye\n").unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap(); // as nc does at the end of input
+    assert_eq!(server.line(), "bye");
+    server.expect_success();
+}
+
+#[test]
+fn sticky_shows_merged_raw_reads_and_separate_framed_messages() {
+    let out = Command::new(example_path("sticky")).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("3 send(s) arrived as 1 receive(s): \"helloworld!\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 send(s) arrived as 3 receive(s): \"hello\", \"world\", \"!\""),
         "{text}"
     );
 }

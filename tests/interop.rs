@@ -1,0 +1,221 @@
+//! Interoperability with other implementations of the same wire formats:
+//! tokio-util's `LengthDelimitedCodec` (both directions, the default and a
+//! 2-byte little-endian length) and Python peers (`struct.pack('>I')`,
+//! lines, UDP `sendto`). Python tests are skipped, with a message, where
+//! `python3` is absent.
+
+mod common;
+
+use std::net::TcpStream;
+use std::process::Command;
+
+use bytes::Bytes;
+use common::*;
+use converse::codec::Framing;
+use converse::{Config, UdpListener};
+use futures_util::{SinkExt, StreamExt};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+fn messages() -> Vec<Vec<u8>> {
+    (0..50)
+        .map(|i| (0..(i * 97) % 3000).map(|j| (i + j) as u8).collect())
+        .collect()
+}
+
+fn tokio_codec(two_byte_le: bool) -> LengthDelimitedCodec {
+    let mut b = LengthDelimitedCodec::builder();
+    if two_byte_le {
+        b.length_field_length(2).little_endian();
+    }
+    b.new_codec()
+}
+
+fn converse_config(two_byte_le: bool) -> Config {
+    let c = config();
+    if two_byte_le {
+        c.framing(Framing::Length {
+            width: 2,
+            big_endian: false,
+        })
+    } else {
+        c
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap()
+}
+
+/// A tokio-util echo server for one connection, on a thread.
+fn tokio_echo(two_byte_le: bool) -> (std::net::SocketAddr, Joiner<()>) {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let server = spawn(move || {
+        let rt = runtime();
+        rt.block_on(async {
+            std_listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut framed = Framed::new(stream, tokio_codec(two_byte_le));
+            while let Some(frame) = framed.next().await {
+                framed.send(frame.unwrap().freeze()).await.unwrap();
+            }
+        });
+    });
+    (addr, server)
+}
+
+fn converse_client_against_tokio_server(two_byte_le: bool) {
+    let (addr, server) = tokio_echo(two_byte_le);
+    let mut c = client(addr, &converse_config(two_byte_le));
+    for m in messages() {
+        c.send(&m).unwrap();
+        assert_eq!(c.recv().unwrap().unwrap(), m);
+    }
+    c.close().unwrap();
+    server.join();
+}
+
+fn tokio_client_against_converse_server(two_byte_le: bool) {
+    let config = converse_config(two_byte_le);
+    let (listener, addr) = listener(&config);
+    let server = spawn(move || {
+        let mut c = listener.accept().unwrap();
+        while let Some(m) = c.recv().unwrap() {
+            c.send(&m).unwrap();
+        }
+        c.close().unwrap();
+    });
+    let rt = runtime();
+    rt.block_on(async {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let mut framed = Framed::new(
+            tokio::net::TcpStream::from_std(stream).unwrap(),
+            tokio_codec(two_byte_le),
+        );
+        for m in messages() {
+            framed.send(Bytes::from(m.clone())).await.unwrap();
+            assert_eq!(framed.next().await.unwrap().unwrap(), m);
+        }
+    });
+    server.join();
+}
+
+#[test]
+fn tokio_util_default_both_directions() {
+    converse_client_against_tokio_server(false);
+    tokio_client_against_converse_server(false);
+}
+
+#[test]
+fn tokio_util_two_byte_little_endian_both_directions() {
+    converse_client_against_tokio_server(true);
+    tokio_client_against_converse_server(true);
+}
+
+/// Runs a Python script with `args`; `None` (and a message) without python3.
+fn python(script: &str, args: &[String]) -> Option<String> {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: python3 is not installed");
+        return None;
+    }
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+/// A converse echo server with `config`, serving one conversation.
+fn converse_echo(config: Config) -> (std::net::SocketAddr, Joiner<()>) {
+    let (listener, addr) = listener(&config);
+    let server = spawn(move || {
+        let mut c = listener.accept().unwrap();
+        while let Some(m) = c.recv().unwrap() {
+            c.send(&m).unwrap();
+        }
+        c.close().unwrap();
+    });
+    (addr, server)
+}
+
+#[test]
+fn python_struct_pack_peer() {
+    let (addr, server) = converse_echo(config());
+    let script = r#"
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+def recv_exact(n):
+    b = b""
+    while len(b) < n:
+        chunk = s.recv(n - len(b))
+        assert chunk, "connection closed"
+        b += chunk
+    return b
+for msg in [b"hello", b"", "你好".encode(), b"x" * 100000]:
+    s.sendall(struct.pack(">I", len(msg)) + msg)
+    (n,) = struct.unpack(">I", recv_exact(4))
+    print(len(recv_exact(n)) == len(msg), n)
+s.close()
+"#;
+    if let Some(out) = python(script, &[addr.port().to_string()]) {
+        assert_eq!(out, "True 5\nTrue 0\nTrue 6\nTrue 100000\n");
+    }
+    server.join();
+}
+
+#[test]
+fn python_lines_peer() {
+    let (addr, server) = converse_echo(config().framing(Framing::Lines));
+    let script = r#"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(b"hello\nworld\r\n\n")
+f = s.makefile("rb")
+for _ in range(3):
+    print(repr(f.readline()))
+s.close()
+"#;
+    if let Some(out) = python(script, &[addr.port().to_string()]) {
+        assert_eq!(out, "b'hello\\n'\nb'world\\n'\nb'\\n'\n");
+    }
+    server.join();
+}
+
+#[test]
+fn python_udp_peer() {
+    let config = config();
+    let listener = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();
+    let port = listener.local_addr().unwrap().socket_addr().unwrap().port();
+    let server = spawn(move || {
+        let mut c = listener.accept_timeout(T).unwrap();
+        for _ in 0..3 {
+            let m = c.recv().unwrap().unwrap();
+            c.send(&m).unwrap();
+        }
+    });
+    let script = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+for msg in [b"hello", b"", b"y" * 65507]:
+    s.sendto(msg, ("127.0.0.1", int(sys.argv[1])))
+    data, addr = s.recvfrom(70000)
+    print(data == msg, len(data), addr[1] == int(sys.argv[1]))
+"#;
+    if let Some(out) = python(script, &[port.to_string()]) {
+        assert_eq!(out, "True 5 True\nTrue 0 True\nTrue 65507 True\n");
+    }
+    server.join();
+}

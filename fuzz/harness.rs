@@ -4,29 +4,49 @@
 //!
 //! Each harness panics if the crate misbehaves on its input.
 
+// Each fuzz target uses one of the harnesses.
+#![allow(dead_code)]
+
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use converse::codec::{FrameError, LengthDelimited};
+use converse::codec::{FrameError, Framing};
 use converse::{Config, Conversation, Error, Memory};
 
-/// The decoder fed arbitrary bytes in arbitrary chunks.
+/// The framing an input byte selects: every width and byte order of the
+/// length prefix, varint, lines and raw.
+fn framing(byte: u8) -> Framing {
+    match byte % 11 {
+        n @ 0..=7 => Framing::Length {
+            width: [1, 2, 4, 8][usize::from(n / 2)],
+            big_endian: n % 2 == 0,
+        },
+        8 => Framing::Varint,
+        9 => Framing::Lines,
+        _ => Framing::Raw,
+    }
+}
+
+/// A decoder fed arbitrary bytes in arbitrary chunks.
 ///
-/// Input: `[max: u16][n: u8][n chunk sizes: u8 each][stream...]`. The
-/// messages decoded chunk by chunk must be exactly those decoded from the
-/// whole stream at once, each within the limit; an error must be `TooLarge`
-/// for a header over the limit, at the same point; nothing is allocated by
-/// the decoder.
+/// Input: `[framing: u8][max: u16][n: u8][n chunk sizes: u8 each][stream...]`.
+/// The messages decoded chunk by chunk must be exactly those decoded from
+/// the whole stream at once (for `Raw`, which keeps no boundaries: the same
+/// bytes), each within the limit; an error must be the same kind at the same
+/// message, `TooLarge` only over the limit; the decoder never allocates;
+/// every decoded message encodes again and decodes to itself.
 pub fn decode_chunks(data: &[u8]) {
-    let [m0, m1, n, ..] = *data else {
+    let [f, m0, m1, n, ..] = *data else {
         return;
     };
-    let rest = &data[3..];
+    let rest = &data[4..];
+    let framing = framing(f);
     let max = usize::from(u16::from_le_bytes([m0, m1]));
     let n = usize::from(n).min(rest.len());
     let (sizes, stream) = rest.split_at(n);
-    let codec = LengthDelimited::new().with_max_message_len(max);
+    let mut codec = framing.codec(max);
+    let max = codec.max_message_len();
 
     // The reference: the whole stream at once.
     let mut whole = BytesMut::from(stream);
@@ -39,7 +59,8 @@ pub fn decode_chunks(data: &[u8]) {
         }
     };
 
-    // Chunk by chunk.
+    // Chunk by chunk, with a fresh codec.
+    let mut codec = framing.codec(max);
     let mut buf = BytesMut::new();
     let mut got = Vec::new();
     let mut end = None;
@@ -69,14 +90,48 @@ pub fn decode_chunks(data: &[u8]) {
         }
         assert!(buf.capacity() <= cap, "the decoder allocated");
     }
+    if framing == Framing::Raw {
+        assert_eq!(got.concat(), stream, "raw bytes altered");
+        assert_eq!(expected.concat(), stream, "raw bytes altered");
+        assert!(end.is_none() && expected_end.is_none());
+        return;
+    }
     assert_eq!(
         got, expected,
         "chunked decoding differs from decoding at once"
     );
-    assert_eq!(end, expected_end);
-    if let Some(FrameError::TooLarge { len, max: m }) = end {
-        assert!(len > m && m == max as u64);
+    match (&end, &expected_end) {
+        (Some(FrameError::TooLarge { len, max: m }), Some(FrameError::TooLarge { .. })) => {
+            assert!(*len > *m && *m == max as u64);
+        }
+        (Some(FrameError::Invalid(_)), Some(FrameError::Invalid(_))) | (None, None) => {}
+        (a, b) => panic!("chunked decoding ended with {a:?}, at once with {b:?}"),
     }
+    if let Framing::Length { .. } = framing {
+        assert_eq!(
+            end, expected_end,
+            "the same error, the same declared length"
+        );
+    }
+
+    // What was decoded encodes again to something that decodes to itself.
+    let mut wire = BytesMut::new();
+    if framing == Framing::Lines {
+        // A line that arrived as `...\r\r\n` cannot be sent back as it is.
+        got.retain(|m| m.last() != Some(&b'\r'));
+    }
+    for m in &got {
+        codec
+            .encode(m, &mut wire)
+            .unwrap_or_else(|e| panic!("a decoded message does not encode: {e:?}"));
+    }
+    let mut again = Vec::new();
+    let mut codec = framing.codec(max);
+    while let Some(m) = codec.decode(&mut wire).expect("re-encoded messages decode") {
+        again.push(m);
+    }
+    assert!(wire.is_empty(), "bytes left after re-encoded messages");
+    assert_eq!(again, got, "encode then decode is not the identity");
 }
 
 /// Arbitrary operations on a conversation over the in-memory transport,

@@ -70,7 +70,8 @@ pub enum Framing {
     /// The payload length as an unsigned LEB128 varint, then the payload.
     Varint,
     /// Each message is a line ended by `\n`; `\r\n` is accepted on receive.
-    /// A message containing `\n` cannot be sent.
+    /// A message containing `\n`, or ending with `\r`, cannot be sent (it
+    /// would not arrive as sent).
     Lines,
     /// No framing at all: message boundaries are not kept.
     Raw,
@@ -86,7 +87,9 @@ impl Default for Framing {
 }
 
 impl Framing {
-    /// A codec for this framing with the largest message `max`.
+    /// A codec for this framing with the largest message `max` (for a
+    /// length prefix, at most what its width can express; for `Raw`, at
+    /// least 1).
     pub fn codec(self, max: usize) -> Codec {
         let kind = match self {
             Framing::Length { width, big_endian } => {
@@ -105,6 +108,9 @@ impl Framing {
         };
         let max = match &kind {
             Kind::Length(c) => c.max_message_len(),
+            // A raw receive takes at least one byte, or it would never
+            // make progress.
+            Kind::Raw => max.max(1),
             _ => max,
         };
         Codec { kind, max }
@@ -297,10 +303,16 @@ impl Codec {
                     i += 1;
                 }
             }
-            Kind::Lines { .. } => match msg.contains(&b'\n') {
-                true => Err(FrameError::Invalid("a line cannot contain \\n")),
-                false => Ok(Prefix::new(&[])),
-            },
+            Kind::Lines { .. } => {
+                if msg.contains(&b'\n') {
+                    Err(FrameError::Invalid("a line cannot contain \\n"))
+                } else if msg.last() == Some(&b'\r') {
+                    // It would arrive without its `\r`, taken for `\r\n`.
+                    Err(FrameError::Invalid("a line cannot end with \\r"))
+                } else {
+                    Ok(Prefix::new(&[]))
+                }
+            }
             Kind::Raw => Ok(Prefix::new(&[])),
         }
     }
@@ -432,6 +444,8 @@ mod tests {
         );
         assert_eq!(c.suffix(), b"\n");
         assert!(matches!(c.prefix(b"a\nb"), Err(FrameError::Invalid(_))));
+        assert!(matches!(c.prefix(b"a\r"), Err(FrameError::Invalid(_))));
+        assert_eq!(&c.prefix(b"a\rb").unwrap()[..], b"");
         assert_eq!(
             c.prefix(b"sixsix"),
             Err(FrameError::TooLarge { len: 6, max: 5 })
@@ -485,6 +499,13 @@ mod tests {
         );
         assert_eq!(&c.prefix(b"any").unwrap()[..], b"");
         assert_eq!(c.suffix(), b"");
+        // Even with a limit of 0, a raw receive makes progress.
+        let mut c = Framing::Raw.codec(0);
+        assert_eq!(c.max_message_len(), 1);
+        assert_eq!(
+            all(&mut c, b"ab").unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
     }
 
     #[test]

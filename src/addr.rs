@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 ///
 /// It prints as the URL that selects the same transport again:
 /// `tcp://127.0.0.1:8090`, `udp://[::1]:8090`, `unix:///tmp/sock`,
-/// `memory://3`.
+/// `unixgram:///tmp/sock`, `memory://3`.
 ///
 /// ```
 /// use converse::Addr;
@@ -29,8 +29,11 @@ pub enum Addr {
     Tcp(SocketAddr),
     /// A UDP endpoint.
     Udp(SocketAddr),
-    /// A Unix domain socket path (`None` for an unnamed socket).
+    /// A Unix stream socket's path (`None` for an unnamed socket, or one in
+    /// Linux's abstract namespace).
     Unix(Option<PathBuf>),
+    /// A Unix datagram socket's path (`None` as for [`Addr::Unix`]).
+    UnixDatagram(Option<PathBuf>),
     /// One end of an in-memory pair, numbered.
     Memory(u64),
     /// Not known (for example a user transport that has no address).
@@ -46,12 +49,14 @@ impl Addr {
         }
     }
 
-    /// The scheme of this address: `tcp`, `udp`, `unix`, `memory` or `unknown`.
+    /// The scheme of this address: `tcp`, `udp`, `unix`, `unixgram`, `memory`
+    /// or `unknown`.
     pub fn scheme(&self) -> &'static str {
         match self {
             Addr::Tcp(_) => "tcp",
             Addr::Udp(_) => "udp",
             Addr::Unix(_) => "unix",
+            Addr::UnixDatagram(_) => "unixgram",
             Addr::Memory(_) => "memory",
             Addr::Unknown => "unknown",
         }
@@ -65,6 +70,8 @@ impl fmt::Display for Addr {
             Addr::Udp(a) => write!(f, "udp://{a}"),
             Addr::Unix(Some(p)) => write!(f, "unix://{}", p.display()),
             Addr::Unix(None) => f.write_str("unix://(unnamed)"),
+            Addr::UnixDatagram(Some(p)) => write!(f, "unixgram://{}", p.display()),
+            Addr::UnixDatagram(None) => f.write_str("unixgram://(unnamed)"),
             Addr::Memory(n) => write!(f, "memory://{n}"),
             Addr::Unknown => f.write_str("unknown://"),
         }
@@ -77,6 +84,7 @@ pub(crate) enum Scheme {
     Tcp,
     Udp,
     Unix,
+    UnixDatagram,
 }
 
 /// Splits `scheme://rest`. A missing scheme is an error: the transport must
@@ -93,7 +101,8 @@ pub(crate) fn split_url(input: &str) -> Result<(Scheme, &str)> {
         "tcp" => Scheme::Tcp,
         "udp" => Scheme::Udp,
         "unix" => Scheme::Unix,
-        _ => return Err(bad("unknown scheme (expected tcp, udp or unix)")),
+        "unixgram" => Scheme::UnixDatagram,
+        _ => return Err(bad("unknown scheme (expected tcp, udp, unix or unixgram)")),
     };
     if rest.is_empty() {
         return Err(bad("missing address after the scheme"));
@@ -127,7 +136,8 @@ pub(crate) fn resolve(input: &str, hostport: &str) -> Result<Vec<SocketAddr>> {
 impl FromStr for Addr {
     type Err = Error;
 
-    /// Parses `tcp://IP:PORT`, `udp://IP:PORT` or `unix:///path`. Host names
+    /// Parses `tcp://IP:PORT`, `udp://IP:PORT`, `unix:///path` or
+    /// `unixgram:///path`. Host names
     /// are not resolved here (use [`connect`](crate::connect), which does).
     fn from_str(input: &str) -> Result<Addr> {
         let (scheme, rest) = split_url(input)?;
@@ -142,6 +152,7 @@ impl FromStr for Addr {
             Scheme::Tcp => Addr::Tcp(sock()?),
             Scheme::Udp => Addr::Udp(sock()?),
             Scheme::Unix => Addr::Unix(Some(PathBuf::from(rest))),
+            Scheme::UnixDatagram => Addr::UnixDatagram(Some(PathBuf::from(rest))),
         })
     }
 }
@@ -158,6 +169,7 @@ mod tests {
             "udp://127.0.0.1:1",
             "udp://[::1]:65535",
             "unix:///tmp/x.sock",
+            "unixgram:///tmp/x.sock",
         ] {
             let a: Addr = s.parse().unwrap();
             assert_eq!(a.to_string(), s);

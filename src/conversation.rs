@@ -338,9 +338,18 @@ impl RecvHalf {
     }
 }
 
-/// Connects to a URL with the default [`Config`]: `tcp://HOST:PORT` or
-/// `udp://HOST:PORT` (IPv6 as `tcp://[::1]:8090`). The scheme picks the
-/// transport.
+/// Connects to a URL with the default [`Config`]. The scheme picks the
+/// transport:
+///
+/// | URL | transport |
+/// |---|---|
+/// | `tcp://HOST:PORT` (IPv6 as `tcp://[::1]:8090`) | [`Tcp`] |
+/// | `udp://HOST:PORT` | [`Udp`](crate::Udp) |
+/// | `unix:///path` (Unix systems) | `Unix`, a framed stream |
+/// | `unixgram:///path` (Unix systems) | `UnixDatagram` |
+///
+/// (`unix` and `unixgram` are the names Go's `net` package gives the two
+/// kinds of Unix sockets.)
 ///
 /// ```no_run
 /// let mut conversation = converse::connect("tcp://127.0.0.1:8090")?;
@@ -365,15 +374,25 @@ pub fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
             let udp = transport::udp::connect_any(&addrs, config)?;
             Ok(Conversation::new(Box::new(udp)))
         }
-        Scheme::Unix => Err(Error::Unsupported(
-            "unix:// addresses are not available yet",
-        )),
+        #[cfg(unix)]
+        Scheme::Unix => Ok(Conversation::new(Box::new(transport::Unix::connect_with(
+            rest, config,
+        )?))),
+        #[cfg(unix)]
+        Scheme::UnixDatagram => Ok(Conversation::new(Box::new(
+            transport::UnixDatagram::connect_with(rest, config)?,
+        ))),
+        #[cfg(not(unix))]
+        Scheme::Unix | Scheme::UnixDatagram => {
+            Err(Error::Unsupported("Unix domain sockets on this system"))
+        }
     }
 }
 
-/// Listens on a URL with the default [`Config`]: `tcp://HOST:PORT` or
-/// `udp://HOST:PORT`. Port 0
-/// picks a free port; [`Listener::local_addr`] tells which.
+/// Listens on a URL with the default [`Config`]: `tcp://HOST:PORT`,
+/// `udp://HOST:PORT` or `unix:///path`. Port 0 picks a free port;
+/// [`Listener::local_addr`] tells which. (There is no listener for
+/// `unixgram://`: see `UnixDatagram`.)
 pub fn listen(url: &str) -> Result<Listener> {
     listen_with(url, &Config::default())
 }
@@ -392,9 +411,16 @@ pub fn listen_with(url: &str, config: &Config) -> Result<Listener> {
             let listener = transport::udp::bind_any(&addrs, config)?;
             Ok(Listener::new(listener))
         }
-        Scheme::Unix => Err(Error::Unsupported(
-            "unix:// addresses are not available yet",
+        #[cfg(unix)]
+        Scheme::Unix => Ok(Listener::new(transport::UnixListener::bind_with(
+            rest, config,
+        )?)),
+        Scheme::UnixDatagram => Err(Error::Unsupported(
+            "listening on unixgram:// (bind a std UnixDatagram, connect it to its peer, \
+             and wrap it with UnixDatagram::from_socket)",
         )),
+        #[cfg(not(unix))]
+        Scheme::Unix => Err(Error::Unsupported("Unix domain sockets on this system")),
     }
 }
 
@@ -416,6 +442,17 @@ impl Accept for TcpListener {
 
     fn local_addr(&self) -> Result<Addr> {
         TcpListener::local_addr(self)
+    }
+}
+
+#[cfg(unix)]
+impl Accept for transport::UnixListener {
+    fn accept(&self) -> Result<Conversation> {
+        transport::UnixListener::accept(self).map(Conversation::boxed)
+    }
+
+    fn local_addr(&self) -> Result<Addr> {
+        transport::UnixListener::local_addr(self)
     }
 }
 

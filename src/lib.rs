@@ -4,13 +4,17 @@
 //! boundaries survive the trip: what one side sends with one call, the other
 //! side receives with one call, whole, in order.
 //!
-//! * [`Transport`] moves whole messages. TCP ([`Tcp`]) keeps boundaries with a
-//!   length prefix ([`codec::LengthDelimited`]); you can implement the trait
-//!   for your own transport.
+//! * [`Transport`] moves whole messages. TCP ([`Tcp`]) and Unix stream
+//!   sockets keep boundaries with a framing ([`codec::Framing`]: a length
+//!   prefix by default, or varint, lines, raw); UDP ([`Udp`],
+//!   [`UdpListener`]) and Unix datagram sockets carry one message per
+//!   datagram; [`Memory`] is an in-process pair for tests. You can implement
+//!   the trait for your own transport.
 //! * [`Conversation`] is the one API over every transport: send and receive
 //!   bytes or text, timeouts, batching, splitting into halves, graceful close.
 //! * [`connect`] and [`listen`] pick the transport at run time from an
-//!   address such as `tcp://127.0.0.1:8090`.
+//!   address such as `tcp://127.0.0.1:8090`, `udp://[::1]:8090` or
+//!   `unix:///tmp/chat.sock`.
 //!
 //! ## The wire format (TCP)
 //!
@@ -85,6 +89,8 @@ pub use transport::{
     Memory, Tcp, TcpListener, Transport, TransportRecv, TransportSend, Udp, UdpListener, UdpPeer,
     UdpStats, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6,
 };
+#[cfg(unix)]
+pub use transport::{Unix, UnixDatagram, UnixListener, MAX_UNIX_DATAGRAM};
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -1,5 +1,6 @@
 //! One scenario suite, run over every transport: in-memory, TCP, TCP through
-//! the fault-injecting proxy (writes sliced to 1..512 bytes), and UDP.
+//! the fault-injecting proxy (writes sliced to 1..512 bytes), UDP, and Unix
+//! stream and datagram sockets.
 //!
 //! Each scenario is a function of the transport kind; the macro at the end
 //! instantiates it for each. Where the SPEC says UDP differs (loss is
@@ -22,6 +23,10 @@ enum Kind {
     /// pieces of 1 to 512 bytes.
     TcpSliced,
     Udp,
+    /// A Unix stream socket: `UnixListener` and `unix:///path`.
+    Unix,
+    /// A Unix datagram socket: `unixgram:///path` against a bound socket.
+    UnixDatagram,
 }
 
 /// Two connected conversations, and whatever must live as long as they do.
@@ -74,6 +79,38 @@ fn pair(kind: Kind, config: &Config) -> Pair {
                 _guard: Some(Box::new(l)),
             }
         }
+        Kind::Unix => {
+            let path = SocketPath::new("scenario");
+            let l = converse::UnixListener::bind_with(&path.0, config).unwrap();
+            assert_eq!(l.local_addr().unwrap().to_string(), path.url("unix"));
+            let a = converse::connect_with(&path.url("unix"), config).unwrap();
+            let b = l.accept().unwrap().boxed();
+            Pair {
+                a,
+                b,
+                _guard: Some(Box::new((l, path))),
+            }
+        }
+        Kind::UnixDatagram => {
+            let path = SocketPath::new("scenario-dgram");
+            let server = std::os::unix::net::UnixDatagram::bind(&path.0).unwrap();
+            server.set_read_timeout(Some(T)).unwrap();
+            let mut a = converse::connect_with(&path.url("unixgram"), config).unwrap();
+            assert_eq!(a.peer_addr().unwrap().to_string(), path.url("unixgram"));
+            // The server learns the client's (abstract) address from its
+            // first datagram, and connects back to it.
+            a.send("hello, server").unwrap();
+            let mut first = [0u8; 64];
+            let (n, from) = server.recv_from(&mut first).unwrap();
+            assert_eq!(&first[..n], b"hello, server");
+            server.connect_addr(&from).unwrap();
+            let b = converse::UnixDatagram::from_socket(server, config).unwrap();
+            Pair {
+                a,
+                b: Conversation::new(b).boxed(),
+                _guard: Some(Box::new(path)),
+            }
+        }
     }
 }
 
@@ -111,6 +148,7 @@ fn the_largest_message_and_one_more(kind: Kind) {
     let max = a.max_message_len();
     let expected_max = match kind {
         Kind::Udp => converse::MAX_UDP_PAYLOAD_V4,
+        Kind::UnixDatagram => converse::MAX_UNIX_DATAGRAM,
         _ => 8 * 1024 * 1024,
     };
     assert_eq!(max, expected_max);
@@ -206,12 +244,13 @@ fn close(kind: Kind) {
     }
     match kind {
         // A stream's close reaches the peer: the clean end, after everything.
-        Kind::Memory | Kind::Tcp | Kind::TcpSliced => {
+        Kind::Memory | Kind::Tcp | Kind::TcpSliced | Kind::Unix => {
             assert_eq!(b.recv().unwrap(), None);
             b.close().unwrap();
         }
-        // UDP has no close: the peer is not told, it just hears nothing more.
-        Kind::Udp => {
+        // Datagrams have no close: the peer is not told, it just hears
+        // nothing more.
+        Kind::Udp | Kind::UnixDatagram => {
             b.set_read_timeout(Some(Duration::from_millis(100)))
                 .unwrap();
             assert!(matches!(b.recv(), Err(Error::Timeout)));
@@ -234,6 +273,8 @@ macro_rules! over_every_transport {
         mod tcp { $( #[test] fn $scenario() { super::$scenario(super::Kind::Tcp) } )* }
         mod tcp_sliced { $( #[test] fn $scenario() { super::$scenario(super::Kind::TcpSliced) } )* }
         mod udp { $( #[test] fn $scenario() { super::$scenario(super::Kind::Udp) } )* }
+        mod unix { $( #[test] fn $scenario() { super::$scenario(super::Kind::Unix) } )* }
+        mod unix_datagram { $( #[test] fn $scenario() { super::$scenario(super::Kind::UnixDatagram) } )* }
     };
 }
 

@@ -1,15 +1,19 @@
 //! Transports: the ways whole messages travel.
 //!
 //! A [`Transport`] moves whole messages between two ends. The crate ships TCP
-//! ([`Tcp`]), UDP ([`Udp`], [`UdpListener`]) and an in-memory pair
+//! ([`Tcp`]), UDP ([`Udp`], [`UdpListener`]), Unix domain sockets (`Unix`,
+//! `UnixListener`, `UnixDatagram`, on Unix systems) and an in-memory pair
 //! ([`Memory`]); a user can implement the trait for a transport of their own and
 //! use it through [`Conversation`](crate::Conversation) like any other.
 
 mod memory;
 mod sockopt;
+mod stream;
 pub(crate) mod tcp;
 mod timer;
 pub(crate) mod udp;
+#[cfg(unix)]
+pub(crate) mod unix;
 
 use std::time::Duration;
 
@@ -21,6 +25,8 @@ use crate::error::{Error, Result};
 pub use memory::Memory;
 pub use tcp::{Tcp, TcpListener};
 pub use udp::{Udp, UdpListener, UdpPeer, UdpStats, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
+#[cfg(unix)]
+pub use unix::{Unix, UnixDatagram, UnixListener, MAX_UNIX_DATAGRAM};
 
 /// Moves whole messages to and from one peer.
 ///
@@ -155,3 +161,64 @@ macro_rules! forward_transport {
     )*};
 }
 forward_transport!(Box<T>);
+
+/// Implements [`Transport`] for a wrapper around a
+/// [`Stream`](stream::Stream) or a [`Datagrams`](udp::Datagrams) in its
+/// field `inner`.
+macro_rules! delegate_transport {
+    ($ty:ty) => {
+        impl $crate::transport::Transport for $ty {
+            fn send(&mut self, msg: &[u8]) -> $crate::Result<()> {
+                self.inner.send(msg)
+            }
+            fn feed(&mut self, msg: &[u8]) -> $crate::Result<()> {
+                self.inner.feed(msg)
+            }
+            fn flush(&mut self) -> $crate::Result<()> {
+                self.inner.flush()
+            }
+            fn recv(&mut self) -> $crate::Result<Option<bytes::Bytes>> {
+                self.inner.recv()
+            }
+            fn local_addr(&self) -> $crate::Result<$crate::Addr> {
+                self.inner.local_addr()
+            }
+            fn peer_addr(&self) -> $crate::Result<$crate::Addr> {
+                self.inner.peer_addr()
+            }
+            fn set_read_timeout(&mut self, t: Option<std::time::Duration>) -> $crate::Result<()> {
+                self.inner.set_read_timeout(t)
+            }
+            fn read_timeout(&self) -> Option<std::time::Duration> {
+                self.inner.read_timeout()
+            }
+            fn set_write_timeout(&mut self, t: Option<std::time::Duration>) -> $crate::Result<()> {
+                self.inner.set_write_timeout(t)
+            }
+            fn write_timeout(&self) -> Option<std::time::Duration> {
+                self.inner.write_timeout()
+            }
+            fn close(&mut self) -> $crate::Result<()> {
+                self.inner.close()
+            }
+            fn abort(&mut self) -> $crate::Result<()> {
+                self.inner.abort()
+            }
+            fn max_message_len(&self) -> usize {
+                self.inner.max_message_len()
+            }
+            fn is_stream(&self) -> bool {
+                self.inner.is_stream()
+            }
+            fn split(
+                self: Box<Self>,
+            ) -> $crate::Result<(
+                Box<dyn $crate::transport::TransportSend>,
+                Box<dyn $crate::transport::TransportRecv>,
+            )> {
+                Box::new(self.inner).split()
+            }
+        }
+    };
+}
+pub(crate) use delegate_transport;

@@ -60,45 +60,54 @@ pub(crate) fn tcp_connect(addr: SocketAddr, config: &Config) -> io::Result<TcpSt
 
 /// The options of every connected TCP stream, accepted or connected.
 pub(crate) fn tcp_stream(stream: &TcpStream, config: &Config) -> io::Result<()> {
-    let sock = SockRef::from(stream);
-    sock.set_tcp_nodelay(config.nodelay)?;
+    SockRef::from(stream).set_tcp_nodelay(config.nodelay)
+}
+
+/// The options of every stream socket (TCP or Unix): timeouts, and no
+/// `SIGPIPE` where that is a socket option.
+pub(crate) fn stream(socket: &Socket, config: &Config) -> io::Result<()> {
     #[cfg(any(
         target_os = "macos",
         target_os = "ios",
         target_os = "tvos",
         target_os = "watchos"
     ))]
-    sock.set_nosigpipe(true)?;
-    set_read_timeout(stream, config.read_timeout)?;
-    stream.set_write_timeout(nonzero(config.write_timeout))?;
+    socket.set_nosigpipe(true)?;
+    set_read_timeout(socket, config.read_timeout)?;
+    socket.set_write_timeout(nonzero(config.write_timeout))?;
     Ok(())
 }
 
-/// `SO_RCVTIMEO`. A zero duration (which std rejects) becomes 1 ms.
-pub(crate) fn set_read_timeout(stream: &TcpStream, timeout: Option<Duration>) -> io::Result<()> {
-    stream.set_read_timeout(nonzero(timeout))
+/// `SO_RCVTIMEO`. A zero duration (which the system takes as "never") becomes 1 ms.
+pub(crate) fn set_read_timeout(socket: &Socket, timeout: Option<Duration>) -> io::Result<()> {
+    socket.set_read_timeout(nonzero(timeout))
 }
 
-fn nonzero(timeout: Option<Duration>) -> Option<Duration> {
+/// `SO_SNDTIMEO`, likewise.
+pub(crate) fn set_write_timeout(socket: &Socket, timeout: Option<Duration>) -> io::Result<()> {
+    socket.set_write_timeout(nonzero(timeout))
+}
+
+pub(crate) fn nonzero(timeout: Option<Duration>) -> Option<Duration> {
     timeout.map(|t| t.max(Duration::from_millis(1)))
 }
 
 /// `SO_LINGER` 0: closing the socket sends a reset at once.
-pub(crate) fn linger_zero(stream: &TcpStream) -> io::Result<()> {
-    SockRef::from(stream).set_linger(Some(Duration::ZERO))
+pub(crate) fn linger_zero(socket: &Socket) -> io::Result<()> {
+    socket.set_linger(Some(Duration::ZERO))
 }
 
 /// Sends as much of `bufs` as the socket takes, in one system call, without
 /// `SIGPIPE`.
 #[inline]
-pub(crate) fn send_vectored(stream: &TcpStream, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-    SockRef::from(stream).send_vectored_with_flags(bufs, SEND_FLAGS)
+pub(crate) fn send_vectored(socket: &Socket, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    socket.send_vectored_with_flags(bufs, SEND_FLAGS)
 }
 
 /// Sends as much of `buf` as the socket takes, without `SIGPIPE`.
 #[inline]
-pub(crate) fn send(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    SockRef::from(stream).send_with_flags(buf, SEND_FLAGS)
+pub(crate) fn send(socket: &Socket, buf: &[u8]) -> io::Result<usize> {
+    socket.send_with_flags(buf, SEND_FLAGS)
 }
 
 /// A UDP socket bound to `addr` (a client's ephemeral port).

@@ -1,12 +1,14 @@
-//! TCP: a byte stream, framed (by default with a 4-byte length prefix).
+//! A framed byte stream (TCP or a Unix stream socket): the reading and
+//! writing machinery both share.
 
 use std::io::{self, IoSlice, Read};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use socket2::Socket;
 
 use super::sockopt;
 use super::timer::{self, RecvTimer, Wait};
@@ -14,7 +16,6 @@ use super::{Transport, TransportRecv, TransportSend};
 use crate::addr::Addr;
 use crate::codec::{cut, Codec, Parse, Prefix, READ_STEP};
 use crate::config::Config;
-use crate::conversation::Conversation;
 use crate::error::{Error, Result};
 
 /// The read buffer of an idle conversation: 8 KiB.
@@ -32,10 +33,10 @@ const SHRINK_AFTER: usize = 4 * READ_STEP;
 /// The socket and what is known of it, shared by the two halves.
 #[derive(Debug)]
 struct Shared {
-    stream: TcpStream,
+    stream: Socket,
     local: Addr,
     peer: Addr,
-    /// `O_NONBLOCK` is on (set by a spinning receive, see [`Tcp::set_spin`]).
+    /// `O_NONBLOCK` is on (set by a spinning receive, see [`Tcp::set_spin`](super::Tcp::set_spin)).
     nonblocking: AtomicBool,
 }
 
@@ -51,53 +52,19 @@ impl Shared {
     }
 }
 
-/// A TCP conversation's transport: length-prefixed messages over a stream.
-///
-/// * A message is sent with its header in one system call (a vectored write:
-///   the payload is not copied).
-/// * Received messages are [`Bytes`] cut out of an internal read buffer
-///   without copying; one `read` can yield many messages.
-/// * A read timeout in the middle of a message returns [`Error::Timeout`] and
-///   the next receive continues the same message: the stream never loses sync.
-/// * Once a message has started arriving it must be complete within the
-///   per-message deadline ([`Config::message_deadline`], default 30 s).
-/// * [`close`](Transport::close) is graceful: flush, shut down the write side,
-///   drain until the peer's end or the linger time; [`abort`](Transport::abort)
-///   resets.
-///
-/// Usually reached through [`Conversation`]; see [`TcpListener`] for the
-/// server side.
+/// A framed stream: see [`Tcp`](super::Tcp) for what it does.
 #[derive(Debug)]
-pub struct Tcp {
+pub(crate) struct Stream {
     reader: Reader,
     writer: Writer,
     linger: Duration,
     closed: bool,
 }
 
-impl Tcp {
-    /// Connects to `addr` with the default [`Config`].
-    pub fn connect(addr: impl ToSocketAddrs) -> Result<Tcp> {
-        Tcp::connect_with(addr, &Config::default())
-    }
-
-    /// Connects to `addr` with `config`, trying each resolved address in turn.
-    pub fn connect_with(addr: impl ToSocketAddrs, config: &Config) -> Result<Tcp> {
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|e| Error::InvalidAddress {
-                input: "TCP address".to_owned(),
-                reason: e.to_string(),
-            })?
-            .collect();
-        connect_any(&addrs, config)
-    }
-
-    /// Wraps a connected stream, applying `config`'s socket options.
-    pub fn from_stream(stream: TcpStream, config: &Config) -> Result<Tcp> {
-        let peer = stream.peer_addr().map(Addr::Tcp).unwrap_or(Addr::Unknown);
-        sockopt::tcp_stream(&stream, config).map_err(|e| Error::from_io(e, &peer))?;
-        let local = stream.local_addr().map(Addr::Tcp).unwrap_or(Addr::Unknown);
+impl Stream {
+    /// Wraps a connected stream socket, applying `config`'s timeouts.
+    pub(crate) fn new(stream: Socket, local: Addr, peer: Addr, config: &Config) -> Result<Stream> {
+        sockopt::stream(&stream, config).map_err(|e| Error::from_io(e, &peer))?;
         let shared = Arc::new(Shared {
             stream,
             local,
@@ -105,7 +72,7 @@ impl Tcp {
             nonblocking: AtomicBool::new(false),
         });
         let codec = config.framing.codec(config.max_message_len);
-        Ok(Tcp {
+        Ok(Stream {
             reader: Reader {
                 shared: Arc::clone(&shared),
                 codec: codec.clone(),
@@ -132,49 +99,23 @@ impl Tcp {
         })
     }
 
-    /// The underlying stream, for socket options this crate does not cover.
-    /// Reading or writing it directly breaks the framing.
-    pub fn stream(&self) -> &TcpStream {
+    /// The socket.
+    pub(crate) fn socket(&self) -> &Socket {
         &self.reader.shared.stream
     }
 
-    /// Latency mode: before blocking in a receive, poll the socket without
-    /// blocking for up to `spin` (`None`, the default: block at once).
-    ///
-    /// A message that arrives within the spin is picked up without the
-    /// thread being put to sleep and woken again, which on a loaded machine
-    /// is most of a loopback round trip. The cost is CPU: the receiving
-    /// thread keeps one core at 100% for up to `spin` on every receive that
-    /// has to wait. Meant for request/response on one thread: splitting the
-    /// conversation into halves turns it off (the spin makes the socket
-    /// non-blocking, which a send on another thread must not see).
-    pub fn set_spin(&mut self, spin: Option<Duration>) {
+    /// See [`Tcp::set_spin`](super::Tcp::set_spin).
+    pub(crate) fn set_spin(&mut self, spin: Option<Duration>) {
         self.reader.spin = spin.filter(|s| !s.is_zero());
     }
 
-    /// The capacity of the read buffer, in bytes: what an idle conversation
-    /// holds on to between messages.
-    pub fn read_buffer_capacity(&self) -> usize {
+    /// The capacity of the read buffer.
+    pub(crate) fn read_buffer_capacity(&self) -> usize {
         self.reader.buf.capacity()
     }
 }
 
-/// Connects to the first address that accepts.
-pub(crate) fn connect_any(addrs: &[SocketAddr], config: &Config) -> Result<Tcp> {
-    let mut last = None;
-    for &addr in addrs {
-        match sockopt::tcp_connect(addr, config) {
-            Ok(stream) => return Tcp::from_stream(stream, config),
-            Err(e) => last = Some(Error::from_io(e, &Addr::Tcp(addr))),
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::InvalidAddress {
-        input: "TCP address".to_owned(),
-        reason: "resolved to no address".to_owned(),
-    }))
-}
-
-impl Transport for Tcp {
+impl Transport for Stream {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.check_open()?;
         self.writer.send(msg)
@@ -256,7 +197,7 @@ impl Transport for Tcp {
 
     fn split(self: Box<Self>) -> Result<(Box<dyn TransportSend>, Box<dyn TransportRecv>)> {
         self.check_open()?;
-        let Tcp {
+        let Stream {
             mut reader, writer, ..
         } = *self;
         reader.spin = None;
@@ -265,7 +206,7 @@ impl Transport for Tcp {
     }
 }
 
-impl Tcp {
+impl Stream {
     fn check_open(&self) -> Result<()> {
         if self.closed {
             Err(Error::Closed)
@@ -694,9 +635,7 @@ impl Writer {
                 ),
             });
         }
-        self.shared
-            .stream
-            .set_write_timeout(timeout)
+        sockopt::set_write_timeout(&self.shared.stream, timeout)
             .map_err(|e| Error::from_io(e, &self.shared.peer))?;
         self.timeout = timeout;
         Ok(())
@@ -750,105 +689,4 @@ impl TransportSend for Writer {
     fn close(&mut self) -> Result<()> {
         Writer::close(self)
     }
-}
-
-/// A TCP server socket: every accepted connection is a [`Conversation`].
-///
-/// Built with socket2: `SO_REUSEADDR` on Unix (as std does), the backlog from
-/// [`Config::backlog`] (default 5, the tutorial's `listen(5)`), IPv4 or IPv6.
-///
-/// ```no_run
-/// use converse::TcpListener;
-///
-/// let listener = TcpListener::bind("127.0.0.1:8090")?;
-/// loop {
-///     let mut conversation = listener.accept()?;
-///     while let Some(message) = conversation.recv()? {
-///         conversation.send(&message)?; // echo
-///     }
-/// }
-/// # Ok::<(), converse::Error>(())
-/// ```
-#[derive(Debug)]
-pub struct TcpListener {
-    inner: std::net::TcpListener,
-    local: Addr,
-    config: Config,
-}
-
-impl TcpListener {
-    /// Binds `addr` with the default [`Config`]. Port 0 picks a free port.
-    pub fn bind(addr: impl ToSocketAddrs) -> Result<TcpListener> {
-        TcpListener::bind_with(addr, &Config::default())
-    }
-
-    /// Binds `addr` with `config`, trying each resolved address in turn.
-    pub fn bind_with(addr: impl ToSocketAddrs, config: &Config) -> Result<TcpListener> {
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|e| Error::InvalidAddress {
-                input: "TCP address".to_owned(),
-                reason: e.to_string(),
-            })?
-            .collect();
-        bind_any(&addrs, config)
-    }
-
-    /// Accepts the next connection. Connections that failed before they
-    /// could be accepted (reset by their client) are skipped.
-    pub fn accept(&self) -> Result<Conversation<Tcp>> {
-        self.accept_transport().map(Conversation::new)
-    }
-
-    /// Accepts the next connection, as a bare transport.
-    pub fn accept_transport(&self) -> Result<Tcp> {
-        loop {
-            match self.inner.accept() {
-                Ok((stream, _)) => match Tcp::from_stream(stream, &self.config) {
-                    // The client may already be gone: skip it, as a failed accept.
-                    Err(Error::ConnectionReset { .. }) => continue,
-                    other => return other,
-                },
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::ConnectionReset
-                    ) => {}
-                Err(e) => return Err(Error::from_io(e, &self.local)),
-            }
-        }
-    }
-
-    /// The bound address (with the real port when port 0 was asked for).
-    pub fn local_addr(&self) -> Result<Addr> {
-        Ok(self.local.clone())
-    }
-
-    /// The underlying std listener.
-    pub fn listener(&self) -> &std::net::TcpListener {
-        &self.inner
-    }
-}
-
-pub(crate) fn bind_any(addrs: &[SocketAddr], config: &Config) -> Result<TcpListener> {
-    let mut last = None;
-    for &addr in addrs {
-        match sockopt::tcp_listener(addr, config) {
-            Ok(inner) => {
-                let local = inner.local_addr().map(Addr::Tcp).unwrap_or(Addr::Tcp(addr));
-                return Ok(TcpListener {
-                    inner,
-                    local,
-                    config: config.clone(),
-                });
-            }
-            Err(e) => last = Some(Error::from_io(e, &Addr::Tcp(addr))),
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::InvalidAddress {
-        input: "TCP address".to_owned(),
-        reason: "resolved to no address".to_owned(),
-    }))
 }

@@ -11,7 +11,7 @@
 //! splits or truncates them.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use socket2::Socket;
 
 use super::memory::check_timeout;
 use super::sockopt;
@@ -61,7 +62,11 @@ fn any_of_family(addr: &SocketAddr) -> SocketAddr {
 
 fn map_udp_err(err: io::Error, peer: &Addr) -> Error {
     match err.kind() {
-        io::ErrorKind::ConnectionRefused => Error::PeerUnreachable { addr: peer.clone() },
+        // A Unix datagram socket whose peer is gone refuses once, then is
+        // no longer connected.
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::NotConnected => {
+            Error::PeerUnreachable { addr: peer.clone() }
+        }
         _ => Error::from_io(err, peer),
     }
 }
@@ -71,7 +76,7 @@ fn map_udp_err(err: io::Error, peer: &Addr) -> Error {
 
 #[derive(Debug)]
 struct ClientShared {
-    socket: UdpSocket,
+    socket: Socket,
     local: Addr,
     peer: Addr,
 }
@@ -102,8 +107,7 @@ struct ClientShared {
 /// ```
 #[derive(Debug)]
 pub struct Udp {
-    send: UdpSend,
-    recv: UdpRecv,
+    inner: Datagrams,
 }
 
 impl Udp {
@@ -134,10 +138,12 @@ impl Udp {
     }
 
     /// The underlying socket, for options this crate does not cover.
-    pub fn socket(&self) -> &UdpSocket {
-        &self.send.shared.socket
+    pub fn socket(&self) -> &Socket {
+        self.inner.socket()
     }
 }
+
+super::delegate_transport!(Udp);
 
 pub(crate) fn connect_any(addrs: &[SocketAddr], config: &Config) -> Result<Udp> {
     let mut last = None;
@@ -162,19 +168,41 @@ impl Udp {
     fn from_connected(socket: UdpSocket, peer: SocketAddr, config: &Config) -> Udp {
         let max = payload_limit(&peer, config.max_message_len);
         let local = socket.local_addr().map(Addr::Udp).unwrap_or(Addr::Unknown);
+        Udp {
+            inner: Datagrams::new(Socket::from(socket), local, Addr::Udp(peer), max, config),
+        }
+    }
+}
+
+/// A datagram socket connected to one peer (UDP or a Unix datagram
+/// socket): one message is one datagram.
+#[derive(Debug)]
+pub(crate) struct Datagrams {
+    send: DatagramSend,
+    recv: DatagramRecv,
+}
+
+impl Datagrams {
+    pub(crate) fn new(
+        socket: Socket,
+        local: Addr,
+        peer: Addr,
+        max: usize,
+        config: &Config,
+    ) -> Self {
         let shared = Arc::new(ClientShared {
             socket,
             local,
-            peer: Addr::Udp(peer),
+            peer,
         });
-        Udp {
-            send: UdpSend {
+        Datagrams {
+            send: DatagramSend {
                 shared: Arc::clone(&shared),
                 max,
                 timeout: config.write_timeout,
                 closed: false,
             },
-            recv: UdpRecv {
+            recv: DatagramRecv {
                 shared,
                 max,
                 buf: BytesMut::new(),
@@ -186,9 +214,13 @@ impl Udp {
             },
         }
     }
+
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.send.shared.socket
+    }
 }
 
-impl Transport for Udp {
+impl Transport for Datagrams {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.send.send(msg)
     }
@@ -222,7 +254,7 @@ impl Transport for Udp {
         self.send.timeout
     }
 
-    /// Local only: UDP has no close, and the peer is not told.
+    /// Local only: there is no close to send, and the peer is not told.
     fn close(&mut self) -> Result<()> {
         self.send.closed = true;
         self.recv.state = RecvState::Closed;
@@ -234,32 +266,30 @@ impl Transport for Udp {
     }
 
     fn split(self: Box<Self>) -> Result<(Box<dyn TransportSend>, Box<dyn TransportRecv>)> {
-        let Udp { send, recv } = *self;
+        let Datagrams { send, recv } = *self;
         Ok((Box::new(send), Box::new(recv)))
     }
 }
 
 #[derive(Debug)]
-struct UdpSend {
+struct DatagramSend {
     shared: Arc<ClientShared>,
     max: usize,
     timeout: Option<Duration>,
     closed: bool,
 }
 
-impl UdpSend {
+impl DatagramSend {
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
         let timeout = check_timeout(timeout)?;
-        self.shared
-            .socket
-            .set_write_timeout(timeout)
+        sockopt::set_write_timeout(&self.shared.socket, timeout)
             .map_err(|e| Error::from_io(e, &self.shared.peer))?;
         self.timeout = timeout;
         Ok(())
     }
 }
 
-impl TransportSend for UdpSend {
+impl TransportSend for DatagramSend {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         if self.closed {
             return Err(Error::Closed);
@@ -281,7 +311,7 @@ impl TransportSend for UdpSend {
     }
 
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        UdpSend::set_write_timeout(self, timeout)
+        DatagramSend::set_write_timeout(self, timeout)
     }
 
     fn write_timeout(&self) -> Option<Duration> {
@@ -307,7 +337,7 @@ enum RecvState {
 /// scratch space of at least `max + 1` bytes: a datagram that fills more
 /// than `max` bytes of it was larger than the limit (never cut silently).
 #[derive(Debug)]
-struct UdpRecv {
+struct DatagramRecv {
     shared: Arc<ClientShared>,
     max: usize,
     buf: BytesMut,
@@ -318,7 +348,7 @@ struct UdpRecv {
     state: RecvState,
 }
 
-impl UdpRecv {
+impl DatagramRecv {
     fn recv(&mut self) -> Result<Option<Bytes>> {
         match self.state {
             RecvState::Open => {}
@@ -340,7 +370,7 @@ impl UdpRecv {
             let wait = self
                 .timer
                 .next_wait(self.timeout, wait_start, woke, idle_left, |t| {
-                    socket.set_read_timeout(t)
+                    sockopt::set_read_timeout(socket, t)
                 })
                 .map_err(|e| Error::from_io(e, &self.shared.peer))?;
             match wait {
@@ -351,7 +381,7 @@ impl UdpRecv {
                     return Ok(None);
                 }
             }
-            match self.shared.socket.recv(&mut self.buf[..room]) {
+            match (&self.shared.socket).read(&mut self.buf[..room]) {
                 Ok(n) => {
                     if self.idle.is_some() {
                         self.last = Instant::now();
@@ -374,9 +404,9 @@ impl UdpRecv {
     }
 }
 
-impl TransportRecv for UdpRecv {
+impl TransportRecv for DatagramRecv {
     fn recv(&mut self) -> Result<Option<Bytes>> {
-        UdpRecv::recv(self)
+        DatagramRecv::recv(self)
     }
 
     fn peer_addr(&self) -> Result<Addr> {

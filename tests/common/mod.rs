@@ -95,3 +95,31 @@ impl<R> Joiner<R> {
         self.join_within(2 * T)
     }
 }
+
+/// A fresh path for a Unix socket in the system's temporary directory,
+/// removed (if it still exists) when the guard is dropped.
+#[derive(Debug)]
+pub struct SocketPath(pub std::path::PathBuf);
+
+impl SocketPath {
+    pub fn new(tag: &str) -> SocketPath {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("converse-{tag}-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        SocketPath(path)
+    }
+
+    /// The path as a URL of `scheme`: `unix:///tmp/...`.
+    pub fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://{}", self.0.display())
+    }
+}
+
+impl Drop for SocketPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

@@ -100,6 +100,25 @@ pub enum Error {
         source: Utf8Error,
     },
 
+    /// A message received as a typed value (feature `serde`) did not decode
+    /// as that type. The message itself is kept, so nothing is lost; the
+    /// conversation stays usable.
+    #[error("message is not a valid value of the expected type: {reason}")]
+    InvalidValue {
+        /// The message as received.
+        message: Bytes,
+        /// Why it did not decode.
+        reason: String,
+    },
+
+    /// A value could not be encoded (feature `serde`): its `Serialize`
+    /// implementation failed. Nothing was sent.
+    #[error("the value could not be encoded: {reason}")]
+    Encode {
+        /// Why it could not be encoded.
+        reason: String,
+    },
+
     /// The peer reset the connection.
     #[error("{addr}: connection reset by peer")]
     ConnectionReset {

@@ -55,6 +55,12 @@
 //! # Ok::<(), converse::Error>(())
 //! ```
 //!
+//! ## Typed messages
+//!
+//! With the `serde` feature (off by default), `Conversation::send_value` and
+//! `recv_value` send any `Serialize` value as one message, encoded with
+//! postcard; see the `value` module.
+//!
 //! ## Errors
 //!
 //! [`Error`] tells apart the clean end (`Ok(None)` from a receive), a peer
@@ -74,6 +80,8 @@ mod conversation;
 mod error;
 mod queue;
 mod transport;
+#[cfg(feature = "serde")]
+pub mod value;
 
 pub use addr::Addr;
 pub use config::{

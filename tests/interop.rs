@@ -219,3 +219,76 @@ for msg in [b"hello", b"", b"y" * 65507]:
     }
     server.join();
 }
+
+/// message-io's framing: the length as an unsigned LEB128 varint.
+#[test]
+fn python_varint_peer() {
+    let (addr, server) = converse_echo(config().framing(Framing::Varint));
+    let script = r#"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7f
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+def recv_exact(n):
+    b = b""
+    while len(b) < n:
+        chunk = s.recv(n - len(b))
+        assert chunk, "connection closed"
+        b += chunk
+    return b
+def recv_varint():
+    n, shift = 0, 0
+    while True:
+        b = recv_exact(1)[0]
+        n |= (b & 0x7f) << shift
+        shift += 7
+        if not b & 0x80:
+            return n
+for msg in [b"hi", b"", b"z" * 300, b"w" * 70000]:
+    s.sendall(varint(len(msg)) + msg)
+    n = recv_varint()
+    print(recv_exact(n) == msg, n)
+s.close()
+"#;
+    if let Some(out) = python(script, &[addr.port().to_string()]) {
+        assert_eq!(out, "True 2\nTrue 0\nTrue 300\nTrue 70000\n");
+    }
+    server.join();
+}
+
+/// A Python peer over a Unix stream socket, with the default framing.
+#[cfg(unix)]
+#[test]
+fn python_unix_stream_peer() {
+    let path = SocketPath::new("interop");
+    let listener = converse::UnixListener::bind_with(&path.0, &config()).unwrap();
+    let server = spawn(move || {
+        let mut c = listener.accept().unwrap();
+        while let Some(m) = c.recv().unwrap() {
+            c.send(&m).unwrap();
+        }
+        c.close().unwrap();
+    });
+    let script = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+for msg in [b"over a path", b""]:
+    s.sendall(struct.pack(">I", len(msg)) + msg)
+    (n,) = struct.unpack(">I", s.recv(4, socket.MSG_WAITALL))
+    print(s.recv(n, socket.MSG_WAITALL) if n else b"", n)
+s.close()
+"#;
+    if let Some(out) = python(script, &[path.0.display().to_string()]) {
+        assert_eq!(out, "b'over a path' 11\nb'' 0\n");
+    }
+    server.join();
+}

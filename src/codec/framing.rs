@@ -17,6 +17,7 @@ pub struct Prefix {
 }
 
 impl Prefix {
+    #[inline]
     pub(crate) fn new(bytes: &[u8]) -> Prefix {
         let mut prefix = Prefix {
             bytes: [0; 10],
@@ -30,6 +31,7 @@ impl Prefix {
 impl Deref for Prefix {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }

@@ -69,6 +69,7 @@ pub enum FrameError {
 /// # Panics
 ///
 /// If `parse` does not describe a frame lying within `buf` (a decoder bug).
+#[inline]
 pub fn cut(buf: &mut BytesMut, start: usize, end: usize, consumed: usize) -> Bytes {
     debug_assert!(start <= end && end <= consumed && consumed <= buf.len());
     let mut frame = buf.split_to(consumed);

@@ -168,15 +168,19 @@ forward_transport!(Box<T>);
 macro_rules! delegate_transport {
     ($ty:ty) => {
         impl $crate::transport::Transport for $ty {
+            #[inline]
             fn send(&mut self, msg: &[u8]) -> $crate::Result<()> {
                 self.inner.send(msg)
             }
+            #[inline]
             fn feed(&mut self, msg: &[u8]) -> $crate::Result<()> {
                 self.inner.feed(msg)
             }
+            #[inline]
             fn flush(&mut self) -> $crate::Result<()> {
                 self.inner.flush()
             }
+            #[inline]
             fn recv(&mut self) -> $crate::Result<Option<bytes::Bytes>> {
                 self.inner.recv()
             }

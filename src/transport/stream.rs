@@ -116,11 +116,13 @@ impl Stream {
 }
 
 impl Transport for Stream {
+    #[inline]
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.check_open()?;
         self.writer.send(msg)
     }
 
+    #[inline]
     fn feed(&mut self, msg: &[u8]) -> Result<()> {
         self.check_open()?;
         self.writer.feed(msg)
@@ -131,6 +133,7 @@ impl Transport for Stream {
         self.writer.flush()
     }
 
+    #[inline]
     fn recv(&mut self) -> Result<Option<Bytes>> {
         self.check_open()?;
         self.reader.recv()
@@ -207,6 +210,7 @@ impl Transport for Stream {
 }
 
 impl Stream {
+    #[inline]
     fn check_open(&self) -> Result<()> {
         if self.closed {
             Err(Error::Closed)
@@ -251,7 +255,28 @@ struct Reader {
 }
 
 impl Reader {
+    /// The fast path: a whole message already in the buffer.
+    #[inline]
     fn recv(&mut self) -> Result<Option<Bytes>> {
+        if self.state == ReadState::Open {
+            if let Ok(Parse::Frame {
+                start,
+                end,
+                consumed,
+            }) = self.codec.parse(&self.buf[..self.filled])
+            {
+                if consumed <= SHRINK_AFTER {
+                    let msg = cut(&mut self.buf, start, end, consumed);
+                    self.filled -= consumed;
+                    self.started = None;
+                    return Ok(Some(msg));
+                }
+            }
+        }
+        self.recv_slow()
+    }
+
+    fn recv_slow(&mut self) -> Result<Option<Bytes>> {
         match self.state {
             ReadState::Open => {}
             ReadState::Ended => return Ok(None),
@@ -491,6 +516,7 @@ struct Writer {
 
 impl Writer {
     /// The prefix of `msg`, or why it cannot be sent (nothing is written).
+    #[inline]
     fn prefix(&self, msg: &[u8]) -> Result<Prefix> {
         if self.closed {
             return Err(Error::Closed);
@@ -500,6 +526,7 @@ impl Writer {
             .map_err(|e| Error::from_frame(e, &self.shared.peer))
     }
 
+    #[inline]
     fn append(&mut self, prefix: &[u8], msg: &[u8]) {
         let suffix = self.codec.suffix();
         self.pending
@@ -523,6 +550,7 @@ impl Writer {
         self.write_frame(&prefix, msg)
     }
 
+    #[inline]
     fn feed(&mut self, msg: &[u8]) -> Result<()> {
         let prefix = self.prefix(msg)?;
         let frame_len = prefix.len() + msg.len() + self.codec.suffix().len();

@@ -115,9 +115,24 @@ const BATCH: u64 = 50;
 /// One soak at a time: each counts the process's descriptors and memory.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The timeout of every blocking call: a guard against a hang, not a
+/// speed limit. At full scale, 2 000 busy threads share the cores, and one
+/// of them can wait its turn for longer than the usual 10 s.
+fn patience(conversations: u64) -> Duration {
+    if conversations > 100 {
+        Duration::from_secs(120)
+    } else {
+        T
+    }
+}
+
 fn tcp_soak(conversations: u64, messages: u64) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let config = config().backlog(1024);
+    let wait = Some(patience(conversations));
+    let config = config()
+        .backlog(1024)
+        .read_timeout(wait)
+        .write_timeout(wait);
     let fds_before = open_fds();
     let rss_before = rss_kib();
     let (listener, addr) = listener(&config);
@@ -180,7 +195,11 @@ fn tcp_soak(conversations: u64, messages: u64) {
 
 fn udp_soak(peers: u64, messages: u64) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let config = config().max_peers(peers as usize + 16);
+    let wait = patience(peers);
+    let config = config()
+        .max_peers(peers as usize + 16)
+        .read_timeout(Some(wait))
+        .write_timeout(Some(wait));
     let fds_before = open_fds();
     let rss_before = rss_kib();
     let listener = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();
@@ -190,7 +209,7 @@ fn udp_soak(peers: u64, messages: u64) {
     let server = spawn(move || {
         let mut handlers = Vec::new();
         for _ in 0..peers {
-            let mut c = listener.accept_timeout(T).unwrap();
+            let mut c = listener.accept_timeout(wait).unwrap();
             handlers.push(spawn(move || {
                 for _ in 0..messages {
                     let m = c.recv().unwrap().unwrap();

@@ -10,21 +10,31 @@ use super::{cut, FrameError, LengthDelimited, Parse};
 
 /// The bytes that go before a message: a length field, a varint, or
 /// nothing. At most 10 bytes, kept inline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct Prefix {
     bytes: [u8; 10],
-    len: u8,
+    start: u8,
+    end: u8,
 }
 
 impl Prefix {
+    /// The empty prefix.
+    pub(crate) const EMPTY: Prefix = Prefix {
+        bytes: [0; 10],
+        start: 0,
+        end: 0,
+    };
+
+    /// `bytes[start..end]`, without copying a slice of variable length (a
+    /// `memcpy` call on the hot path of every send).
     #[inline]
-    pub(crate) fn new(bytes: &[u8]) -> Prefix {
-        let mut prefix = Prefix {
-            bytes: [0; 10],
-            len: bytes.len() as u8,
-        };
-        prefix.bytes[..bytes.len()].copy_from_slice(bytes);
-        prefix
+    pub(crate) fn from_parts(bytes: [u8; 10], start: usize, end: usize) -> Prefix {
+        debug_assert!(start <= end && end <= 10);
+        Prefix {
+            bytes,
+            start: start as u8,
+            end: end as u8,
+        }
     }
 }
 
@@ -33,9 +43,17 @@ impl Deref for Prefix {
 
     #[inline]
     fn deref(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
+        &self.bytes[usize::from(self.start)..usize::from(self.end)]
     }
 }
+
+impl PartialEq for Prefix {
+    fn eq(&self, other: &Prefix) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Prefix {}
 
 /// How messages are delimited on a byte stream.
 ///
@@ -299,7 +317,7 @@ impl Codec {
                     n >>= 7;
                     if n == 0 {
                         out[i] = byte;
-                        return Ok(Prefix::new(&out[..=i]));
+                        return Ok(Prefix::from_parts(out, 0, i + 1));
                     }
                     out[i] = byte | 0x80;
                     i += 1;
@@ -312,10 +330,10 @@ impl Codec {
                     // It would arrive without its `\r`, taken for `\r\n`.
                     Err(FrameError::Invalid("a line cannot end with \\r"))
                 } else {
-                    Ok(Prefix::new(&[]))
+                    Ok(Prefix::EMPTY)
                 }
             }
-            Kind::Raw => Ok(Prefix::new(&[])),
+            Kind::Raw => Ok(Prefix::EMPTY),
         }
     }
 

@@ -190,15 +190,13 @@ impl LengthDelimited {
             });
         }
         let width = self.header_len();
-        let bytes = if self.big_endian {
-            (len as u64).to_be_bytes()
-        } else {
-            (len as u64).to_le_bytes()
-        };
+        let mut bytes = [0u8; 10];
         Ok(if self.big_endian {
-            Prefix::new(&bytes[8 - width..])
+            bytes[..8].copy_from_slice(&(len as u64).to_be_bytes());
+            Prefix::from_parts(bytes, 8 - width, 8)
         } else {
-            Prefix::new(&bytes[..width])
+            bytes[..8].copy_from_slice(&(len as u64).to_le_bytes());
+            Prefix::from_parts(bytes, 0, width)
         })
     }
 

@@ -110,6 +110,30 @@ pub(crate) fn split_url(input: &str) -> Result<(Scheme, &str)> {
     Ok((scheme, rest))
 }
 
+/// Resolves `addr` for a transport's constructor (`what`: "TCP address"),
+/// never to an empty list.
+pub(crate) fn socket_addrs(addr: impl ToSocketAddrs, what: &str) -> Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| Error::InvalidAddress {
+            input: what.to_owned(),
+            reason: e.to_string(),
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(no_address(what));
+    }
+    Ok(addrs)
+}
+
+/// The error for an address that resolved to nothing to try.
+pub(crate) fn no_address(what: &str) -> Error {
+    Error::InvalidAddress {
+        input: what.to_owned(),
+        reason: "resolved to no address".to_owned(),
+    }
+}
+
 /// Resolves `HOST:PORT` (an IP literal, `[v6]:port`, or a host name) to its
 /// socket addresses, in the order the resolver gives them.
 pub(crate) fn resolve(input: &str, hostport: &str) -> Result<Vec<SocketAddr>> {

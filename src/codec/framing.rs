@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{cut, FrameError, LengthDelimited, Parse};
+use super::{take, FrameError, LengthDelimited, Parse};
 
 /// The bytes that go before a message: a length field, a varint, or
 /// nothing. At most 10 bytes, kept inline.
@@ -287,27 +287,20 @@ impl Codec {
     /// Cuts the next message out of `buf` without copying it; `Ok(None)`:
     /// more bytes are needed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        match self.parse(buf)? {
-            Parse::Incomplete { .. } => Ok(None),
-            Parse::Frame {
-                start,
-                end,
-                consumed,
-            } => Ok(Some(cut(buf, start, end, consumed))),
-        }
+        let parse = self.parse(buf)?;
+        Ok(take(buf, parse))
     }
 
     /// What goes before `msg` on the wire, or why `msg` cannot be sent.
     #[inline]
     pub fn prefix(&self, msg: &[u8]) -> Result<Prefix, FrameError> {
-        if msg.len() > self.max {
-            return Err(FrameError::TooLarge {
+        match &self.kind {
+            // The length codec checks the limit (the same one) itself.
+            Kind::Length(c) => c.header(msg.len()),
+            _ if msg.len() > self.max => Err(FrameError::TooLarge {
                 len: msg.len() as u64,
                 max: self.max as u64,
-            });
-        }
-        match &self.kind {
-            Kind::Length(c) => c.header(msg.len()),
+            }),
             Kind::Varint => {
                 let mut out = [0u8; 10];
                 let mut n = msg.len() as u64;

@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{cut, FrameError, Parse, Prefix};
+use super::{take, FrameError, Parse, Prefix};
 
 /// The default largest message: 8 MiB.
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 8 * 1024 * 1024;
@@ -169,14 +169,8 @@ impl LengthDelimited {
     /// `Ok(Some(message))`: one message, removed from `buf`;
     /// `Err`: the stream is corrupt.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        match self.parse(buf)? {
-            Parse::Incomplete { .. } => Ok(None),
-            Parse::Frame {
-                start,
-                end,
-                consumed,
-            } => Ok(Some(cut(buf, start, end, consumed))),
-        }
+        let parse = self.parse(buf)?;
+        Ok(take(buf, parse))
     }
 
     /// The header for a message of `len` bytes, or an error if it is larger

@@ -78,6 +78,20 @@ pub fn cut(buf: &mut BytesMut, start: usize, end: usize, consumed: usize) -> Byt
     frame.freeze()
 }
 
+/// The message a [`Parse`] found at the front of `buf`, cut out of it;
+/// `None` when it found none yet.
+#[inline]
+pub(crate) fn take(buf: &mut BytesMut, parse: Parse) -> Option<Bytes> {
+    match parse {
+        Parse::Incomplete { .. } => None,
+        Parse::Frame {
+            start,
+            end,
+            consumed,
+        } => Some(cut(buf, start, end, consumed)),
+    }
+}
+
 /// Decodes as many whole messages as `buf` holds, in order, leaving any
 /// incomplete tail in `buf`. Convenient for tests and in-memory use.
 pub fn decode_all(codec: &LengthDelimited, buf: &mut BytesMut) -> Result<Vec<Bytes>, FrameError> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Transport, TransportRecv, TransportSend};
+use super::{check_timeout, Transport, TransportRecv, TransportSend};
 use crate::addr::Addr;
 use crate::config::Config;
 use crate::conversation::Conversation;
@@ -174,7 +174,7 @@ impl TransportSend for MemorySend {
     }
 
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.timeout = check_timeout(timeout)?;
+        self.timeout = check_timeout(timeout, &Addr::Memory(self.peer))?;
         Ok(())
     }
 
@@ -227,7 +227,7 @@ impl TransportRecv for MemoryRecv {
     }
 
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.timeout = check_timeout(timeout)?;
+        self.timeout = check_timeout(timeout, &Addr::Memory(self.peer))?;
         Ok(())
     }
 
@@ -240,18 +240,4 @@ impl Drop for MemoryRecv {
     fn drop(&mut self) {
         drop(self.queue.close_rx());
     }
-}
-
-/// Rejects a zero timeout, as std's sockets do.
-pub(crate) fn check_timeout(timeout: Option<Duration>) -> Result<Option<Duration>> {
-    if timeout == Some(Duration::ZERO) {
-        return Err(Error::Io {
-            addr: Addr::Unknown,
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "a zero timeout is not allowed",
-            ),
-        });
-    }
-    Ok(timeout)
 }

@@ -28,6 +28,20 @@ pub use udp::{Udp, UdpListener, UdpPeer, UdpStats, MAX_UDP_PAYLOAD_V4, MAX_UDP_P
 #[cfg(unix)]
 pub use unix::{Unix, UnixDatagram, UnixListener, MAX_UNIX_DATAGRAM};
 
+/// Rejects a zero timeout, as std's sockets do (naming `addr`).
+pub(crate) fn check_timeout(timeout: Option<Duration>, addr: &Addr) -> Result<Option<Duration>> {
+    if timeout == Some(Duration::ZERO) {
+        return Err(Error::Io {
+            addr: addr.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a zero timeout is not allowed",
+            ),
+        });
+    }
+    Ok(timeout)
+}
+
 /// Moves whole messages to and from one peer.
 ///
 /// The trait is object-safe: `Box<dyn Transport>` is itself a transport, which

@@ -12,7 +12,7 @@ use socket2::Socket;
 
 use super::sockopt;
 use super::timer::{self, RecvTimer, Wait};
-use super::{Transport, TransportRecv, TransportSend};
+use super::{check_timeout, Transport, TransportRecv, TransportSend};
 use crate::addr::Addr;
 use crate::codec::{cut, Codec, Parse, Prefix, READ_STEP};
 use crate::config::Config;
@@ -265,15 +265,22 @@ impl Reader {
                 consumed,
             }) = self.codec.parse(&self.buf[..self.filled])
             {
-                if consumed <= SHRINK_AFTER {
-                    let msg = cut(&mut self.buf, start, end, consumed);
-                    self.filled -= consumed;
-                    self.started = None;
-                    return Ok(Some(msg));
-                }
+                return Ok(Some(self.take(start, end, consumed)));
             }
         }
         self.recv_slow()
+    }
+
+    /// Cuts the message the codec found out of the buffer.
+    #[inline]
+    fn take(&mut self, start: usize, end: usize, consumed: usize) -> Bytes {
+        let msg = cut(&mut self.buf, start, end, consumed);
+        self.filled -= consumed;
+        self.started = None;
+        if consumed > SHRINK_AFTER {
+            self.restart_buffer(INITIAL_READ);
+        }
+        msg
     }
 
     fn recv_slow(&mut self) -> Result<Option<Bytes>> {
@@ -288,15 +295,7 @@ impl Reader {
                     start,
                     end,
                     consumed,
-                }) => {
-                    let msg = cut(&mut self.buf, start, end, consumed);
-                    self.filled -= consumed;
-                    self.started = None;
-                    if consumed > SHRINK_AFTER {
-                        self.restart_buffer(INITIAL_READ);
-                    }
-                    return Ok(Some(msg));
-                }
+                }) => return Ok(Some(self.take(start, end, consumed))),
                 Ok(Parse::Incomplete { needed }) => {
                     if !self.fill(needed)? {
                         return Ok(None);
@@ -463,16 +462,7 @@ impl Reader {
     }
 
     fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        if timeout == Some(Duration::ZERO) {
-            return Err(Error::Io {
-                addr: self.shared.peer.clone(),
-                source: io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "a zero timeout is not allowed",
-                ),
-            });
-        }
-        self.timeout = timeout;
+        self.timeout = check_timeout(timeout, &self.shared.peer)?;
         Ok(())
     }
 }
@@ -654,15 +644,7 @@ impl Writer {
     }
 
     fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        if timeout == Some(Duration::ZERO) {
-            return Err(Error::Io {
-                addr: self.shared.peer.clone(),
-                source: io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "a zero timeout is not allowed",
-                ),
-            });
-        }
+        let timeout = check_timeout(timeout, &self.shared.peer)?;
         sockopt::set_write_timeout(&self.shared.stream, timeout)
             .map_err(|e| Error::from_io(e, &self.shared.peer))?;
         self.timeout = timeout;

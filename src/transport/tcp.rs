@@ -8,7 +8,7 @@ use socket2::Socket;
 
 use super::sockopt;
 use super::stream::Stream;
-use crate::addr::Addr;
+use crate::addr::{self, Addr};
 use crate::config::Config;
 use crate::conversation::Conversation;
 use crate::error::{Error, Result};
@@ -47,13 +47,7 @@ impl Tcp {
 
     /// Connects to `addr` with `config`, trying each resolved address in turn.
     pub fn connect_with(addr: impl ToSocketAddrs, config: &Config) -> Result<Tcp> {
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|e| Error::InvalidAddress {
-                input: "TCP address".to_owned(),
-                reason: e.to_string(),
-            })?
-            .collect();
+        let addrs = addr::socket_addrs(addr, "TCP address")?;
         connect_any(&addrs, config)
     }
 
@@ -104,10 +98,7 @@ pub(crate) fn connect_any(addrs: &[SocketAddr], config: &Config) -> Result<Tcp> 
             Err(e) => last = Some(Error::from_io(e, &Addr::Tcp(addr))),
         }
     }
-    Err(last.unwrap_or_else(|| Error::InvalidAddress {
-        input: "TCP address".to_owned(),
-        reason: "resolved to no address".to_owned(),
-    }))
+    Err(last.unwrap_or_else(|| addr::no_address("TCP address")))
 }
 
 /// A TCP server socket: every accepted connection is a [`Conversation`].
@@ -142,13 +133,7 @@ impl TcpListener {
 
     /// Binds `addr` with `config`, trying each resolved address in turn.
     pub fn bind_with(addr: impl ToSocketAddrs, config: &Config) -> Result<TcpListener> {
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|e| Error::InvalidAddress {
-                input: "TCP address".to_owned(),
-                reason: e.to_string(),
-            })?
-            .collect();
+        let addrs = addr::socket_addrs(addr, "TCP address")?;
         bind_any(&addrs, config)
     }
 
@@ -205,8 +190,5 @@ pub(crate) fn bind_any(addrs: &[SocketAddr], config: &Config) -> Result<TcpListe
             Err(e) => last = Some(Error::from_io(e, &Addr::Tcp(addr))),
         }
     }
-    Err(last.unwrap_or_else(|| Error::InvalidAddress {
-        input: "TCP address".to_owned(),
-        reason: "resolved to no address".to_owned(),
-    }))
+    Err(last.unwrap_or_else(|| addr::no_address("TCP address")))
 }

@@ -21,11 +21,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use socket2::Socket;
 
-use super::memory::check_timeout;
 use super::sockopt;
 use super::timer::{self, RecvTimer, Wait};
-use super::{Transport, TransportRecv, TransportSend};
-use crate::addr::Addr;
+use super::{check_timeout, Transport, TransportRecv, TransportSend};
+use crate::addr::{self, Addr};
 use crate::config::Config;
 use crate::conversation::Conversation;
 use crate::error::{Error, Result};
@@ -119,13 +118,7 @@ impl Udp {
     /// Connects to `addr` with `config`: binds an ephemeral port of the same
     /// family and connects the socket to the first resolved address.
     pub fn connect_with(addr: impl ToSocketAddrs, config: &Config) -> Result<Udp> {
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|e| Error::InvalidAddress {
-                input: "UDP address".to_owned(),
-                reason: e.to_string(),
-            })?
-            .collect();
+        let addrs = addr::socket_addrs(addr, "UDP address")?;
         connect_any(&addrs, config)
     }
 
@@ -158,10 +151,7 @@ pub(crate) fn connect_any(addrs: &[SocketAddr], config: &Config) -> Result<Udp> 
             Err(e) => last = Some(map_udp_err(e, &peer)),
         }
     }
-    Err(last.unwrap_or_else(|| Error::InvalidAddress {
-        input: "UDP address".to_owned(),
-        reason: "resolved to no address".to_owned(),
-    }))
+    Err(last.unwrap_or_else(|| addr::no_address("UDP address")))
 }
 
 impl Udp {
@@ -238,8 +228,7 @@ impl Transport for Datagrams {
     }
 
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.recv.timeout = check_timeout(timeout)?;
-        Ok(())
+        TransportRecv::set_read_timeout(&mut self.recv, timeout)
     }
 
     fn read_timeout(&self) -> Option<Duration> {
@@ -281,7 +270,7 @@ struct DatagramSend {
 
 impl DatagramSend {
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        let timeout = check_timeout(timeout)?;
+        let timeout = check_timeout(timeout, &self.shared.peer)?;
         sockopt::set_write_timeout(&self.shared.socket, timeout)
             .map_err(|e| Error::from_io(e, &self.shared.peer))?;
         self.timeout = timeout;
@@ -414,7 +403,7 @@ impl TransportRecv for DatagramRecv {
     }
 
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.timeout = check_timeout(timeout)?;
+        self.timeout = check_timeout(timeout, &self.shared.peer)?;
         Ok(())
     }
 
@@ -692,13 +681,7 @@ impl UdpListener {
 
     /// Binds `addr` with `config`, trying each resolved address in turn.
     pub fn bind_with(addr: impl ToSocketAddrs, config: &Config) -> Result<UdpListener> {
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|e| Error::InvalidAddress {
-                input: "UDP address".to_owned(),
-                reason: e.to_string(),
-            })?
-            .collect();
+        let addrs = addr::socket_addrs(addr, "UDP address")?;
         bind_any(&addrs, config)
     }
 
@@ -752,10 +735,7 @@ pub(crate) fn bind_any(addrs: &[SocketAddr], config: &Config) -> Result<UdpListe
             Err(e) => last = Some(Error::from_io(e, &Addr::Udp(addr))),
         }
     }
-    Err(last.unwrap_or_else(|| Error::InvalidAddress {
-        input: "UDP address".to_owned(),
-        reason: "resolved to no address".to_owned(),
-    }))
+    Err(last.unwrap_or_else(|| addr::no_address("UDP address")))
 }
 
 impl UdpListener {
@@ -867,8 +847,7 @@ impl Transport for UdpPeer {
     }
 
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.recv.timeout = check_timeout(timeout)?;
-        Ok(())
+        TransportRecv::set_read_timeout(&mut self.recv, timeout)
     }
 
     fn read_timeout(&self) -> Option<Duration> {
@@ -876,8 +855,7 @@ impl Transport for UdpPeer {
     }
 
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.send.timeout = check_timeout(timeout)?;
-        Ok(())
+        TransportSend::set_write_timeout(&mut self.send, timeout)
     }
 
     fn write_timeout(&self) -> Option<Duration> {
@@ -931,7 +909,7 @@ impl TransportSend for PeerSend {
     }
 
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.timeout = check_timeout(timeout)?;
+        self.timeout = check_timeout(timeout, &Addr::Udp(self.peer))?;
         Ok(())
     }
 
@@ -1022,7 +1000,7 @@ impl TransportRecv for PeerRecv {
     }
 
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.timeout = check_timeout(timeout)?;
+        self.timeout = check_timeout(timeout, &Addr::Udp(self.peer))?;
         Ok(())
     }
 

@@ -30,16 +30,11 @@ use crate::error::{Error, Result};
 /// `net.local.dgram.maxdgram` is raised.)
 pub const MAX_UNIX_DATAGRAM: usize = 64 * 1024;
 
-fn addr_of(addr: io::Result<StdAddr>) -> Addr {
+/// A socket's address as an [`Addr`] of `kind` (`Addr::Unix` or
+/// `Addr::UnixDatagram`).
+fn addr_of(addr: io::Result<StdAddr>, kind: fn(Option<PathBuf>) -> Addr) -> Addr {
     match addr {
-        Ok(a) => Addr::Unix(a.as_pathname().map(Path::to_path_buf)),
-        Err(_) => Addr::Unknown,
-    }
-}
-
-fn dgram_addr_of(addr: io::Result<StdAddr>) -> Addr {
-    match addr {
-        Ok(a) => Addr::UnixDatagram(a.as_pathname().map(Path::to_path_buf)),
+        Ok(a) => kind(a.as_pathname().map(Path::to_path_buf)),
         Err(_) => Addr::Unknown,
     }
 }
@@ -100,8 +95,8 @@ impl Unix {
 
     /// Wraps a connected stream, applying `config`'s options.
     pub fn from_stream(stream: StdStream, config: &Config) -> Result<Unix> {
-        let local = addr_of(stream.local_addr());
-        let peer = addr_of(stream.peer_addr());
+        let local = addr_of(stream.local_addr(), Addr::Unix);
+        let peer = addr_of(stream.peer_addr(), Addr::Unix);
         let inner = Stream::new(Socket::from(stream), local, peer, config)?;
         Ok(Unix { inner })
     }
@@ -268,8 +263,8 @@ impl UnixDatagram {
 
     /// Wraps a Unix datagram socket that is already connected to its peer.
     pub fn from_socket(socket: StdDatagram, config: &Config) -> Result<UnixDatagram> {
-        let local = dgram_addr_of(socket.local_addr());
-        let peer = dgram_addr_of(socket.peer_addr());
+        let local = addr_of(socket.local_addr(), Addr::UnixDatagram);
+        let peer = addr_of(socket.peer_addr(), Addr::UnixDatagram);
         let max = config.max_message_len.min(MAX_UNIX_DATAGRAM);
         socket
             .set_write_timeout(super::sockopt::nonzero(config.write_timeout))

@@ -137,6 +137,20 @@ fn python(script: &str, args: &[String]) -> Option<String> {
     Some(String::from_utf8(out.stdout).unwrap())
 }
 
+/// The start of a Python TCP peer: `s`, connected to the port in `argv[1]`,
+/// and `recv_exact(n)`.
+const PY_CONNECT: &str = r#"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+def recv_exact(n):
+    b = b""
+    while len(b) < n:
+        chunk = s.recv(n - len(b))
+        assert chunk, "connection closed"
+        b += chunk
+    return b
+"#;
+
 /// A converse echo server with `config`, serving one conversation.
 fn converse_echo(config: Config) -> (std::net::SocketAddr, Joiner<()>) {
     let (listener, addr) = listener(&config);
@@ -153,23 +167,16 @@ fn converse_echo(config: Config) -> (std::net::SocketAddr, Joiner<()>) {
 #[test]
 fn python_struct_pack_peer() {
     let (addr, server) = converse_echo(config());
-    let script = r#"
-import socket, struct, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
-def recv_exact(n):
-    b = b""
-    while len(b) < n:
-        chunk = s.recv(n - len(b))
-        assert chunk, "connection closed"
-        b += chunk
-    return b
+    let script = PY_CONNECT.to_owned()
+        + r#"
+import struct
 for msg in [b"hello", b"", "你好".encode(), b"x" * 100000]:
     s.sendall(struct.pack(">I", len(msg)) + msg)
     (n,) = struct.unpack(">I", recv_exact(4))
     print(len(recv_exact(n)) == len(msg), n)
 s.close()
 "#;
-    if let Some(out) = python(script, &[addr.port().to_string()]) {
+    if let Some(out) = python(&script, &[addr.port().to_string()]) {
         assert_eq!(out, "True 5\nTrue 0\nTrue 6\nTrue 100000\n");
     }
     server.join();
@@ -224,9 +231,8 @@ for msg in [b"hello", b"", b"y" * 65507]:
 #[test]
 fn python_varint_peer() {
     let (addr, server) = converse_echo(config().framing(Framing::Varint));
-    let script = r#"
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+    let script = PY_CONNECT.to_owned()
+        + r#"
 def varint(n):
     out = b""
     while True:
@@ -236,13 +242,6 @@ def varint(n):
             out += bytes([b | 0x80])
         else:
             return out + bytes([b])
-def recv_exact(n):
-    b = b""
-    while len(b) < n:
-        chunk = s.recv(n - len(b))
-        assert chunk, "connection closed"
-        b += chunk
-    return b
 def recv_varint():
     n, shift = 0, 0
     while True:
@@ -257,7 +256,7 @@ for msg in [b"hi", b"", b"z" * 300, b"w" * 70000]:
     print(recv_exact(n) == msg, n)
 s.close()
 "#;
-    if let Some(out) = python(script, &[addr.port().to_string()]) {
+    if let Some(out) = python(&script, &[addr.port().to_string()]) {
         assert_eq!(out, "True 2\nTrue 0\nTrue 300\nTrue 70000\n");
     }
     server.join();

@@ -450,25 +450,32 @@ fn udp_urls_select_udp() {
     assert_eq!(c.peer_addr().unwrap().to_string(), url);
 }
 
-/// The CPU time (user + system, in clock ticks) of this process's threads
-/// named `name`, from /proc.
+/// The state and CPU time (user + system, in clock ticks) of this process's
+/// thread named `name`, from /proc; `None` while no such thread exists.
+///
+/// Other tests' threads start and end while this reads the directory, so an
+/// entry that vanishes between listing and reading is skipped, not an error.
 #[cfg(target_os = "linux")]
-fn thread_cpu_ticks(name: &str) -> Option<u64> {
-    let mut total = None;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let dir = task.ok()?.path();
-        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+fn thread_state_and_ticks(name: &str) -> Option<(char, u64)> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let dir = task.path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
         if comm.trim_end() != name {
             continue;
         }
-        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
         // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
         let rest = &stat[stat.rfind(')')? + 2..];
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?;
-        *total.get_or_insert(0) += ticks;
+        let state = fields[0].chars().next()?;
+        let ticks = fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?;
+        return Some((state, ticks));
     }
-    total
+    None
 }
 
 #[cfg(target_os = "linux")]
@@ -476,11 +483,23 @@ fn thread_cpu_ticks(name: &str) -> Option<u64> {
 fn an_idle_listener_uses_no_cpu() {
     let config = config();
     let (l, addr) = udp_listener(&config);
-    // The listener's thread is named after its port.
+    // The listener's thread is named after its port. A spawned thread names
+    // itself once it runs, so wait (bounded) until it exists and has gone to
+    // sleep in its blocking receive.
     let name = format!("converse:{}", addr.port());
-    let before = thread_cpu_ticks(&name).expect("the listener's thread");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        match thread_state_and_ticks(&name) {
+            Some(('S', ticks)) => break ticks,
+            seen => assert!(
+                Instant::now() < deadline,
+                "the listener's thread never went to sleep: {seen:?}"
+            ),
+        }
+        std::thread::yield_now();
+    };
     std::thread::sleep(Duration::from_millis(500));
-    let after = thread_cpu_ticks(&name).expect("the listener's thread");
+    let (_, after) = thread_state_and_ticks(&name).expect("the listener's thread");
     assert_eq!(
         after - before,
         0,

@@ -42,11 +42,17 @@ struct Room {
     members: Mutex<HashMap<u64, (String, SendHalf)>>,
 }
 
+type Members = HashMap<u64, (String, SendHalf)>;
+
 impl Room {
-    /// Prints `line` and sends it to everyone but `from`.
-    fn announce(&self, from: u64, line: &str) {
-        say(line);
+    /// Runs `change` on the members, then prints `line` and sends it to
+    /// everyone but `from`, all under one lock: a participant joining
+    /// meanwhile hears an announcement either in full or not at all, and
+    /// everyone hears announcements in the order they are printed.
+    fn announce(&self, from: u64, line: &str, change: impl FnOnce(&mut Members)) {
         let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut members);
+        say(line);
         for (id, (name, tx)) in members.iter_mut() {
             if *id != from {
                 if let Err(e) = tx.send_text(line) {
@@ -65,16 +71,14 @@ fn serve(room: &Room, id: u64, conversation: Conversation, stream: bool) -> conv
         Some(name) if &name[..] != b"bye" => text(&name),
         _ => return Ok(()),
     };
-    room.members
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id, (name.clone(), tx));
-    room.announce(id, &format!("* {name} joined"));
+    room.announce(id, &format!("* {name} joined"), |members| {
+        members.insert(id, (name.clone(), tx));
+    });
 
     let outcome = loop {
         match rx.recv() {
             Ok(Some(message)) if &message[..] == b"bye" => break Ok(()),
-            Ok(Some(message)) => room.announce(id, &format!("{name}: {}", text(&message))),
+            Ok(Some(message)) => room.announce(id, &format!("{name}: {}", text(&message)), |_| {}),
             Ok(None) => break Ok(()),
             // An oversize UDP datagram: that one message is lost, not the participant.
             Err(e @ converse::Error::Truncated { .. }) => note(one_line(&e)),
@@ -82,12 +86,10 @@ fn serve(room: &Room, id: u64, conversation: Conversation, stream: bool) -> conv
         }
     };
 
-    let member = room
-        .members
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&id);
-    room.announce(id, &format!("* {name} left"));
+    let mut member = None;
+    room.announce(id, &format!("* {name} left"), |members| {
+        member = members.remove(&id);
+    });
     if let Some((_, tx)) = member {
         let _ = tx.close();
     }

@@ -283,6 +283,62 @@ fn a_full_queue_drops_and_counts() {
     assert!(matches!(s.recv(), Err(Error::Timeout)));
 }
 
+/// `datagrams == delivered + drops` in every snapshot taken while a flood
+/// arrives, and a datagram a conversation has received is always counted.
+#[test]
+fn every_stats_snapshot_accounts_for_each_datagram() {
+    const SENT: u32 = 5_000;
+    let config = config().queue_depth(8);
+    let (l, addr) = udp_listener(&config);
+    let l = std::sync::Arc::new(l);
+    let mut c = udp_client(addr, &config);
+    c.send(0u32.to_be_bytes()).unwrap();
+    let mut s = l.accept_timeout(T).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (l, done) = (l.clone(), done.clone());
+        spawn(move || {
+            let until = Instant::now() + T;
+            let mut snapshots = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < until {
+                let st = l.stats();
+                let fates = st.delivered
+                    + st.dropped_queue_full
+                    + st.dropped_peer_cap
+                    + st.dropped_bytes_cap;
+                assert_eq!(st.datagrams, fates, "an inconsistent snapshot: {st:?}");
+                snapshots += 1;
+            }
+            snapshots
+        })
+    };
+    let sender = spawn(move || {
+        for i in 1..SENT {
+            c.send(i.to_be_bytes()).unwrap();
+        }
+        c
+    });
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut received = 0u64;
+    loop {
+        match s.recv() {
+            Ok(Some(_)) => {
+                received += 1;
+                let delivered = l.stats().delivered;
+                assert!(delivered >= received, "{delivered} < {received}");
+            }
+            Err(Error::Timeout) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    let _client = sender.join();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let snapshots = poller.join();
+    assert!(snapshots > 0);
+    assert!(received > 0 && received <= u64::from(SENT));
+}
+
 #[test]
 fn the_peer_cap_drops_and_counts_new_sources() {
     let config = config().max_peers(3);

@@ -453,6 +453,10 @@ struct Counters {
 
 /// What a [`UdpListener`] has seen, for monitoring. Every datagram that did
 /// not reach a conversation is counted in exactly one of the drop counters.
+///
+/// A snapshot is consistent: `datagrams` equals `delivered` plus the drop
+/// counters, and every datagram a conversation has already received is
+/// counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UdpStats {
@@ -496,13 +500,16 @@ impl ListenerShared {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Forgets peer `addr` if its slot is still conversation `id`'s, and
-    /// gives back the bytes its queue held.
-    fn forget(&self, addr: &SocketAddr, id: u64, queue: &Queue<Item>) {
+    /// Forgets peer `addr` if its slot is still conversation `id`'s (counting
+    /// an eviction if `evicted`), and gives back the bytes its queue held.
+    fn forget(&self, addr: &SocketAddr, id: u64, queue: &Queue<Item>, evicted: bool) {
         {
             let mut peers = self.peers();
             if peers.get(addr).is_some_and(|slot| slot.id == id) {
                 peers.remove(addr);
+            }
+            if evicted {
+                self.counters.evicted.fetch_add(1, Ordering::Relaxed);
             }
         }
         let dropped: usize = queue.close_rx().iter().map(Item::size).sum();
@@ -519,9 +526,7 @@ impl ListenerShared {
             }
             match received {
                 Ok((n, from)) => {
-                    self.counters.datagrams.fetch_add(1, Ordering::Relaxed);
                     let item = if n > self.max {
-                        self.counters.truncated.fetch_add(1, Ordering::Relaxed);
                         Item::Truncated
                     } else {
                         Item::Datagram(Bytes::copy_from_slice(&buf[..n]))
@@ -556,11 +561,19 @@ impl ListenerShared {
     fn dispatch(self: &Arc<Self>, from: SocketAddr, item: Item) {
         let size = item.size();
         let counters = &self.counters;
+        // Everything below, counting included, happens under the peer
+        // table's lock, which `stats` takes too: a snapshot shows every
+        // datagram with its fate, and every datagram a conversation has
+        // already received.
+        let mut peers = self.peers();
+        counters.datagrams.fetch_add(1, Ordering::Relaxed);
+        if matches!(item, Item::Truncated) {
+            counters.truncated.fetch_add(1, Ordering::Relaxed);
+        }
         if self.queued_bytes.load(Ordering::Relaxed) + size > self.config.max_queued_bytes {
             counters.bytes_cap.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let mut peers = self.peers();
         let item = match peers.get_mut(&from) {
             Some(slot) => match slot.queue.try_push(item) {
                 Ok(()) => {
@@ -713,6 +726,8 @@ impl UdpListener {
     /// What the listener has received, delivered and dropped so far.
     pub fn stats(&self) -> UdpStats {
         let c = &self.shared.counters;
+        // The dispatcher counts under this lock: the snapshot is consistent.
+        let peers = self.shared.peers();
         UdpStats {
             datagrams: c.datagrams.load(Ordering::Relaxed),
             delivered: c.delivered.load(Ordering::Relaxed),
@@ -721,7 +736,7 @@ impl UdpListener {
             dropped_bytes_cap: c.bytes_cap.load(Ordering::Relaxed),
             truncated: c.truncated.load(Ordering::Relaxed),
             evicted: c.evicted.load(Ordering::Relaxed),
-            peers: self.shared.peers().len(),
+            peers: peers.len(),
             errors: c.errors.load(Ordering::Relaxed),
         }
     }
@@ -938,10 +953,9 @@ struct PeerRecv {
 impl PeerRecv {
     fn end(&mut self, state: RecvState) {
         if self.state == RecvState::Open {
-            self.shared.forget(&self.peer, self.id, &self.queue);
-            if state == RecvState::Ended {
-                self.shared.counters.evicted.fetch_add(1, Ordering::Relaxed);
-            }
+            let evicted = state == RecvState::Ended;
+            self.shared
+                .forget(&self.peer, self.id, &self.queue, evicted);
         }
         self.state = state;
     }
@@ -1012,7 +1026,7 @@ impl TransportRecv for PeerRecv {
 impl Drop for PeerRecv {
     fn drop(&mut self) {
         if self.state == RecvState::Open {
-            self.shared.forget(&self.peer, self.id, &self.queue);
+            self.shared.forget(&self.peer, self.id, &self.queue, false);
         }
     }
 }

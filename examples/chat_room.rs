@@ -39,9 +39,10 @@ struct Args {
 /// The participants who have said their name, by id.
 #[derive(Default)]
 struct Room {
-    members: Mutex<HashMap<u64, (String, SendHalf)>>,
+    members: Mutex<Members>,
 }
 
+/// Each participant's name and sending half, by id.
 type Members = HashMap<u64, (String, SendHalf)>;
 
 impl Room {

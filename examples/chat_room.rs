@@ -16,7 +16,8 @@
 //! What converse changes: the tutorial's servers talk to one client at a
 //! time; here each participant has a thread, and the same code serves TCP and
 //! UDP participants (over UDP, each source address is one participant). A
-//! participant that vanishes just leaves the room.
+//! participant that vanishes just leaves the room. An empty message is a UDP
+//! client's keepalive: it keeps the member's place, and is never relayed.
 
 mod common;
 
@@ -26,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
-use common::{fail, note, one_line, say, text, Endpoint, TransportKind};
+use common::{accept, main_with, note, say, seconds, text, Endpoint, Failed};
 use converse::{Conversation, SendHalf};
 
 /// A chat room: every participant hears every other.
@@ -34,6 +35,10 @@ use converse::{Conversation, SendHalf};
 struct Args {
     #[command(flatten)]
     endpoint: Endpoint,
+    /// UDP: seconds of silence after which a member is gone (its client
+    /// sends keepalives while it runs).
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "120")]
+    idle_timeout: Duration,
 }
 
 /// The participants who have said their name, by id.
@@ -57,7 +62,7 @@ impl Room {
         for (id, (name, tx)) in members.iter_mut() {
             if *id != from {
                 if let Err(e) = tx.send_text(line) {
-                    note(format!("could not reach {name}: {}", one_line(&e)));
+                    note(format!("could not reach {name}: {e}"));
                 }
             }
         }
@@ -65,12 +70,15 @@ impl Room {
 }
 
 fn serve(room: &Room, id: u64, conversation: Conversation, stream: bool) -> converse::Result<()> {
-    let (mut tx, mut rx) = conversation.split()?;
+    let (mut tx, mut rx) = conversation.split();
     // A participant that stops reading must not stall the room.
     tx.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let name = match rx.recv()? {
-        Some(name) if &name[..] != b"bye" => text(&name),
-        _ => return Ok(()),
+    let name = loop {
+        match rx.recv()? {
+            Some(name) if name.is_empty() => continue, // a keepalive
+            Some(name) if &name[..] != b"bye" => break text(&name),
+            _ => return Ok(()),
+        }
     };
     room.announce(id, &format!("* {name} joined"), |members| {
         members.insert(id, (name.clone(), tx));
@@ -79,10 +87,11 @@ fn serve(room: &Room, id: u64, conversation: Conversation, stream: bool) -> conv
     let outcome = loop {
         match rx.recv() {
             Ok(Some(message)) if &message[..] == b"bye" => break Ok(()),
+            Ok(Some(message)) if message.is_empty() => {} // a keepalive
             Ok(Some(message)) => room.announce(id, &format!("{name}: {}", text(&message)), |_| {}),
             Ok(None) => break Ok(()),
             // An oversize UDP datagram: that one message is lost, not the participant.
-            Err(e @ converse::Error::Truncated { .. }) => note(one_line(&e)),
+            Err(e @ converse::Error::Truncated { .. }) => note(e),
             Err(e) => break Err(e),
         }
     };
@@ -102,25 +111,27 @@ fn serve(room: &Room, id: u64, conversation: Conversation, stream: bool) -> conv
     outcome
 }
 
-fn main() {
-    let args = Args::parse();
-    let url = args.endpoint.url("127.0.0.1:8091");
-    let listener = common::listen(&url, &args.endpoint.config());
-    let stream = args.endpoint.transport == TransportKind::Tcp;
+fn run(args: &Args) -> Result<(), Failed> {
+    let url = args.endpoint.url("127.0.0.1:8091")?;
+    let config = args.endpoint.config().idle_timeout(Some(args.idle_timeout));
+    let listener = common::listen(&url, &config)?;
+    let stream = !args.endpoint.is_udp();
     let room = Arc::new(Room::default());
     let ids = AtomicU64::new(0);
     loop {
-        let conversation = listener.accept().unwrap_or_else(|e| fail(&url, &e));
+        let conversation = accept(&listener, &url)?;
         let room = Arc::clone(&room);
         let id = ids.fetch_add(1, Ordering::Relaxed);
         std::thread::spawn(move || {
-            let peer = conversation
-                .peer_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
+            let peer = common::peer(&conversation);
             if let Err(e) = serve(&room, id, conversation, stream) {
-                note(format!("{peer}: {}", one_line(&e)));
+                note(format!("{peer}: {e}"));
             }
         });
     }
+}
+
+fn main() {
+    let args = Args::parse();
+    main_with(|| run(&args));
 }

@@ -1,23 +1,24 @@
-//! A participant in the multi-person chat (the tutorial's `udp_client` chat):
-//! says its name, then sends each line of stdin while printing every message
-//! it receives. At the end of stdin it says `bye` and exits.
+//! A participant of the chat room (the tutorial's UDP `udp_client` chat):
+//! says its name, then sends each line of stdin while printing everything
+//! the room relays.
 //!
 //! ```text
 //! cargo run --example chat_room_client -- --name 明威
-//! cargo run --example chat_room_client -- --name alice --transport udp
+//! cargo run --example chat_room_client -- --name 明威 --transport udp
 //! ```
 //!
-//! What converse changes: sending and receiving happen at once, on the two
-//! halves of one conversation, without a lock between them; every message
-//! printed is exactly one message sent by the room.
+//! At the end of stdin it sends `bye` and exits. Over UDP it keeps its
+//! place in the room with a keepalive (an empty message) while it runs,
+//! however long its user is silent.
 
 mod common;
 
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
-use common::{fail, note, one_line, say, text, Endpoint, Input, TransportKind};
+use common::{main_with, note, say, seconds, text, At, Endpoint, Failed, Input, KeepAlive};
 
 /// Joins a chat_room under a name.
 #[derive(Parser)]
@@ -27,26 +28,30 @@ struct Args {
     /// The name the others see.
     #[arg(long)]
     name: String,
+    /// UDP: seconds between keepalives.
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "30")]
+    keepalive: Duration,
 }
 
-fn main() {
-    let args = Args::parse();
-    let url = args.endpoint.url("127.0.0.1:8091");
-    let mut conversation = common::connect(&url, &args.endpoint.config());
-    if let Err(e) = conversation.send_text(&args.name) {
-        fail(&url, &e);
-    }
-    let (mut tx, mut rx) = conversation.split().unwrap_or_else(|e| fail(&url, &e));
+fn run(args: &Args) -> Result<(), Failed> {
+    let url = args.endpoint.url("127.0.0.1:8091")?;
+    let udp = args.endpoint.is_udp();
+    // The room may be quiet for hours: that is not the end.
+    let config = args.endpoint.config().idle_timeout(None);
+    let mut conversation = common::connect(&url, &config)?;
+    conversation.send_text(&args.name).at(&url)?;
+    let (tx, mut rx) = conversation.split();
 
     let (done_tx, done) = mpsc::channel();
     std::thread::spawn(move || {
         loop {
             match rx.recv() {
+                Ok(Some(message)) if message.is_empty() => {}
                 Ok(Some(message)) => say(text(&message)),
                 Ok(None) => break,
-                Err(e @ converse::Error::Truncated { .. }) => note(one_line(&e)),
+                Err(e @ converse::Error::Truncated { .. }) => note(e),
                 Err(e) => {
-                    note(one_line(&e));
+                    note(e);
                     break;
                 }
             }
@@ -54,22 +59,29 @@ fn main() {
         let _ = done_tx.send(());
     });
 
+    let tx = Arc::new(Mutex::new(tx));
+    let keepalive = udp.then(|| KeepAlive::start(Arc::clone(&tx), args.keepalive));
     let mut input = Input::new("");
-    while let Some(line) = input.line() {
-        if let Err(e) = tx.send_text(&line) {
-            fail(&url, &e);
-        }
+    while let Some(line) = input.said() {
+        tx.lock().unwrap().send_text(&line).at(&url)?;
         if line == "bye" {
             break;
         }
     }
-    if let Err(e) = tx.send_text("bye") {
-        fail(&url, &e);
-    }
-    if args.endpoint.transport == TransportKind::Tcp {
+    drop(keepalive);
+    let tx = Arc::into_inner(tx).expect("the keepalive has ended");
+    let mut tx = tx.into_inner().unwrap_or_else(|e| e.into_inner());
+    tx.send_text("bye").at(&url)?;
+    if !udp {
         // A graceful end: the room closes its side after our `bye`; wait
         // for that (briefly), so nothing in flight is reset.
-        let _ = tx.close();
+        tx.close().at(&url)?;
         let _ = done.recv_timeout(Duration::from_secs(3));
     }
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    main_with(|| run(&args));
 }

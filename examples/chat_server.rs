@@ -1,31 +1,26 @@
-//! The tutorial's chat server, in its last form: a server that serves
-//! clients one after another (the `while True: conn, addr = sk.accept()`
-//! loop), each conversation going back and forth until either side says
-//! `bye`. `--once` is the earlier form that talks to its first client only.
+//! The tutorial's chat server: talk with one client at a time, a line each
+//! way, until either side says `bye`; then serve the next client, in the
+//! order they arrived (`listen(5)` keeps them waiting).
 //!
 //! ```text
-//! cargo run --example chat_server                     # tcp://127.0.0.1:8090, backlog 5
-//! cargo run --example chat_server -- --backlog 1 --once
-//! cargo run --example chat_server -- --transport udp
-//! cargo run --example chat_server -- --framing lines   # then: nc 127.0.0.1 8090
-//! cargo run --example chat_server -- --framing raw     # the tutorial's own client
+//! cargo run --example chat_server                     # tcp://127.0.0.1:8090
+//! cargo run --example chat_server -- --once           # the first client only
+//! cargo run --example chat_server -- --framing lines  # nc 127.0.0.1 8090 can chat
 //! ```
 //!
-//! In each conversation: receive a message and print it; if it is `bye`,
-//! the conversation ends; otherwise read a line from stdin and send it; if
-//! that line is `bye`, the conversation ends. The end of stdin counts as the
-//! line `bye`, after which the server exits.
-//!
+//! The end of stdin counts as the line `bye`, after which the server exits.
 //! What converse changes: a client that vanishes (killed, reset, half a
-//! message, a 4 GiB header) no longer crashes the server or makes it spin on
-//! empty reads: one line on stderr, and the next client is served. Messages
-//! keep their boundaries, so `bye` is recognised even when sent right after
-//! another message.
+//! message) ends only its own conversation, with one line on stderr; the
+//! next client is served. An empty message is a UDP client's keepalive,
+//! never a line of the chat.
 
 mod common;
 
+use std::time::Duration;
+
 use clap::Parser;
-use common::{fail, note, one_line, say, text, Endpoint, Input};
+use common::{accept, main_with, note, say, seconds, text, Endpoint, Failed, Input};
+use converse::{Conversation, Error};
 
 /// Serves chat conversations one after another.
 #[derive(Parser)]
@@ -38,6 +33,10 @@ struct Args {
     /// Serve only the first conversation, then exit.
     #[arg(long)]
     once: bool,
+    /// UDP: seconds of silence after which a client is gone (its client
+    /// sends keepalives while it runs).
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "120")]
+    idle_timeout: Duration,
 }
 
 /// How a conversation ended.
@@ -46,61 +45,69 @@ enum End {
     Bye,
     /// Stdin ended: `bye` was sent, and the server stops.
     StdinEnded,
+    /// The client left without `bye`.
+    Left,
 }
 
-fn converse_with(
-    conversation: &mut converse::Conversation,
-    input: &mut Input,
-) -> converse::Result<End> {
+/// One conversation, as the tutorial's inner loop.
+fn chat(conn: &mut Conversation, input: &mut Input) -> converse::Result<End> {
     loop {
-        let Some(message) = conversation.recv()? else {
-            return Err(converse::Error::Closed);
+        let Some(ret) = conn.recv()? else {
+            //                                      ret = conn.recv(1024)
+            return Ok(End::Left);
         };
-        let message = text(&message);
-        say(&message);
-        if message == "bye" {
-            return Ok(End::Bye);
+        if ret.is_empty() {
+            continue; // a keepalive
         }
-        let (line, stdin_ended) = match input.line() {
-            Some(line) => (line, false),
-            None => ("bye".to_owned(), true),
-        };
-        conversation.send_text(&line)?;
-        if stdin_ended {
+        let ret = text(&ret); //                    ret = ret.decode('utf-8')
+        say(&ret); //                               print(ret)
+        if ret == "bye" {
+            return Ok(End::Bye); //                 if ret == 'bye': break
+        }
+        let Some(msg) = input.said() else {
+            //                                      msg = input('服务端>>')
+            conn.send_text("bye")?;
             return Ok(End::StdinEnded);
+        };
+        conn.send_text(&msg)?; //                   conn.send(msg.encode('utf-8'))
+        if msg == "bye" {
+            return Ok(End::Bye); //                 if msg == 'bye': break
         }
-        if line == "bye" {
-            return Ok(End::Bye);
+    }
+}
+
+fn run(args: &Args) -> Result<(), Failed> {
+    let url = args.endpoint.url("127.0.0.1:8090")?;
+    let config = args
+        .endpoint
+        .config()
+        .backlog(args.backlog)
+        .idle_timeout(Some(args.idle_timeout));
+    let sk = common::listen(&url, &config)?; //     sk.bind(('127.0.0.1',8090)); sk.listen()
+    let mut input = Input::new("服务端>> ");
+    loop {
+        let mut conn = accept(&sk, &url)?; //       conn,addr = sk.accept()
+        let peer = common::peer(&conn);
+        note(format!("talking with {peer}"));
+        let end = chat(&mut conn, &mut input);
+        match &end {
+            Ok(End::Bye | End::StdinEnded) => {
+                if let Err(e) = conn.close() {
+                    //                              conn.close()
+                    note(format!("{peer}: {e}"));
+                }
+            }
+            Ok(End::Left) => note(format!("{peer} left without saying bye")),
+            Err(e @ Error::Truncated { .. }) => note(format!("{peer}: {e}")),
+            Err(e) => note(format!("{peer} vanished: {e}")),
+        }
+        if args.once || matches!(end, Ok(End::StdinEnded)) {
+            return Ok(());
         }
     }
 }
 
 fn main() {
     let args = Args::parse();
-    let url = args.endpoint.url("127.0.0.1:8090");
-    let config = args.endpoint.config().backlog(args.backlog);
-    let listener = common::listen(&url, &config);
-    let mut input = Input::new("服务端>> ");
-
-    loop {
-        let mut conversation = listener.accept().unwrap_or_else(|e| fail(&url, &e));
-        let peer = conversation
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        note(format!("talking with {peer}"));
-        let end = converse_with(&mut conversation, &mut input);
-        match &end {
-            Ok(_) => {
-                if let Err(e) = conversation.close() {
-                    note(format!("{peer}: {}", one_line(&e)));
-                }
-            }
-            Err(converse::Error::Closed) => note(format!("{peer} left without saying bye")),
-            Err(e) => note(format!("{peer} vanished: {}", one_line(e))),
-        }
-        if args.once || matches!(end, Ok(End::StdinEnded)) {
-            return;
-        }
-    }
+    main_with(|| run(&args));
 }

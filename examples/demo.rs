@@ -13,7 +13,7 @@ mod common;
 use std::thread;
 
 use clap::Parser;
-use common::{one_line, say, text};
+use common::{main_with, say, text, Failed};
 use converse::Conversation;
 
 /// The server's side: `hi` to the first message, then a reply to each.
@@ -33,7 +33,8 @@ fn serve(mut conversation: Conversation) -> converse::Result<()> {
             break;
         }
     }
-    conversation.close()
+    conversation.close()?;
+    Ok(())
 }
 
 /// The client's side, printing the transcript as it goes.
@@ -59,11 +60,13 @@ fn script(url: &str) -> converse::Result<()> {
     say("  client > (a 100000-byte message)");
     match c.send(&big) {
         Ok(()) => say(format!("  server > {}", c.recv_text()?.unwrap_or_default())),
-        Err(e) => say(format!("  (not sent: {})", one_line(&e))),
+        Err(e) => say(format!("  (not sent: {e})")),
     }
 
     exchange(&mut c, "bye")?;
-    c.close()
+    let delivery = c.close()?;
+    say(format!("  (closed: delivery {delivery:?})"));
+    Ok(())
 }
 
 fn run(transport: &str) -> converse::Result<()> {
@@ -84,11 +87,11 @@ struct Args {}
 
 fn main() {
     Args::parse();
-    for transport in ["tcp", "udp"] {
-        if let Err(e) = run(transport) {
-            eprintln!("error: {transport}: {}", one_line(&e));
-            std::process::exit(1);
+    main_with(|| {
+        for transport in ["tcp", "udp"] {
+            run(transport).map_err(|e| Failed::new(transport, e))?;
+            say("");
         }
-        say("");
-    }
+        Ok(())
+    });
 }

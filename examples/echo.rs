@@ -31,7 +31,8 @@ fn serve(listener: converse::Listener) -> converse::Result<()> {
             while let Some(message) = conversation.recv()? {
                 conversation.send(&message)?;
             }
-            conversation.close()
+            conversation.close()?;
+            Ok(())
         });
     }
 }

@@ -1,20 +1,18 @@
-//! The tutorial's first client (`tcp_client.py`): connect, send `hello!`,
-//! print the reply, close.
+//! The tutorial's first client (`tcp_client.py`): send `hello!`, print the
+//! reply.
 //!
 //! ```text
-//! cargo run --example hello_client                         # to tcp://127.0.0.1:8898
-//! cargo run --example hello_client -- --message "你好"
-//! cargo run --example hello_client -- --transport udp
+//! cargo run --example hello_client                       # to tcp://127.0.0.1:8898
+//! cargo run --example hello_client -- --message 你好 --transport udp
 //! ```
 //!
-//! What converse changes: the reply is one whole message, not whatever
-//! `recv(1024)` happened to return; a server that is not there is a one-line
-//! error naming its address (TCP: connection refused; UDP: peer unreachable).
+//! What converse changes: the reply is one whole message, and a server that
+//! is not there is a one-line error naming its address.
 
 mod common;
 
 use clap::Parser;
-use common::{fail, say, text, Endpoint};
+use common::{main_with, say, text, At, Endpoint, Failed};
 
 /// Sends one message and prints the reply.
 #[derive(Parser)]
@@ -26,19 +24,18 @@ struct Args {
     message: String,
 }
 
+fn run(args: &Args) -> Result<(), Failed> {
+    let url = args.endpoint.url("127.0.0.1:8898")?;
+    let mut sk = common::connect(&url, &args.endpoint.config())?; // sk.connect(('127.0.0.1',8898))
+    sk.send_text(&args.message).at(&url)?; //                      sk.send(b'hello!')
+    let ret = sk.recv().at(&url)?; //                              ret = sk.recv(1024)
+    let ret = ret.ok_or_else(|| Failed::new(&url, "the server ended without a reply"))?;
+    say(text(&ret)); //                                            print(ret)
+    sk.close().at(&url)?; //                                       sk.close()
+    Ok(())
+}
+
 fn main() {
     let args = Args::parse();
-    let url = args.endpoint.url("127.0.0.1:8898");
-    let mut conversation = common::connect(&url, &args.endpoint.config());
-    if let Err(e) = conversation.send_text(&args.message) {
-        fail(&url, &e);
-    }
-    match conversation.recv() {
-        Ok(Some(reply)) => say(text(&reply)),
-        Ok(None) => fail(&url, &converse::Error::Closed),
-        Err(e) => fail(&url, &e),
-    }
-    if let Err(e) = conversation.close() {
-        fail(&url, &e);
-    }
+    main_with(|| run(&args));
 }

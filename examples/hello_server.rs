@@ -1,21 +1,20 @@
-//! The tutorial's first server (`tcp_server.py`): bind, accept one client,
+//! The tutorial's first server (`tcp_server.py`): accept one client,
 //! receive one message, print it, reply `hi`, close.
 //!
 //! ```text
-//! cargo run --example hello_server                    # tcp://127.0.0.1:8898
-//! cargo run --example hello_server -- --transport udp # the recvfrom/sendto version
+//! cargo run --example hello_server                  # tcp://127.0.0.1:8898
+//! cargo run --example hello_server -- --transport udp
+//! cargo run --example hello_server -- --addr udp://127.0.0.1:0
 //! ```
 //!
-//! What converse changes: `conn.recv(1024)` could return half a message, or
-//! two; here `recv` returns exactly the message the client sent, however
-//! long. The reply reaches the client even though the server closes at once
-//! (a graceful close, not a reset). Over UDP, a datagram larger than the
-//! limit is reported, never silently cut.
+//! What converse changes: the message arrives whole however the network
+//! cuts it (TCP) and is never cut short silently (UDP), and `close` lets
+//! the reply reach the client before the connection goes.
 
 mod common;
 
 use clap::Parser;
-use common::{fail, say, text, Endpoint};
+use common::{accept, main_with, say, text, At, Endpoint, Failed};
 
 /// Accepts one conversation, prints the message it receives, replies `hi`.
 #[derive(Parser)]
@@ -24,22 +23,20 @@ struct Args {
     endpoint: Endpoint,
 }
 
+fn run(args: &Args) -> Result<(), Failed> {
+    let url = args.endpoint.url("127.0.0.1:8898")?;
+    let sk = common::listen(&url, &args.endpoint.config())?; // sk.bind(('127.0.0.1',8898)); sk.listen()
+    let mut conn = accept(&sk, &url)?; //                        conn,addr = sk.accept()
+    let peer = common::peer(&conn);
+    let ret = conn.recv().at(&peer)?; //                         ret = conn.recv(1024)
+    let ret = ret.ok_or_else(|| Failed::new(&peer, "the client left without a message"))?;
+    say(text(&ret)); //                                          print(ret)
+    conn.send("hi").at(&peer)?; //                               conn.send(b'hi')
+    conn.close().at(&peer)?; //                                  conn.close()
+    Ok(()) //                                                    sk.close()
+}
+
 fn main() {
     let args = Args::parse();
-    let url = args.endpoint.url("127.0.0.1:8898");
-    let listener = common::listen(&url, &args.endpoint.config());
-
-    let mut conversation = listener.accept().unwrap_or_else(|e| fail(&url, &e));
-    let peer = conversation
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    match conversation.recv() {
-        Ok(Some(message)) => say(text(&message)),
-        Ok(None) => fail(&peer, &converse::Error::Closed),
-        Err(e) => fail(&peer, &e),
-    }
-    if let Err(e) = conversation.send("hi").and_then(|()| conversation.close()) {
-        fail(&peer, &e);
-    }
+    main_with(|| run(&args));
 }

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use clap::Parser;
-use common::{fail, say, text};
+use common::{main_with, say, text, Failed};
 use converse::codec::Framing;
 use converse::Config;
 
@@ -49,7 +49,7 @@ fn run(framing: Framing) -> converse::Result<Vec<String>> {
         client.send_text(message)?;
     }
     // The end of our stream follows the three messages.
-    let (tx, mut rx) = client.split()?;
+    let (tx, mut rx) = client.split();
     tx.close()?;
     let _ = sent_tx.send(());
     while rx.recv()?.is_some() {}
@@ -58,24 +58,25 @@ fn run(framing: Framing) -> converse::Result<Vec<String>> {
 
 fn main() {
     Args::parse();
-    say(format!(
-        "sent, back to back: {}",
-        quoted(&MESSAGES.map(String::from))
-    ));
-    for (name, framing) in [
-        ("raw stream (the tutorial's recv(1024))", Framing::Raw),
-        ("length-prefixed (converse's default)", Framing::default()),
-    ] {
-        match run(framing) {
-            Ok(received) => say(format!(
+    main_with(|| {
+        say(format!(
+            "sent, back to back: {}",
+            quoted(&MESSAGES.map(String::from))
+        ));
+        for (name, framing) in [
+            ("raw stream (the tutorial's recv(1024))", Framing::Raw),
+            ("length-prefixed (converse's default)", Framing::default()),
+        ] {
+            let received = run(framing).map_err(|e| Failed::new(name, e))?;
+            say(format!(
                 "{name}: {} send(s) arrived as {} receive(s): {}",
                 MESSAGES.len(),
                 received.len(),
                 quoted(&received)
-            )),
-            Err(e) => fail(name, &e),
+            ));
         }
-    }
+        Ok(())
+    });
 }
 
 fn quoted(messages: &[String]) -> String {

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use converse::codec::{FrameError, Framing};
+use converse::codec::{FrameError, Framing, Width};
 use converse::{Config, Conversation, Error, Memory};
 
 /// The framing an input byte selects: every width and byte order of the
@@ -19,7 +19,7 @@ use converse::{Config, Conversation, Error, Memory};
 fn framing(byte: u8) -> Framing {
     match byte % 11 {
         n @ 0..=7 => Framing::Length {
-            width: [1, 2, 4, 8][usize::from(n / 2)],
+            width: [Width::U8, Width::U16, Width::U32, Width::U64][usize::from(n / 2)],
             big_endian: n % 2 == 0,
         },
         8 => Framing::Varint,
@@ -144,8 +144,11 @@ pub fn conversation_ops(data: &[u8]) {
         .queue_depth(DEPTH)
         .max_message_len(MAX)
         .read_timeout(tiny)
-        .write_timeout(tiny);
-    let (a, b) = Memory::pair_with(&config);
+        .write_timeout(tiny)
+        // A close does not wait for the other side's end.
+        .linger(Duration::ZERO);
+    let (a, b) = Memory::pair_with(&config).expect("a valid config");
+    let (a, b) = (Conversation::new(a), Conversation::new(b));
     let mut ends: [Option<Conversation<Memory>>; 2] = [Some(a), Some(b)];
     // What each side has sent and the other has not received yet.
     let mut queues: [VecDeque<Vec<u8>>; 2] = [VecDeque::new(), VecDeque::new()];

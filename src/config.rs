@@ -2,7 +2,36 @@
 
 use std::time::Duration;
 
-use crate::codec::{Framing, DEFAULT_MAX_MESSAGE_LEN};
+use crate::codec::{Framing, Width, DEFAULT_MAX_MESSAGE_LEN};
+
+/// A setting that cannot work, refused when it is given (to a
+/// constructor, or to a setter such as `set_read_timeout`), never a panic
+/// or a surprise later.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {setting}: {reason}")]
+pub struct ConfigError {
+    /// The setting, as its `Config` method is named.
+    pub setting: &'static str,
+    /// Why it cannot work.
+    pub reason: &'static str,
+}
+
+/// Refuses a zero timeout. Everywhere in this crate a timeout is `None`
+/// (wait as long as it takes) or a positive duration: a zero duration
+/// would mean "never" to the system's socket options and "at once" to a
+/// queue, so it means nothing and is refused alike by every setter.
+pub(crate) fn check_timeout(
+    setting: &'static str,
+    timeout: Option<Duration>,
+) -> Result<Option<Duration>, ConfigError> {
+    match timeout {
+        Some(t) if t.is_zero() => Err(ConfigError {
+            setting,
+            reason: "a zero timeout is not allowed (use None to wait without limit)",
+        }),
+        t => Ok(t),
+    }
+}
 
 /// The default per-message deadline: 30 s.
 pub const DEFAULT_MESSAGE_DEADLINE: Duration = Duration::from_secs(30);
@@ -24,7 +53,11 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = 32 * 1024 * 1024;
 /// Settings for connecting, listening and conversing.
 ///
 /// Every setting has a default chosen to be safe against hostile peers; the
-/// builder methods change one each.
+/// builder methods change one each. Every setting acts the same way on every
+/// transport that has it. A setting that cannot work (a zero timeout or
+/// deadline) is refused with [`Error::InvalidConfig`](crate::Error::InvalidConfig)
+/// by the constructor it is given to ([`validate`](Config::validate) says
+/// the same in advance).
 ///
 /// ```
 /// use std::time::Duration;
@@ -44,6 +77,7 @@ pub struct Config {
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) accept_timeout: Option<Duration>,
     pub(crate) nodelay: bool,
     pub(crate) backlog: i32,
     pub(crate) only_v6: Option<bool>,
@@ -76,6 +110,7 @@ impl Config {
             read_timeout: None,
             write_timeout: None,
             connect_timeout: None,
+            accept_timeout: None,
             nodelay: true,
             backlog: DEFAULT_BACKLOG,
             only_v6: None,
@@ -86,7 +121,7 @@ impl Config {
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             spin: None,
             framing: Framing::Length {
-                width: 4,
+                width: Width::U32,
                 big_endian: true,
             },
         }
@@ -94,6 +129,7 @@ impl Config {
 
     /// The largest message sent or accepted (default 8 MiB). A transport may
     /// lower it to what it can carry (UDP: 65,507 bytes over IPv4).
+    #[must_use]
     pub fn max_message_len(mut self, len: usize) -> Self {
         self.max_message_len = len;
         self
@@ -103,6 +139,7 @@ impl Config {
     /// arrive within this time (default 30 s), or the receive fails with
     /// [`Error::DeadlineExceeded`](crate::Error::DeadlineExceeded). This stops
     /// a peer that trickles one byte just inside every read timeout.
+    #[must_use]
     pub fn message_deadline(mut self, deadline: Duration) -> Self {
         self.message_deadline = deadline;
         self
@@ -110,37 +147,52 @@ impl Config {
 
     /// How long a graceful close waits for the peer's end after shutting down
     /// the write side (default 5 s).
+    #[must_use]
     pub fn linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
         self
     }
 
     /// The initial read timeout (default none: receives block).
+    #[must_use]
     pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.read_timeout = timeout;
         self
     }
 
     /// The initial write timeout (default none: sends block).
+    #[must_use]
     pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.write_timeout = timeout;
         self
     }
 
-    /// How long a TCP connect may take (default: the system's own limit).
+    /// How long a connect may take (default: the system's own limit).
+    #[must_use]
     pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
+    /// How long a listener's `accept` waits for a peer before it returns
+    /// [`Error::Timeout`](crate::Error::Timeout) (default none: it waits as
+    /// long as it takes). Listeners also have `set_accept_timeout`.
+    #[must_use]
+    pub fn accept_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.accept_timeout = timeout;
+        self
+    }
+
     /// `TCP_NODELAY` (default on: a message is sent at once, not held back by
     /// Nagle's algorithm).
+    #[must_use]
     pub fn nodelay(mut self, nodelay: bool) -> Self {
         self.nodelay = nodelay;
         self
     }
 
     /// The listen backlog: how many connections wait for `accept` (default 5).
+    #[must_use]
     pub fn backlog(mut self, backlog: i32) -> Self {
         self.backlog = backlog;
         self
@@ -148,6 +200,7 @@ impl Config {
 
     /// `IPV6_V6ONLY` for listeners bound to an IPv6 address (default: the
     /// system's own default).
+    #[must_use]
     pub fn only_v6(mut self, only_v6: bool) -> Self {
         self.only_v6 = Some(only_v6);
         self
@@ -156,6 +209,7 @@ impl Config {
     /// The size of the user-space buffer that batches small messages before a
     /// flush (default 64 KiB). Feeding more than this flushes first: memory
     /// stays bounded.
+    #[must_use]
     pub fn send_buffer(mut self, bytes: usize) -> Self {
         self.send_buffer = bytes.max(64);
         self
@@ -164,6 +218,7 @@ impl Config {
     /// UDP: a conversation that receives nothing for this long ends (its
     /// receive reports the end, and a listener forgets the peer). Default
     /// 120 s; `None` never ends a conversation for silence.
+    #[must_use]
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self
@@ -172,6 +227,7 @@ impl Config {
     /// UDP listener: the most peers with a conversation at once (default
     /// 1024). Datagrams from new sources beyond it are dropped and counted,
     /// so a flood of spoofed sources cannot exhaust memory.
+    #[must_use]
     pub fn max_peers(mut self, peers: usize) -> Self {
         self.max_peers = peers.max(1);
         self
@@ -180,6 +236,7 @@ impl Config {
     /// UDP listener: how many datagrams wait for one conversation's receive
     /// (default 256). Beyond it datagrams are dropped, as UDP would, and
     /// counted.
+    #[must_use]
     pub fn queue_depth(mut self, depth: usize) -> Self {
         self.queue_depth = depth.max(1);
         self
@@ -187,6 +244,7 @@ impl Config {
 
     /// UDP listener: the most bytes waiting in all conversations' queues
     /// together (default 32 MiB). Beyond it datagrams are dropped and counted.
+    #[must_use]
     pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
         self.max_queued_bytes = bytes;
         self
@@ -195,6 +253,7 @@ impl Config {
     /// TCP latency mode: poll for up to `spin` before blocking in a receive
     /// (default off). Trades CPU for latency; see
     /// [`Tcp::set_spin`](crate::Tcp::set_spin).
+    #[must_use]
     pub fn spin(mut self, spin: Option<Duration>) -> Self {
         self.spin = spin.filter(|s| !s.is_zero());
         self
@@ -202,9 +261,43 @@ impl Config {
 
     /// How messages are delimited on a stream transport (default: a 4-byte
     /// big-endian length). UDP ignores it: a datagram is a message.
+    #[must_use]
     pub fn framing(mut self, framing: Framing) -> Self {
         self.framing = framing;
         self
+    }
+
+    /// Refuses a configuration that cannot work: a zero read, write,
+    /// connect or accept timeout, a zero per-message deadline, a zero idle
+    /// timeout. Every constructor that takes a `Config` calls it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use converse::Config;
+    ///
+    /// assert!(Config::new().validate().is_ok());
+    /// let zero = Config::new().read_timeout(Some(Duration::ZERO));
+    /// assert_eq!(zero.validate().unwrap_err().setting, "read_timeout");
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_timeout("read_timeout", self.read_timeout)?;
+        check_timeout("write_timeout", self.write_timeout)?;
+        check_timeout("connect_timeout", self.connect_timeout)?;
+        check_timeout("accept_timeout", self.accept_timeout)?;
+        if self.message_deadline.is_zero() {
+            return Err(ConfigError {
+                setting: "message_deadline",
+                reason: "a zero deadline would fail every message that arrives in two pieces",
+            });
+        }
+        if self.idle_timeout == Some(Duration::ZERO) {
+            return Err(ConfigError {
+                setting: "idle_timeout",
+                reason: "a zero idle timeout would end every conversation at once \
+                         (use None to never end one for silence)",
+            });
+        }
+        Ok(())
     }
 
     /// The framing.
@@ -230,5 +323,20 @@ impl Config {
     /// The listen backlog.
     pub fn get_backlog(&self) -> i32 {
         self.backlog
+    }
+
+    /// The read timeout.
+    pub fn get_read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
+    }
+
+    /// The write timeout.
+    pub fn get_write_timeout(&self) -> Option<Duration> {
+        self.write_timeout
+    }
+
+    /// The idle timeout of datagram conversations.
+    pub fn get_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
     }
 }

@@ -1,22 +1,25 @@
-//! The one user-facing API over every transport.
+//! The one user-facing API over every transport, written once over a
+//! sending and a receiving half.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::addr::{self, Addr, Scheme};
-use crate::config::Config;
+use crate::addr::Addr;
 use crate::error::{Error, Result};
-use crate::transport::{
-    self, Tcp, TcpListener, Transport, TransportRecv, TransportSend, UdpListener,
-};
+use crate::transport::{Delivery, DynTransport, Receiver, Sender, Stopper, Transport};
+
+/// Tells split halves of different conversations apart.
+static NEXT_PAIR: AtomicU64 = AtomicU64::new(1);
 
 /// A conversation with one peer: whole messages, in order, over any
 /// [`Transport`].
 ///
 /// Use it generically (`Conversation<Tcp>`), or with the transport chosen at
-/// run time from an address ([`connect`], [`listen`]), in which case the type
-/// is `Conversation` (that is, `Conversation<Box<dyn Transport>>`).
+/// run time from an address ([`connect`](crate::connect),
+/// [`listen`](crate::listen)), in which case the type is `Conversation`
+/// (that is, `Conversation<DynTransport>`: boxed halves).
 ///
 /// ```
 /// use converse::{Conversation, TcpListener};
@@ -26,10 +29,11 @@ use crate::transport::{
 /// let url = listener.local_addr()?.to_string(); // tcp://127.0.0.1:PORT
 ///
 /// let server = thread::spawn(move || -> converse::Result<()> {
-///     let mut conversation = listener.accept()?;
+///     let mut conversation = Conversation::new(listener.accept()?);
 ///     let hello = conversation.recv_text()?.expect("a message");
 ///     conversation.send_text(&format!("hi, {hello}"))?;
-///     conversation.close()
+///     conversation.close()?;
+///     Ok(())
 /// });
 ///
 /// let mut client = converse::connect(&url)?;
@@ -40,169 +44,358 @@ use crate::transport::{
 /// server.join().unwrap()?;
 /// # Ok::<(), converse::Error>(())
 /// ```
-pub struct Conversation<T = Box<dyn Transport>> {
-    transport: T,
+pub struct Conversation<T: Transport = DynTransport> {
+    tx: T::Sender,
+    rx: T::Receiver,
+    /// A message lent by `recv_ref` when the receiver has no buffer of its own.
+    hold: Option<Bytes>,
 }
 
 impl<T: Transport> std::fmt::Debug for Conversation<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conversation")
-            .field("local", &self.transport.local_addr().ok())
-            .field("peer", &self.transport.peer_addr().ok())
+            .field("local", &self.tx.local_addr().ok())
+            .field("peer", &self.tx.peer_addr().ok())
             .finish()
+    }
+}
+
+/// Why [`Conversation::send_all`] stopped: the error, and how many of the
+/// messages were taken before it. Those were taken (they reach the peer
+/// unless the conversation fails); the rest were not. When the final flush
+/// is what failed, `taken` is every message, and on a
+/// [`Timeout`](Error::Timeout) the next flush sends what is left.
+#[derive(Debug, thiserror::Error)]
+#[error("send_all stopped after {taken} messages were taken")]
+pub struct SendAllError {
+    /// How many messages, from the start, were taken.
+    pub taken: usize,
+    /// What stopped it.
+    #[source]
+    pub error: Error,
+}
+
+impl From<SendAllError> for Error {
+    fn from(err: SendAllError) -> Error {
+        err.error
     }
 }
 
 impl<T: Transport> Conversation<T> {
     /// Wraps a transport.
     pub fn new(transport: T) -> Self {
-        Conversation { transport }
+        let (tx, rx) = transport.into_halves();
+        Conversation { tx, rx, hold: None }
     }
 
     /// Sends one message now.
     ///
     /// `Ok` means the message was taken: it reaches the peer unless the
-    /// connection fails (close the conversation to be sure it did).
-    /// [`Error::Timeout`] means nothing of it was taken: sending it again is
-    /// right. A message over the limit fails with
-    /// [`Error::MessageTooLarge`] before anything is written.
+    /// connection fails ([`close`](Self::close) tells whether it did).
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::Timeout`]: the write timeout passed and **nothing** of the
+    ///   message was taken: sending it again is right, and never duplicates
+    ///   it. (A message that had any byte written is taken: `Ok`, and the
+    ///   rest goes out first next time.)
+    /// * [`Error::MessageTooLarge`], [`Error::InvalidFrame`] (a line
+    ///   containing `\n`, an empty message over `raw`): nothing was written;
+    ///   the conversation goes on.
+    /// * [`Error::BrokenPipe`], [`Error::ConnectionReset`]: the peer is gone;
+    ///   the conversation is over.
+    /// * [`Error::Closed`]: the conversation was closed, stopped, or had
+    ///   failed before.
+    #[inline]
     pub fn send(&mut self, msg: impl AsRef<[u8]>) -> Result<()> {
-        self.transport.send(msg.as_ref())
+        self.tx.send(msg.as_ref())
     }
 
     /// Sends one message of text (as its UTF-8 bytes).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
     pub fn send_text(&mut self, text: &str) -> Result<()> {
-        self.transport.send(text.as_bytes())
+        self.tx.send(text.as_bytes())
     }
 
     /// Queues one message; [`flush`](Self::flush) sends everything queued in
-    /// few system calls. The queue is bounded ([`Config::send_buffer`]):
-    /// feeding past it flushes first, so memory never grows without limit.
+    /// few system calls. `Ok` means taken, as for [`send`](Self::send). The
+    /// queue is bounded ([`Config::send_buffer`](crate::Config::send_buffer)):
+    /// feeding past it writes first, so memory never grows without limit;
+    /// if that write times out, this message is not taken
+    /// ([`Error::Timeout`]).
+    ///
+    /// A conversation dropped with messages still queued writes them first,
+    /// waiting at most the linger time; if it cannot, the connection is
+    /// reset so that the peer sees an error, never a clean end after missing
+    /// messages.
+    #[inline]
     pub fn feed(&mut self, msg: impl AsRef<[u8]>) -> Result<()> {
-        self.transport.feed(msg.as_ref())
+        self.tx.feed(msg.as_ref())
     }
 
-    /// Sends everything queued by [`feed`](Self::feed).
+    /// Writes everything queued by [`feed`](Self::feed). On
+    /// [`Error::Timeout`] the rest stays queued for the next flush.
     pub fn flush(&mut self) -> Result<()> {
-        self.transport.flush()
+        self.tx.flush()
+    }
+
+    /// Bytes queued by [`feed`](Self::feed) and not yet written.
+    pub fn queued(&self) -> usize {
+        self.tx.queued()
     }
 
     /// Sends every message of `msgs`, batched, then flushes.
-    pub fn send_all<I>(&mut self, msgs: I) -> Result<()>
+    ///
+    /// # Errors
+    ///
+    /// A [`SendAllError`] says how many messages were taken before the
+    /// error (it converts into the [`Error`] with `?`).
+    pub fn send_all<I>(&mut self, msgs: I) -> Result<(), SendAllError>
     where
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
+        let mut taken = 0;
         for msg in msgs {
-            self.transport.feed(msg.as_ref())?;
+            self.tx
+                .feed(msg.as_ref())
+                .map_err(|error| SendAllError { taken, error })?;
+            taken += 1;
         }
-        self.transport.flush()
+        self.tx
+            .flush()
+            .map_err(|error| SendAllError { taken, error })
     }
 
-    /// Receives one message. `Ok(None)` is the peer's clean end.
+    /// Receives one message. `Ok(None)` is the peer's clean end (and every
+    /// later receive says it again).
     ///
     /// The message is a [`Bytes`] cut out of the transport's read buffer
-    /// without copying.
+    /// without copying; [`recv_ref`](Self::recv_ref) lends it instead.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::Timeout`]: the read timeout passed; nothing is lost (a
+    ///   message half received is completed by the next receive).
+    /// * [`Error::UnexpectedEof`], [`Error::DeadlineExceeded`],
+    ///   [`Error::MessageTooLarge`], [`Error::InvalidFrame`],
+    ///   [`Error::ConnectionReset`]: the conversation is over (both halves
+    ///   answer [`Error::Closed`] from then on).
+    /// * [`Error::Truncated`], [`Error::PeerUnreachable`] (datagrams): that
+    ///   datagram is lost; the conversation goes on.
+    #[inline]
     pub fn recv(&mut self) -> Result<Option<Bytes>> {
-        self.transport.recv()
+        self.rx.recv()
     }
 
-    /// Receives one message as text. A message that is not UTF-8 is
-    /// [`Error::InvalidText`], which carries the message; the conversation
-    /// stays usable.
+    /// Receives one message and lends it: the slice is valid until the next
+    /// receive. Over a stream it points straight into the read buffer: no
+    /// reference count, no allocation, the cheapest way to read many small
+    /// messages (as `BufRead::fill_buf` is for bytes).
+    ///
+    /// ```
+    /// # use converse::{Conversation, Memory};
+    /// # let (a, b) = Memory::pair();
+    /// # let (mut a, mut b) = (Conversation::new(a), Conversation::new(b));
+    /// a.send_all(["1", "2", "3"])?;
+    /// a.close()?;
+    /// let mut sum = 0;
+    /// while let Some(message) = b.recv_ref()? {
+    ///     sum += std::str::from_utf8(message).unwrap().parse::<u32>().unwrap();
+    /// }
+    /// assert_eq!(sum, 6);
+    /// # Ok::<(), converse::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    #[inline]
+    pub fn recv_ref(&mut self) -> Result<Option<&[u8]>> {
+        self.rx.recv_ref(&mut self.hold)
+    }
+
+    /// Receives one message as text.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv), and [`Error::InvalidText`] for a message
+    /// that is not UTF-8: it carries the message, and the conversation goes
+    /// on.
     pub fn recv_text(&mut self) -> Result<Option<String>> {
-        self.transport.recv()?.map(into_text).transpose()
+        self.rx.recv()?.map(into_text).transpose()
     }
 
     /// An iterator over received messages, until the peer's clean end or the
     /// first error (which it yields, then stops).
-    pub fn messages(&mut self) -> Messages<'_, T> {
+    pub fn messages(&mut self) -> Messages<'_, T::Receiver> {
         Messages {
-            conversation: self,
+            rx: &mut self.rx,
             done: false,
         }
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> Result<Addr> {
-        self.transport.peer_addr()
+        self.tx.peer_addr()
     }
 
     /// The local address.
     pub fn local_addr(&self) -> Result<Addr> {
-        self.transport.local_addr()
+        self.tx.local_addr()
     }
 
-    /// Sets the read timeout (`None`: receives block). A zero duration is an
-    /// error.
+    /// Sets the read timeout (`None`: receives block). A zero duration is
+    /// refused with [`Error::InvalidConfig`], as everywhere.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.transport.set_read_timeout(timeout)
+        self.rx.set_read_timeout(timeout)
     }
 
     /// The read timeout.
     pub fn read_timeout(&self) -> Option<Duration> {
-        self.transport.read_timeout()
+        self.rx.read_timeout()
     }
 
-    /// Sets the write timeout (`None`: sends block). A zero duration is an
-    /// error.
+    /// Sets the write timeout (`None`: sends block). A zero duration is
+    /// refused with [`Error::InvalidConfig`].
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.transport.set_write_timeout(timeout)
+        self.tx.set_write_timeout(timeout)
     }
 
     /// The write timeout.
     pub fn write_timeout(&self) -> Option<Duration> {
-        self.transport.write_timeout()
+        self.tx.write_timeout()
     }
 
-    /// The largest message this conversation sends and accepts.
+    /// Sets the per-message deadline (stream transports; see
+    /// [`Config::message_deadline`](crate::Config::message_deadline)).
+    pub fn set_message_deadline(&mut self, deadline: Duration) -> Result<()> {
+        self.rx.set_message_deadline(deadline)
+    }
+
+    /// Sets how long [`close`](Self::close) (or a drop with messages queued)
+    /// waits for the peer.
+    pub fn set_linger(&mut self, linger: Duration) {
+        self.tx.set_linger(linger);
+    }
+
+    /// The linger time.
+    pub fn linger(&self) -> Duration {
+        self.tx.linger()
+    }
+
+    /// The largest message this conversation sends.
     pub fn max_message_len(&self) -> usize {
-        self.transport.max_message_len()
+        self.tx.max_message_len()
     }
 
-    /// Closes gracefully: every message sent before reaches the peer (TCP:
-    /// flush, shut down the write side, drain until the peer's end or the
-    /// linger time, then close; never a reset that discards data).
-    pub fn close(mut self) -> Result<()> {
-        self.transport.close()
+    /// A handle that stops this conversation from another thread: a blocked
+    /// `recv` or `send` returns [`Error::Closed`] at once, and so does every
+    /// later use. `None` for a transport that offers none.
+    pub fn stopper(&self) -> Option<Stopper> {
+        self.rx.stopper().or_else(|| self.tx.stopper())
+    }
+
+    /// The socket, for options this crate does not cover (on the
+    /// run-time-chosen path too). Reading or writing it directly breaks the
+    /// framing.
+    #[cfg(unix)]
+    pub fn socket(&self) -> Option<socket2::SockRef<'_>> {
+        self.tx.socket()
+    }
+
+    /// Closes gracefully and says whether the peer is known to have had
+    /// everything: writes what is queued, ends the sending direction (TCP:
+    /// shuts down the write side, never a reset that discards data), then
+    /// receives and discards until the peer's end. The same for every
+    /// transport.
+    ///
+    /// Bounded: it returns within the linger time
+    /// ([`Config::linger`](crate::Config::linger), default 5 s) plus the
+    /// write timeout if one is set, whatever the peer does.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::Unsent`]: the peer did not read what was queued in time;
+    ///   the connection was reset so that the peer sees an error.
+    /// * [`Error::ConnectionReset`]: the peer reset the connection, so
+    ///   messages it had not read were lost.
+    ///
+    /// `Ok(`[`Delivery::Confirmed`]`)`: the peer ended its side after
+    /// everything, with no reset. `Ok(`[`Delivery::Unknown`]`)`: the
+    /// transport cannot tell (datagrams, a peer that did not end its side
+    /// in time, or a conversation that had already failed).
+    pub fn close(mut self) -> Result<Delivery> {
+        let start = Instant::now();
+        let linger = self.tx.linger();
+        // Writing what is queued may take the write timeout on top of the
+        // linger time; waiting for the peer's end, the linger time.
+        self.tx
+            .finish(start + linger + self.tx.write_timeout().unwrap_or_default())?;
+        self.rx.drain((start + linger).max(Instant::now()))
     }
 
     /// Closes at once, discarding anything not yet delivered (TCP: a reset).
-    pub fn abort(mut self) -> Result<()> {
-        self.transport.abort()
+    pub fn abort(mut self) {
+        self.tx.abort();
     }
 
-    /// Splits into a sending half and a receiving half that two threads can
-    /// use at once, without a lock between them.
-    pub fn split(self) -> Result<(SendHalf, RecvHalf)>
-    where
-        T: 'static,
-    {
-        let (send, recv) = Box::new(self.transport).split()?;
-        Ok((SendHalf { inner: send }, RecvHalf { inner: recv }))
+    /// Splits into a sending half and a receiving half that two threads use
+    /// at once, without a lock between them. No boxing: the halves are the
+    /// transport's own. [`SendHalf::reunite`] puts them back together.
+    pub fn split(mut self) -> (SendHalf<T>, RecvHalf<T>) {
+        self.rx.on_split();
+        let pair = NEXT_PAIR.fetch_add(1, Ordering::Relaxed);
+        (
+            SendHalf { tx: self.tx, pair },
+            RecvHalf {
+                rx: self.rx,
+                hold: self.hold,
+                pair,
+            },
+        )
     }
 
-    /// The transport.
-    pub fn transport(&self) -> &T {
-        &self.transport
+    /// The two halves, unwrapped.
+    pub fn into_halves(self) -> (T::Sender, T::Receiver) {
+        (self.tx, self.rx)
     }
 
-    /// The transport, mutably.
-    pub fn transport_mut(&mut self) -> &mut T {
-        &mut self.transport
+    /// The sending half.
+    pub fn sender(&self) -> &T::Sender {
+        &self.tx
     }
 
-    /// Unwraps the transport.
-    pub fn into_transport(self) -> T {
-        self.transport
+    /// The sending half, mutably.
+    pub fn sender_mut(&mut self) -> &mut T::Sender {
+        &mut self.tx
     }
 
-    /// Boxes the transport, to mix conversations over different transports.
+    /// The receiving half.
+    pub fn receiver(&self) -> &T::Receiver {
+        &self.rx
+    }
+
+    /// The receiving half, mutably (for what only it has, such as
+    /// `StreamReceiver::set_spin`).
+    pub fn receiver_mut(&mut self) -> &mut T::Receiver {
+        &mut self.rx
+    }
+
+    /// Boxes the halves, to mix conversations over different transports.
     pub fn boxed(self) -> Conversation
     where
-        T: 'static,
+        T::Sender: 'static,
+        T::Receiver: 'static,
     {
-        Conversation::new(Box::new(self.transport))
+        Conversation {
+            tx: Box::new(self.tx),
+            rx: Box::new(self.rx),
+            hold: self.hold,
+        }
     }
 }
 
@@ -216,19 +409,19 @@ fn into_text(message: Bytes) -> Result<String> {
 /// The messages of a conversation, as an iterator (see
 /// [`Conversation::messages`]).
 #[derive(Debug)]
-pub struct Messages<'a, T: Transport> {
-    conversation: &'a mut Conversation<T>,
+pub struct Messages<'a, R: Receiver> {
+    rx: &'a mut R,
     done: bool,
 }
 
-impl<T: Transport> Iterator for Messages<'_, T> {
+impl<R: Receiver> Iterator for Messages<'_, R> {
     type Item = Result<Bytes>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
             return None;
         }
-        match self.conversation.recv() {
+        match self.rx.recv() {
             Ok(Some(msg)) => Some(Ok(msg)),
             Ok(None) => {
                 self.done = true;
@@ -243,261 +436,191 @@ impl<T: Transport> Iterator for Messages<'_, T> {
 }
 
 /// The sending half of a split [`Conversation`].
-pub struct SendHalf {
-    inner: Box<dyn TransportSend>,
+pub struct SendHalf<T: Transport = DynTransport> {
+    tx: T::Sender,
+    pair: u64,
 }
 
-impl std::fmt::Debug for SendHalf {
+impl<T: Transport> std::fmt::Debug for SendHalf<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SendHalf")
-            .field("peer", &self.inner.peer_addr().ok())
+            .field("peer", &self.tx.peer_addr().ok())
             .finish()
     }
 }
 
-impl SendHalf {
+/// Two halves that are not of the same conversation, handed back.
+pub struct ReuniteError<T: Transport = DynTransport>(pub SendHalf<T>, pub RecvHalf<T>);
+
+impl<T: Transport> std::fmt::Debug for ReuniteError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReuniteError(..)")
+    }
+}
+
+impl<T: Transport> std::fmt::Display for ReuniteError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the halves are not of the same conversation")
+    }
+}
+
+impl<T: Transport> std::error::Error for ReuniteError<T> {}
+
+impl<T: Transport> SendHalf<T> {
     /// See [`Conversation::send`].
+    #[inline]
     pub fn send(&mut self, msg: impl AsRef<[u8]>) -> Result<()> {
-        self.inner.send(msg.as_ref())
+        self.tx.send(msg.as_ref())
     }
 
     /// See [`Conversation::send_text`].
     pub fn send_text(&mut self, text: &str) -> Result<()> {
-        self.inner.send(text.as_bytes())
+        self.tx.send(text.as_bytes())
     }
 
     /// See [`Conversation::feed`].
+    #[inline]
     pub fn feed(&mut self, msg: impl AsRef<[u8]>) -> Result<()> {
-        self.inner.feed(msg.as_ref())
+        self.tx.feed(msg.as_ref())
     }
 
     /// See [`Conversation::flush`].
     pub fn flush(&mut self) -> Result<()> {
-        self.inner.flush()
+        self.tx.flush()
+    }
+
+    /// See [`Conversation::queued`].
+    pub fn queued(&self) -> usize {
+        self.tx.queued()
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> Result<Addr> {
-        self.inner.peer_addr()
+        self.tx.peer_addr()
     }
 
     /// See [`Conversation::set_write_timeout`].
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.inner.set_write_timeout(timeout)
+        self.tx.set_write_timeout(timeout)
     }
 
     /// The write timeout.
     pub fn write_timeout(&self) -> Option<Duration> {
-        self.inner.write_timeout()
+        self.tx.write_timeout()
     }
 
-    /// Flushes and ends the sending direction: the peer sees the clean end
-    /// after every message sent. The receiving half keeps working.
+    /// A handle that stops the conversation from another thread.
+    pub fn stopper(&self) -> Option<Stopper> {
+        self.tx.stopper()
+    }
+
+    /// The half itself.
+    pub fn inner(&mut self) -> &mut T::Sender {
+        &mut self.tx
+    }
+
+    /// Writes what is queued and ends the sending direction, within the
+    /// linger time (plus the write timeout): the peer receives every message
+    /// sent, then the clean end. The receiving half keeps working (receive
+    /// until its `Ok(None)`, then drop it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsent`] when the queue could not be written in time (the
+    /// connection was reset).
     pub fn close(mut self) -> Result<()> {
-        self.inner.close()
+        let until = Instant::now() + self.tx.linger() + self.tx.write_timeout().unwrap_or_default();
+        self.tx.finish(until)
+    }
+
+    /// Puts the halves back together.
+    ///
+    /// # Errors
+    ///
+    /// [`ReuniteError`], holding both, if they are not of the same
+    /// conversation.
+    pub fn reunite(self, rx: RecvHalf<T>) -> Result<Conversation<T>, ReuniteError<T>> {
+        if self.pair != rx.pair {
+            return Err(ReuniteError(self, rx));
+        }
+        Ok(Conversation {
+            tx: self.tx,
+            rx: rx.rx,
+            hold: rx.hold,
+        })
     }
 }
 
 /// The receiving half of a split [`Conversation`].
-pub struct RecvHalf {
-    inner: Box<dyn TransportRecv>,
+pub struct RecvHalf<T: Transport = DynTransport> {
+    rx: T::Receiver,
+    hold: Option<Bytes>,
+    pair: u64,
 }
 
-impl std::fmt::Debug for RecvHalf {
+impl<T: Transport> std::fmt::Debug for RecvHalf<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecvHalf")
-            .field("peer", &self.inner.peer_addr().ok())
+            .field("peer", &self.rx.peer_addr().ok())
             .finish()
     }
 }
 
-impl RecvHalf {
+impl<T: Transport> RecvHalf<T> {
     /// See [`Conversation::recv`].
+    #[inline]
     pub fn recv(&mut self) -> Result<Option<Bytes>> {
-        self.inner.recv()
+        self.rx.recv()
+    }
+
+    /// See [`Conversation::recv_ref`].
+    #[inline]
+    pub fn recv_ref(&mut self) -> Result<Option<&[u8]>> {
+        self.rx.recv_ref(&mut self.hold)
     }
 
     /// See [`Conversation::recv_text`].
     pub fn recv_text(&mut self) -> Result<Option<String>> {
-        self.inner.recv()?.map(into_text).transpose()
+        self.rx.recv()?.map(into_text).transpose()
+    }
+
+    /// See [`Conversation::messages`].
+    pub fn messages(&mut self) -> Messages<'_, T::Receiver> {
+        Messages {
+            rx: &mut self.rx,
+            done: false,
+        }
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> Result<Addr> {
-        self.inner.peer_addr()
+        self.rx.peer_addr()
     }
 
     /// See [`Conversation::set_read_timeout`].
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.inner.set_read_timeout(timeout)
+        self.rx.set_read_timeout(timeout)
     }
 
     /// The read timeout.
     pub fn read_timeout(&self) -> Option<Duration> {
-        self.inner.read_timeout()
+        self.rx.read_timeout()
+    }
+
+    /// A handle that stops the conversation from another thread.
+    pub fn stopper(&self) -> Option<Stopper> {
+        self.rx.stopper()
+    }
+
+    /// The half itself.
+    pub fn inner(&mut self) -> &mut T::Receiver {
+        &mut self.rx
+    }
+
+    /// Receives and discards until the peer's end, waiting at most `linger`:
+    /// the second half of a graceful close, for a conversation whose sending
+    /// half was closed on its own.
+    pub fn close(mut self, linger: Duration) -> Result<Delivery> {
+        self.rx.drain(Instant::now() + linger)
     }
 }
-
-/// Connects to a URL with the default [`Config`]. The scheme picks the
-/// transport:
-///
-/// | URL | transport |
-/// |---|---|
-/// | `tcp://HOST:PORT` (IPv6 as `tcp://[::1]:8090`) | [`Tcp`] |
-/// | `udp://HOST:PORT` | [`Udp`](crate::Udp) |
-/// | `unix:///path` (Unix systems) | `Unix`, a framed stream |
-/// | `unixgram:///path` (Unix systems) | `UnixDatagram` |
-///
-/// (`unix` and `unixgram` are the names Go's `net` package gives the two
-/// kinds of Unix sockets.)
-///
-/// ```no_run
-/// let mut conversation = converse::connect("tcp://127.0.0.1:8090")?;
-/// conversation.send_text("hello!")?;
-/// # Ok::<(), converse::Error>(())
-/// ```
-pub fn connect(url: &str) -> Result<Conversation> {
-    connect_with(url, &Config::default())
-}
-
-/// Connects to a URL with `config`. See [`connect`].
-pub fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
-    let (scheme, rest) = addr::split_url(url)?;
-    match scheme {
-        Scheme::Tcp => {
-            let addrs = addr::resolve(url, rest)?;
-            let tcp = transport::tcp::connect_any(&addrs, config)?;
-            Ok(Conversation::new(Box::new(tcp)))
-        }
-        Scheme::Udp => {
-            let addrs = addr::resolve(url, rest)?;
-            let udp = transport::udp::connect_any(&addrs, config)?;
-            Ok(Conversation::new(Box::new(udp)))
-        }
-        #[cfg(unix)]
-        Scheme::Unix => Ok(Conversation::new(Box::new(transport::Unix::connect_with(
-            rest, config,
-        )?))),
-        #[cfg(unix)]
-        Scheme::UnixDatagram => Ok(Conversation::new(Box::new(
-            transport::UnixDatagram::connect_with(rest, config)?,
-        ))),
-        #[cfg(not(unix))]
-        Scheme::Unix | Scheme::UnixDatagram => {
-            Err(Error::Unsupported("Unix domain sockets on this system"))
-        }
-    }
-}
-
-/// Listens on a URL with the default [`Config`]: `tcp://HOST:PORT`,
-/// `udp://HOST:PORT` or `unix:///path`. Port 0 picks a free port;
-/// [`Listener::local_addr`] tells which. (There is no listener for
-/// `unixgram://`: see `UnixDatagram`.)
-pub fn listen(url: &str) -> Result<Listener> {
-    listen_with(url, &Config::default())
-}
-
-/// Listens on a URL with `config`. See [`listen`].
-pub fn listen_with(url: &str, config: &Config) -> Result<Listener> {
-    let (scheme, rest) = addr::split_url(url)?;
-    match scheme {
-        Scheme::Tcp => {
-            let addrs = addr::resolve(url, rest)?;
-            let listener = transport::tcp::bind_any(&addrs, config)?;
-            Ok(Listener::new(listener))
-        }
-        Scheme::Udp => {
-            let addrs = addr::resolve(url, rest)?;
-            let listener = transport::udp::bind_any(&addrs, config)?;
-            Ok(Listener::new(listener))
-        }
-        #[cfg(unix)]
-        Scheme::Unix => Ok(Listener::new(transport::UnixListener::bind_with(
-            rest, config,
-        )?)),
-        Scheme::UnixDatagram => Err(Error::Unsupported(
-            "listening on unixgram:// (bind a std UnixDatagram, connect it to its peer, \
-             and wrap it with UnixDatagram::from_socket)",
-        )),
-        #[cfg(not(unix))]
-        Scheme::Unix => Err(Error::Unsupported("Unix domain sockets on this system")),
-    }
-}
-
-/// The server side of a transport: each accepted peer is a conversation.
-///
-/// Implemented by [`TcpListener`] and [`UdpListener`]; a user's own listener can implement it
-/// too and be used through [`Listener`].
-pub trait Accept: Send + Sync {
-    /// Waits for the next peer.
-    fn accept(&self) -> Result<Conversation>;
-    /// The bound address.
-    fn local_addr(&self) -> Result<Addr>;
-}
-
-impl Accept for TcpListener {
-    fn accept(&self) -> Result<Conversation> {
-        TcpListener::accept(self).map(Conversation::boxed)
-    }
-
-    fn local_addr(&self) -> Result<Addr> {
-        TcpListener::local_addr(self)
-    }
-}
-
-#[cfg(unix)]
-impl Accept for transport::UnixListener {
-    fn accept(&self) -> Result<Conversation> {
-        transport::UnixListener::accept(self).map(Conversation::boxed)
-    }
-
-    fn local_addr(&self) -> Result<Addr> {
-        transport::UnixListener::local_addr(self)
-    }
-}
-
-impl Accept for UdpListener {
-    fn accept(&self) -> Result<Conversation> {
-        UdpListener::accept(self).map(Conversation::boxed)
-    }
-
-    fn local_addr(&self) -> Result<Addr> {
-        UdpListener::local_addr(self)
-    }
-}
-
-/// A listener whose transport was chosen at run time (see [`listen`]).
-pub struct Listener {
-    inner: Box<dyn Accept>,
-}
-
-impl std::fmt::Debug for Listener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listener")
-            .field("local", &self.inner.local_addr().ok())
-            .finish()
-    }
-}
-
-impl Listener {
-    /// Wraps a listener of any transport.
-    pub fn new(inner: impl Accept + 'static) -> Listener {
-        Listener {
-            inner: Box::new(inner),
-        }
-    }
-
-    /// Waits for the next peer.
-    pub fn accept(&self) -> Result<Conversation> {
-        self.inner.accept()
-    }
-
-    /// The bound address, as a URL that [`connect`] accepts
-    /// (`tcp://127.0.0.1:PORT`, with the real port).
-    pub fn local_addr(&self) -> Result<Addr> {
-        self.inner.local_addr()
-    }
-}
-
-#[allow(dead_code)]
-fn _assert_object_safe(_: &dyn Transport, _: Conversation<Tcp>) {}

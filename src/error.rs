@@ -6,31 +6,34 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::addr::Addr;
-use crate::codec::FrameError;
+use crate::addr::{Addr, AddrError};
+use crate::codec::{FrameError, ParseFramingError};
+use crate::config::ConfigError;
 
 /// A specialised `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in a conversation.
 ///
-/// The variants are chosen so that a caller can act on them:
+/// The variants are chosen so that a caller can act on them, and each says
+/// what happens next:
 ///
-/// * the clean end of a conversation is **not** an error: receiving returns
-///   `Ok(None)`; [`Error::Closed`] is only returned when a conversation that
-///   has already ended (or was closed locally) is used again;
-/// * [`Error::UnexpectedEof`] is a peer that vanished in the middle of a
-///   message, which is different from a clean end;
-/// * size errors name the size and the limit;
-/// * [`Error::Timeout`] is the one timeout error on every platform (Unix
-///   reports `WouldBlock`, Windows `TimedOut`); after a timeout the
-///   conversation stays usable and nothing is lost.
+/// | variant | after it |
+/// |---|---|
+/// | *(not an error)* `Ok(None)` from a receive | the peer's clean end, between messages |
+/// | [`UnexpectedEof`](Error::UnexpectedEof), [`DeadlineExceeded`](Error::DeadlineExceeded), [`InvalidFrame`](Error::InvalidFrame), [`ConnectionReset`](Error::ConnectionReset), [`BrokenPipe`](Error::BrokenPipe) | the conversation is over: both halves answer [`Closed`](Error::Closed) from then on |
+/// | [`MessageTooLarge`](Error::MessageTooLarge) | on send: nothing written, still usable; on receive over a stream: over |
+/// | [`Timeout`](Error::Timeout) | still usable, nothing lost, nothing taken |
+/// | [`InvalidText`](Error::InvalidText), [`Truncated`](Error::Truncated), [`PeerUnreachable`](Error::PeerUnreachable) | still usable |
+/// | [`Closed`](Error::Closed) | the conversation was closed, stopped, or has failed before: a mistake of the caller, not news from the peer |
 ///
 /// The enum is `#[non_exhaustive]`: match it with a `_` arm.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The conversation was closed locally, or has already ended, and was used again.
+    /// The conversation (or this half, or the listener) was closed or
+    /// stopped locally, or has already failed, and was used again. Never the
+    /// peer's doing: the peer's clean end is `Ok(None)`.
     #[error("the conversation is closed")]
     Closed,
 
@@ -63,8 +66,10 @@ pub enum Error {
         max: usize,
     },
 
-    /// The peer broke the framing rules (for example a malformed length
-    /// prefix). A stream conversation is over.
+    /// The bytes broke the framing rules (from the peer: a malformed length
+    /// prefix, after which a stream conversation is over), or a message
+    /// cannot be framed (on send: a line containing `\n`, an empty message
+    /// over `raw`; nothing was written and the conversation goes on).
     #[error("{addr}: invalid frame: {reason}")]
     InvalidFrame {
         /// The peer.
@@ -73,20 +78,34 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// A read or write timeout expired. Nothing was lost: a message that was
-    /// half received is completed by the next receive, a message that was half
-    /// sent is completed by the next send or flush.
+    /// A read, write or accept timeout expired. Nothing was lost and nothing
+    /// was taken: a message half received is completed by the next receive;
+    /// a message whose send timed out was not sent at all (send it again);
+    /// messages fed earlier wait for the next flush.
     #[error("operation timed out")]
     Timeout,
 
     /// A message started arriving but was not complete within the
-    /// per-message deadline (a peer trickling bytes). The conversation is over.
+    /// per-message deadline, counted from when its first bytes arrived (a
+    /// peer trickling bytes). The conversation is over.
     #[error("{addr}: message not complete within the {deadline:?} per-message deadline")]
     DeadlineExceeded {
         /// The peer.
         addr: Addr,
         /// The deadline in force.
         deadline: Duration,
+    },
+
+    /// A graceful close gave up before everything queued was written: the
+    /// peer did not read within the linger time (plus the write timeout).
+    /// The connection was reset, so the peer sees an error, never a clean
+    /// end after missing messages.
+    #[error("{addr}: closed with {bytes} bytes never sent (the peer did not read them in time); the connection was reset")]
+    Unsent {
+        /// The peer.
+        addr: Addr,
+        /// How many bytes were still queued.
+        bytes: u64,
     },
 
     /// A message received as text was not valid UTF-8. The message itself is
@@ -119,7 +138,7 @@ pub enum Error {
         reason: String,
     },
 
-    /// The peer reset the connection.
+    /// The peer reset the connection. Messages it had not read were lost.
     #[error("{addr}: connection reset by peer")]
     ConnectionReset {
         /// The peer.
@@ -150,20 +169,26 @@ pub enum Error {
     },
 
     /// An address could not be parsed or resolved.
-    #[error("invalid address {input:?}: {reason}")]
-    InvalidAddress {
-        /// The text that was given.
-        input: String,
-        /// What was wrong with it.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidAddress(#[from] AddrError),
+
+    /// A framing name was not one (see [`Framing`](crate::codec::Framing)).
+    #[error(transparent)]
+    InvalidFraming(#[from] ParseFramingError),
+
+    /// A setting that cannot work (a zero timeout, a zero deadline), refused
+    /// when it was given.
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigError),
 
     /// The transport does not support this operation.
     #[error("operation not supported by this transport: {0}")]
     Unsupported(&'static str),
 
-    /// Any other I/O error, with the address it concerns.
-    #[error("{addr}: I/O error")]
+    /// Any other I/O error, with the address it concerns. It prints the
+    /// kind of error (`address in use`, `permission denied`, …); the
+    /// system's own message is its [`source`](std::error::Error::source).
+    #[error("{addr}: {}", kind_text(source))]
     Io {
         /// The address the operation concerned.
         addr: Addr,
@@ -171,6 +196,18 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// What an I/O error is, in a few words: its kind, or for the kinds std
+/// leaves unnamed, the system's own message.
+fn kind_text(err: &io::Error) -> String {
+    let kind = err.kind().to_string();
+    // `Other` and std's unnamed kinds ("uncategorized error") say nothing.
+    if err.kind() == io::ErrorKind::Other || kind.contains("uncategorized") {
+        err.to_string()
+    } else {
+        kind
+    }
 }
 
 impl Error {
@@ -205,7 +242,39 @@ impl Error {
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout)
     }
+
+    /// `true` for an error that a server's `accept` loop should survive with
+    /// a short pause: the process or the system ran out of file descriptors
+    /// or buffers for a moment (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`), or
+    /// one client gave up during its handshake (`ECONNABORTED`).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::ConnectionReset { .. } | Error::Timeout => true,
+            Error::Io { source, .. } => {
+                matches!(
+                    source.kind(),
+                    io::ErrorKind::OutOfMemory | io::ErrorKind::ConnectionAborted
+                ) || matches!(
+                    source.raw_os_error(),
+                    Some(code) if TRANSIENT_ACCEPT.contains(&code)
+                )
+            }
+            _ => false,
+        }
+    }
 }
+
+/// `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, `ECONNABORTED`.
+#[cfg(unix)]
+const TRANSIENT_ACCEPT: &[i32] = &[
+    libc::EMFILE,
+    libc::ENFILE,
+    libc::ENOBUFS,
+    libc::ENOMEM,
+    libc::ECONNABORTED,
+];
+#[cfg(not(unix))]
+const TRANSIENT_ACCEPT: &[i32] = &[];
 
 impl From<FrameError> for Error {
     fn from(err: FrameError) -> Error {

@@ -4,14 +4,17 @@
 //! boundaries survive the trip: what one side sends with one call, the other
 //! side receives with one call, whole, in order.
 //!
-//! * [`Transport`] moves whole messages. TCP ([`Tcp`]) and Unix stream
+//! * A [`Transport`] is a sending and a receiving half ([`Sender`],
+//!   [`Receiver`]) that move whole messages. TCP ([`Tcp`]) and Unix stream
 //!   sockets keep boundaries with a framing ([`codec::Framing`]: a length
 //!   prefix by default, or varint, lines, raw); UDP ([`Udp`],
 //!   [`UdpListener`]) and Unix datagram sockets carry one message per
-//!   datagram; [`Memory`] is an in-process pair for tests. You can implement
-//!   the trait for your own transport.
-//! * [`Conversation`] is the one API over every transport: send and receive
-//!   bytes or text, timeouts, batching, splitting into halves, graceful close.
+//!   datagram; [`Memory`] is an in-process pair for tests. A transport of
+//!   your own is two small impls (see [`transport`]).
+//! * [`Conversation`] is the one API over every transport, written once
+//!   over the halves: send and receive bytes or text, timeouts, batching,
+//!   splitting into halves and putting them back, a graceful close that is
+//!   bounded in time and says whether delivery is confirmed.
 //! * [`connect`] and [`listen`] pick the transport at run time from an
 //!   address such as `tcp://127.0.0.1:8090`, `udp://[::1]:8090` or
 //!   `unix:///tmp/chat.sock`.
@@ -42,7 +45,8 @@
 //!     while let Some(message) = conversation.recv()? {
 //!         conversation.send(&message)?;
 //!     }
-//!     conversation.close()
+//!     conversation.close()?;
+//!     Ok(())
 //! });
 //!
 //! let mut client = converse::connect(&url)?;
@@ -54,6 +58,15 @@
 //! server.join().unwrap()?;
 //! # Ok::<(), converse::Error>(())
 //! ```
+//!
+//! ## Time
+//!
+//! Every promise that involves time is kept by a pure state machine that
+//! takes `now` as an argument (the crate's engines), so each is proven with
+//! a fake clock: a send that times out took nothing of its message; a read
+//! timeout loses nothing; the per-message deadline counts from when a
+//! message's bytes arrived; UDP idleness counts from the peer's last
+//! datagram; `close` returns within the linger time.
 //!
 //! ## Typed messages
 //!
@@ -72,33 +85,34 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod addr;
 pub mod codec;
 mod config;
 mod conversation;
+mod engine;
 mod error;
-mod queue;
-mod transport;
+pub mod transport;
+mod url;
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod value;
 
-pub use addr::Addr;
+pub use addr::{Addr, AddrError};
 pub use config::{
-    Config, DEFAULT_BACKLOG, DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_PEERS,
+    Config, ConfigError, DEFAULT_BACKLOG, DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_PEERS,
     DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MESSAGE_DEADLINE, DEFAULT_QUEUE_DEPTH, DEFAULT_SEND_BUFFER,
 };
-pub use conversation::{
-    connect, connect_with, listen, listen_with, Accept, Conversation, Listener, Messages, RecvHalf,
-    SendHalf,
-};
+pub use conversation::{Conversation, Messages, RecvHalf, ReuniteError, SendAllError, SendHalf};
 pub use error::{Error, Result};
 pub use transport::{
-    Memory, Tcp, TcpListener, Transport, TransportRecv, TransportSend, Udp, UdpListener, UdpPeer,
-    UdpStats, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6,
+    Delivery, DynTransport, Memory, Receiver, Sender, Stopper, Tcp, TcpListener, Transport, Udp,
+    UdpListener, UdpPeer, UdpStats, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6,
 };
 #[cfg(unix)]
 pub use transport::{Unix, UnixDatagram, UnixListener, MAX_UNIX_DATAGRAM};
+pub use url::{connect, connect_with, listen, listen_with, Accept, Listener};
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -62,7 +62,8 @@ impl<T: Transport> Conversation<T> {
     ///     Say(String),
     /// }
     ///
-    /// let (mut a, mut b) = Memory::pair();
+    /// let (a, b) = Memory::pair();
+    /// let (mut a, mut b) = (Conversation::new(a), Conversation::new(b));
     /// a.send_value(&Command::Move { x: 3, y: -1 })?;
     /// a.send_value(&Command::Say("hi".into()))?;
     /// assert_eq!(b.recv_value::<Command>()?, Some(Command::Move { x: 3, y: -1 }));
@@ -83,7 +84,7 @@ impl<T: Transport> Conversation<T> {
     }
 }
 
-impl SendHalf {
+impl<T: Transport> SendHalf<T> {
     /// See [`Conversation::send_value`].
     pub fn send_value<V: Serialize + ?Sized>(&mut self, value: &V) -> Result<()> {
         let bytes = encode(value)?;
@@ -91,7 +92,7 @@ impl SendHalf {
     }
 }
 
-impl RecvHalf {
+impl<T: Transport> RecvHalf<T> {
     /// See [`Conversation::recv_value`].
     pub fn recv_value<V: DeserializeOwned>(&mut self) -> Result<Option<V>> {
         self.recv()?.map(decode).transpose()

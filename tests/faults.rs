@@ -9,32 +9,17 @@ use common::proxy::{TcpFault, TcpProxy, UdpFaults, UdpProxy};
 use common::*;
 use converse::{Conversation, Error, Udp, UdpListener};
 
-/// An echo server on the crate; returns its address. Each conversation's
-/// error, if any, is sent on the channel.
+/// The tests' echo server; returns its address and the errors of its
+/// conversations (one line each; clean ends are not reported).
 fn echo(config: &converse::Config) -> (std::net::SocketAddr, std::sync::mpsc::Receiver<String>) {
-    let (listener, addr) = listener(config);
+    let echo = Echo::tcp(config);
+    let addr = echo.addr();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        while let Ok(mut c) = listener.accept() {
-            let tx = tx.clone();
-            std::thread::spawn(move || loop {
-                match c.recv() {
-                    Ok(Some(m)) => {
-                        if let Err(e) = c.send(&m) {
-                            let _ = tx.send(e.to_string());
-                            return;
-                        }
-                    }
-                    Ok(None) => {
-                        let _ = c.close();
-                        return;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(e.to_string());
-                        return;
-                    }
-                }
-            });
+        while let Ok(outcome) = echo.outcomes.recv() {
+            if let Err(e) = outcome {
+                let _ = tx.send(e);
+            }
         }
     });
     (addr, rx)
@@ -170,7 +155,7 @@ fn udp_drops_duplicates_and_reorderings_arrive_exactly_as_scheduled() {
         }
     }
     let expected = faults.apply(&sent);
-    let mut s = listener.accept_timeout(T).unwrap();
+    let mut s = Conversation::new(listener.accept().unwrap());
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     let mut got = Vec::new();

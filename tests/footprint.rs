@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use converse::{Conversation, Memory, Tcp, Udp, UdpListener};
+use converse::{Conversation, Tcp, Udp, UdpListener};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -30,7 +30,7 @@ fn idle_conversations_are_small_and_buffers_shrink_back() {
     let mut pairs: Vec<(Conversation<Tcp>, Conversation<Tcp>)> = (0..PAIRS)
         .map(|_| {
             let c = client(addr, &config);
-            let s = tcp_listener.accept().unwrap();
+            let s = Conversation::new(tcp_listener.accept().unwrap());
             (c, s)
         })
         .collect();
@@ -54,7 +54,7 @@ fn idle_conversations_are_small_and_buffers_shrink_back() {
     // After a 4 MiB message, the read buffer is given back.
     let (tcp_listener, addr) = listener(&config);
     let mut c = client(addr, &config);
-    let mut s = tcp_listener.accept().unwrap();
+    let mut s = Conversation::new(tcp_listener.accept().unwrap());
     let baseline = heap();
     let big = vec![7u8; 4 * 1024 * 1024];
     let sender = spawn(move || {
@@ -72,7 +72,9 @@ fn idle_conversations_are_small_and_buffers_shrink_back() {
 
     // In-memory pairs.
     let before = heap();
-    let mems: Vec<_> = (0..PAIRS).map(|_| Memory::pair()).collect();
+    let mems: Vec<_> = (0..PAIRS)
+        .map(|_| memory_pair(&converse::Config::new()))
+        .collect();
     let mem = (heap() - before) / (2 * PAIRS as u64);
     println!("memory conversation: {mem} bytes");
     assert!(mem <= 16 * 1024);
@@ -89,7 +91,7 @@ fn idle_conversations_are_small_and_buffers_shrink_back() {
     let mut accepted = Vec::new();
     for c in &mut clients {
         c.send("hi").unwrap();
-        let mut s = listener.accept_timeout(T).unwrap();
+        let mut s = Conversation::new(listener.accept().unwrap());
         s.recv().unwrap().unwrap();
         accepted.push(s);
     }

@@ -11,7 +11,8 @@ use std::process::Command;
 
 use bytes::Bytes;
 use common::*;
-use converse::codec::Framing;
+use converse::codec::{Framing, Width};
+use converse::Conversation;
 use converse::{Config, UdpListener};
 use futures_util::{SinkExt, StreamExt};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -34,7 +35,7 @@ fn converse_config(two_byte_le: bool) -> Config {
     let c = config();
     if two_byte_le {
         c.framing(Framing::Length {
-            width: 2,
+            width: Width::U16,
             big_endian: false,
         })
     } else {
@@ -83,7 +84,7 @@ fn tokio_client_against_converse_server(two_byte_le: bool) {
     let config = converse_config(two_byte_le);
     let (listener, addr) = listener(&config);
     let server = spawn(move || {
-        let mut c = listener.accept().unwrap();
+        let mut c = Conversation::new(listener.accept().unwrap());
         while let Some(m) = c.recv().unwrap() {
             c.send(&m).unwrap();
         }
@@ -155,7 +156,7 @@ def recv_exact(n):
 fn converse_echo(config: Config) -> (std::net::SocketAddr, Joiner<()>) {
     let (listener, addr) = listener(&config);
     let server = spawn(move || {
-        let mut c = listener.accept().unwrap();
+        let mut c = Conversation::new(listener.accept().unwrap());
         while let Some(m) = c.recv().unwrap() {
             c.send(&m).unwrap();
         }
@@ -206,7 +207,7 @@ fn python_udp_peer() {
     let listener = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();
     let port = listener.local_addr().unwrap().socket_addr().unwrap().port();
     let server = spawn(move || {
-        let mut c = listener.accept_timeout(T).unwrap();
+        let mut c = Conversation::new(listener.accept().unwrap());
         for _ in 0..3 {
             let m = c.recv().unwrap().unwrap();
             c.send(&m).unwrap();
@@ -269,7 +270,7 @@ fn python_unix_stream_peer() {
     let path = SocketPath::new("interop");
     let listener = converse::UnixListener::bind_with(&path.0, &config()).unwrap();
     let server = spawn(move || {
-        let mut c = listener.accept().unwrap();
+        let mut c = Conversation::new(listener.accept().unwrap());
         while let Some(m) = c.recv().unwrap() {
             c.send(&m).unwrap();
         }

@@ -9,11 +9,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::proxy::{TcpFault, TcpProxy};
 use common::*;
-use converse::{Config, Conversation, Error, Memory, TcpListener, UdpListener};
+use converse::{Config, Conversation, Delivery, Error, Memory, TcpListener, UdpListener};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -40,7 +40,8 @@ struct Pair {
 fn pair(kind: Kind, config: &Config) -> Pair {
     match kind {
         Kind::Memory => {
-            let (a, b) = Memory::pair_with(config);
+            let (a, b) = Memory::pair_with(config).unwrap();
+            let (a, b) = (Conversation::new(a), Conversation::new(b));
             Pair {
                 a: a.boxed(),
                 b: b.boxed(),
@@ -50,7 +51,7 @@ fn pair(kind: Kind, config: &Config) -> Pair {
         Kind::Tcp => {
             let l = TcpListener::bind_with("127.0.0.1:0", config).unwrap();
             let a = converse::connect_with(&l.local_addr().unwrap().to_string(), config).unwrap();
-            let b = l.accept().unwrap().boxed();
+            let b = Conversation::new(l.accept().unwrap()).boxed();
             Pair { a, b, _guard: None }
         }
         Kind::TcpSliced => {
@@ -58,7 +59,7 @@ fn pair(kind: Kind, config: &Config) -> Pair {
             let target = l.local_addr().unwrap().socket_addr().unwrap();
             let proxy = TcpProxy::start(target, TcpFault::Slice { max: 512 });
             let a = converse::connect_with(&format!("tcp://{}", proxy.addr), config).unwrap();
-            let b = l.accept().unwrap().boxed();
+            let b = Conversation::new(l.accept().unwrap()).boxed();
             Pair {
                 a,
                 b,
@@ -71,7 +72,7 @@ fn pair(kind: Kind, config: &Config) -> Pair {
                 converse::connect_with(&l.local_addr().unwrap().to_string(), config).unwrap();
             // A UDP listener learns of a peer from its first datagram.
             a.send("hello, listener").unwrap();
-            let mut b = l.accept_timeout(T).unwrap().boxed();
+            let mut b = Conversation::new(l.accept().unwrap()).boxed();
             assert_eq!(b.recv().unwrap().unwrap(), &b"hello, listener"[..]);
             Pair {
                 a,
@@ -84,7 +85,7 @@ fn pair(kind: Kind, config: &Config) -> Pair {
             let l = converse::UnixListener::bind_with(&path.0, config).unwrap();
             assert_eq!(l.local_addr().unwrap().to_string(), path.url("unix"));
             let a = converse::connect_with(&path.url("unix"), config).unwrap();
-            let b = l.accept().unwrap().boxed();
+            let b = Conversation::new(l.accept().unwrap()).boxed();
             Pair {
                 a,
                 b,
@@ -194,7 +195,7 @@ fn split_halves_from_two_threads(kind: Kind) {
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
     for (name, conversation) in [("a", a), ("b", b)] {
-        let (mut tx, mut rx) = conversation.split().unwrap();
+        let (mut tx, mut rx) = conversation.split();
         senders.push(spawn(move || {
             for i in 0..n {
                 tx.send(format!("{name} {i}")).unwrap();
@@ -259,12 +260,219 @@ fn close(kind: Kind) {
     closer.join().unwrap();
 }
 
-fn a_closed_conversation_refuses_use(kind: Kind) {
+fn is_datagram(kind: Kind) -> bool {
+    matches!(kind, Kind::Udp | Kind::UnixDatagram)
+}
+
+fn a_stopped_conversation_refuses_use(kind: Kind) {
     let Pair { mut a, b, _guard } = pair(kind, &config());
-    drop(b); // so that a graceful close need not wait for b's end
-    a.transport_mut().close().unwrap();
+    a.stopper()
+        .expect("every transport of the crate has one")
+        .stop();
     assert!(matches!(a.send("x"), Err(Error::Closed)));
     assert!(matches!(a.recv(), Err(Error::Closed)));
+    // Closing a stopped conversation is not an error, and cannot confirm.
+    assert_eq!(a.close().unwrap(), Delivery::Unknown);
+    drop(b);
+}
+
+fn a_stopper_wakes_a_blocked_receive(kind: Kind) {
+    let Pair { a, b, _guard } = pair(kind, &config().read_timeout(None));
+    let stop = b.stopper().unwrap();
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let receiver = spawn(move || {
+        let mut b = b;
+        entered_tx.send(()).unwrap();
+        let started = Instant::now();
+        let outcome = b.recv();
+        (outcome.map(|m| m.map(|m| m.to_vec())), started.elapsed())
+    });
+    entered.recv_timeout(T).unwrap();
+    // The receive is (about to be) blocked without a timeout: stop it. A
+    // stop that lands before the receive starts is seen by it too.
+    std::thread::sleep(Duration::from_millis(50));
+    stop.stop();
+    let (outcome, took) = receiver.join();
+    assert!(matches!(outcome, Err(Error::Closed)), "{outcome:?}");
+    assert!(took < T, "{took:?}");
+    drop(a);
+}
+
+fn zero_timeouts_are_refused_alike(kind: Kind) {
+    let Pair { mut a, b, _guard } = pair(kind, &config());
+    for result in [
+        a.set_read_timeout(Some(Duration::ZERO)),
+        a.set_write_timeout(Some(Duration::ZERO)),
+    ] {
+        match result {
+            Err(Error::InvalidConfig(e)) => assert!(e.reason.contains("zero"), "{e}"),
+            other => panic!("{kind:?}: {other:?}"),
+        }
+    }
+    // The timeouts in force are unchanged, and `None` is accepted.
+    assert_eq!(a.read_timeout(), Some(T));
+    a.set_read_timeout(None).unwrap();
+    a.set_write_timeout(None).unwrap();
+    assert_eq!(a.write_timeout(), None);
+    drop(b);
+}
+
+/// A peer that stops reading: the sender sends numbered messages with a
+/// short write timeout, resending whatever timed out, until it has seen a
+/// few timeouts; then the peer reads everything. Every number arrives
+/// exactly once, in order: a send that timed out had taken nothing.
+fn resending_after_a_timeout_never_duplicates(kind: Kind) {
+    let config = config()
+        .write_timeout(Some(Duration::from_millis(20)))
+        .queue_depth(64)
+        .send_buffer(4096);
+    let Pair { mut a, b, _guard } = pair(kind, &config);
+    if kind == Kind::Udp {
+        // A UDP send never waits for the peer: nothing times out, and
+        // what the peer's buffer cannot hold is lost (counted by a listener).
+        for i in 0..1000u32 {
+            a.send(i.to_be_bytes()).unwrap();
+        }
+        return;
+    }
+    let mut timeouts = 0;
+    let mut next = 0u32;
+    let started = Instant::now();
+    while timeouts < 5 {
+        assert!(started.elapsed() < T, "{kind:?}: no send ever timed out");
+        // Mixed sizes: small ones batched with what is queued, large ones
+        // written straight from the slice.
+        let len = if next % 7 == 3 { 9000 } else { 40 };
+        let mut msg = next.to_be_bytes().to_vec();
+        msg.resize(len.min(a.max_message_len()), 0xaa);
+        match a.send(&msg) {
+            Ok(()) => next += 1,
+            Err(Error::Timeout) => timeouts += 1,
+            Err(e) => panic!("{kind:?}: {e}"),
+        }
+    }
+    // Fed messages behave the same: a timed-out feed took nothing.
+    for _ in 0..50 {
+        let mut msg = next.to_be_bytes().to_vec();
+        msg.resize(40, 0xbb);
+        match a.feed(&msg) {
+            Ok(()) => next += 1,
+            Err(Error::Timeout) => {}
+            Err(e) => panic!("{kind:?}: {e}"),
+        }
+    }
+    let reader = spawn(move || {
+        let mut b = b;
+        let mut got = Vec::new();
+        while let Some(m) = b.recv().unwrap() {
+            got.push(u32::from_be_bytes(m[..4].try_into().unwrap()));
+        }
+        got
+    });
+    a.set_write_timeout(Some(T)).unwrap();
+    a.flush().unwrap();
+    if is_datagram(kind) {
+        // Datagrams have no end to send: a last marker instead.
+        a.send(u32::MAX.to_be_bytes()).unwrap();
+    }
+    let _ = a.close();
+    let got = if is_datagram(kind) {
+        drop(reader);
+        return;
+    } else {
+        reader.join()
+    };
+    assert_eq!(got, (0..next).collect::<Vec<_>>(), "{kind:?}");
+}
+
+fn close_is_bounded_when_the_peer_never_ends(kind: Kind) {
+    let linger = Duration::from_millis(300);
+    let Pair { a, b, _guard } = pair(kind, &config().linger(linger));
+    let started = Instant::now();
+    let delivery = a.close().unwrap();
+    let took = started.elapsed();
+    // b is alive and never ends its side.
+    assert_eq!(delivery, Delivery::Unknown, "{kind:?}");
+    if is_datagram(kind) {
+        assert!(
+            took < linger,
+            "{kind:?}: datagrams have nothing to wait for"
+        );
+    } else {
+        assert!(took >= linger - Duration::from_millis(50), "{took:?}");
+    }
+    assert!(took < linger + Duration::from_secs(2), "{kind:?}: {took:?}");
+    drop(b);
+}
+
+fn dropping_after_feed_delivers_what_was_fed(kind: Kind) {
+    let Pair {
+        mut a,
+        mut b,
+        _guard,
+    } = pair(kind, &config());
+    for i in 0..100u32 {
+        a.feed(i.to_be_bytes()).unwrap();
+    }
+    drop(a);
+    for i in 0..100u32 {
+        assert_eq!(b.recv().unwrap().unwrap(), &i.to_be_bytes()[..], "{kind:?}");
+    }
+    if !is_datagram(kind) {
+        assert_eq!(b.recv().unwrap(), None, "then the clean end");
+    }
+}
+
+fn send_all_says_how_many_were_taken(kind: Kind) {
+    let Pair {
+        mut a,
+        mut b,
+        _guard,
+    } = pair(kind, &config());
+    let too_large = vec![0u8; a.max_message_len() + 1];
+    let msgs: Vec<&[u8]> = vec![b"one", b"two", &too_large, b"four"];
+    let err = a.send_all(&msgs).unwrap_err();
+    assert_eq!(err.taken, 2, "{kind:?}");
+    assert!(matches!(err.error, Error::MessageTooLarge { .. }), "{err}");
+    // Those two were taken (and go out with the next flush); the rest not.
+    a.send("after").unwrap();
+    for want in ["one", "two", "after"] {
+        assert_eq!(b.recv_text().unwrap().as_deref(), Some(want), "{kind:?}");
+    }
+    let into: Error = a.send_all(&msgs).unwrap_err().into();
+    assert!(matches!(into, Error::MessageTooLarge { .. }));
+}
+
+fn halves_reunite_and_strangers_do_not(kind: Kind) {
+    let Pair { a, mut b, _guard } = pair(kind, &config());
+    let Pair { a: other, .. } = pair(kind, &config());
+    let (tx, rx) = a.split();
+    let (other_tx, other_rx) = other.split();
+    let converse::ReuniteError(tx, _) = tx.reunite(other_rx).unwrap_err();
+    let _ = other_tx;
+    let mut a = tx.reunite(rx).unwrap();
+    a.send("whole again").unwrap();
+    assert_eq!(b.recv_text().unwrap().as_deref(), Some("whole again"));
+    b.send("both ways").unwrap();
+    assert_eq!(a.recv_text().unwrap().as_deref(), Some("both ways"));
+}
+
+fn lent_and_owned_receives_mix(kind: Kind) {
+    let Pair {
+        mut a,
+        mut b,
+        _guard,
+    } = pair(kind, &config());
+    for i in 0..50u32 {
+        a.send(format!("m{i}")).unwrap();
+    }
+    for i in 0..50u32 {
+        if i % 2 == 0 {
+            assert_eq!(b.recv_ref().unwrap().unwrap(), format!("m{i}").as_bytes());
+        } else {
+            assert_eq!(b.recv().unwrap().unwrap(), format!("m{i}").as_bytes());
+        }
+    }
 }
 
 macro_rules! over_every_transport {
@@ -286,7 +494,15 @@ over_every_transport!(
     split_halves_from_two_threads,
     a_timeout_loses_nothing,
     close,
-    a_closed_conversation_refuses_use,
+    a_stopped_conversation_refuses_use,
+    a_stopper_wakes_a_blocked_receive,
+    zero_timeouts_are_refused_alike,
+    resending_after_a_timeout_never_duplicates,
+    close_is_bounded_when_the_peer_never_ends,
+    dropping_after_feed_delivers_what_was_fed,
+    send_all_says_how_many_were_taken,
+    halves_reunite_and_strangers_do_not,
+    lent_and_owned_receives_mix,
 );
 
 #[test]
@@ -294,7 +510,7 @@ fn memory_backpressure_times_out_without_taking_the_message() {
     let config = config()
         .queue_depth(2)
         .write_timeout(Some(Duration::from_millis(50)));
-    let (mut a, mut b) = Memory::pair_with(&config);
+    let (mut a, mut b) = memory_pair(&config);
     a.send("1").unwrap();
     a.send("2").unwrap();
     assert!(matches!(a.send("3"), Err(Error::Timeout)));

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::*;
+use converse::Conversation;
 use converse::Error;
 
 /// Sends on `c` until the OS reports the peer gone (bounded).
@@ -39,7 +40,7 @@ fn writing_to_a_closed_peer_is_broken_pipe_not_sigpipe() {
     // The library: several send paths, none raises SIGPIPE.
     for path in ["send", "feed+flush", "large"] {
         let mut c = client(addr, &config);
-        drop(listener.accept().unwrap()); // the peer closes
+        drop(Conversation::new(listener.accept().unwrap())); // the peer closes
         let err = match path {
             "send" => send_until_broken(&mut c),
             "feed+flush" => (0..1000)
@@ -62,7 +63,7 @@ fn writing_to_a_closed_peer_is_broken_pipe_not_sigpipe() {
     // The control: a plain writev to a closed peer does raise SIGPIPE, so
     // the check above can fail.
     let mut raw = raw_client(addr);
-    drop(listener.accept().unwrap());
+    drop(Conversation::new(listener.accept().unwrap()));
     for _ in 0..1000 {
         if raw.write_vectored(&[IoSlice::new(b"x")]).is_err() {
             break;

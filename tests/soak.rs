@@ -139,7 +139,7 @@ fn tcp_soak(conversations: u64, messages: u64) {
     let server = spawn(move || {
         let mut handlers = Vec::new();
         for _ in 0..conversations {
-            let mut c = listener.accept().unwrap();
+            let mut c = Conversation::new(listener.accept().unwrap());
             handlers.push(spawn(move || {
                 while let Some(m) = c.recv().unwrap() {
                     c.send(&m).unwrap();
@@ -199,7 +199,8 @@ fn udp_soak(peers: u64, messages: u64) {
     let config = config()
         .max_peers(peers as usize + 16)
         .read_timeout(Some(wait))
-        .write_timeout(Some(wait));
+        .write_timeout(Some(wait))
+        .accept_timeout(Some(wait));
     let fds_before = open_fds();
     let rss_before = rss_kib();
     let listener = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();
@@ -209,7 +210,7 @@ fn udp_soak(peers: u64, messages: u64) {
     let server = spawn(move || {
         let mut handlers = Vec::new();
         for _ in 0..peers {
-            let mut c = listener.accept_timeout(wait).unwrap();
+            let mut c = Conversation::new(listener.accept().unwrap());
             handlers.push(spawn(move || {
                 for _ in 0..messages {
                     let m = c.recv().unwrap().unwrap();

@@ -130,7 +130,7 @@ fn an_oversize_datagram_to_a_listener_conversation_is_reported_too() {
     raw.send_to(b"first", addr).unwrap();
     raw.send_to(&[0u8; 101], addr).unwrap();
     raw.send_to(b"third", addr).unwrap();
-    let mut c = l.accept_timeout(T).unwrap();
+    let mut c = Conversation::new(l.accept().unwrap());
     assert_eq!(c.recv().unwrap().unwrap(), &b"first"[..]);
     assert!(matches!(c.recv(), Err(Error::Truncated { max: 100, .. })));
     assert_eq!(c.recv().unwrap().unwrap(), &b"third"[..]);
@@ -153,7 +153,7 @@ fn zero_length_datagrams_are_empty_messages_not_the_end() {
     c = udp_client(addr, &config);
     c.send("").unwrap();
     c.send("").unwrap();
-    let mut s = l.accept_timeout(T).unwrap();
+    let mut s = Conversation::new(l.accept().unwrap());
     assert_eq!(s.recv().unwrap().unwrap(), &b""[..]);
     assert_eq!(s.recv().unwrap().unwrap(), &b""[..]);
 }
@@ -193,7 +193,7 @@ fn a_listener_replies_from_its_bound_address() {
     let (l, addr) = udp_listener(&config);
     let raw = raw_udp("127.0.0.1");
     raw.send_to(b"hello", addr).unwrap();
-    let mut c = l.accept_timeout(T).unwrap();
+    let mut c = Conversation::new(l.accept().unwrap());
     assert_eq!(c.peer_addr().unwrap().socket_addr(), Some(addr_of(&raw)));
     assert_eq!(c.recv().unwrap().unwrap(), &b"hello"[..]);
     c.send("hi").unwrap();
@@ -211,7 +211,7 @@ fn a_hundred_peers_each_get_exactly_their_own_messages_in_order() {
     let server = spawn(move || {
         let mut workers = Vec::new();
         for _ in 0..PEERS {
-            let mut c = l.accept_timeout(T).unwrap();
+            let mut c = Conversation::new(l.accept().unwrap());
             workers.push(spawn(move || {
                 let mut got = Vec::new();
                 while got.len() < MESSAGES {
@@ -275,7 +275,7 @@ fn a_full_queue_drops_and_counts() {
         (4, 16),
         "{stats:?}"
     );
-    let mut s = l.accept_timeout(T).unwrap();
+    let mut s = Conversation::new(l.accept().unwrap());
     for i in 0..4u8 {
         assert_eq!(s.recv().unwrap().unwrap(), &[i][..]);
     }
@@ -293,7 +293,7 @@ fn every_stats_snapshot_accounts_for_each_datagram() {
     let l = std::sync::Arc::new(l);
     let mut c = udp_client(addr, &config);
     c.send(0u32.to_be_bytes()).unwrap();
-    let mut s = l.accept_timeout(T).unwrap();
+    let mut s = Conversation::new(l.accept().unwrap());
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let poller = {
         let (l, done) = (l.clone(), done.clone());
@@ -359,13 +359,12 @@ fn the_peer_cap_drops_and_counts_new_sources() {
         "{stats:?}"
     );
     for i in 0..3 {
-        let mut s = l.accept_timeout(T).unwrap();
+        let mut s = Conversation::new(l.accept().unwrap());
         assert_eq!(s.recv_text().unwrap().unwrap(), format!("peer {i}"));
     }
-    assert!(matches!(
-        l.accept_timeout(Duration::from_millis(50)),
-        Err(Error::Timeout)
-    ));
+    l.set_accept_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    assert!(matches!(l.accept(), Err(Error::Timeout)));
     drop(clients);
 }
 
@@ -384,7 +383,7 @@ fn the_byte_cap_drops_and_counts() {
         "{stats:?}"
     );
     // Receiving gives the budget back.
-    let mut s = l.accept_timeout(T).unwrap();
+    let mut s = Conversation::new(l.accept().unwrap());
     for _ in 0..3 {
         assert_eq!(s.recv().unwrap().unwrap().len(), 3000);
     }
@@ -399,7 +398,7 @@ fn an_idle_peer_is_evicted_and_its_conversation_ends() {
     let (l, addr) = udp_listener(&config);
     let mut c = udp_client(addr, &config);
     c.send("one").unwrap();
-    let mut s = l.accept_timeout(T).unwrap();
+    let mut s = Conversation::new(l.accept().unwrap());
     assert_eq!(s.recv().unwrap().unwrap(), &b"one"[..]);
     let started = Instant::now();
     assert_eq!(s.recv().unwrap(), None, "the end, after the idle timeout");
@@ -415,7 +414,7 @@ fn an_idle_peer_is_evicted_and_its_conversation_ends() {
     // A later datagram from the same source starts a new conversation.
     let mut c2 = udp_client(addr, &config.clone().idle_timeout(None));
     c2.send("again").unwrap();
-    let mut s2 = l.accept_timeout(T).unwrap();
+    let mut s2 = Conversation::new(l.accept().unwrap());
     assert_eq!(s2.recv().unwrap().unwrap(), &b"again"[..]);
 }
 
@@ -425,12 +424,12 @@ fn closing_a_udp_conversation_is_local() {
     let (l, addr) = udp_listener(&config);
     let mut c = udp_client(addr, &config);
     c.send("hello").unwrap();
-    let s = l.accept_timeout(T).unwrap();
+    let s = Conversation::new(l.accept().unwrap());
     s.close().unwrap();
     // The client was not told: it can still send, and nothing ends.
     c.send("still there?").unwrap();
     // That datagram starts a new conversation on the listener.
-    let mut s2 = l.accept_timeout(T).unwrap();
+    let mut s2 = Conversation::new(l.accept().unwrap());
     assert_eq!(s2.recv().unwrap().unwrap(), &b"still there?"[..]);
     c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     assert!(matches!(c.recv(), Err(Error::Timeout)));
@@ -445,7 +444,7 @@ fn icmp_errors_never_stop_the_listener() {
     // A peer that says hello and vanishes: replies to it bounce (ICMP).
     let gone = raw_udp("127.0.0.1");
     gone.send_to(b"hello", addr).unwrap();
-    let mut s = l.accept_timeout(T).unwrap();
+    let mut s = Conversation::new(l.accept().unwrap());
     drop(gone);
     for _ in 0..20 {
         let _ = s.send("are you there?");
@@ -453,7 +452,7 @@ fn icmp_errors_never_stop_the_listener() {
     // The listener still serves a new peer.
     let mut c = udp_client(addr, &config);
     c.send("next").unwrap();
-    let mut s2 = l.accept_timeout(T).unwrap();
+    let mut s2 = Conversation::new(l.accept().unwrap());
     assert_eq!(s2.recv().unwrap().unwrap(), &b"next"[..]);
     s2.send("served").unwrap();
     assert_eq!(c.recv().unwrap().unwrap(), &b"served"[..]);
@@ -465,7 +464,7 @@ fn dropping_the_listener_stops_its_thread_within_a_second() {
     let (l, addr) = udp_listener(&config);
     let mut c = udp_client(addr, &config);
     c.send("hello").unwrap();
-    let mut s = l.accept_timeout(T).unwrap();
+    let mut s = Conversation::new(l.accept().unwrap());
     assert_eq!(s.recv().unwrap().unwrap(), &b"hello"[..]);
     let started = Instant::now();
     drop(l);
@@ -502,7 +501,6 @@ fn udp_urls_select_udp() {
     assert_eq!(s.recv_text().unwrap().as_deref(), Some("over udp"));
     s.send_text("back").unwrap();
     assert_eq!(c.recv_text().unwrap().as_deref(), Some("back"));
-    assert!(!c.transport().is_stream());
     assert_eq!(c.peer_addr().unwrap().to_string(), url);
 }
 

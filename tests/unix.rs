@@ -48,7 +48,7 @@ fn a_hostile_header_is_refused_without_allocating_it() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(c.transport().read_buffer_capacity() < 1024 * 1024);
+    assert!(c.receiver().buffer_capacity() < 1024 * 1024);
 }
 
 #[test]

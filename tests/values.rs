@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use converse::{Config, Conversation, Error, Memory, TcpListener, UdpListener};
+use converse::{Config, Conversation, Error, TcpListener, UdpListener};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -61,17 +61,17 @@ fn round_trip(mut a: Conversation, mut b: Conversation) {
 #[test]
 fn values_round_trip_over_every_transport() {
     let config = config();
-    let (a, b) = Memory::pair_with(&config);
+    let (a, b) = memory_pair(&config);
     round_trip(a.boxed(), b.boxed());
 
     let l = TcpListener::bind_with("127.0.0.1:0", &config).unwrap();
     let a = converse::connect_with(&l.local_addr().unwrap().to_string(), &config).unwrap();
-    round_trip(a, l.accept().unwrap().boxed());
+    round_trip(a, Conversation::new(l.accept().unwrap()).boxed());
 
     let l = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();
     let mut a = converse::connect_with(&l.local_addr().unwrap().to_string(), &config).unwrap();
     a.send_value(&0u8).unwrap();
-    let mut b = l.accept_timeout(T).unwrap().boxed();
+    let mut b = Conversation::new(l.accept().unwrap()).boxed();
     assert_eq!(b.recv_value::<u8>().unwrap(), Some(0));
     round_trip(a, b);
 
@@ -84,7 +84,7 @@ fn values_round_trip_over_every_transport() {
 
 #[test]
 fn the_format_is_compact() {
-    let (mut a, mut b) = Memory::pair_with(&config());
+    let (mut a, mut b) = memory_pair(&config());
     a.send_value(&(1u32, 300u64, -2i64, true)).unwrap();
     // Varints: 1, 300 (2 bytes), zigzag(-2) = 3, true.
     assert_eq!(&b.recv().unwrap().unwrap()[..], &[1, 0xac, 0x02, 3, 1]);
@@ -92,7 +92,7 @@ fn the_format_is_compact() {
 
 #[test]
 fn a_message_that_is_not_the_type_is_kept_and_the_conversation_goes_on() {
-    let (mut a, mut b) = Memory::pair_with(&config());
+    let (mut a, mut b) = memory_pair(&config());
     a.send([0xff, 0xff]).unwrap(); // not a valid Kind discriminant
     a.send_value(&Kind::Buy).unwrap();
     match b.recv_value::<Kind>() {
@@ -107,7 +107,7 @@ fn a_message_that_is_not_the_type_is_kept_and_the_conversation_goes_on() {
 
 #[test]
 fn bytes_left_over_after_a_value_are_refused() {
-    let (mut a, mut b) = Memory::pair_with(&config());
+    let (mut a, mut b) = memory_pair(&config());
     a.send([7, 0]).unwrap(); // a u8, then a stray byte
     match b.recv_value::<u8>() {
         Err(Error::InvalidValue { reason, .. }) => {
@@ -119,7 +119,7 @@ fn bytes_left_over_after_a_value_are_refused() {
 
 #[test]
 fn a_declared_length_is_not_reserved_up_front() {
-    let (mut a, mut b) = Memory::pair_with(&config());
+    let (mut a, mut b) = memory_pair(&config());
     // A Vec<u64> claiming u64::MAX / 2 elements, then three bytes.
     let mut hostile = vec![0xff; 9];
     hostile.push(0x7f);
@@ -155,7 +155,7 @@ impl Serialize for Unencodable {
 
 #[test]
 fn an_unencodable_value_sends_nothing() {
-    let (mut a, mut b) = Memory::pair_with(&config().read_timeout(Some(Duration::from_millis(50))));
+    let (mut a, mut b) = memory_pair(&config().read_timeout(Some(Duration::from_millis(50))));
     match a.send_value(&Unencodable) {
         // (postcard does not keep the custom message, only its kind.)
         Err(Error::Encode { reason }) => assert!(reason.contains("Serializ"), "{reason}"),
@@ -167,7 +167,7 @@ fn an_unencodable_value_sends_nothing() {
 #[test]
 fn a_value_over_the_limit_is_refused_before_sending() {
     let config = Config::new().max_message_len(16);
-    let (mut a, _b) = Memory::pair_with(&config);
+    let (mut a, _b) = memory_pair(&config);
     match a.send_value(&"x".repeat(100)) {
         Err(Error::MessageTooLarge { len, max }) => assert_eq!((len, max), (101, 16)),
         other => panic!("{other:?}"),
@@ -176,9 +176,9 @@ fn a_value_over_the_limit_is_refused_before_sending() {
 
 #[test]
 fn halves_and_the_end() {
-    let (a, b) = Memory::pair_with(&config());
-    let (mut tx, _rx) = a.boxed().split().unwrap();
-    let (_tx2, mut rx) = b.boxed().split().unwrap();
+    let (a, b) = memory_pair(&config());
+    let (mut tx, _rx) = a.boxed().split();
+    let (_tx2, mut rx) = b.boxed().split();
     tx.send_value(&order(7)).unwrap();
     assert_eq!(rx.recv_value::<Order>().unwrap(), Some(order(7)));
     tx.close().unwrap();
@@ -190,7 +190,7 @@ proptest! {
     /// carrying the bytes, never a panic; the conversation goes on.
     #[test]
     fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-        let (mut a, mut b) = Memory::pair_with(&config());
+        let (mut a, mut b) = memory_pair(&config());
         for _ in 0..4 {
             a.send(&bytes).unwrap();
         }
@@ -231,7 +231,7 @@ proptest! {
             prices: [("p".to_owned(), f64::from(quantity))].into(),
             kind: Kind::Sell { limit },
         };
-        let (mut a, mut b) = Memory::pair_with(&config());
+        let (mut a, mut b) = memory_pair(&config());
         a.send_value(&value).unwrap();
         prop_assert_eq!(b.recv_value::<Order>().unwrap(), Some(value));
     }

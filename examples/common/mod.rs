@@ -1,45 +1,44 @@
-//! What every example shares: the address and transport options, printing
-//! received messages (one per line, flushed), prompts on stderr only when
-//! stdin is a terminal, and a one-line error naming the address.
+//! What every example shares: the address, transport and framing options;
+//! printing received messages (one per line, flushed); prompts on stderr
+//! only when stdin is a terminal; one error line that names the address;
+//! an `accept` loop that survives a moment without file descriptors; and
+//! the keepalive that holds a UDP client's place.
 #![allow(dead_code)]
 
 use std::fmt::Display;
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use converse::codec::Framing;
+use converse::{Config, Conversation, Listener, SendHalf};
 
 /// The transport, chosen on the command line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum TransportKind {
-    /// TCP, with length-prefixed framing.
+    /// TCP, with a framing (a length prefix by default).
     #[default]
     Tcp,
     /// UDP, one datagram per message.
     Udp,
 }
 
-impl Display for TransportKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl TransportKind {
+    pub fn scheme(self) -> &'static str {
+        match self {
             TransportKind::Tcp => "tcp",
             TransportKind::Udp => "udp",
-        })
+        }
     }
-}
 
-/// How messages are delimited over TCP, chosen on the command line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum FramingKind {
-    /// A 4-byte big-endian length, then the message (converse's wire format).
-    #[default]
-    Length,
-    /// One message per line: `nc` or telnet can take part.
-    Lines,
-    /// No framing: the tutorial's own Python programs can take part
-    /// (message boundaries are not kept).
-    Raw,
-    /// A varint (LEB128) length, then the message.
-    Varint,
+    fn from_scheme(scheme: &str) -> Option<TransportKind> {
+        TransportKind::value_variants()
+            .iter()
+            .copied()
+            .find(|t| t.scheme() == scheme)
+    }
 }
 
 /// `--addr`, `--transport` and `--framing`, flattened into each example's
@@ -47,50 +46,171 @@ pub enum FramingKind {
 #[derive(Args, Debug)]
 pub struct Endpoint {
     /// HOST:PORT to bind (servers; port 0 lets the system pick) or to
-    /// connect to (clients). IPv6 in brackets: [::1]:8090.
+    /// connect to (clients). IPv6 in brackets: [::1]:8090. A URL such as
+    /// udp://127.0.0.1:8090 also says the transport.
     #[arg(long, value_name = "HOST:PORT")]
     pub addr: Option<String>,
-    /// The transport.
-    #[arg(long, value_enum, default_value_t = TransportKind::Tcp)]
-    pub transport: TransportKind,
-    /// How messages are delimited over TCP (UDP: one datagram per message).
-    #[arg(long, value_enum, default_value_t = FramingKind::Length)]
-    pub framing: FramingKind,
+    /// The transport [default: tcp, or the scheme of --addr].
+    #[arg(long, value_enum)]
+    pub transport: Option<TransportKind>,
+    /// How messages are delimited over TCP: length (4-byte big-endian
+    /// prefix), length8be ... length64le (other widths and byte orders),
+    /// varint, lines (nc and telnet can take part), raw (no framing: the
+    /// tutorial's own Python programs can take part; boundaries are lost,
+    /// and an empty message cannot be sent). UDP: one datagram per message.
+    #[arg(long, default_value = "length", value_parser = parse_framing)]
+    pub framing: Framing,
+}
+
+fn parse_framing(name: &str) -> Result<Framing, String> {
+    name.parse::<Framing>().map_err(|e| e.to_string())
 }
 
 impl Endpoint {
-    /// The URL for this endpoint, with `default` when no `--addr` was given.
-    pub fn url(&self, default: &str) -> String {
-        format!(
-            "{}://{}",
-            self.transport,
-            self.addr.as_deref().unwrap_or(default)
-        )
+    /// The transport: `--transport`, or the scheme of `--addr`, or TCP.
+    pub fn transport(&self) -> Result<TransportKind, Failed> {
+        match (self.scheme()?, self.transport) {
+            (Some(from_addr), Some(given)) if from_addr != given => Err(Failed::new(
+                self.addr.as_deref().unwrap_or_default(),
+                format!(
+                    "--addr says {} but --transport says {}",
+                    from_addr.scheme(),
+                    given.scheme()
+                ),
+            )),
+            (Some(from_addr), _) => Ok(from_addr),
+            (None, given) => Ok(given.unwrap_or_default()),
+        }
+    }
+
+    /// The transport named by the scheme of `--addr`, if it has one.
+    fn scheme(&self) -> Result<Option<TransportKind>, Failed> {
+        let Some(addr) = &self.addr else {
+            return Ok(None);
+        };
+        let Some((scheme, _)) = addr.split_once("://") else {
+            return Ok(None);
+        };
+        let known: Vec<&str> = TransportKind::value_variants()
+            .iter()
+            .map(|t| t.scheme())
+            .collect();
+        TransportKind::from_scheme(&scheme.to_ascii_lowercase())
+            .map(Some)
+            .ok_or_else(|| {
+                Failed::new(
+                    addr,
+                    format!(
+                        "unknown scheme {scheme:?} (this program speaks {})",
+                        known.join(", ")
+                    ),
+                )
+            })
+    }
+
+    /// The URL for this endpoint, with `default` (HOST:PORT) when no
+    /// `--addr` was given.
+    pub fn url(&self, default: &str) -> Result<String, Failed> {
+        let transport = self.transport()?;
+        let addr = self.addr.as_deref().unwrap_or(default);
+        let hostport = addr.split_once("://").map_or(addr, |(_, rest)| rest);
+        Ok(format!("{}://{hostport}", transport.scheme()))
     }
 
     /// The configuration these options ask for.
-    pub fn config(&self) -> converse::Config {
-        use converse::codec::Framing;
-        converse::Config::new().framing(match self.framing {
-            FramingKind::Length => Framing::default(),
-            FramingKind::Lines => Framing::Lines,
-            FramingKind::Raw => Framing::Raw,
-            FramingKind::Varint => Framing::Varint,
-        })
+    pub fn config(&self) -> Config {
+        Config::new().framing(self.framing)
+    }
+
+    pub fn is_udp(&self) -> bool {
+        matches!(self.transport(), Ok(TransportKind::Udp))
+    }
+}
+
+/// What went wrong, and where: the one line `main` prints.
+#[derive(Debug)]
+pub struct Failed {
+    at: String,
+    what: String,
+}
+
+impl Failed {
+    pub fn new(at: &str, what: impl Display) -> Failed {
+        Failed {
+            at: at.to_owned(),
+            what: what.to_string(),
+        }
+    }
+}
+
+impl Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.what.contains(&self.at) || self.at.is_empty() {
+            f.write_str(&self.what)
+        } else {
+            write!(f, "{}: {}", self.at, self.what)
+        }
+    }
+}
+
+/// Names the place an error concerns: `listener.accept().at(&url)?`.
+pub trait At<T> {
+    fn at(self, place: &str) -> Result<T, Failed>;
+}
+
+impl<T, E: std::error::Error> At<T> for Result<T, E> {
+    fn at(self, place: &str) -> Result<T, Failed> {
+        self.map_err(|e| Failed::new(place, e))
+    }
+}
+
+/// Runs an example's `run`, and on failure prints its one error line and
+/// exits 1.
+pub fn main_with(run: impl FnOnce() -> Result<(), Failed>) {
+    if let Err(failed) = run() {
+        eprintln!("error: {failed}");
+        std::process::exit(1);
     }
 }
 
 /// Binds a server and prints the one `listening on …` line, flushed.
-pub fn listen(url: &str, config: &converse::Config) -> converse::Listener {
-    let listener = converse::listen_with(url, config).unwrap_or_else(|e| fail(url, &e));
-    let bound = listener.local_addr().unwrap_or_else(|e| fail(url, &e));
+pub fn listen(url: &str, config: &Config) -> Result<Listener, Failed> {
+    let listener = converse::listen_with(url, config).at(url)?;
+    let bound = listener.local_addr().at(url)?;
     say(format!("listening on {bound}"));
-    listener
+    Ok(listener)
+}
+
+/// Accepts the next conversation. A moment without file descriptors or
+/// buffers (`EMFILE`, `ENFILE`, `ENOBUFS`) or a client that gave up
+/// mid-handshake costs one line on stderr and a short pause, then the next
+/// client is served; anything else is a failure.
+pub fn accept(listener: &Listener, url: &str) -> Result<Conversation, Failed> {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match listener.accept() {
+            Ok(conversation) => return Ok(conversation),
+            Err(e) if e.is_transient() => {
+                note(format!("{url}: accept: {e} (retrying in {pause:?})"));
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(Failed::new(url, e)),
+        }
+    }
 }
 
 /// Connects a client.
-pub fn connect(url: &str, config: &converse::Config) -> converse::Conversation {
-    converse::connect_with(url, config).unwrap_or_else(|e| fail(url, &e))
+pub fn connect(url: &str, config: &Config) -> Result<Conversation, Failed> {
+    converse::connect_with(url, config).at(url)
+}
+
+/// The peer's address, as text.
+pub fn peer(conversation: &Conversation) -> String {
+    conversation
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default()
 }
 
 /// Prints one line to stdout and flushes it at once.
@@ -104,29 +224,6 @@ pub fn say(line: impl Display) {
 /// A diagnostic: one line on stderr.
 pub fn note(line: impl Display) {
     eprintln!("{line}");
-}
-
-/// An error and its causes on one line.
-pub fn one_line(err: &dyn std::error::Error) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
-}
-
-/// Reports a failure on one line of stderr that names the address, and exits 1.
-pub fn fail(url: &str, err: &dyn std::error::Error) -> ! {
-    let line = one_line(err);
-    if line.contains(url) {
-        eprintln!("error: {line}");
-    } else {
-        eprintln!("error: {url}: {line}");
-    }
-    std::process::exit(1)
 }
 
 /// Lines of stdin, with a prompt on stderr before each when stdin is a
@@ -160,9 +257,70 @@ impl Input {
             }
         }
     }
+
+    /// The next line that is not empty (an empty message is a keepalive
+    /// to these programs, never something said); `None` at end of input.
+    pub fn said(&mut self) -> Option<String> {
+        loop {
+            let line = self.line()?;
+            if !line.is_empty() {
+                return Some(line);
+            }
+        }
+    }
 }
 
 /// The text of a message, with bytes that are not UTF-8 shown as U+FFFD.
 pub fn text(msg: &[u8]) -> String {
     String::from_utf8_lossy(msg).into_owned()
+}
+
+/// The keepalive of a UDP client: UDP has no connection, so a server
+/// forgets a peer that is silent for its idle timeout (120 s by default).
+/// While the client runs, an empty message every `every` keeps its place;
+/// the examples never print or relay an empty message. Stops when dropped.
+pub struct KeepAlive {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The default interval of the keepalive: well inside a 120 s idle timeout.
+pub const KEEPALIVE: Duration = Duration::from_secs(30);
+
+impl KeepAlive {
+    pub fn start(tx: Arc<Mutex<SendHalf>>, every: Duration) -> KeepAlive {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                let mut tx = tx.lock().unwrap_or_else(|e| e.into_inner());
+                if tx.send("").is_err() {
+                    return;
+                }
+            }
+        });
+        KeepAlive {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for KeepAlive {
+    /// Stops the keepalive and waits for its thread (and its hold on the
+    /// sending half) to end.
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Parses a number of seconds (fractions allowed) as a duration.
+pub fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err("expected a positive number of seconds".to_owned());
+    }
+    Ok(Duration::from_secs_f64(secs))
 }

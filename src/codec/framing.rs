@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{take, FrameError, LengthDelimited, Parse};
+use super::{take, FrameError, LengthDelimited, Parse, Width};
 
 /// The bytes that go before a message: a length field, a varint, or
 /// nothing. At most 10 bytes, kept inline.
@@ -59,8 +59,8 @@ impl Eq for Prefix {}
 ///
 /// | framing | on the wire | for |
 /// |---|---|---|
-/// | `Length { width: 4, big_endian: true }` (the default) | `len: u32 BE`, payload | tokio-util's `LengthDelimitedCodec`, Netty, `struct.pack('>I')` |
-/// | `Length { width, big_endian }` | a 1, 2, 4 or 8-byte length, either byte order, payload | systems with another header, e.g. 2-byte little-endian |
+/// | `Length { width: Width::U32, big_endian: true }` (the default, `length`) | `len: u32 BE`, payload | tokio-util's `LengthDelimitedCodec`, Netty, `struct.pack('>I')` |
+/// | `Length { width, big_endian }` (`length16le`, `length8be`, …) | a 1, 2, 4 or 8-byte length, either byte order, payload | systems with another header, e.g. 2-byte little-endian |
 /// | `Varint` | the length as unsigned LEB128, payload | message-io, protobuf-style streams |
 /// | `Lines` | the message, then `\n` (`\r\n` accepted on receive) | `nc`, telnet, line-based text protocols |
 /// | `Raw` | the bytes as they are: **no boundaries** | legacy peers such as the tutorial's own programs |
@@ -68,22 +68,40 @@ impl Eq for Prefix {}
 /// With `Raw`, a receive returns whatever bytes have arrived (up to the
 /// largest message): two sends may arrive as one receive, one as two. It
 /// exists to talk to programs that do not frame at all; anything else
-/// should use a real framing.
+/// should use a real framing. An empty message cannot be sent over `Raw`
+/// (it would put nothing on the wire, and the peer would wait for it
+/// forever): such a send is refused.
+///
+/// The wire, one diagram per framing, for the messages `hi` and `` (empty):
+///
+/// ```text
+/// length      00 00 00 02 'h' 'i' | 00 00 00 00
+/// length16le  02 00 'h' 'i'       | 00 00
+/// length8be   02 'h' 'i'          | 00
+/// varint      02 'h' 'i'          | 00            (300 bytes: ac 02 ...)
+/// lines       'h' 'i' 0a          | 0a            (\r\n accepted on receive)
+/// raw         'h' 'i'             | (refused)
+/// ```
 ///
 /// ```
-/// use converse::codec::Framing;
+/// use converse::codec::{Framing, Width};
 ///
 /// assert_eq!("lines".parse::<Framing>()?, Framing::Lines);
+/// assert_eq!(
+///     "length16le".parse::<Framing>()?,
+///     Framing::Length { width: Width::U16, big_endian: false }
+/// );
 /// assert_eq!(Framing::default().to_string(), "length");
-/// # Ok::<(), converse::Error>(())
+/// assert!("length24be".parse::<Framing>().is_err()); // no such width
+/// # Ok::<(), converse::codec::ParseFramingError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Framing {
-    /// A length field of `width` bytes (1, 2, 4 or 8), then the payload.
+    /// A length field of `width` (1, 2, 4 or 8 bytes), then the payload.
     Length {
-        /// The width of the length field in bytes.
-        width: u8,
+        /// The width of the length field.
+        width: Width,
         /// Big-endian (network order) or little-endian.
         big_endian: bool,
     },
@@ -100,7 +118,7 @@ pub enum Framing {
 impl Default for Framing {
     fn default() -> Self {
         Framing::Length {
-            width: 4,
+            width: Width::U32,
             big_endian: true,
         }
     }
@@ -141,14 +159,14 @@ impl fmt::Display for Framing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Framing::Length {
-                width: 4,
+                width: Width::U32,
                 big_endian: true,
             } => f.write_str("length"),
             Framing::Length { width, big_endian } => {
                 write!(
                     f,
                     "length{}{}",
-                    width * 8,
+                    width.bytes() * 8,
                     if *big_endian { "be" } else { "le" }
                 )
             }
@@ -159,16 +177,25 @@ impl fmt::Display for Framing {
     }
 }
 
-impl FromStr for Framing {
-    type Err = crate::Error;
+/// A name that is not a framing (see [`Framing`]'s `FromStr`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown framing {name:?}: expected length, lines, raw, varint, or length8|16|32|64 \
+     followed by be or le (length16le, length8be, ...)"
+)]
+pub struct ParseFramingError {
+    /// The name that was given.
+    pub name: String,
+}
 
-    /// `length` (4 bytes, big-endian), `length16le`-style names for other
-    /// widths and orders, `varint`, `lines`, `raw`.
-    fn from_str(s: &str) -> Result<Framing, crate::Error> {
-        let bad = || crate::Error::InvalidAddress {
-            input: s.to_owned(),
-            reason: "expected a framing: length, lines, raw, varint".to_owned(),
-        };
+impl FromStr for Framing {
+    type Err = ParseFramingError;
+
+    /// `length` (4 bytes, big-endian), `length16le`-style names for every
+    /// width (8, 16, 32, 64 bits) and order (`be`, `le`), `varint`, `lines`,
+    /// `raw`.
+    fn from_str(s: &str) -> Result<Framing, ParseFramingError> {
+        let bad = || ParseFramingError { name: s.to_owned() };
         Ok(match s {
             "length" => Framing::default(),
             "varint" => Framing::Varint,
@@ -182,10 +209,10 @@ impl FromStr for Framing {
                     _ => return Err(bad()),
                 };
                 let width = match bits {
-                    "8" => 1,
-                    "16" => 2,
-                    "32" => 4,
-                    "64" => 8,
+                    "8" => Width::U8,
+                    "16" => Width::U16,
+                    "32" => Width::U32,
+                    "64" => Width::U64,
                     _ => return Err(bad()),
                 };
                 Framing::Length { width, big_endian }
@@ -326,6 +353,9 @@ impl Codec {
                     Ok(Prefix::EMPTY)
                 }
             }
+            Kind::Raw if msg.is_empty() => Err(FrameError::Invalid(
+                "an empty message cannot be sent without framing (raw): nothing would arrive",
+            )),
             Kind::Raw => Ok(Prefix::EMPTY),
         }
     }
@@ -349,12 +379,23 @@ impl Codec {
         Ok(())
     }
 
-    /// Forgets what `parse` remembered of a buffer (call after cutting bytes
-    /// out of it other than through this codec).
-    pub fn reset(&mut self) {
-        if let Kind::Lines { scanned } = &mut self.kind {
-            *scanned = 0;
+    /// The framing this codec speaks.
+    pub fn framing(&self) -> Framing {
+        match &self.kind {
+            Kind::Length(c) => Framing::Length {
+                width: c.width(),
+                big_endian: c.is_big_endian(),
+            },
+            Kind::Varint => Framing::Varint,
+            Kind::Lines { .. } => Framing::Lines,
+            Kind::Raw => Framing::Raw,
         }
+    }
+
+    /// `true` when this framing keeps message boundaries (every framing but
+    /// `Raw`).
+    pub fn keeps_boundaries(&self) -> bool {
+        !matches!(self.kind, Kind::Raw)
     }
 }
 
@@ -511,6 +552,7 @@ mod tests {
             vec![b"onet".to_vec(), b"woth".to_vec(), b"ree".to_vec()]
         );
         assert_eq!(&c.prefix(b"any").unwrap()[..], b"");
+        assert!(matches!(c.prefix(b""), Err(FrameError::Invalid(_))));
         assert_eq!(c.suffix(), b"");
         // Even with a limit of 0, a raw receive makes progress.
         let mut c = Framing::Raw.codec(0);

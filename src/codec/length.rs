@@ -19,7 +19,7 @@ pub const DEFAULT_MAX_MESSAGE_LEN: usize = 8 * 1024 * 1024;
 /// byte for byte the default of tokio-util's `LengthDelimitedCodec`, Netty's
 /// `LengthFieldPrepender(4)` and Python's `struct.pack('>I', len(p)) + p`.
 ///
-/// Other widths (1, 2, 4 or 8 bytes) and little-endian lengths are
+/// Other widths ([`Width`]: 1, 2, 4 or 8 bytes) and little-endian lengths are
 /// available ([`with_width`](Self::with_width),
 /// [`little_endian`](Self::little_endian)); a message too long for the width
 /// is refused on send, never sent with a truncated length.
@@ -50,8 +50,54 @@ pub const DEFAULT_MAX_MESSAGE_LEN: usize = 8 * 1024 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LengthDelimited {
     max: usize,
-    width: u8,
+    width: Width,
     big_endian: bool,
+}
+
+/// The width of a length field. Only these four exist, so a framing with a
+/// 3-byte length cannot be written down, let alone fail later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Width {
+    /// One byte: messages up to 255 bytes.
+    U8,
+    /// Two bytes: messages up to 65,535 bytes.
+    U16,
+    /// Four bytes (the default): messages up to 4 GiB − 1.
+    #[default]
+    U32,
+    /// Eight bytes.
+    U64,
+}
+
+impl Width {
+    /// The number of bytes of the field.
+    pub const fn bytes(self) -> usize {
+        match self {
+            Width::U8 => 1,
+            Width::U16 => 2,
+            Width::U32 => 4,
+            Width::U64 => 8,
+        }
+    }
+
+    /// The width of `bytes` bytes, if it is one of the four.
+    pub const fn from_bytes(bytes: usize) -> Option<Width> {
+        match bytes {
+            1 => Some(Width::U8),
+            2 => Some(Width::U16),
+            4 => Some(Width::U32),
+            8 => Some(Width::U64),
+            _ => None,
+        }
+    }
+
+    /// The largest length the field can say.
+    pub const fn max_len(self) -> u64 {
+        match self {
+            Width::U64 => u64::MAX,
+            w => (1u64 << (8 * w.bytes())) - 1,
+        }
+    }
 }
 
 impl Default for LengthDelimited {
@@ -65,33 +111,28 @@ impl LengthDelimited {
     pub const fn new() -> Self {
         LengthDelimited {
             max: DEFAULT_MAX_MESSAGE_LEN,
-            width: 4,
+            width: Width::U32,
             big_endian: true,
         }
     }
 
-    /// Sets the width of the length field: 1, 2, 4 or 8 bytes. The largest
-    /// message is lowered to what the width can say.
-    ///
-    /// # Panics
-    ///
-    /// If `width` is not 1, 2, 4 or 8.
-    pub fn with_width(mut self, width: u8) -> Self {
-        assert!(
-            matches!(width, 1 | 2 | 4 | 8),
-            "a length field is 1, 2, 4 or 8 bytes, not {width}"
-        );
+    /// Sets the width of the length field. The largest message is lowered
+    /// to what the width can say.
+    #[must_use]
+    pub fn with_width(mut self, width: Width) -> Self {
         self.width = width;
         self.with_max_message_len(self.max)
     }
 
     /// Lengths in little-endian byte order.
+    #[must_use]
     pub fn little_endian(mut self) -> Self {
         self.big_endian = false;
         self
     }
 
     /// Lengths in big-endian (network) byte order, the default.
+    #[must_use]
     pub fn big_endian(mut self) -> Self {
         self.big_endian = true;
         self
@@ -99,11 +140,9 @@ impl LengthDelimited {
 
     /// Sets the largest message, clamped to what the length field can say
     /// (`u32::MAX` for the default 4 bytes).
+    #[must_use]
     pub fn with_max_message_len(mut self, max: usize) -> Self {
-        let field_max = match self.width {
-            8 => u64::MAX,
-            w => (1u64 << (8 * u32::from(w))) - 1,
-        };
+        let field_max = self.width.max_len();
         self.max = max.min(usize::try_from(field_max).unwrap_or(usize::MAX));
         self
     }
@@ -115,7 +154,17 @@ impl LengthDelimited {
 
     /// The length of the header: the width of the length field.
     pub const fn header_len(&self) -> usize {
-        self.width as usize
+        self.width.bytes()
+    }
+
+    /// The width of the length field.
+    pub const fn width(&self) -> Width {
+        self.width
+    }
+
+    /// `true` when lengths are big-endian.
+    pub const fn is_big_endian(&self) -> bool {
+        self.big_endian
     }
 
     /// Looks at the front of `buf`. The declared length is checked against
@@ -208,7 +257,14 @@ impl LengthDelimited {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::decode_all;
+
+    fn decode_all(c: &LengthDelimited, buf: &mut BytesMut) -> Result<Vec<Bytes>, FrameError> {
+        let mut out = Vec::new();
+        while let Some(msg) = c.decode(buf)? {
+            out.push(msg);
+        }
+        Ok(out)
+    }
 
     fn frame(msg: &[u8]) -> Vec<u8> {
         let mut v = (msg.len() as u32).to_be_bytes().to_vec();
@@ -339,7 +395,9 @@ mod tests {
 
     #[test]
     fn other_widths_and_byte_orders() {
-        let le2 = LengthDelimited::new().with_width(2).little_endian();
+        let le2 = LengthDelimited::new()
+            .with_width(Width::U16)
+            .little_endian();
         assert_eq!(le2.max_message_len(), 65_535);
         assert_eq!(&le2.header(0x0102).unwrap()[..], &[0x02, 0x01]);
         assert_eq!(
@@ -358,10 +416,10 @@ mod tests {
                 max: 65_535
             })
         );
-        let be1 = LengthDelimited::new().with_width(1);
+        let be1 = LengthDelimited::new().with_width(Width::U8);
         assert_eq!(be1.max_message_len(), 255);
         assert_eq!(&be1.header(7).unwrap()[..], &[7]);
-        let be8 = LengthDelimited::new().with_width(8);
+        let be8 = LengthDelimited::new().with_width(Width::U64);
         assert_eq!(be8.max_message_len(), DEFAULT_MAX_MESSAGE_LEN);
         assert_eq!(&be8.header(0x0102).unwrap()[..], &[0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(
@@ -371,7 +429,9 @@ mod tests {
                 max: DEFAULT_MAX_MESSAGE_LEN as u64
             })
         );
-        let le8 = LengthDelimited::new().with_width(8).little_endian();
+        let le8 = LengthDelimited::new()
+            .with_width(Width::U64)
+            .little_endian();
         assert_eq!(
             le8.parse(&[1, 0, 0, 0, 0, 0, 0, 0, 9]).unwrap(),
             Parse::Frame {

@@ -8,20 +8,19 @@
 //! A decoder looks at the front of a buffer and answers with a [`Parse`]:
 //! either "a whole message lies here" or "at least `needed` more bytes are
 //! required". It never asks for the declared length to be reserved up front:
-//! the caller grows its buffer with the bytes that actually arrive, at most
-//! [`READ_STEP`] ahead.
+//! the caller grows its buffer with the bytes that actually arrive.
+//!
+//! The errors of this module are its own: [`FrameError`] for bytes that
+//! break the framing, [`ParseFramingError`] for a framing name that is not
+//! one. The crate's [`Error`](crate::Error) converts from both.
 
 mod framing;
 mod length;
 
-pub use framing::{Codec, Framing, Prefix};
-pub use length::{LengthDelimited, DEFAULT_MAX_MESSAGE_LEN};
+pub use framing::{Codec, Framing, ParseFramingError, Prefix};
+pub use length::{LengthDelimited, Width, DEFAULT_MAX_MESSAGE_LEN};
 
 use bytes::{Buf, Bytes, BytesMut};
-
-/// How far ahead of the bytes already received a reader may grow its buffer
-/// while a large message arrives: 64 KiB.
-pub const READ_STEP: usize = 64 * 1024;
 
 /// What a decoder found at the front of a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,14 +62,10 @@ pub enum FrameError {
     Invalid(&'static str),
 }
 
-/// Cuts the frame described by `parse` out of `buf` without copying, and
-/// returns its payload.
-///
-/// # Panics
-///
-/// If `parse` does not describe a frame lying within `buf` (a decoder bug).
+/// Cuts the frame `buf[..consumed]` out of `buf` without copying, and
+/// returns its payload `start..end`.
 #[inline]
-pub fn cut(buf: &mut BytesMut, start: usize, end: usize, consumed: usize) -> Bytes {
+pub(crate) fn cut(buf: &mut BytesMut, start: usize, end: usize, consumed: usize) -> Bytes {
     debug_assert!(start <= end && end <= consumed && consumed <= buf.len());
     let mut frame = buf.split_to(consumed);
     frame.truncate(end);
@@ -90,14 +85,4 @@ pub(crate) fn take(buf: &mut BytesMut, parse: Parse) -> Option<Bytes> {
             consumed,
         } => Some(cut(buf, start, end, consumed)),
     }
-}
-
-/// Decodes as many whole messages as `buf` holds, in order, leaving any
-/// incomplete tail in `buf`. Convenient for tests and in-memory use.
-pub fn decode_all(codec: &LengthDelimited, buf: &mut BytesMut) -> Result<Vec<Bytes>, FrameError> {
-    let mut out = Vec::new();
-    while let Some(msg) = codec.decode(buf)? {
-        out.push(msg);
-    }
-    Ok(out)
 }

@@ -1,242 +1,444 @@
-//! Transports: the ways whole messages travel.
+//! Transports: carriers paired with engines, as a sending and a receiving
+//! half.
 //!
-//! A [`Transport`] moves whole messages between two ends. The crate ships TCP
-//! ([`Tcp`]), UDP ([`Udp`], [`UdpListener`]), Unix domain sockets (`Unix`,
-//! `UnixListener`, `UnixDatagram`, on Unix systems) and an in-memory pair
-//! ([`Memory`]); a user can implement the trait for a transport of their own and
-//! use it through [`Conversation`](crate::Conversation) like any other.
+//! A transport is two halves: a [`Sender`] and a [`Receiver`]
+//! ([`Transport::into_halves`]). [`Conversation`](crate::Conversation) is
+//! written once over any pair of them, so a transport of your own is two
+//! small impls — and `(MySender, MyReceiver)` is already a [`Transport`]:
+//!
+//! ```
+//! use std::sync::mpsc;
+//! use std::time::{Duration, Instant};
+//! use bytes::Bytes;
+//! use converse::{Addr, Conversation, Receiver, Result, Sender};
+//!
+//! struct Tx(mpsc::Sender<Bytes>);
+//! struct Rx(mpsc::Receiver<Bytes>);
+//!
+//! impl Sender for Tx {
+//!     fn send(&mut self, msg: &[u8]) -> Result<()> {
+//!         self.0.send(Bytes::copy_from_slice(msg)).map_err(|_| converse::Error::Closed)
+//!     }
+//!     fn finish(&mut self, _until: Instant) -> Result<()> {
+//!         Ok(())
+//!     }
+//!     fn peer_addr(&self) -> Result<Addr> {
+//!         Ok(Addr::Unknown)
+//!     }
+//! }
+//!
+//! impl Receiver for Rx {
+//!     fn recv(&mut self) -> Result<Option<Bytes>> {
+//!         Ok(self.0.recv().ok()) // the sender gone is the clean end
+//!     }
+//!     fn peer_addr(&self) -> Result<Addr> {
+//!         Ok(Addr::Unknown)
+//!     }
+//! }
+//!
+//! let (tx, rx) = mpsc::channel();
+//! let mut conversation = Conversation::new((Tx(tx), Rx(rx)));
+//! conversation.send_text("to myself")?;
+//! assert_eq!(conversation.recv_text()?.as_deref(), Some("to myself"));
+//! # Ok::<(), converse::Error>(())
+//! ```
+//!
+//! The crate's own transports: TCP ([`Tcp`], [`TcpListener`]), UDP
+//! ([`Udp`], [`UdpListener`]), Unix domain sockets (`Unix`, `UnixListener`,
+//! `UnixDatagram`, on Unix systems) and an in-memory pair ([`Memory`]).
+//! Listeners hand out transports; [`Conversation::new`](crate::Conversation::new)
+//! wraps them.
 
+mod datagram;
+mod listener;
 mod memory;
-mod sockopt;
+pub(crate) mod queue;
+pub(crate) mod sockopt;
 mod stream;
 pub(crate) mod tcp;
 mod timer;
 pub(crate) mod udp;
+mod udp_listener;
 #[cfg(unix)]
 pub(crate) mod unix;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::addr::Addr;
+use crate::config::DEFAULT_LINGER;
 use crate::error::{Error, Result};
 
-pub use memory::Memory;
+pub use datagram::{DatagramReceiver, DatagramSender};
+pub use memory::{Memory, MemoryReceiver, MemorySender};
+pub use stream::{StreamReceiver, StreamSender};
 pub use tcp::{Tcp, TcpListener};
-pub use udp::{Udp, UdpListener, UdpPeer, UdpStats, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
+pub use udp::{Udp, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
+pub use udp_listener::{PeerReceiver, PeerSender, UdpListener, UdpPeer};
 #[cfg(unix)]
 pub use unix::{Unix, UnixDatagram, UnixListener, MAX_UNIX_DATAGRAM};
 
-/// Rejects a zero timeout, as std's sockets do (naming `addr`).
-pub(crate) fn check_timeout(timeout: Option<Duration>, addr: &Addr) -> Result<Option<Duration>> {
-    if timeout == Some(Duration::ZERO) {
-        return Err(Error::Io {
-            addr: addr.clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "a zero timeout is not allowed",
-            ),
-        });
-    }
-    Ok(timeout)
+pub use crate::engine::demux::UdpStats;
+
+pub(crate) use udp_listener::bind_any as udp_listener_bind;
+
+/// A transport: a sending and a receiving half that together carry whole
+/// messages to and from one peer.
+///
+/// Every transport of this crate is one (`Tcp`, `Udp`, `UdpPeer`, `Unix`,
+/// `UnixDatagram`, `Memory`), and so is any pair `(S, R)` of a [`Sender`]
+/// and a [`Receiver`]. A transport chosen at run time is [`DynTransport`]:
+/// its halves boxed.
+pub trait Transport {
+    /// The sending half.
+    type Sender: Sender;
+    /// The receiving half.
+    type Receiver: Receiver;
+
+    /// The two halves.
+    fn into_halves(self) -> (Self::Sender, Self::Receiver);
 }
 
-/// Moves whole messages to and from one peer.
+impl<S: Sender, R: Receiver> Transport for (S, R) {
+    type Sender = S;
+    type Receiver = R;
+
+    fn into_halves(self) -> (S, R) {
+        self
+    }
+}
+
+/// A transport chosen at run time: both halves boxed. This is what
+/// [`connect`](crate::connect) and [`listen`](crate::listen) hand out, and
+/// what `Conversation` (without a type argument) holds.
+pub type DynTransport = (Box<dyn Sender>, Box<dyn Receiver>);
+
+/// Whether a graceful close knows that everything sent reached the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// Everything sent was written, our end was sent after it, and the
+    /// peer then ended its own side cleanly, within the linger time, with no
+    /// reset: the strongest confirmation the socket interface gives. (A TCP
+    /// peer that closes with unread data resets the connection instead,
+    /// which `close` reports as
+    /// [`Error::ConnectionReset`](crate::Error::ConnectionReset).)
+    Confirmed,
+    /// Everything sent was handed to the system, but this transport cannot
+    /// tell whether it reached the peer: datagrams (UDP and Unix datagram
+    /// sockets have no close to answer), a stream peer that did not end its
+    /// side within the linger time, or a conversation that had already
+    /// failed or been stopped (its error was reported then).
+    Unknown,
+}
+
+/// Stops a blocked operation from another thread: an `accept`, a `recv` or
+/// a `send` waiting on the network returns [`Error::Closed`] at once, and so
+/// does every later use. Cloneable and cheap; get one from
+/// [`Conversation::stopper`](crate::Conversation::stopper) or a listener's
+/// `stopper`.
 ///
-/// The trait is object-safe: `Box<dyn Transport>` is itself a transport, which
-/// is how a transport is chosen at run time.
+/// ```
+/// use std::time::Duration;
+/// use converse::{Conversation, Error, TcpListener};
 ///
-/// Required behaviour:
-/// * [`send`](Transport::send) delivers one whole message (or fails before
-///   writing anything if it is too large);
-/// * [`recv`](Transport::recv) returns one whole message, or `Ok(None)` at the
-///   peer's clean end;
-/// * a timeout is [`Error::Timeout`] and loses nothing.
-pub trait Transport: Send {
-    /// Sends one message, now (anything fed before it goes first).
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let stop = listener.stopper();
+/// let server = std::thread::spawn(move || listener.accept().map(|_| ()));
+/// std::thread::sleep(Duration::from_millis(50));
+/// stop.stop(); // a server shutting down
+/// assert!(matches!(server.join().unwrap(), Err(Error::Closed)));
+/// # Ok::<(), converse::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Stopper {
+    stop: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Stopper {
+    /// A stopper that runs `stop` (for a transport of your own).
+    pub fn from_fn(stop: impl Fn() + Send + Sync + 'static) -> Stopper {
+        Stopper {
+            stop: Arc::new(stop),
+        }
+    }
+
+    /// Stops it. Stopping twice is harmless.
+    pub fn stop(&self) {
+        (self.stop)()
+    }
+}
+
+impl std::fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stopper")
+    }
+}
+
+/// The sending half of a transport.
+///
+/// The contract of every sending method: `Ok` means the message was
+/// **taken** (it reaches the peer unless the connection fails; a close
+/// tells whether it did). [`Error::Timeout`] means nothing of it was taken,
+/// and sending it again is right. Only [`send`](Sender::send),
+/// [`finish`](Sender::finish) and [`peer_addr`](Sender::peer_addr) are
+/// required.
+pub trait Sender: Send {
+    /// Sends one message now (after anything fed before it).
     fn send(&mut self, msg: &[u8]) -> Result<()>;
 
-    /// Queues one message to be sent by a later [`flush`](Transport::flush),
-    /// so that many small messages leave in few system calls. A transport may
-    /// send at once when its buffer is full. The default sends at once.
+    /// Queues one message for a later [`flush`](Sender::flush), so that many
+    /// small messages leave in few system calls. A transport writes first
+    /// when its queue is full. The default sends at once.
     fn feed(&mut self, msg: &[u8]) -> Result<()> {
         self.send(msg)
     }
 
-    /// Sends everything queued by [`feed`](Transport::feed).
+    /// Writes everything fed. [`Error::Timeout`] leaves the rest queued for
+    /// the next flush.
     fn flush(&mut self) -> Result<()> {
         Ok(())
     }
 
-    /// Receives one message; `Ok(None)` is the peer's clean end.
-    fn recv(&mut self) -> Result<Option<Bytes>>;
+    /// Bytes fed and not yet written.
+    fn queued(&self) -> usize {
+        0
+    }
 
-    /// The local address.
-    fn local_addr(&self) -> Result<Addr>;
+    /// Ends the sending direction: writes everything queued, waiting at most
+    /// until `until`, then tells the peer (TCP: shuts down the write side,
+    /// so the peer receives every message, then the clean end). If the queue
+    /// cannot be written in time, the connection is reset and the error is
+    /// [`Error::Unsent`]. Sending afterwards is [`Error::Closed`].
+    fn finish(&mut self, until: Instant) -> Result<()>;
+
+    /// Ends at once, discarding what is queued (TCP: the connection is reset
+    /// when it is closed). The default does nothing more than
+    /// finishing would.
+    fn abort(&mut self) {}
 
     /// The peer's address.
     fn peer_addr(&self) -> Result<Addr>;
 
-    /// Sets the read timeout (`None`: block).
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()>;
-
-    /// The read timeout.
-    fn read_timeout(&self) -> Option<Duration>;
-
-    /// Sets the write timeout (`None`: block).
-    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()>;
-
-    /// The write timeout.
-    fn write_timeout(&self) -> Option<Duration>;
-
-    /// Closes gracefully: everything sent before reaches the peer.
-    fn close(&mut self) -> Result<()>;
-
-    /// Closes at once, discarding anything not yet delivered (TCP: a reset).
-    fn abort(&mut self) -> Result<()> {
-        self.close()
+    /// The local address.
+    fn local_addr(&self) -> Result<Addr> {
+        Ok(Addr::Unknown)
     }
 
-    /// The largest message this transport sends and accepts.
+    /// Sets the write timeout (`None`: block). A zero duration is refused
+    /// with [`Error::InvalidConfig`].
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        crate::config::check_timeout("write_timeout", timeout)?;
+        Err(Error::Unsupported("write timeouts"))
+    }
+
+    /// The write timeout.
+    fn write_timeout(&self) -> Option<Duration> {
+        None
+    }
+
+    /// How long closing (or dropping with messages queued) waits for the
+    /// peer.
+    fn linger(&self) -> Duration {
+        DEFAULT_LINGER
+    }
+
+    /// Sets the linger time.
+    fn set_linger(&mut self, _linger: Duration) {}
+
+    /// The largest message this half sends.
     fn max_message_len(&self) -> usize {
         usize::MAX
     }
 
-    /// `true` for a byte-stream transport (where framing keeps boundaries),
-    /// `false` for one that carries messages natively.
-    fn is_stream(&self) -> bool {
-        false
+    /// A handle that stops this transport from another thread, if it has
+    /// one.
+    fn stopper(&self) -> Option<Stopper> {
+        None
     }
 
-    /// Splits into a sending and a receiving half that two threads can use at
-    /// once. The default: not supported.
-    fn split(self: Box<Self>) -> Result<(Box<dyn TransportSend>, Box<dyn TransportRecv>)> {
-        Err(Error::Unsupported("split"))
+    /// The socket, for options this crate does not cover (`SO_SNDBUF`,
+    /// keepalive …). Reading or writing it directly breaks the framing.
+    #[cfg(unix)]
+    fn socket(&self) -> Option<socket2::SockRef<'_>> {
+        None
     }
 }
 
-/// The sending half of a split transport.
-pub trait TransportSend: Send {
-    /// See [`Transport::send`].
-    fn send(&mut self, msg: &[u8]) -> Result<()>;
-    /// See [`Transport::feed`].
-    fn feed(&mut self, msg: &[u8]) -> Result<()> {
-        self.send(msg)
-    }
-    /// See [`Transport::flush`].
-    fn flush(&mut self) -> Result<()> {
-        Ok(())
-    }
-    /// The peer's address.
-    fn peer_addr(&self) -> Result<Addr>;
-    /// See [`Transport::set_write_timeout`].
-    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()>;
-    /// See [`Transport::write_timeout`].
-    fn write_timeout(&self) -> Option<Duration>;
-    /// Flushes and ends the sending direction (TCP: shuts down the write side,
-    /// so the peer sees the clean end). The receiving half keeps working.
-    fn close(&mut self) -> Result<()>;
-}
-
-/// The receiving half of a split transport.
-pub trait TransportRecv: Send {
-    /// See [`Transport::recv`].
+/// The receiving half of a transport. Only [`recv`](Receiver::recv) and
+/// [`peer_addr`](Receiver::peer_addr) are required.
+pub trait Receiver: Send {
+    /// Receives one message; `Ok(None)` is the peer's clean end.
     fn recv(&mut self) -> Result<Option<Bytes>>;
+
+    /// Receives one message without handing out ownership: the slice is
+    /// valid until the next receive. A stream transport lends it straight
+    /// out of its read buffer (no reference count, no allocation). The
+    /// default receives a [`Bytes`] into `hold` and lends that.
+    fn recv_ref<'a>(&'a mut self, hold: &'a mut Option<Bytes>) -> Result<Option<&'a [u8]>> {
+        *hold = self.recv()?;
+        Ok(hold.as_deref())
+    }
+
+    /// Reads and discards until the peer's end (then [`Delivery::Confirmed`])
+    /// or `until` (then [`Delivery::Unknown`]); the second half of a
+    /// graceful close. A reset is [`Error::ConnectionReset`]. The default
+    /// receives with a read timeout until then.
+    fn drain(&mut self, until: Instant) -> Result<Delivery> {
+        let saved = self.read_timeout();
+        let outcome = loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Ok(Delivery::Unknown);
+            }
+            if self.set_read_timeout(Some(left)).is_err() {
+                break Ok(Delivery::Unknown);
+            }
+            match self.recv() {
+                Ok(Some(_)) => {}
+                Ok(None) => break Ok(Delivery::Confirmed),
+                Err(Error::Timeout) => break Ok(Delivery::Unknown),
+                Err(Error::Closed) => break Ok(Delivery::Unknown),
+                Err(e) => break Err(e),
+            }
+        };
+        let _ = self.set_read_timeout(saved);
+        outcome
+    }
+
     /// The peer's address.
     fn peer_addr(&self) -> Result<Addr>;
-    /// See [`Transport::set_read_timeout`].
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()>;
-    /// See [`Transport::read_timeout`].
-    fn read_timeout(&self) -> Option<Duration>;
+
+    /// The local address.
+    fn local_addr(&self) -> Result<Addr> {
+        Ok(Addr::Unknown)
+    }
+
+    /// Sets the read timeout (`None`: block). A zero duration is refused
+    /// with [`Error::InvalidConfig`].
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        crate::config::check_timeout("read_timeout", timeout)?;
+        Err(Error::Unsupported("read timeouts"))
+    }
+
+    /// The read timeout.
+    fn read_timeout(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Sets the per-message deadline (stream transports; see
+    /// [`Config::message_deadline`](crate::Config::message_deadline)).
+    fn set_message_deadline(&mut self, deadline: Duration) -> Result<()> {
+        let _ = deadline;
+        Err(Error::Unsupported("per-message deadlines"))
+    }
+
+    /// The largest message this half accepts.
+    fn max_message_len(&self) -> usize {
+        usize::MAX
+    }
+
+    /// A handle that stops this transport from another thread, if it has
+    /// one.
+    fn stopper(&self) -> Option<Stopper> {
+        None
+    }
+
+    /// Called when the conversation is split, before its halves go to two
+    /// threads: a receiver that changes socket state its sending half relies
+    /// on (the TCP latency mode makes the socket non-blocking while it
+    /// spins) stops doing so. The default does nothing.
+    fn on_split(&mut self) {}
 }
 
-macro_rules! forward_transport {
-    ($($ty:ty),*) => {$(
-        impl<T: Transport + ?Sized> Transport for $ty {
-            fn send(&mut self, msg: &[u8]) -> Result<()> { (**self).send(msg) }
-            fn feed(&mut self, msg: &[u8]) -> Result<()> { (**self).feed(msg) }
-            fn flush(&mut self) -> Result<()> { (**self).flush() }
-            fn recv(&mut self) -> Result<Option<Bytes>> { (**self).recv() }
-            fn local_addr(&self) -> Result<Addr> { (**self).local_addr() }
-            fn peer_addr(&self) -> Result<Addr> { (**self).peer_addr() }
-            fn set_read_timeout(&mut self, t: Option<Duration>) -> Result<()> { (**self).set_read_timeout(t) }
-            fn read_timeout(&self) -> Option<Duration> { (**self).read_timeout() }
-            fn set_write_timeout(&mut self, t: Option<Duration>) -> Result<()> { (**self).set_write_timeout(t) }
-            fn write_timeout(&self) -> Option<Duration> { (**self).write_timeout() }
-            fn close(&mut self) -> Result<()> { (**self).close() }
-            fn abort(&mut self) -> Result<()> { (**self).abort() }
-            fn max_message_len(&self) -> usize { (**self).max_message_len() }
-            fn is_stream(&self) -> bool { (**self).is_stream() }
-            fn split(self: Box<Self>) -> Result<(Box<dyn TransportSend>, Box<dyn TransportRecv>)> {
-                T::split(*self)
-            }
-        }
-    )*};
+impl<S: Sender + ?Sized> Sender for Box<S> {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        (**self).send(msg)
+    }
+    #[inline]
+    fn feed(&mut self, msg: &[u8]) -> Result<()> {
+        (**self).feed(msg)
+    }
+    #[inline]
+    fn flush(&mut self) -> Result<()> {
+        (**self).flush()
+    }
+    fn queued(&self) -> usize {
+        (**self).queued()
+    }
+    fn finish(&mut self, until: Instant) -> Result<()> {
+        (**self).finish(until)
+    }
+    fn abort(&mut self) {
+        (**self).abort()
+    }
+    fn peer_addr(&self) -> Result<Addr> {
+        (**self).peer_addr()
+    }
+    fn local_addr(&self) -> Result<Addr> {
+        (**self).local_addr()
+    }
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        (**self).set_write_timeout(timeout)
+    }
+    fn write_timeout(&self) -> Option<Duration> {
+        (**self).write_timeout()
+    }
+    fn linger(&self) -> Duration {
+        (**self).linger()
+    }
+    fn set_linger(&mut self, linger: Duration) {
+        (**self).set_linger(linger)
+    }
+    fn max_message_len(&self) -> usize {
+        (**self).max_message_len()
+    }
+    fn stopper(&self) -> Option<Stopper> {
+        (**self).stopper()
+    }
+    #[cfg(unix)]
+    fn socket(&self) -> Option<socket2::SockRef<'_>> {
+        (**self).socket()
+    }
 }
-forward_transport!(Box<T>);
 
-/// Implements [`Transport`] for a wrapper around a
-/// [`Stream`](stream::Stream) or a [`Datagrams`](udp::Datagrams) in its
-/// field `inner`.
-macro_rules! delegate_transport {
-    ($ty:ty) => {
-        impl $crate::transport::Transport for $ty {
-            #[inline]
-            fn send(&mut self, msg: &[u8]) -> $crate::Result<()> {
-                self.inner.send(msg)
-            }
-            #[inline]
-            fn feed(&mut self, msg: &[u8]) -> $crate::Result<()> {
-                self.inner.feed(msg)
-            }
-            #[inline]
-            fn flush(&mut self) -> $crate::Result<()> {
-                self.inner.flush()
-            }
-            #[inline]
-            fn recv(&mut self) -> $crate::Result<Option<bytes::Bytes>> {
-                self.inner.recv()
-            }
-            fn local_addr(&self) -> $crate::Result<$crate::Addr> {
-                self.inner.local_addr()
-            }
-            fn peer_addr(&self) -> $crate::Result<$crate::Addr> {
-                self.inner.peer_addr()
-            }
-            fn set_read_timeout(&mut self, t: Option<std::time::Duration>) -> $crate::Result<()> {
-                self.inner.set_read_timeout(t)
-            }
-            fn read_timeout(&self) -> Option<std::time::Duration> {
-                self.inner.read_timeout()
-            }
-            fn set_write_timeout(&mut self, t: Option<std::time::Duration>) -> $crate::Result<()> {
-                self.inner.set_write_timeout(t)
-            }
-            fn write_timeout(&self) -> Option<std::time::Duration> {
-                self.inner.write_timeout()
-            }
-            fn close(&mut self) -> $crate::Result<()> {
-                self.inner.close()
-            }
-            fn abort(&mut self) -> $crate::Result<()> {
-                self.inner.abort()
-            }
-            fn max_message_len(&self) -> usize {
-                self.inner.max_message_len()
-            }
-            fn is_stream(&self) -> bool {
-                self.inner.is_stream()
-            }
-            fn split(
-                self: Box<Self>,
-            ) -> $crate::Result<(
-                Box<dyn $crate::transport::TransportSend>,
-                Box<dyn $crate::transport::TransportRecv>,
-            )> {
-                Box::new(self.inner).split()
-            }
-        }
-    };
+impl<R: Receiver + ?Sized> Receiver for Box<R> {
+    #[inline]
+    fn recv(&mut self) -> Result<Option<Bytes>> {
+        (**self).recv()
+    }
+    #[inline]
+    fn recv_ref<'a>(&'a mut self, hold: &'a mut Option<Bytes>) -> Result<Option<&'a [u8]>> {
+        (**self).recv_ref(hold)
+    }
+    fn drain(&mut self, until: Instant) -> Result<Delivery> {
+        (**self).drain(until)
+    }
+    fn peer_addr(&self) -> Result<Addr> {
+        (**self).peer_addr()
+    }
+    fn local_addr(&self) -> Result<Addr> {
+        (**self).local_addr()
+    }
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+    fn read_timeout(&self) -> Option<Duration> {
+        (**self).read_timeout()
+    }
+    fn set_message_deadline(&mut self, deadline: Duration) -> Result<()> {
+        (**self).set_message_deadline(deadline)
+    }
+    fn max_message_len(&self) -> usize {
+        (**self).max_message_len()
+    }
+    fn stopper(&self) -> Option<Stopper> {
+        (**self).stopper()
+    }
+    fn on_split(&mut self) {
+        (**self).on_split()
+    }
 }
-pub(crate) use delegate_transport;

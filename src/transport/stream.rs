@@ -1,5 +1,6 @@
-//! A framed byte stream (TCP or a Unix stream socket): the reading and
-//! writing machinery both share.
+//! The blocking driver of a framed byte stream (TCP, or a Unix stream
+//! socket): the socket below, the [`Inbound`] and [`Outbound`] engines
+//! above, and the calling thread waiting with timeouts in between.
 
 use std::io::{self, IoSlice, Read};
 use std::net::Shutdown;
@@ -7,696 +8,713 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use socket2::Socket;
 
 use super::sockopt;
-use super::timer::{self, RecvTimer, Wait};
-use super::{check_timeout, Transport, TransportRecv, TransportSend};
+use super::timer::{earliest, SockTimer, MIN_WAIT};
+use super::{Delivery, Receiver, Sender, Stopper};
 use crate::addr::Addr;
-use crate::codec::{cut, Codec, Parse, Prefix, READ_STEP};
-use crate::config::Config;
+use crate::config::{check_timeout, Config};
+use crate::engine::inbound::{Inbound, InboundError, State};
+use crate::engine::outbound::{Frame, Outbound};
 use crate::error::{Error, Result};
 
-/// The read buffer of an idle conversation: 8 KiB.
-const INITIAL_READ: usize = 8 * 1024;
-/// Below this much free space, the read buffer is regrown before reading.
-const MIN_FREE: usize = 512;
-/// Messages up to this size are sent from one contiguous buffer (a copy of
-/// a few bytes) rather than from two slices: the kernel handles one slice
-/// faster, which shows in round trips.
+/// Messages up to this size are copied into the queue and written from one
+/// contiguous buffer (the kernel handles one slice faster, which shows in
+/// round trips); larger ones are written straight from the caller's slice.
 const SMALL: usize = 2048;
-/// After a message larger than this, the read buffer is given back and a
-/// small one is started, so one large message does not pin memory forever.
-const SHRINK_AFTER: usize = 4 * READ_STEP;
 
-/// The socket and what is known of it, shared by the two halves.
+/// The socket and what both halves must know of it.
 #[derive(Debug)]
-struct Shared {
-    stream: Socket,
-    local: Addr,
-    peer: Addr,
-    /// `O_NONBLOCK` is on (set by a spinning receive, see [`Tcp::set_spin`](super::Tcp::set_spin)).
+pub(crate) struct Link {
+    pub(crate) socket: Socket,
+    pub(crate) local: Addr,
+    pub(crate) peer: Addr,
+    /// `O_NONBLOCK` is on (set by a spinning receive, see `set_spin`).
     nonblocking: AtomicBool,
+    /// A fatal error on either half: from then on both answer `Closed`.
+    failed: AtomicBool,
+    /// Stopped from another thread.
+    stopped: AtomicBool,
 }
 
-impl Shared {
+impl Link {
     fn set_nonblocking(&self, on: bool) -> Result<()> {
         if self.nonblocking.load(Ordering::Relaxed) != on {
-            self.stream
-                .set_nonblocking(on)
+            sockopt::set_nonblocking(&self.socket, on)
                 .map_err(|e| Error::from_io(e, &self.peer))?;
             self.nonblocking.store(on, Ordering::Relaxed);
         }
         Ok(())
     }
-}
 
-/// A framed stream: see [`Tcp`](super::Tcp) for what it does.
-#[derive(Debug)]
-pub(crate) struct Stream {
-    reader: Reader,
-    writer: Writer,
-    linger: Duration,
-    closed: bool,
-}
-
-impl Stream {
-    /// Wraps a connected stream socket, applying `config`'s timeouts.
-    pub(crate) fn new(stream: Socket, local: Addr, peer: Addr, config: &Config) -> Result<Stream> {
-        sockopt::stream(&stream, config).map_err(|e| Error::from_io(e, &peer))?;
-        let shared = Arc::new(Shared {
-            stream,
-            local,
-            peer,
-            nonblocking: AtomicBool::new(false),
-        });
-        let codec = config.framing.codec(config.max_message_len);
-        Ok(Stream {
-            reader: Reader {
-                shared: Arc::clone(&shared),
-                codec: codec.clone(),
-                buf: BytesMut::new(),
-                filled: 0,
-                read_size: INITIAL_READ,
-                timeout: config.read_timeout,
-                timer: RecvTimer::new(config.read_timeout),
-                deadline: config.message_deadline,
-                spin: config.spin,
-                started: None,
-                state: ReadState::Open,
-            },
-            writer: Writer {
-                shared,
-                codec,
-                pending: BytesMut::new(),
-                limit: config.send_buffer,
-                timeout: config.write_timeout,
-                closed: false,
-            },
-            linger: config.linger,
-            closed: false,
-        })
-    }
-
-    /// The socket.
-    pub(crate) fn socket(&self) -> &Socket {
-        &self.reader.shared.stream
-    }
-
-    /// See [`Tcp::set_spin`](super::Tcp::set_spin).
-    pub(crate) fn set_spin(&mut self, spin: Option<Duration>) {
-        self.reader.spin = spin.filter(|s| !s.is_zero());
-    }
-
-    /// The capacity of the read buffer.
-    pub(crate) fn read_buffer_capacity(&self) -> usize {
-        self.reader.buf.capacity()
-    }
-}
-
-impl Transport for Stream {
+    /// `Closed` once the conversation has failed or been stopped.
     #[inline]
-    fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.check_open()?;
-        self.writer.send(msg)
-    }
-
-    #[inline]
-    fn feed(&mut self, msg: &[u8]) -> Result<()> {
-        self.check_open()?;
-        self.writer.feed(msg)
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        self.check_open()?;
-        self.writer.flush()
-    }
-
-    #[inline]
-    fn recv(&mut self) -> Result<Option<Bytes>> {
-        self.check_open()?;
-        self.reader.recv()
-    }
-
-    fn local_addr(&self) -> Result<Addr> {
-        Ok(self.reader.shared.local.clone())
-    }
-
-    fn peer_addr(&self) -> Result<Addr> {
-        Ok(self.reader.shared.peer.clone())
-    }
-
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.reader.set_timeout(timeout)
-    }
-
-    fn read_timeout(&self) -> Option<Duration> {
-        self.reader.timeout
-    }
-
-    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.writer.set_timeout(timeout)
-    }
-
-    fn write_timeout(&self) -> Option<Duration> {
-        self.writer.timeout
-    }
-
-    /// Flushes, shuts down the write side, then reads and discards until the
-    /// peer's end or the linger time ([`Config::linger`], default 5 s), and
-    /// only then closes. Closing a socket that still has unread data makes
-    /// the kernel send a reset that can destroy data the peer has not read
-    /// yet; draining first is what makes this close lose nothing.
-    fn close(&mut self) -> Result<()> {
-        if self.closed {
-            return Ok(());
-        }
-        self.closed = true;
-        let flushed = self.writer.close();
-        if self.reader.state == ReadState::Open {
-            self.reader.drain(self.linger);
-        }
-        let _ = self.reader.shared.stream.shutdown(Shutdown::Both);
-        flushed
-    }
-
-    /// Sets `SO_LINGER` to 0: dropping the transport then resets the
-    /// connection at once, discarding unsent data. Further use fails with
-    /// [`Error::Closed`].
-    fn abort(&mut self) -> Result<()> {
-        self.closed = true;
-        let shared = &self.reader.shared;
-        sockopt::linger_zero(&shared.stream).map_err(|e| Error::from_io(e, &shared.peer))
-    }
-
-    fn max_message_len(&self) -> usize {
-        self.reader.codec.max_message_len()
-    }
-
-    fn is_stream(&self) -> bool {
-        true
-    }
-
-    fn split(self: Box<Self>) -> Result<(Box<dyn TransportSend>, Box<dyn TransportRecv>)> {
-        self.check_open()?;
-        let Stream {
-            mut reader, writer, ..
-        } = *self;
-        reader.spin = None;
-        reader.shared.set_nonblocking(false)?;
-        Ok((Box::new(writer), Box::new(reader)))
-    }
-}
-
-impl Stream {
-    #[inline]
-    fn check_open(&self) -> Result<()> {
-        if self.closed {
+    fn check(&self) -> Result<()> {
+        if self.failed.load(Ordering::Relaxed) || self.stopped.load(Ordering::Relaxed) {
             Err(Error::Closed)
         } else {
             Ok(())
         }
     }
+
+    fn is_down(&self) -> bool {
+        self.check().is_err()
+    }
+
+    /// Records a fatal error: the socket is shut in both directions and both
+    /// halves answer `Closed` from now on. A stop reported as an error is
+    /// `Closed` too.
+    fn fail(&self, err: Error) -> Error {
+        self.failed.store(true, Ordering::Relaxed);
+        let _ = self.socket.shutdown(Shutdown::Both);
+        if self.stopped.load(Ordering::Relaxed) {
+            Error::Closed
+        } else {
+            err
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        sockopt::wake_up(&self.socket);
+    }
 }
+
+/// Wraps a connected stream socket, applying `config`: the two halves.
+pub(crate) fn halves(
+    socket: Socket,
+    local: Addr,
+    peer: Addr,
+    config: &Config,
+) -> Result<(StreamSender, StreamReceiver)> {
+    config.validate()?;
+    sockopt::stream(&socket, config).map_err(|e| Error::from_io(e, &peer))?;
+    let link = Arc::new(Link {
+        socket,
+        local,
+        peer,
+        nonblocking: AtomicBool::new(false),
+        failed: AtomicBool::new(false),
+        stopped: AtomicBool::new(false),
+    });
+    let codec = config.framing.codec(config.max_message_len);
+    Ok((
+        StreamSender {
+            link: Arc::clone(&link),
+            out: Outbound::new(codec.clone(), config.send_buffer),
+            timeout: config.write_timeout,
+            timer: SockTimer::new(config.write_timeout),
+            linger: config.linger,
+            state: SendState::Open,
+        },
+        StreamReceiver {
+            link,
+            inbound: Inbound::new(codec, config.message_deadline),
+            timeout: config.read_timeout,
+            timer: SockTimer::new(config.read_timeout),
+            spin: config.spin,
+        },
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// Sending
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ReadState {
+enum SendState {
     Open,
-    /// The peer's clean end was seen.
-    Ended,
-    /// A fatal error was returned; the socket is shut.
-    Failed,
+    /// Our end was sent (or the conversation was aborted).
+    Finished,
 }
 
-/// The receiving half: the read buffer and the codec.
+/// The sending half of a framed stream (TCP, Unix): a bounded queue of
+/// framed bytes written with as few system calls as it takes.
 ///
-/// `buf[..filled]` holds received bytes not yet returned; `buf[filled..]` is
-/// initialised scratch space that the next `read` fills, so the buffer is
-/// zeroed once per byte of stream rather than once per read.
-#[derive(Debug)]
-struct Reader {
-    shared: Arc<Shared>,
-    codec: Codec,
-    buf: BytesMut,
-    filled: usize,
-    /// How much free space a read is offered; grows while reads fill it.
-    read_size: usize,
-    /// The user's read timeout.
-    timeout: Option<Duration>,
-    /// `SO_RCVTIMEO`, set lazily to spare system calls.
-    timer: RecvTimer,
-    deadline: Duration,
-    /// Latency mode: how long to poll before blocking.
-    spin: Option<Duration>,
-    /// When the message now arriving was first seen incomplete.
-    started: Option<Instant>,
-    state: ReadState,
-}
-
-impl Reader {
-    /// The fast path: a whole message already in the buffer.
-    #[inline]
-    fn recv(&mut self) -> Result<Option<Bytes>> {
-        if self.state == ReadState::Open {
-            if let Ok(Parse::Frame {
-                start,
-                end,
-                consumed,
-            }) = self.codec.parse(&self.buf[..self.filled])
-            {
-                return Ok(Some(self.take(start, end, consumed)));
-            }
-        }
-        self.recv_slow()
-    }
-
-    /// Cuts the message the codec found out of the buffer.
-    #[inline]
-    fn take(&mut self, start: usize, end: usize, consumed: usize) -> Bytes {
-        let msg = cut(&mut self.buf, start, end, consumed);
-        self.filled -= consumed;
-        self.started = None;
-        if consumed > SHRINK_AFTER {
-            self.restart_buffer(INITIAL_READ);
-        }
-        msg
-    }
-
-    fn recv_slow(&mut self) -> Result<Option<Bytes>> {
-        match self.state {
-            ReadState::Open => {}
-            ReadState::Ended => return Ok(None),
-            ReadState::Failed => return Err(Error::Closed),
-        }
-        loop {
-            match self.codec.parse(&self.buf[..self.filled]) {
-                Ok(Parse::Frame {
-                    start,
-                    end,
-                    consumed,
-                }) => return Ok(Some(self.take(start, end, consumed))),
-                Ok(Parse::Incomplete { needed }) => {
-                    if !self.fill(needed)? {
-                        return Ok(None);
-                    }
-                }
-                Err(e) => {
-                    let err = Error::from_frame(e, &self.shared.peer);
-                    return Err(self.fail(err));
-                }
-            }
-        }
-    }
-
-    /// Reads at least one more byte. `Ok(false)`: the peer's clean end.
-    fn fill(&mut self, needed: usize) -> Result<bool> {
-        // Grow at most as far ahead as what has arrived (and at most a read
-        // step): a header that declares 8 MiB costs what actually comes.
-        self.make_room(needed.min(READ_STEP).min(self.filled.max(self.read_size)));
-        if self.filled > 0 && self.started.is_none() {
-            self.started = Some(Instant::now());
-        }
-        if let Some(spin) = self.spin {
-            if let Some(got) = self.spin_read(spin)? {
-                return Ok(got);
-            }
-        }
-        self.shared.set_nonblocking(false)?;
-        let wait_start = self.timeout.map(|_| Instant::now());
-        let mut woke = false;
-        loop {
-            let deadline_left = self.started.map(|s| timer::left(self.deadline, s));
-            let stream = &self.shared.stream;
-            let wait = self
-                .timer
-                .next_wait(self.timeout, wait_start, woke, deadline_left, |t| {
-                    sockopt::set_read_timeout(stream, t)
-                })
-                .map_err(|e| Error::from_io(e, &self.shared.peer))?;
-            match wait {
-                Wait::Go => {}
-                Wait::UserTimeout => return Err(Error::Timeout),
-                Wait::LimitReached => {
-                    let err = Error::DeadlineExceeded {
-                        addr: self.shared.peer.clone(),
-                        deadline: self.deadline,
-                    };
-                    return Err(self.fail(err));
-                }
-            }
-            match self.read_once()? {
-                Some(got) => return Ok(got),
-                None => woke = true,
-            }
-        }
-    }
-
-    /// Polls without blocking for up to `spin`. `Ok(None)`: nothing came.
-    fn spin_read(&mut self, spin: Duration) -> Result<Option<bool>> {
-        self.shared.set_nonblocking(true)?;
-        let until = Instant::now() + spin;
-        loop {
-            if let Some(got) = self.read_once()? {
-                return Ok(Some(got));
-            }
-            if Instant::now() >= until {
-                return Ok(None);
-            }
-            std::hint::spin_loop();
-        }
-    }
-
-    /// One `read`: `Some(true)` bytes arrived, `Some(false)` the clean end,
-    /// `None` nothing yet (a timeout, or nothing to read without blocking).
-    fn read_once(&mut self) -> Result<Option<bool>> {
-        let space = self.buf.len() - self.filled;
-        loop {
-            match (&self.shared.stream).read(&mut self.buf[self.filled..]) {
-                Ok(0) if self.filled == 0 => {
-                    self.state = ReadState::Ended;
-                    return Ok(Some(false));
-                }
-                Ok(0) => {
-                    let err = Error::UnexpectedEof {
-                        addr: self.shared.peer.clone(),
-                    };
-                    return Err(self.fail(err));
-                }
-                Ok(n) => {
-                    self.filled += n;
-                    if n == space && self.read_size < READ_STEP {
-                        self.read_size *= 2;
-                    }
-                    return Ok(Some(true));
-                }
-                Err(e) => match e.kind() {
-                    io::ErrorKind::Interrupted => {}
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => return Ok(None),
-                    _ => {
-                        let err = Error::from_io(e, &self.shared.peer);
-                        return Err(self.fail(err));
-                    }
-                },
-            }
-        }
-    }
-
-    /// Makes sure at least `want` bytes of scratch space follow the received
-    /// bytes, without ever reserving a declared length up front.
-    fn make_room(&mut self, want: usize) {
-        let free = self.buf.len() - self.filled;
-        if free >= want.max(MIN_FREE) {
-            return;
-        }
-        let target = want.max(self.read_size);
-        self.buf.truncate(self.filled);
-        if self.buf.capacity() > SHRINK_AFTER && self.filled + target < self.buf.capacity() / 4 {
-            self.restart_buffer(target);
-        } else {
-            self.buf.reserve(target);
-        }
-        self.buf.resize(self.filled + target, 0);
-    }
-
-    /// Moves the received bytes into a fresh buffer of about `space` free
-    /// bytes, giving a large allocation back.
-    fn restart_buffer(&mut self, space: usize) {
-        let mut fresh = BytesMut::with_capacity(self.filled + space);
-        fresh.extend_from_slice(&self.buf[..self.filled]);
-        self.buf = fresh;
-        self.read_size = INITIAL_READ;
-    }
-
-    /// Records a fatal error: the stream cannot be resynchronised, so the
-    /// socket is shut and later receives fail.
-    fn fail(&mut self, err: Error) -> Error {
-        self.state = ReadState::Failed;
-        self.buf = BytesMut::new();
-        self.filled = 0;
-        let _ = self.shared.stream.shutdown(Shutdown::Both);
-        err
-    }
-
-    /// Reads and discards until the peer's end, an error, or `linger` passes.
-    fn drain(&mut self, linger: Duration) {
-        let _ = self.shared.set_nonblocking(false);
-        let until = Instant::now() + linger;
-        let mut scratch = [0u8; 4096];
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() || sockopt::set_read_timeout(&self.shared.stream, Some(left)).is_err()
-            {
-                break;
-            }
-            match (&self.shared.stream).read(&mut scratch) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        self.timer.invalidate();
-        self.state = ReadState::Ended;
-        self.filled = 0;
-    }
-
-    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.timeout = check_timeout(timeout, &self.shared.peer)?;
-        Ok(())
-    }
-}
-
-impl TransportRecv for Reader {
-    fn recv(&mut self) -> Result<Option<Bytes>> {
-        Reader::recv(self)
-    }
-
-    fn peer_addr(&self) -> Result<Addr> {
-        Ok(self.shared.peer.clone())
-    }
-
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.set_timeout(timeout)
-    }
-
-    fn read_timeout(&self) -> Option<Duration> {
-        self.timeout
-    }
-}
-
-/// The sending half: the codec and a bounded batching buffer.
+/// What "taken" means here: a message is taken once any byte of it has been
+/// handed to the socket, or once it is queued by `feed`. A `send` whose
+/// message had no byte written when its write timeout expired takes the
+/// message back and returns [`Error::Timeout`]; otherwise the rest is queued
+/// and goes out first next time.
 ///
-/// The contract of every sending call: `Ok` means the message was taken (it
-/// reaches the peer unless the connection fails); [`Error::Timeout`] means
-/// nothing of it was taken, and sending it again is right. A message whose
-/// first bytes went out before a timeout is taken: its remainder waits in
-/// `pending` and goes out first, so the stream never loses sync.
+/// Dropping it with messages still queued writes them first, waiting at
+/// most the linger time (as `BufWriter` does); if they cannot be written in
+/// time the connection is reset, so the peer sees an error rather than a
+/// clean end after missing messages. Dropping it ends the sending direction.
 #[derive(Debug)]
-struct Writer {
-    shared: Arc<Shared>,
-    codec: Codec,
-    /// Taken bytes not yet written.
-    pending: BytesMut,
-    /// The batching limit for `pending`.
-    limit: usize,
+pub struct StreamSender {
+    link: Arc<Link>,
+    out: Outbound,
     timeout: Option<Duration>,
-    closed: bool,
+    timer: SockTimer,
+    linger: Duration,
+    state: SendState,
 }
 
-impl Writer {
-    /// The prefix of `msg`, or why it cannot be sent (nothing is written).
+impl StreamSender {
     #[inline]
-    fn prefix(&self, msg: &[u8]) -> Result<Prefix> {
-        if self.closed {
+    fn check(&self) -> Result<()> {
+        self.link.check()?;
+        if self.state == SendState::Finished {
             return Err(Error::Closed);
         }
-        self.codec
-            .prefix(msg)
-            .map_err(|e| Error::from_frame(e, &self.shared.peer))
+        Ok(())
     }
 
     #[inline]
-    fn append(&mut self, prefix: &[u8], msg: &[u8]) {
-        let suffix = self.codec.suffix();
-        self.pending
-            .reserve(prefix.len() + msg.len() + suffix.len());
-        self.pending.extend_from_slice(prefix);
-        self.pending.extend_from_slice(msg);
-        self.pending.extend_from_slice(suffix);
+    fn frame(&self, msg: &[u8]) -> Result<Frame> {
+        self.out
+            .frame(msg)
+            .map_err(|e| Error::from_frame(e, &self.link.peer))
     }
 
-    fn send(&mut self, msg: &[u8]) -> Result<()> {
-        let prefix = self.prefix(msg)?;
-        let frame_len = prefix.len() + msg.len() + self.codec.suffix().len();
-        if msg.len() <= SMALL || !self.pending.is_empty() {
-            if self.pending.len() + frame_len <= self.limit {
-                let mark = self.pending.len();
-                self.append(&prefix, msg);
-                return self.flush_from(mark);
+    /// When the operation starting now must be over: the write timeout.
+    #[inline]
+    fn until(&self) -> Option<Instant> {
+        self.timeout.map(|t| Instant::now() + t)
+    }
+
+    /// Sets `SO_SNDTIMEO` to what is left until `until`; `Err(Timeout)` if
+    /// nothing is.
+    fn arm(&mut self, until: Option<Instant>) -> Result<()> {
+        let left = match until {
+            None => None,
+            Some(until) => match until.checked_duration_since(Instant::now()) {
+                Some(left) if left >= MIN_WAIT => Some(left),
+                _ => return Err(Error::Timeout),
+            },
+        };
+        let socket = &self.link.socket;
+        self.timer
+            .fit(left, true, |t| sockopt::set_write_timeout(socket, t))
+            .map_err(|e| Error::from_io(e, &self.link.peer))
+    }
+
+    /// What one failed write means: `Ok(())` to retry, `Err(Timeout)` when
+    /// time is up (nothing lost), any other error is fatal.
+    fn write_error(&mut self, e: io::Error) -> Result<()> {
+        match e.kind() {
+            io::ErrorKind::Interrupted => Ok(()),
+            // A spinning receive left the socket non-blocking: block again.
+            io::ErrorKind::WouldBlock if self.link.nonblocking.load(Ordering::Relaxed) => {
+                self.link.set_nonblocking(false)
             }
-            self.flush()?;
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Err(Error::Timeout),
+            _ => {
+                self.out.discard();
+                Err(self.link.fail(Error::from_io(e, &self.link.peer)))
+            }
         }
-        self.write_frame(&prefix, msg)
+    }
+
+    /// Writes the queue out, by `until`. `Err(Timeout)` leaves the rest
+    /// queued.
+    fn write_queue(&mut self, until: Option<Instant>) -> Result<()> {
+        while !self.out.is_empty() {
+            self.arm(until)?;
+            match sockopt::send(&self.link.socket, self.out.pending()) {
+                Ok(0) => {
+                    let e = io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes");
+                    return Err(self.link.fail(Error::from_io(e, &self.link.peer)));
+                }
+                Ok(n) => self.out.advance(n),
+                Err(e) => self.write_error(e)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a frame straight from `msg`, by `until`. `Err(Timeout)` only
+    /// if no byte of it was written; otherwise the rest is queued and the
+    /// message counts as taken.
+    fn write_direct(&mut self, frame: &Frame, msg: &[u8], until: Option<Instant>) -> Result<()> {
+        let mut written = 0;
+        while written < frame.len {
+            let parts: [&[u8]; 3] = [&frame.prefix, msg, frame.suffix];
+            let mut skip = written;
+            let mut slices = [IoSlice::new(&[]); 3];
+            for (slot, part) in slices.iter_mut().zip(parts) {
+                let take = skip.min(part.len());
+                skip -= take;
+                *slot = IoSlice::new(&part[take..]);
+            }
+            let outcome = match self.arm(until) {
+                Ok(()) => match sockopt::send_vectored(&self.link.socket, &slices) {
+                    Ok(0) => {
+                        let e =
+                            io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes");
+                        Err(self.link.fail(Error::from_io(e, &self.link.peer)))
+                    }
+                    Ok(n) => {
+                        written += n;
+                        Ok(())
+                    }
+                    Err(e) => self.write_error(e),
+                },
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(Error::Timeout) if written > 0 => {
+                    self.out.push_rest(frame, msg, written);
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues `msg` behind what is queued and writes everything, by
+    /// `until`. Takes it back if none of it was written in time.
+    fn write_with_queue(
+        &mut self,
+        frame: &Frame,
+        msg: &[u8],
+        until: Option<Instant>,
+    ) -> Result<()> {
+        if self.out.is_full_for(frame.len) {
+            // Make room first; on a timeout the message was not taken.
+            self.write_queue(until)?;
+        }
+        let mark = self.out.push(frame, msg);
+        match self.write_queue(until) {
+            Err(Error::Timeout) if self.out.untake(mark) => Err(Error::Timeout),
+            Err(Error::Timeout) => Ok(()), // taken: the rest goes out first next time
+            other => other,
+        }
+    }
+
+    /// Writes what is queued, by `until`; if it cannot, resets the
+    /// connection and says how much was never sent.
+    fn write_out_or_reset(&mut self, until: Instant) -> Result<()> {
+        match self.write_queue(Some(until)) {
+            Ok(()) => Ok(()),
+            Err(Error::Timeout) => {
+                let bytes = self.out.discard() as u64;
+                self.reset();
+                Err(Error::Unsent {
+                    addr: self.link.peer.clone(),
+                    bytes,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The connection is reset when it is closed (`SO_LINGER` 0), and both
+    /// halves answer `Closed`.
+    fn reset(&mut self) {
+        let _ = sockopt::linger_zero(&self.link.socket);
+        self.link.failed.store(true, Ordering::Relaxed);
+        self.state = SendState::Finished;
+    }
+
+    /// The socket, for options this crate does not cover. Reading or writing
+    /// it directly breaks the framing.
+    pub fn socket_ref(&self) -> &Socket {
+        &self.link.socket
+    }
+}
+
+impl Sender for StreamSender {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.check()?;
+        let frame = self.frame(msg)?;
+        let until = self.until();
+        if msg.len() <= SMALL {
+            return self.write_with_queue(&frame, msg, until);
+        }
+        // A large message goes straight from the caller's slice, after what
+        // is queued (a timeout there: this message was not taken).
+        self.write_queue(until)?;
+        self.write_direct(&frame, msg, until)
     }
 
     #[inline]
     fn feed(&mut self, msg: &[u8]) -> Result<()> {
-        let prefix = self.prefix(msg)?;
-        let frame_len = prefix.len() + msg.len() + self.codec.suffix().len();
-        if self.pending.len() + frame_len > self.limit {
-            self.flush()?;
-            if frame_len > self.limit {
-                return self.write_frame(&prefix, msg);
-            }
+        self.check()?;
+        let frame = self.frame(msg)?;
+        if self.out.is_full_for(frame.len) {
+            let until = self.until();
+            self.write_queue(until)?;
         }
-        self.append(&prefix, msg);
+        if frame.len > self.out.limit() {
+            // Larger than the whole batching buffer: send it now.
+            let until = self.until();
+            return self.write_direct(&frame, msg, until);
+        }
+        self.out.push(&frame, msg);
         Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
-        let all = self.pending.len();
-        self.flush_from(all)
+        self.check()?;
+        let until = self.until();
+        self.write_queue(until)
     }
 
-    /// Writes `pending` out. Bytes from `mark` on belong to a message taken
-    /// by this very call: if a timeout strikes before any of them was written,
-    /// they are removed again and the message counts as not taken.
-    fn flush_from(&mut self, mark: usize) -> Result<()> {
-        let mut written = 0;
-        while written < self.pending.len() {
-            match sockopt::send(&self.shared.stream, &self.pending[written..]) {
-                Ok(0) => {
-                    let err = io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes");
-                    return Err(self.write_failed(written, Error::from_io(err, &self.shared.peer)));
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if self.spun_into_nonblocking(&e) => {
-                    if let Err(err) = self.shared.set_nonblocking(false) {
-                        return Err(self.write_failed(written, err));
-                    }
-                }
-                Err(e) => {
-                    let err = Error::from_io(e, &self.shared.peer);
-                    if err.is_timeout() && written <= mark {
-                        self.pending.truncate(mark);
-                    }
-                    return Err(self.write_failed(written, err));
-                }
-            }
-        }
-        self.pending.clear();
-        Ok(())
+    fn queued(&self) -> usize {
+        self.out.len()
     }
 
-    /// `true` when a send would block only because a spinning receive left
-    /// the socket non-blocking: the send switches to blocking and retries.
-    fn spun_into_nonblocking(&self, err: &io::Error) -> bool {
-        err.kind() == io::ErrorKind::WouldBlock && self.shared.nonblocking.load(Ordering::Relaxed)
-    }
-
-    fn write_failed(&mut self, written: usize, err: Error) -> Error {
-        let _ = self.pending.split_to(written.min(self.pending.len()));
-        err
-    }
-
-    /// Writes one frame straight from the caller's buffer: prefix, payload
-    /// and suffix in one vectored system call, the payload not copied.
-    fn write_frame(&mut self, prefix: &[u8], msg: &[u8]) -> Result<()> {
-        let parts = [prefix, msg, self.codec.suffix()];
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        let mut written = 0;
-        while written < total {
-            // The parts not yet (wholly) written.
-            let mut skip = written;
-            let mut slices = Vec::with_capacity(3);
-            for part in parts {
-                if skip >= part.len() {
-                    skip -= part.len();
-                } else {
-                    slices.push(IoSlice::new(&part[skip..]));
-                    skip = 0;
-                }
-            }
-            match sockopt::send_vectored(&self.shared.stream, &slices) {
-                Ok(0) => {
-                    let err = io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes");
-                    return Err(Error::from_io(err, &self.shared.peer));
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if self.spun_into_nonblocking(&e) => self.shared.set_nonblocking(false)?,
-                Err(e) => {
-                    let err = Error::from_io(e, &self.shared.peer);
-                    if err.is_timeout() && written > 0 {
-                        // Taken: keep the rest, to go out before anything else.
-                        for slice in &slices {
-                            self.pending.extend_from_slice(slice);
-                        }
-                        return Ok(());
-                    }
-                    return Err(err);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        let timeout = check_timeout(timeout, &self.shared.peer)?;
-        sockopt::set_write_timeout(&self.shared.stream, timeout)
-            .map_err(|e| Error::from_io(e, &self.shared.peer))?;
-        self.timeout = timeout;
-        Ok(())
-    }
-
-    /// Flushes and shuts down the write side: the peer sees the clean end
-    /// after every message sent.
-    fn close(&mut self) -> Result<()> {
-        if self.closed {
+    fn finish(&mut self, until: Instant) -> Result<()> {
+        if self.state == SendState::Finished || self.link.is_down() {
+            // A failure (or a stop) was reported when it happened.
+            self.state = SendState::Finished;
             return Ok(());
         }
-        let flushed = self.flush();
-        self.closed = true;
-        match self.shared.stream.shutdown(Shutdown::Write) {
-            Err(e) if e.kind() != io::ErrorKind::NotConnected && flushed.is_ok() => {
-                Err(Error::from_io(e, &self.shared.peer))
-            }
-            _ => flushed,
-        }
-    }
-}
-
-impl TransportSend for Writer {
-    fn send(&mut self, msg: &[u8]) -> Result<()> {
-        Writer::send(self, msg)
+        self.write_out_or_reset(until)?;
+        self.state = SendState::Finished;
+        let _ = self.link.socket.shutdown(Shutdown::Write);
+        Ok(())
     }
 
-    fn feed(&mut self, msg: &[u8]) -> Result<()> {
-        Writer::feed(self, msg)
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        if self.closed {
-            return Err(Error::Closed);
-        }
-        Writer::flush(self)
+    /// The connection is reset when the socket closes (once both halves are
+    /// dropped): no shutdown first, which would send a clean end.
+    fn abort(&mut self) {
+        self.out.discard();
+        self.reset();
     }
 
     fn peer_addr(&self) -> Result<Addr> {
-        Ok(self.shared.peer.clone())
+        Ok(self.link.peer.clone())
+    }
+
+    fn local_addr(&self) -> Result<Addr> {
+        Ok(self.link.local.clone())
     }
 
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.set_timeout(timeout)
+        self.timeout = check_timeout("write_timeout", timeout)?;
+        Ok(())
     }
 
     fn write_timeout(&self) -> Option<Duration> {
         self.timeout
     }
 
-    fn close(&mut self) -> Result<()> {
-        Writer::close(self)
+    fn linger(&self) -> Duration {
+        self.linger
+    }
+
+    fn set_linger(&mut self, linger: Duration) {
+        self.linger = linger;
+    }
+
+    fn max_message_len(&self) -> usize {
+        self.out.max_message_len()
+    }
+
+    fn stopper(&self) -> Option<Stopper> {
+        Some(stopper(&self.link))
+    }
+
+    #[cfg(unix)]
+    fn socket(&self) -> Option<socket2::SockRef<'_>> {
+        Some(socket2::SockRef::from(&self.link.socket))
+    }
+}
+
+impl Drop for StreamSender {
+    fn drop(&mut self) {
+        if self.state == SendState::Finished || self.link.is_down() {
+            return;
+        }
+        if !self.out.is_empty() {
+            let until = Instant::now() + self.linger;
+            if self.write_out_or_reset(until).is_err() {
+                return;
+            }
+        }
+        let _ = self.link.socket.shutdown(Shutdown::Write);
+    }
+}
+
+fn stopper(link: &Arc<Link>) -> Stopper {
+    let link = Arc::clone(link);
+    Stopper::from_fn(move || link.stop())
+}
+
+// ---------------------------------------------------------------------------
+// Receiving
+
+/// The receiving half of a framed stream (TCP, Unix): a read buffer cut into
+/// messages by the framing.
+///
+/// * A read timeout in the middle of a message returns [`Error::Timeout`] and
+///   the next receive continues the same message: the stream never loses
+///   sync.
+/// * Once a message has started arriving it must be whole within the
+///   per-message deadline, counted from when its first bytes arrived; a
+///   message that arrived whole is delivered however late it is received.
+/// * [`recv_ref`](Receiver::recv_ref) lends a message straight out of the
+///   read buffer.
+#[derive(Debug)]
+pub struct StreamReceiver {
+    link: Arc<Link>,
+    inbound: Inbound,
+    timeout: Option<Duration>,
+    timer: SockTimer,
+    /// Latency mode: how long to poll before blocking.
+    spin: Option<Duration>,
+}
+
+/// What one `read` brought.
+enum Got {
+    Bytes,
+    End,
+    Nothing,
+}
+
+impl StreamReceiver {
+    /// Latency mode: before blocking in a receive, poll the socket without
+    /// blocking for up to `spin` (`None`, the default: block at once).
+    ///
+    /// A message that arrives within the spin is picked up without the
+    /// thread being put to sleep and woken again, which on a loaded machine
+    /// is most of a loopback round trip. The cost is CPU: the receiving
+    /// thread keeps one core at 100% for up to `spin` on every receive that
+    /// has to wait. Meant for request/response on one thread: splitting the
+    /// conversation turns it off (the spin makes the socket non-blocking,
+    /// which a send on another thread must not see).
+    pub fn set_spin(&mut self, spin: Option<Duration>) {
+        self.spin = spin.filter(|s| !s.is_zero());
+    }
+
+    /// The capacity of the read buffer, in bytes: what an idle conversation
+    /// holds on to between messages.
+    pub fn buffer_capacity(&self) -> usize {
+        self.inbound.capacity()
+    }
+
+    /// The socket, for options this crate does not cover. Reading or writing
+    /// it directly breaks the framing.
+    pub fn socket_ref(&self) -> &Socket {
+        &self.link.socket
+    }
+
+    fn error(&self, e: InboundError) -> Error {
+        let peer = &self.link.peer;
+        let err = match e {
+            InboundError::Frame(f) => Error::from_frame(f, peer),
+            InboundError::UnexpectedEof => Error::UnexpectedEof { addr: peer.clone() },
+            InboundError::Deadline(deadline) => Error::DeadlineExceeded {
+                addr: peer.clone(),
+                deadline,
+            },
+        };
+        self.link.fail(err)
+    }
+
+    /// `Ok(true)`: a message is whole in the buffer. `Ok(false)`: the clean
+    /// end. Reads until one of them, the read timeout, or the deadline.
+    fn wait_for_message(&mut self) -> Result<bool> {
+        let start = Instant::now();
+        if let Some(spin) = self.spin {
+            match self.spin_read(spin)? {
+                Got::Bytes => return Ok(true),
+                Got::End => return self.end(),
+                Got::Nothing => {}
+            }
+        }
+        self.link.set_nonblocking(false)?;
+        let mut tried = false;
+        loop {
+            let now = Instant::now();
+            let user_left = self.timeout.map(|t| t.saturating_sub(now - start));
+            let deadline_left = self
+                .inbound
+                .deadline()
+                .map(|at| at.saturating_duration_since(now));
+            if tried {
+                // Only after a read that found nothing more: a message that
+                // is whole in the kernel's buffer is never refused.
+                if let Err(e) = self.inbound.check_deadline(now) {
+                    return Err(self.error(e));
+                }
+                if user_left.is_some_and(|l| l < MIN_WAIT) {
+                    return Err(Error::Timeout);
+                }
+            }
+            let (wait, exact) = earliest(user_left, deadline_left);
+            let socket = &self.link.socket;
+            self.timer
+                .fit(wait, exact, |t| sockopt::set_read_timeout(socket, t))
+                .map_err(|e| Error::from_io(e, &self.link.peer))?;
+            match self.read_once()? {
+                Got::Bytes => return Ok(true),
+                Got::End => return self.end(),
+                Got::Nothing => tried = true,
+            }
+        }
+    }
+
+    fn end(&mut self) -> Result<bool> {
+        match self.inbound.end() {
+            Ok(()) => Ok(false),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// Polls without blocking for up to `spin`.
+    fn spin_read(&mut self, spin: Duration) -> Result<Got> {
+        self.link.set_nonblocking(true)?;
+        let until = Instant::now() + spin;
+        loop {
+            match self.read_once()? {
+                Got::Nothing if Instant::now() < until => std::hint::spin_loop(),
+                got => return Ok(got),
+            }
+        }
+    }
+
+    /// One `read`.
+    fn read_once(&mut self) -> Result<Got> {
+        loop {
+            let space = self.inbound.space();
+            match (&self.link.socket).read(space) {
+                // A stop shuts the socket down, which reads as an end.
+                Ok(0) if self.link.stopped.load(Ordering::Relaxed) => return Err(Error::Closed),
+                Ok(0) => return Ok(Got::End),
+                Ok(n) => {
+                    self.inbound.filled(n, Instant::now());
+                    return Ok(Got::Bytes);
+                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::Interrupted => {}
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => return Ok(Got::Nothing),
+                    _ => return Err(self.link.fail(Error::from_io(e, &self.link.peer))),
+                },
+            }
+        }
+    }
+
+    /// Whether another message may come: `Ok(false)` after the clean end.
+    #[inline]
+    fn check(&self) -> Result<bool> {
+        match self.inbound.state() {
+            State::Open => self.link.check().map(|()| true),
+            State::Ended => Ok(false),
+            State::Failed => Err(Error::Closed),
+        }
+    }
+}
+
+impl Receiver for StreamReceiver {
+    #[inline]
+    fn recv(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            if !self.check()? {
+                return Ok(None);
+            }
+            match self.inbound.next() {
+                Ok(Some(msg)) => return Ok(Some(msg)),
+                Ok(None) => {}
+                Err(e) => return Err(self.error(e)),
+            }
+            if !self.wait_for_message()? {
+                return Ok(None);
+            }
+        }
+    }
+
+    #[inline]
+    fn recv_ref<'a>(&'a mut self, _hold: &'a mut Option<Bytes>) -> Result<Option<&'a [u8]>> {
+        loop {
+            if !self.check()? {
+                return Ok(None);
+            }
+            match self.inbound.lend_next() {
+                Ok(true) => return Ok(Some(self.inbound.lent())),
+                Ok(false) => {}
+                Err(e) => return Err(self.error(e)),
+            }
+            if !self.wait_for_message()? {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn drain(&mut self, until: Instant) -> Result<Delivery> {
+        match self.inbound.state() {
+            State::Ended => return Ok(Delivery::Confirmed),
+            State::Failed => return Ok(Delivery::Unknown),
+            State::Open if self.link.is_down() => return Ok(Delivery::Unknown),
+            State::Open => {}
+        }
+        let _ = self.link.set_nonblocking(false);
+        self.timer.invalidate();
+        let mut scratch = [0u8; 4096];
+        loop {
+            // At least one short read, to see an end that has already come.
+            let left = until
+                .saturating_duration_since(Instant::now())
+                .max(MIN_WAIT);
+            if sockopt::set_read_timeout(&self.link.socket, Some(left)).is_err() {
+                return Ok(Delivery::Unknown);
+            }
+            match (&self.link.socket).read(&mut scratch) {
+                Ok(0) if self.link.stopped.load(Ordering::Relaxed) => return Ok(Delivery::Unknown),
+                Ok(0) => {
+                    let _ = self.inbound.end();
+                    return Ok(Delivery::Confirmed);
+                }
+                Ok(_) if Instant::now() >= until => return Ok(Delivery::Unknown),
+                Ok(_) => {}
+                Err(e) => match e.kind() {
+                    io::ErrorKind::Interrupted => {}
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                        return Ok(Delivery::Unknown)
+                    }
+                    _ if self.link.stopped.load(Ordering::Relaxed) => return Ok(Delivery::Unknown),
+                    _ => return Err(self.link.fail(Error::from_io(e, &self.link.peer))),
+                },
+            }
+        }
+    }
+
+    fn peer_addr(&self) -> Result<Addr> {
+        Ok(self.link.peer.clone())
+    }
+
+    fn local_addr(&self) -> Result<Addr> {
+        Ok(self.link.local.clone())
+    }
+
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.timeout = check_timeout("read_timeout", timeout)?;
+        Ok(())
+    }
+
+    fn read_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    fn set_message_deadline(&mut self, deadline: Duration) -> Result<()> {
+        if deadline.is_zero() {
+            return Err(crate::config::ConfigError {
+                setting: "message_deadline",
+                reason: "a zero deadline would fail every message that arrives in two pieces",
+            }
+            .into());
+        }
+        self.inbound.set_deadline(deadline);
+        Ok(())
+    }
+
+    fn max_message_len(&self) -> usize {
+        self.inbound.max_message_len()
+    }
+
+    fn stopper(&self) -> Option<Stopper> {
+        Some(stopper(&self.link))
+    }
+
+    fn on_split(&mut self) {
+        self.spin = None;
+        let _ = self.link.set_nonblocking(false);
     }
 }

@@ -1,42 +1,56 @@
-//! TCP: a byte stream, framed (by default with a 4-byte length prefix).
+//! TCP: a framed stream ([`Tcp`]) and its listener ([`TcpListener`]).
 
-use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use socket2::Socket;
 
-use super::sockopt;
-use super::stream::Stream;
+use super::listener::StreamListener;
+use super::stream::{self, StreamReceiver, StreamSender};
+use super::{sockopt, Stopper, Transport};
 use crate::addr::{self, Addr};
 use crate::config::Config;
-use crate::conversation::Conversation;
 use crate::error::{Error, Result};
 
-/// A TCP conversation's transport: framed messages over a stream (by
-/// default a 4-byte big-endian length prefix; see [`Config::framing`]).
+/// A TCP conversation's transport: messages framed on a byte stream
+/// ([`Config::framing`], by default a 4-byte big-endian length prefix).
 ///
-/// * A message is sent with its header in one system call (a vectored write:
-///   the payload is not copied).
+/// * `TCP_NODELAY` is on by default: a message leaves at once.
+/// * Small messages go out in one system call (header and payload copied
+///   into one buffer); large ones as header plus payload in one vectored
+///   system call (the payload is not copied).
 /// * Received messages are [`Bytes`](bytes::Bytes) cut out of an internal
-///   read buffer without copying; one `read` can yield many messages.
+///   read buffer without copying, or lent straight out of it
+///   ([`Conversation::recv_ref`](crate::Conversation::recv_ref)); one `read`
+///   can yield many messages.
 /// * A read timeout in the middle of a message returns [`Error::Timeout`] and
-///   the next receive continues the same message: the stream never loses sync.
-/// * Once a message has started arriving it must be complete within the
-///   per-message deadline ([`Config::message_deadline`], default 30 s).
-/// * [`close`](super::Transport::close) is graceful: flush, shut down the
-///   write side, then read and discard until the peer's end or the linger
-///   time ([`Config::linger`], default 5 s), and only then close. Closing a
-///   socket that still has unread data makes the kernel send a reset that
-///   can destroy data the peer has not read yet; draining first is what
-///   makes this close lose nothing. [`abort`](super::Transport::abort)
-///   resets at once (`SO_LINGER` 0), discarding unsent data.
+///   the next receive continues the same message: the stream never loses
+///   sync. A send that times out took nothing of its message.
+/// * Once a message has started arriving it must be whole within the
+///   per-message deadline ([`Config::message_deadline`], default 30 s),
+///   counted from when its first bytes arrived.
+/// * [`close`](crate::Conversation::close) is graceful and bounded: write
+///   what is queued, shut down the write side, then read and discard until
+///   the peer's end or the linger time ([`Config::linger`], default 5 s).
+///   Closing a socket that still has unread data makes the kernel send a
+///   reset that can destroy data the peer has not read yet; draining first
+///   is what makes this close lose nothing.
 ///
-/// Usually reached through [`Conversation`]; see [`TcpListener`] for the
-/// server side.
+/// Usually reached through [`Conversation`](crate::Conversation); see
+/// [`TcpListener`] for the server side.
 #[derive(Debug)]
 pub struct Tcp {
-    inner: Stream,
+    tx: StreamSender,
+    rx: StreamReceiver,
+}
+
+impl Transport for Tcp {
+    type Sender = StreamSender;
+    type Receiver = StreamReceiver;
+
+    fn into_halves(self) -> (StreamSender, StreamReceiver) {
+        (self.tx, self.rx)
+    }
 }
 
 impl Tcp {
@@ -53,65 +67,59 @@ impl Tcp {
 
     /// Wraps a connected stream, applying `config`'s socket options.
     pub fn from_stream(stream: TcpStream, config: &Config) -> Result<Tcp> {
-        let peer = stream.peer_addr().map(Addr::Tcp).unwrap_or(Addr::Unknown);
-        sockopt::tcp_stream(&stream, config).map_err(|e| Error::from_io(e, &peer))?;
-        let local = stream.local_addr().map(Addr::Tcp).unwrap_or(Addr::Unknown);
-        let inner = Stream::new(Socket::from(stream), local, peer, config)?;
-        Ok(Tcp { inner })
+        Tcp::from_socket(sockopt::from_tcp(stream), config)
     }
 
-    /// The underlying socket, for socket options this crate does not cover.
-    /// Reading or writing it directly breaks the framing.
+    pub(crate) fn from_socket(socket: Socket, config: &Config) -> Result<Tcp> {
+        let addr_of = |a: std::io::Result<socket2::SockAddr>| {
+            a.ok()
+                .and_then(|a| a.as_socket())
+                .map(Addr::Tcp)
+                .unwrap_or(Addr::Unknown)
+        };
+        let peer = addr_of(socket.peer_addr());
+        let local = addr_of(socket.local_addr());
+        sockopt::tcp_stream(&socket, config).map_err(|e| Error::from_io(e, &peer))?;
+        let (tx, rx) = stream::halves(socket, local, peer, config)?;
+        Ok(Tcp { tx, rx })
+    }
+
+    /// The socket, for options this crate does not cover. Reading or writing
+    /// it directly breaks the framing.
     pub fn socket(&self) -> &Socket {
-        self.inner.socket()
-    }
-
-    /// Latency mode: before blocking in a receive, poll the socket without
-    /// blocking for up to `spin` (`None`, the default: block at once).
-    ///
-    /// A message that arrives within the spin is picked up without the
-    /// thread being put to sleep and woken again, which on a loaded machine
-    /// is most of a loopback round trip. The cost is CPU: the receiving
-    /// thread keeps one core at 100% for up to `spin` on every receive that
-    /// has to wait. Meant for request/response on one thread: splitting the
-    /// conversation into halves turns it off (the spin makes the socket
-    /// non-blocking, which a send on another thread must not see).
-    pub fn set_spin(&mut self, spin: Option<Duration>) {
-        self.inner.set_spin(spin);
-    }
-
-    /// The capacity of the read buffer, in bytes: what an idle conversation
-    /// holds on to between messages.
-    pub fn read_buffer_capacity(&self) -> usize {
-        self.inner.read_buffer_capacity()
+        self.tx.socket_ref()
     }
 }
-
-super::delegate_transport!(Tcp);
 
 /// Connects to the first address that accepts.
 pub(crate) fn connect_any(addrs: &[SocketAddr], config: &Config) -> Result<Tcp> {
+    config.validate()?;
     let mut last = None;
     for &addr in addrs {
         match sockopt::tcp_connect(addr, config) {
-            Ok(stream) => return Tcp::from_stream(stream, config),
+            Ok(socket) => return Tcp::from_socket(socket, config),
             Err(e) => last = Some(Error::from_io(e, &Addr::Tcp(addr))),
         }
     }
-    Err(last.unwrap_or_else(|| addr::no_address("TCP address")))
+    Err(last.unwrap_or_else(|| addr::no_address("TCP address").into()))
 }
 
-/// A TCP server socket: every accepted connection is a [`Conversation`].
+/// A TCP server socket: every accepted connection is a [`Tcp`] transport,
+/// which [`Conversation::new`](crate::Conversation::new) wraps.
 ///
 /// Built with socket2: `SO_REUSEADDR` on Unix (as std does), the backlog from
 /// [`Config::backlog`] (default 5, the tutorial's `listen(5)`), IPv4 or IPv6.
+/// `accept` can be bounded ([`Config::accept_timeout`],
+/// [`set_accept_timeout`](Self::set_accept_timeout)) and stopped from
+/// another thread ([`stopper`](Self::stopper)); connections that were reset
+/// before they could be accepted are skipped.
 ///
 /// ```no_run
-/// use converse::TcpListener;
+/// use converse::{Conversation, TcpListener};
 ///
 /// let listener = TcpListener::bind("127.0.0.1:8090")?;
 /// loop {
-///     let mut conversation = listener.accept()?;
+///     let mut conversation = Conversation::new(listener.accept()?);
 ///     while let Some(message) = conversation.recv()? {
 ///         conversation.send(&message)?; // echo
 ///     }
@@ -120,8 +128,7 @@ pub(crate) fn connect_any(addrs: &[SocketAddr], config: &Config) -> Result<Tcp> 
 /// ```
 #[derive(Debug)]
 pub struct TcpListener {
-    inner: std::net::TcpListener,
-    local: Addr,
+    inner: StreamListener,
     config: Config,
 }
 
@@ -137,58 +144,76 @@ impl TcpListener {
         bind_any(&addrs, config)
     }
 
-    /// Accepts the next connection. Connections that failed before they
-    /// could be accepted (reset by their client) are skipped.
-    pub fn accept(&self) -> Result<Conversation<Tcp>> {
-        self.accept_transport().map(Conversation::new)
-    }
-
-    /// Accepts the next connection, as a bare transport.
-    pub fn accept_transport(&self) -> Result<Tcp> {
+    /// Accepts the next connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when the accept timeout passes; [`Error::Closed`]
+    /// once stopped; an error for which [`Error::is_transient`] is true when
+    /// the process is out of file descriptors for a moment (pause, then
+    /// accept again).
+    pub fn accept(&self) -> Result<Tcp> {
         loop {
-            match self.inner.accept() {
-                Ok((stream, _)) => match Tcp::from_stream(stream, &self.config) {
-                    // The client may already be gone: skip it, as a failed accept.
-                    Err(Error::ConnectionReset { .. }) => continue,
-                    other => return other,
-                },
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::ConnectionReset
-                    ) => {}
-                Err(e) => return Err(Error::from_io(e, &self.local)),
+            let (socket, _) = self.inner.accept()?;
+            match Tcp::from_socket(socket, &self.config) {
+                // Gone between accept and configuring it: skip it.
+                Err(Error::ConnectionReset { .. }) => {}
+                other => return other,
             }
         }
     }
 
     /// The bound address (with the real port when port 0 was asked for).
     pub fn local_addr(&self) -> Result<Addr> {
-        Ok(self.local.clone())
+        Ok(self.inner.local.clone())
     }
 
-    /// The underlying std listener.
-    pub fn listener(&self) -> &std::net::TcpListener {
-        &self.inner
+    /// Bounds every later `accept` (`None`: wait as long as it takes).
+    pub fn set_accept_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+        self.inner.set_accept_timeout(timeout)
+    }
+
+    /// The accept timeout.
+    pub fn accept_timeout(&self) -> Option<Duration> {
+        self.inner.accept_timeout()
+    }
+
+    /// A handle that stops a blocked `accept` from another thread (it and
+    /// every later one return [`Error::Closed`]).
+    pub fn stopper(&self) -> Stopper {
+        self.inner.stopper()
+    }
+
+    /// The configuration accepted conversations get.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The listening socket.
+    pub fn socket(&self) -> &Socket {
+        self.inner.socket()
     }
 }
 
 pub(crate) fn bind_any(addrs: &[SocketAddr], config: &Config) -> Result<TcpListener> {
+    config.validate()?;
     let mut last = None;
     for &addr in addrs {
         match sockopt::tcp_listener(addr, config) {
-            Ok(inner) => {
-                let local = inner.local_addr().map(Addr::Tcp).unwrap_or(Addr::Tcp(addr));
+            Ok(socket) => {
+                let local = socket
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket())
+                    .map(Addr::Tcp)
+                    .unwrap_or(Addr::Tcp(addr));
                 return Ok(TcpListener {
-                    inner,
-                    local,
+                    inner: StreamListener::new(socket, local, config.accept_timeout),
                     config: config.clone(),
                 });
             }
             Err(e) => last = Some(Error::from_io(e, &Addr::Tcp(addr))),
         }
     }
-    Err(last.unwrap_or_else(|| addr::no_address("TCP address")))
+    Err(last.unwrap_or_else(|| addr::no_address("TCP address").into()))
 }

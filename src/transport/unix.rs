@@ -9,19 +9,18 @@
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::{
-    SocketAddr as StdAddr, UnixDatagram as StdDatagram, UnixListener as StdListener,
-    UnixStream as StdStream,
-};
+use std::os::unix::net::{UnixDatagram as StdDatagram, UnixStream as StdStream};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{SockAddr, Socket};
 
-use super::stream::Stream;
-use super::udp::Datagrams;
-use crate::addr::Addr;
+use super::datagram::{self, DatagramReceiver, DatagramSender};
+use super::listener::StreamListener;
+use super::stream::{self, StreamReceiver, StreamSender};
+use super::{sockopt, Stopper, Transport};
+use crate::addr::{Addr, AddrError};
 use crate::config::Config;
-use crate::conversation::Conversation;
 use crate::error::{Error, Result};
 
 /// The largest message of a [`UnixDatagram`] (or the lower
@@ -32,7 +31,7 @@ pub const MAX_UNIX_DATAGRAM: usize = 64 * 1024;
 
 /// A socket's address as an [`Addr`] of `kind` (`Addr::Unix` or
 /// `Addr::UnixDatagram`).
-fn addr_of(addr: io::Result<StdAddr>, kind: fn(Option<PathBuf>) -> Addr) -> Addr {
+fn addr_of(addr: io::Result<SockAddr>, kind: fn(Option<PathBuf>) -> Addr) -> Addr {
     match addr {
         Ok(a) => kind(a.as_pathname().map(Path::to_path_buf)),
         Err(_) => Addr::Unknown,
@@ -40,10 +39,8 @@ fn addr_of(addr: io::Result<StdAddr>, kind: fn(Option<PathBuf>) -> Addr) -> Addr
 }
 
 fn sock_addr(path: &Path) -> Result<SockAddr> {
-    SockAddr::unix(path).map_err(|e| Error::InvalidAddress {
-        input: path.display().to_string(),
-        reason: e.to_string(),
-    })
+    SockAddr::unix(path)
+        .map_err(|e| AddrError::new(path.display().to_string(), e.to_string()).into())
 }
 
 fn unix_path(path: &Path) -> Addr {
@@ -66,7 +63,17 @@ fn unix_path(path: &Path) -> Addr {
 /// ```
 #[derive(Debug)]
 pub struct Unix {
-    inner: Stream,
+    tx: StreamSender,
+    rx: StreamReceiver,
+}
+
+impl Transport for Unix {
+    type Sender = StreamSender;
+    type Receiver = StreamReceiver;
+
+    fn into_halves(self) -> (StreamSender, StreamReceiver) {
+        (self.tx, self.rx)
+    }
 }
 
 impl Unix {
@@ -79,61 +86,54 @@ impl Unix {
     /// backlog is full the connect waits, for at most
     /// [`Config::connect_timeout`].
     pub fn connect_with(path: impl AsRef<Path>, config: &Config) -> Result<Unix> {
+        config.validate()?;
         let path = path.as_ref();
         let peer = unix_path(path);
         let address = sock_addr(path)?;
-        let connect = || -> io::Result<Socket> {
-            let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-            // A Unix connect to a full backlog blocks; SO_SNDTIMEO bounds it.
-            super::sockopt::set_write_timeout(&socket, config.connect_timeout)?;
-            socket.connect(&address)?;
-            Ok(socket)
-        };
-        let socket = connect().map_err(|e| Error::from_io(e, &peer))?;
-        Unix::from_stream(socket.into(), config)
+        let socket =
+            sockopt::unix_connect(&address, config).map_err(|e| Error::from_io(e, &peer))?;
+        Unix::from_socket(socket, config)
     }
 
     /// Wraps a connected stream, applying `config`'s options.
     pub fn from_stream(stream: StdStream, config: &Config) -> Result<Unix> {
-        let local = addr_of(stream.local_addr(), Addr::Unix);
-        let peer = addr_of(stream.peer_addr(), Addr::Unix);
-        let inner = Stream::new(Socket::from(stream), local, peer, config)?;
-        Ok(Unix { inner })
+        Unix::from_socket(Socket::from(stream), config)
     }
 
-    /// Two connected conversations' transports (`socketpair(2)`), for a
-    /// parent and child process or two threads.
+    fn from_socket(socket: Socket, config: &Config) -> Result<Unix> {
+        let local = addr_of(socket.local_addr(), Addr::Unix);
+        let peer = addr_of(socket.peer_addr(), Addr::Unix);
+        let (tx, rx) = stream::halves(socket, local, peer, config)?;
+        Ok(Unix { tx, rx })
+    }
+
+    /// Two connected transports (`socketpair(2)`), for a parent and child
+    /// process or two threads.
     pub fn pair_with(config: &Config) -> Result<(Unix, Unix)> {
         let (a, b) = StdStream::pair().map_err(|e| Error::from_io(e, &Addr::Unix(None)))?;
         Ok((Unix::from_stream(a, config)?, Unix::from_stream(b, config)?))
     }
 
-    /// The underlying socket, for options this crate does not cover.
-    /// Reading or writing it directly breaks the framing.
+    /// The socket, for options this crate does not cover. Reading or writing
+    /// it directly breaks the framing.
     pub fn socket(&self) -> &Socket {
-        self.inner.socket()
-    }
-
-    /// The capacity of the read buffer, in bytes.
-    pub fn read_buffer_capacity(&self) -> usize {
-        self.inner.read_buffer_capacity()
+        self.tx.socket_ref()
     }
 }
 
-super::delegate_transport!(Unix);
-
-/// A Unix stream server socket: every accepted connection is a
-/// [`Conversation`].
+/// A Unix stream server socket: every accepted connection is a [`Unix`]
+/// transport.
 ///
 /// Binding fails if `path` exists (a socket file left by a crashed server
 /// included: remove it first). The listener removes its socket file when
-/// dropped, unless another file has taken its place.
+/// dropped, unless another file has taken its place. `accept` can be
+/// bounded and stopped from another thread, as [`TcpListener`](super::TcpListener)'s.
 ///
 /// ```no_run
-/// use converse::UnixListener;
+/// use converse::{Conversation, UnixListener};
 ///
 /// let listener = UnixListener::bind("/tmp/echo.sock")?;
-/// let mut conversation = listener.accept()?;
+/// let mut conversation = Conversation::new(listener.accept()?);
 /// while let Some(message) = conversation.recv()? {
 ///     conversation.send(&message)?;
 /// }
@@ -141,8 +141,7 @@ super::delegate_transport!(Unix);
 /// ```
 #[derive(Debug)]
 pub struct UnixListener {
-    inner: StdListener,
-    local: Addr,
+    inner: StreamListener,
     config: Config,
     /// The socket file and its inode, removed on drop.
     file: Option<(PathBuf, u64)>,
@@ -156,55 +155,52 @@ impl UnixListener {
 
     /// Binds `path` with `config` (its backlog: [`Config::backlog`]).
     pub fn bind_with(path: impl AsRef<Path>, config: &Config) -> Result<UnixListener> {
+        config.validate()?;
         let path = path.as_ref();
         let local = unix_path(path);
         let address = sock_addr(path)?;
-        let bind = || -> io::Result<StdListener> {
-            let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-            socket.bind(&address)?;
-            socket.listen(config.backlog)?;
-            Ok(socket.into())
-        };
-        let inner = bind().map_err(|e| Error::from_io(e, &local))?;
+        let socket =
+            sockopt::unix_listener(&address, config).map_err(|e| Error::from_io(e, &local))?;
         let file = std::fs::metadata(path)
             .ok()
             .map(|m| (path.to_path_buf(), m.ino()));
         Ok(UnixListener {
-            inner,
-            local,
+            inner: StreamListener::new(socket, local, config.accept_timeout),
             config: config.clone(),
             file,
         })
     }
 
-    /// Accepts the next connection.
-    pub fn accept(&self) -> Result<Conversation<Unix>> {
-        self.accept_transport().map(Conversation::new)
-    }
-
-    /// Accepts the next connection, as a bare transport.
-    pub fn accept_transport(&self) -> Result<Unix> {
-        loop {
-            match self.inner.accept() {
-                Ok((stream, _)) => return Unix::from_stream(stream, &self.config),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) => {}
-                Err(e) => return Err(Error::from_io(e, &self.local)),
-            }
-        }
+    /// Accepts the next connection (see
+    /// [`TcpListener::accept`](super::TcpListener::accept) for the errors).
+    pub fn accept(&self) -> Result<Unix> {
+        let (socket, _) = self.inner.accept()?;
+        Unix::from_socket(socket, &self.config)
     }
 
     /// The bound address, as a URL that [`connect`](crate::connect) accepts.
     pub fn local_addr(&self) -> Result<Addr> {
-        Ok(self.local.clone())
+        Ok(self.inner.local.clone())
     }
 
-    /// The underlying std listener.
-    pub fn listener(&self) -> &StdListener {
-        &self.inner
+    /// Bounds every later `accept` (`None`: wait as long as it takes).
+    pub fn set_accept_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+        self.inner.set_accept_timeout(timeout)
+    }
+
+    /// The accept timeout.
+    pub fn accept_timeout(&self) -> Option<Duration> {
+        self.inner.accept_timeout()
+    }
+
+    /// A handle that stops a blocked `accept` from another thread.
+    pub fn stopper(&self) -> Stopper {
+        self.inner.stopper()
+    }
+
+    /// The listening socket.
+    pub fn socket(&self) -> &Socket {
+        self.inner.socket()
     }
 }
 
@@ -235,11 +231,22 @@ impl Drop for UnixListener {
 ///
 /// To be answered, a client needs an address of its own:
 /// [`connect`](UnixDatagram::connect) binds one in Linux's abstract
-/// namespace (no file is created); elsewhere, bind a socket yourself and use
+/// namespace (no file is created), named with 128 random bits so that no
+/// other process can guess it; elsewhere, bind a socket yourself and use
 /// [`from_socket`](UnixDatagram::from_socket).
 #[derive(Debug)]
 pub struct UnixDatagram {
-    inner: Datagrams,
+    tx: DatagramSender,
+    rx: DatagramReceiver,
+}
+
+impl Transport for UnixDatagram {
+    type Sender = DatagramSender;
+    type Receiver = DatagramReceiver;
+
+    fn into_halves(self) -> (DatagramSender, DatagramReceiver) {
+        (self.tx, self.rx)
+    }
 }
 
 impl UnixDatagram {
@@ -251,9 +258,10 @@ impl UnixDatagram {
     /// Connects to the datagram socket at `path` with `config`, from an
     /// address of its own (see the type's docs).
     pub fn connect_with(path: impl AsRef<Path>, config: &Config) -> Result<UnixDatagram> {
+        config.validate()?;
         let path = path.as_ref();
         let peer = Addr::UnixDatagram(Some(path.to_path_buf()));
-        let socket = client_socket().map_err(|e| Error::from_io(e, &peer))?;
+        let socket = sockopt::unix_datagram_client().map_err(|e| Error::from_io(e, &peer))?;
         socket.connect(path).map_err(|e| match e.kind() {
             io::ErrorKind::ConnectionRefused => Error::ConnectionRefused { addr: peer.clone() },
             _ => Error::from_io(e, &peer),
@@ -263,15 +271,12 @@ impl UnixDatagram {
 
     /// Wraps a Unix datagram socket that is already connected to its peer.
     pub fn from_socket(socket: StdDatagram, config: &Config) -> Result<UnixDatagram> {
+        let socket = Socket::from(socket);
         let local = addr_of(socket.local_addr(), Addr::UnixDatagram);
         let peer = addr_of(socket.peer_addr(), Addr::UnixDatagram);
         let max = config.max_message_len.min(MAX_UNIX_DATAGRAM);
-        socket
-            .set_write_timeout(super::sockopt::nonzero(config.write_timeout))
-            .map_err(|e| Error::from_io(e, &peer))?;
-        Ok(UnixDatagram {
-            inner: Datagrams::new(Socket::from(socket), local, peer, max, config),
-        })
+        let (tx, rx) = datagram::halves(socket, local, peer, max, config)?;
+        Ok(UnixDatagram { tx, rx })
     }
 
     /// Two connected datagram transports (`socketpair(2)`).
@@ -283,41 +288,4 @@ impl UnixDatagram {
             UnixDatagram::from_socket(b, config)?,
         ))
     }
-
-    /// The underlying socket, for options this crate does not cover.
-    pub fn socket(&self) -> &Socket {
-        self.inner.socket()
-    }
-}
-
-super::delegate_transport!(UnixDatagram);
-
-/// A datagram socket with an address of its own, so that replies reach it.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn client_socket() -> io::Result<StdDatagram> {
-    #[cfg(target_os = "android")]
-    use std::os::android::net::SocketAddrExt;
-    #[cfg(target_os = "linux")]
-    use std::os::linux::net::SocketAddrExt;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let mut last = None;
-    for _ in 0..16 {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("converse-{}-{n}", std::process::id());
-        match StdDatagram::bind_addr(&StdAddr::from_abstract_name(name.as_bytes())?) {
-            Ok(socket) => return Ok(socket),
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.expect("tried at least once"))
-}
-
-/// Without an abstract namespace, an unbound socket (it can send, and
-/// receive only on a socket pair).
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn client_socket() -> io::Result<StdDatagram> {
-    StdDatagram::unbound()
 }

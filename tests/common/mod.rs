@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: every blocking call gets a
 //! timeout, every thread is joined with a deadline, every socket binds
-//! port 0 on loopback.
+//! port 0 on loopback. One echo server, one seeded random generator, one
+//! rule for tests that need a tool the machine may lack.
 #![allow(dead_code)]
 
 pub mod proxy;
@@ -11,7 +12,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use converse::{Config, Conversation, Tcp, TcpListener};
+use converse::{Config, Conversation, Memory, Tcp, TcpListener};
 
 /// The timeout of every blocking call in the tests.
 pub const T: Duration = Duration::from_secs(10);
@@ -22,6 +23,7 @@ pub fn config() -> Config {
         .read_timeout(Some(T))
         .write_timeout(Some(T))
         .connect_timeout(Some(T))
+        .accept_timeout(Some(T))
 }
 
 /// A listener on 127.0.0.1, port 0, and its address.
@@ -29,6 +31,11 @@ pub fn listener(config: &Config) -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind_with("127.0.0.1:0", config).expect("bind");
     let addr = listener.local_addr().unwrap().socket_addr().unwrap();
     (listener, addr)
+}
+
+/// The next conversation of a TCP listener.
+pub fn accept(listener: &TcpListener) -> Conversation<Tcp> {
+    Conversation::new(listener.accept().expect("accept"))
 }
 
 /// A plain std client (for writing arbitrary bytes), with timeouts.
@@ -43,6 +50,12 @@ pub fn raw_client(addr: SocketAddr) -> TcpStream {
 /// A converse client.
 pub fn client(addr: SocketAddr, config: &Config) -> Conversation<Tcp> {
     Conversation::new(Tcp::connect_with(addr, config).expect("connect"))
+}
+
+/// Two conversations joined in memory.
+pub fn memory_pair(config: &Config) -> (Conversation<Memory>, Conversation<Memory>) {
+    let (a, b) = Memory::pair_with(config).expect("a valid config");
+    (Conversation::new(a), Conversation::new(b))
 }
 
 /// One frame of the default wire format.
@@ -94,6 +107,141 @@ impl<R> Joiner<R> {
     pub fn join(self) -> R {
         self.join_within(2 * T)
     }
+}
+
+/// The echo server of the tests: every accepted conversation is served on
+/// a thread of its own, echoing each message until the peer's end, then
+/// closing. Each conversation's outcome (`Ok(messages echoed)` or the
+/// error's text) is reported in `outcomes`, in the order they end.
+pub struct Echo {
+    /// The address to connect to (a URL).
+    pub url: String,
+    /// One outcome per conversation.
+    pub outcomes: mpsc::Receiver<Result<usize, String>>,
+}
+
+impl Echo {
+    /// Serves `listener` until it fails (it is stopped by dropping the
+    /// process's last reference: tests simply let it run).
+    pub fn serve(listener: converse::Listener) -> Echo {
+        let url = listener.local_addr().unwrap().to_string();
+        let (tx, outcomes) = mpsc::channel();
+        thread::spawn(move || loop {
+            let c = match listener.accept() {
+                Ok(c) => c,
+                Err(converse::Error::Timeout) => continue,
+                Err(_) => return,
+            };
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let _ = tx.send(echo_conversation(c));
+            });
+        });
+        Echo { url, outcomes }
+    }
+
+    /// An echo server over TCP on 127.0.0.1 with `config`.
+    pub fn tcp(config: &Config) -> Echo {
+        Echo::serve(converse::listen_with("tcp://127.0.0.1:0", config).unwrap())
+    }
+
+    /// The server's socket address (TCP and UDP).
+    pub fn addr(&self) -> SocketAddr {
+        self.url
+            .parse::<converse::Addr>()
+            .unwrap()
+            .socket_addr()
+            .unwrap()
+    }
+
+    /// The next conversation's outcome, waiting at most the test timeout.
+    pub fn outcome(&self) -> Result<usize, String> {
+        self.outcomes.recv_timeout(2 * T).expect("an outcome")
+    }
+}
+
+/// Echoes `c` until its end; the number of messages, or the error's text.
+pub fn echo_conversation<X: converse::Transport>(mut c: Conversation<X>) -> Result<usize, String> {
+    let mut echoed = 0;
+    let outcome = loop {
+        match c.recv() {
+            Ok(Some(m)) => match c.send(&m) {
+                Ok(()) => echoed += 1,
+                Err(e) => break Err(e.to_string()),
+            },
+            Ok(None) => break Ok(echoed),
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    let _ = c.close();
+    outcome
+}
+
+/// The one random generator of the tests: xorshift64, seeded, so that a
+/// failure can be replayed from the seed it prints.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value; zero is moved off zero).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1)
+    }
+
+    /// The next 64 bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// `true` when `CONVERSE_REQUIRE_ALL=1`: a test that would skip for a
+/// missing tool (python3, IPv6 loopback, a browser, nats-server) fails
+/// instead. `.ci/run` sets it and installs everything.
+pub fn require_all() -> bool {
+    std::env::var("CONVERSE_REQUIRE_ALL").is_ok_and(|v| v == "1")
+}
+
+/// Skips the rest of a test for `reason` (a missing tool), with a message;
+/// under `CONVERSE_REQUIRE_ALL=1` fails it instead.
+pub fn skip(reason: &str) {
+    if require_all() {
+        panic!("CONVERSE_REQUIRE_ALL=1, but {reason}");
+    }
+    eprintln!("skipped: {reason}");
+}
+
+/// `true` if python3 runs here (otherwise [`skip`]s).
+pub fn have_python() -> bool {
+    let ok = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        skip("python3 is not installed");
+    }
+    ok
+}
+
+/// `true` if the IPv6 loopback works here (otherwise [`skip`]s).
+pub fn have_ipv6() -> bool {
+    let ok = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if !ok {
+        skip("no IPv6 loopback on this machine");
+    }
+    ok
 }
 
 /// A fresh path for a Unix socket in the system's temporary directory,

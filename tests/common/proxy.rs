@@ -77,7 +77,7 @@ impl Drop for TcpProxy {
 fn pump(mut from: TcpStream, mut to: TcpStream, fault: TcpFault, upstream: bool) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut forwarded = 0usize;
-    let mut rng = 0x2545_f491_4f6c_dd1du64 ^ upstream as u64;
+    let mut rng = super::Rng::new(0x2545_f491_4f6c_dd1d ^ upstream as u64);
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => {
@@ -127,10 +127,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, fault: TcpFault, upstream: bool)
         match fault {
             TcpFault::Slice { max } => {
                 while !chunk.is_empty() {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    let k = (1 + (rng as usize) % max.max(1)).min(chunk.len());
+                    let k = (1 + rng.below(max.max(1) as u64) as usize).min(chunk.len());
                     if to.write_all(&chunk[..k]).is_err() {
                         return;
                     }

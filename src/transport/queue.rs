@@ -1,5 +1,5 @@
 //! A small bounded queue with timeouts on both ends, for the transports
-//! that hand messages between threads (in-memory pairs, the UDP listener).
+//! that hand messages between threads (in-memory pairs).
 //! std's `SyncSender` has no `send_timeout` on stable, hence this.
 
 use std::collections::VecDeque;
@@ -22,6 +22,8 @@ pub(crate) enum PopError {
     Timeout,
     /// The sending end is closed and everything was taken: the end.
     Ended,
+    /// The sending end was reset: what was queued is gone.
+    Reset,
 }
 
 #[derive(Debug)]
@@ -29,6 +31,8 @@ struct State<T> {
     items: VecDeque<T>,
     /// No more pushes will come: pops drain, then report the end.
     tx_closed: bool,
+    /// The sender reset: pops report it (after nothing; the items are gone).
+    reset: bool,
     /// Nobody pops any more: pushes fail.
     rx_closed: bool,
     /// Threads asleep in `pop` / `push`: a wake-up is a system call, made
@@ -51,6 +55,7 @@ impl<T> Queue<T> {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 tx_closed: false,
+                reset: false,
                 rx_closed: false,
                 sleeping_pop: 0,
                 sleeping_push: 0,
@@ -97,6 +102,7 @@ impl<T> Queue<T> {
     }
 
     /// Pushes if there is room now.
+    #[cfg(test)]
     pub(crate) fn try_push(&self, item: T) -> Result<(), PushError<T>> {
         self.push(item, Some(Duration::ZERO))
     }
@@ -114,7 +120,10 @@ impl<T> Queue<T> {
                 }
                 return Ok(item);
             }
-            if state.tx_closed {
+            if state.reset {
+                return Err(PopError::Reset);
+            }
+            if state.tx_closed || state.rx_closed {
                 return Err(PopError::Ended);
             }
             let left = match until {
@@ -137,6 +146,19 @@ impl<T> Queue<T> {
         self.not_full.notify_all();
     }
 
+    /// The sending end resets: what is queued is dropped and pops report
+    /// the reset.
+    pub(crate) fn reset_tx(&self) {
+        {
+            let mut state = self.lock();
+            state.tx_closed = true;
+            state.reset = true;
+            state.items.clear();
+        }
+        self.not_empty.notify_all();
+        self.not_full.notify_all();
+    }
+
     /// The receiving end is gone: pushes fail. The items still queued are
     /// returned, for the caller to account for.
     pub(crate) fn close_rx(&self) -> VecDeque<T> {
@@ -151,6 +173,7 @@ impl<T> Queue<T> {
     }
 
     /// `true` once the receiving end is gone.
+    #[cfg(test)]
     pub(crate) fn is_rx_closed(&self) -> bool {
         self.lock().rx_closed
     }
@@ -206,6 +229,15 @@ mod tests {
         assert_eq!(q.pop(None), Err(PopError::Ended));
     }
 
+    #[test]
+    fn a_reset_drops_what_is_queued_and_is_reported() {
+        let q = Queue::new(4);
+        q.try_push(1).unwrap();
+        q.reset_tx();
+        assert_eq!(q.pop(None), Err(PopError::Reset));
+        assert!(matches!(q.try_push(2), Err(PushError::Closed(2))));
+    }
+
     /// Waits (bounded) until `asleep` says a thread sleeps in the queue.
     fn until_asleep<T>(q: &Queue<T>, asleep: impl Fn(&State<T>) -> bool) {
         let until = Instant::now() + Duration::from_secs(10);
@@ -253,7 +285,7 @@ mod tests {
         q.try_push(0).unwrap();
         let q2 = Arc::clone(&q);
         let t = std::thread::spawn(move || q2.push(1, Some(Duration::from_secs(10))));
-        std::thread::sleep(Duration::from_millis(20));
+        until_asleep(&q, |s| s.sleeping_push == 1);
         q.close_rx();
         assert!(matches!(t.join().unwrap(), Err(PushError::Closed(1))));
         assert!(q.is_rx_closed());

@@ -1,0 +1,15 @@
+//! The pure state machines: bytes and time in, messages and decisions out.
+//! No socket, no thread, no clock: every function that depends on time
+//! takes `now`, so each promise is tested with a fake clock. The blocking
+//! transports and the selector drive the same engines.
+//!
+//! * [`inbound`]: the receiving side of a framed stream (read buffer,
+//!   codec, per-message deadline measured from arrival);
+//! * [`outbound`]: the sending side of a framed stream (the queue of taken
+//!   bytes, partial writes, taking a message back);
+//! * [`demux`]: the UDP demultiplexer (peer table, caps, idle eviction by
+//!   arrival time, the stats invariant).
+
+pub(crate) mod demux;
+pub(crate) mod inbound;
+pub(crate) mod outbound;

@@ -1,0 +1,254 @@
+//! The sending side of a framed byte stream: the queue of encoded bytes and
+//! the exact meaning of "taken", as a state machine with no socket in it.
+//!
+//! A message is **taken** once it is in the queue. The queue is written out
+//! from its front; a driver reports how much the socket took with
+//! [`advance`](Outbound::advance). A message that was queued by an operation
+//! that then failed to write *any* of its bytes can be taken back with
+//! [`untake`](Outbound::untake): that is how a `send` that times out takes
+//! nothing, while one that wrote a single byte of its message keeps the
+//! rest queued and finishes it first next time (the stream never loses
+//! sync).
+
+use bytes::{Buf, BytesMut};
+
+use crate::codec::{Codec, FrameError, Prefix};
+
+/// A frame checked against the codec: its prefix and total length. Making
+/// one writes nothing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Frame {
+    pub(crate) prefix: Prefix,
+    pub(crate) suffix: &'static [u8],
+    /// Prefix, payload and suffix.
+    pub(crate) len: usize,
+}
+
+/// A mark to take a message back: where its frame starts and ends in the
+/// stream of every byte ever queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Mark {
+    start: u64,
+    end: u64,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    codec: Codec,
+    /// Taken bytes, not yet written; the front goes out first.
+    queue: BytesMut,
+    /// The batching bound: feeding past it writes first.
+    limit: usize,
+    /// Bytes ever queued, and ever written: positions in the stream.
+    pushed: u64,
+    written: u64,
+}
+
+impl Outbound {
+    pub(crate) fn new(codec: Codec, limit: usize) -> Outbound {
+        Outbound {
+            codec,
+            queue: BytesMut::new(),
+            limit,
+            pushed: 0,
+            written: 0,
+        }
+    }
+
+    pub(crate) fn max_message_len(&self) -> usize {
+        self.codec.max_message_len()
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Checks `msg` against the framing and the limit: nothing is queued.
+    #[inline]
+    pub(crate) fn frame(&self, msg: &[u8]) -> Result<Frame, FrameError> {
+        let prefix = self.codec.prefix(msg)?;
+        let suffix = self.codec.suffix();
+        Ok(Frame {
+            prefix,
+            suffix,
+            len: prefix.len() + msg.len() + suffix.len(),
+        })
+    }
+
+    /// `true` when queueing a frame of `len` bytes would pass the batching
+    /// bound (an empty queue always has room for one frame).
+    #[inline]
+    pub(crate) fn is_full_for(&self, len: usize) -> bool {
+        !self.queue.is_empty() && self.queue.len() + len > self.limit
+    }
+
+    /// Queues `msg` in `frame` (from [`frame`](Self::frame)): taken.
+    #[inline]
+    pub(crate) fn push(&mut self, frame: &Frame, msg: &[u8]) -> Mark {
+        self.queue.reserve(frame.len);
+        self.queue.extend_from_slice(&frame.prefix);
+        self.queue.extend_from_slice(msg);
+        self.queue.extend_from_slice(frame.suffix);
+        let start = self.pushed;
+        self.pushed += frame.len as u64;
+        Mark {
+            start,
+            end: self.pushed,
+        }
+    }
+
+    /// Queues the part of a frame a direct write did not take, from
+    /// `written` bytes into it on.
+    pub(crate) fn push_rest(&mut self, frame: &Frame, msg: &[u8], written: usize) {
+        let parts: [&[u8]; 3] = [&frame.prefix, msg, frame.suffix];
+        let mut skip = written;
+        for part in parts {
+            let take = skip.min(part.len());
+            skip -= take;
+            self.queue.extend_from_slice(&part[take..]);
+        }
+        self.pushed += (frame.len - written) as u64;
+    }
+
+    /// `true` when nothing of the message queued at `mark` has been written
+    /// yet.
+    #[inline]
+    pub(crate) fn untouched(&self, mark: Mark) -> bool {
+        self.written <= mark.start
+    }
+
+    /// Takes back the message queued at `mark`, if none of it was written
+    /// and it is the last one queued. Returns whether it was taken back.
+    #[inline]
+    pub(crate) fn untake(&mut self, mark: Mark) -> bool {
+        if self.untouched(mark) && mark.end == self.pushed {
+            let len = (mark.end - mark.start) as usize;
+            self.queue.truncate(self.queue.len() - len);
+            self.pushed = mark.start;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The bytes to write next.
+    #[inline]
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.queue
+    }
+
+    /// Bytes taken and not yet written.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The socket took `n` bytes from the front.
+    #[inline]
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.queue.advance(n);
+        self.written += n as u64;
+        if self.queue.is_empty() && self.queue.capacity() > 4 * self.limit.max(64 * 1024) {
+            // A burst is over: give its memory back.
+            self.queue = BytesMut::new();
+        }
+    }
+
+    /// Forgets everything queued (the connection is gone); returns how many
+    /// bytes were dropped.
+    pub(crate) fn discard(&mut self) -> usize {
+        let n = self.queue.len();
+        self.queue = BytesMut::new();
+        self.written += n as u64;
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Framing;
+
+    fn out(limit: usize) -> Outbound {
+        Outbound::new(Framing::default().codec(1024), limit)
+    }
+
+    fn queue(o: &mut Outbound, msg: &[u8]) -> Mark {
+        let f = o.frame(msg).unwrap();
+        o.push(&f, msg)
+    }
+
+    #[test]
+    fn a_message_nothing_of_which_was_written_can_be_taken_back() {
+        let mut o = out(1024);
+        let first = queue(&mut o, b"first");
+        o.advance(3); // part of "first" went out
+        let second = queue(&mut o, b"second");
+        // The socket took the rest of "first" only.
+        o.advance(6);
+        assert!(o.untouched(second));
+        assert!(!o.untake(first), "first was partly written: it stays taken");
+        assert!(o.untake(second));
+        assert!(o.is_empty());
+        // Only the last message queued can be taken back.
+        let third = queue(&mut o, b"third");
+        queue(&mut o, b"fourth");
+        assert!(o.untouched(third));
+        assert!(!o.untake(third));
+        assert_eq!(o.len(), 9 + 10);
+    }
+
+    #[test]
+    fn one_byte_written_makes_the_message_taken() {
+        let mut o = out(1024);
+        let m = queue(&mut o, b"abc");
+        o.advance(1);
+        assert!(!o.untouched(m));
+        assert!(!o.untake(m));
+        assert_eq!(o.pending(), &[0, 0, 3, b'a', b'b', b'c']);
+    }
+
+    #[test]
+    fn over_the_limit_is_refused_before_anything_is_queued() {
+        let o = out(1024);
+        assert_eq!(
+            o.frame(&[0; 1025]).unwrap_err(),
+            FrameError::TooLarge {
+                len: 1025,
+                max: 1024
+            }
+        );
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn the_rest_of_a_direct_write_is_queued_exactly() {
+        let mut o = out(1024);
+        let msg = b"hello";
+        let f = o.frame(msg).unwrap();
+        for written in 0..f.len {
+            let mut o2 = out(1024);
+            o2.push_rest(&f, msg, written);
+            let mut whole = f.prefix.to_vec();
+            whole.extend_from_slice(msg);
+            assert_eq!(o2.pending(), &whole[written..]);
+        }
+        o.push(&f, msg);
+        assert_eq!(o.len(), 9);
+    }
+
+    #[test]
+    fn the_batching_bound_leaves_room_for_one_frame() {
+        let mut o = out(16);
+        assert!(!o.is_full_for(100), "an empty queue takes any one frame");
+        queue(&mut o, b"0123456789");
+        assert!(o.is_full_for(4 + 3));
+        assert!(!o.is_full_for(2));
+    }
+}

@@ -1,0 +1,97 @@
+//! What TCP and Unix stream listeners share: a listening socket whose
+//! `accept` has a timeout, can be stopped from another thread, and skips
+//! connections that died before they were accepted.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use socket2::{SockAddr, Socket};
+
+use super::{sockopt, Stopper};
+use crate::addr::Addr;
+use crate::config::check_timeout;
+use crate::error::{Error, Result};
+
+#[derive(Debug)]
+struct Shared {
+    socket: Socket,
+    stopped: AtomicBool,
+}
+
+/// A listening stream socket.
+#[derive(Debug)]
+pub(crate) struct StreamListener {
+    shared: Arc<Shared>,
+    pub(crate) local: Addr,
+    timeout: Mutex<Option<Duration>>,
+}
+
+impl StreamListener {
+    pub(crate) fn new(socket: Socket, local: Addr, timeout: Option<Duration>) -> StreamListener {
+        StreamListener {
+            shared: Arc::new(Shared {
+                socket,
+                stopped: AtomicBool::new(false),
+            }),
+            local,
+            timeout: Mutex::new(timeout),
+        }
+    }
+
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.shared.socket
+    }
+
+    /// The next live connection. Connections reset (or failed) before they
+    /// were accepted are skipped, as are clients that gave up during their
+    /// handshake (`ECONNABORTED`). An error that leaves the listener usable
+    /// ([`Error::is_transient`]: out of file descriptors for a moment) is
+    /// returned for the caller to pause on.
+    pub(crate) fn accept(&self) -> Result<(Socket, SockAddr)> {
+        loop {
+            if self.shared.stopped.load(Ordering::Relaxed) {
+                return Err(Error::Closed);
+            }
+            match self.shared.socket.accept() {
+                Ok((socket, addr)) => {
+                    if sockopt::accepted_dead(&socket) {
+                        continue;
+                    }
+                    return Ok((socket, addr));
+                }
+                Err(_) if self.shared.stopped.load(Ordering::Relaxed) => return Err(Error::Closed),
+                Err(e) => match e.kind() {
+                    io::ErrorKind::Interrupted
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::ConnectionReset => {}
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                        return Err(Error::Timeout)
+                    }
+                    _ => return Err(Error::from_io(e, &self.local)),
+                },
+            }
+        }
+    }
+
+    pub(crate) fn set_accept_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+        let timeout = check_timeout("accept_timeout", timeout)?;
+        sockopt::set_accept_timeout(&self.shared.socket, timeout)
+            .map_err(|e| Error::from_io(e, &self.local))?;
+        *self.timeout.lock().unwrap_or_else(|e| e.into_inner()) = timeout;
+        Ok(())
+    }
+
+    pub(crate) fn accept_timeout(&self) -> Option<Duration> {
+        *self.timeout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn stopper(&self) -> Stopper {
+        let shared = Arc::clone(&self.shared);
+        Stopper::from_fn(move || {
+            shared.stopped.store(true, Ordering::Relaxed);
+            sockopt::wake_up(&shared.socket);
+        })
+    }
+}

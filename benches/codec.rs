@@ -43,6 +43,30 @@ fn codec_decode(c: &mut Criterion) {
             )
         });
 
+        // Each frame lent in place (what `recv_ref` does): no `Bytes`.
+        group.bench_with_input(BenchmarkId::new("converse-lent", size), &wire, |b, wire| {
+            let mut codec = converse::codec::Framing::default().codec(usize::MAX);
+            b.iter_batched_ref(
+                || BytesMut::from(&wire[..]),
+                |buf| {
+                    let bytes: &[u8] = buf;
+                    let (mut at, mut count) = (0, 0);
+                    while let Ok(converse::codec::Parse::Frame {
+                        start,
+                        end,
+                        consumed,
+                    }) = codec.parse(&bytes[at..])
+                    {
+                        black_box(&bytes[at + start..at + end]);
+                        at += consumed;
+                        count += 1;
+                    }
+                    assert_eq!(count, n);
+                },
+                BatchSize::LargeInput,
+            )
+        });
+
         group.bench_with_input(BenchmarkId::new("tokio-util", size), &wire, |b, wire| {
             let mut codec = common::tokio_codec();
             b.iter_batched_ref(

@@ -236,6 +236,16 @@ fn converse_sink(mut server: converse::Conversation<converse::Tcp>) -> Sink {
     })
 }
 
+/// A converse sink that reads the way a batch consumer would: each message
+/// lent out of the read buffer (`recv_ref`), no `Bytes` per message.
+fn converse_sink_lent(mut server: converse::Conversation<converse::Tcp>) -> Sink {
+    Sink::start(move |n| {
+        for _ in 0..n {
+            std::hint::black_box(server.recv_ref().unwrap().unwrap());
+        }
+    })
+}
+
 fn raw_sink(server: TcpStream) -> Sink {
     let mut reader = BufReader::with_capacity(64 * 1024, server);
     let mut payload = Vec::new();
@@ -333,10 +343,16 @@ fn tcp_stream_batched(c: &mut Criterion) {
     group.throughput(common::throughput(1, size));
     let payload = vec![0x42u8; size];
 
-    {
+    // `converse` reads each message lent (`recv_ref`), as a batch consumer
+    // would; `converse-bytes` takes each as an owned `Bytes` (`recv`).
+    for (name, lent) in [("converse", true), ("converse-bytes", false)] {
         let (mut client, server) = converse_pair(&converse::Config::new());
-        let sink = converse_sink(server);
-        group.bench_function(BenchmarkId::new("converse", size), |b| {
+        let sink = if lent {
+            converse_sink_lent(server)
+        } else {
+            converse_sink(server)
+        };
+        group.bench_function(BenchmarkId::new(name, size), |b| {
             b.iter_custom(|n| {
                 sink.time(n, || {
                     for _ in 0..n {

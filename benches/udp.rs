@@ -220,7 +220,7 @@ fn udp_listener_stream(c: &mut Criterion) {
             .connect(listener.local_addr().unwrap().socket_addr().unwrap())
             .unwrap();
         sender.send(b"hello").unwrap();
-        let mut conversation = listener.accept().unwrap();
+        let mut conversation = converse::Conversation::new(listener.accept().unwrap());
         conversation.recv().unwrap().unwrap();
         let mut counter = Counter::start(move || conversation.recv().is_ok());
         group.bench_function(BenchmarkId::new("converse", size), |b| {

@@ -252,7 +252,7 @@ impl Config {
 
     /// TCP latency mode: poll for up to `spin` before blocking in a receive
     /// (default off). Trades CPU for latency; see
-    /// [`Tcp::set_spin`](crate::Tcp::set_spin).
+    /// [`StreamReceiver::set_spin`](crate::transport::StreamReceiver::set_spin).
     #[must_use]
     pub fn spin(mut self, spin: Option<Duration>) -> Self {
         self.spin = spin.filter(|s| !s.is_zero());

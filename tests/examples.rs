@@ -39,8 +39,22 @@ struct Program {
 
 impl Program {
     fn start(name: &str, args: &[&str]) -> Program {
-        let mut child = Command::new(example_path(name))
-            .args(args)
+        Program::spawn(name, Command::new(example_path(name)).args(args))
+    }
+
+    /// Starts `name` with at most `fds` file descriptors (`ulimit -n`).
+    fn start_with_fd_limit(name: &str, fds: u32, args: &[&str]) -> Program {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {fds} && exec \"$0\" \"$@\""))
+            .arg(example_path(name))
+            .args(args);
+        Program::spawn(name, &mut command)
+    }
+
+    fn spawn(name: &str, command: &mut Command) -> Program {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -238,8 +252,7 @@ fn hello_with_a_message_of_our_own_and_over_ipv6() {
     assert_eq!(server.line(), "你好, two words");
     server.expect_success();
 
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped the IPv6 half: no IPv6 loopback");
+    if !have_ipv6() {
         return;
     }
     for transport in TRANSPORTS {
@@ -537,8 +550,7 @@ fn the_demo_prints_both_transcripts_and_exits_0() {
 
 #[test]
 fn the_tutorials_own_python_client_talks_to_hello_server_with_raw_framing() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("skipped: python3 is not installed");
+    if !have_python() {
         return;
     }
     let mut server = Program::start(
@@ -602,4 +614,228 @@ fn sticky_shows_merged_raw_reads_and_separate_framed_messages() {
         text.contains("3 send(s) arrived as 3 receive(s): \"hello\", \"world\", \"!\""),
         "{text}"
     );
+}
+
+#[test]
+fn every_framing_name_works_and_a_wrong_one_is_refused_clearly() {
+    for framing in [
+        "length16le",
+        "length8be",
+        "length64le",
+        "length32be",
+        "varint",
+        "lines",
+    ] {
+        let mut server = Program::start(
+            "hello_server",
+            &["--addr", "127.0.0.1:0", "--framing", framing],
+        );
+        let addr = server.listening("tcp");
+        let mut client = Program::start(
+            "hello_client",
+            &["--addr", &addr, "--framing", framing, "--message", framing],
+        );
+        assert_eq!(server.line(), framing);
+        assert_eq!(client.line(), "hi", "{framing}");
+        client.expect_success();
+        server.expect_success();
+    }
+    let out = Command::new(example_path("hello_server"))
+        .args(["--framing", "length24be"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("length24be") && err.contains("length16le"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_addr_with_a_scheme_is_understood_or_refused_in_one_line() {
+    // The scheme says the transport.
+    let mut server = Program::start("hello_server", &["--addr", "udp://127.0.0.1:0"]);
+    let addr = server.listening("udp");
+    let mut client = Program::start("hello_client", &["--addr", &format!("udp://{addr}")]);
+    assert_eq!(client.line(), "hi");
+    client.expect_success();
+    server.expect_success();
+    // Refused: a scheme this program does not speak, or one --transport
+    // contradicts. One line on stderr, naming the address; exit 1.
+    for (args, says) in [
+        (&["--addr", "ftp://127.0.0.1:1"][..], "unknown scheme"),
+        (
+            &["--addr", "udp://127.0.0.1:1", "--transport", "tcp"][..],
+            "--addr says udp but --transport says tcp",
+        ),
+    ] {
+        let out = Command::new(example_path("hello_client"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(args[1]) && err.contains(says), "{err}");
+    }
+}
+
+#[test]
+fn an_empty_line_is_not_sent_so_raw_framing_does_not_hang() {
+    let mut server = Program::start(
+        "chat_server",
+        &["--addr", "127.0.0.1:0", "--once", "--framing", "raw"],
+    );
+    let addr = server.listening("tcp");
+    let mut client = Program::start("chat_client", &["--addr", &addr, "--framing", "raw"]);
+    client.write(""); // nothing to say: not sent, and no reply awaited
+    client.write("after the empty line");
+    assert_eq!(server.line(), "after the empty line");
+    server.write("heard you");
+    assert_eq!(client.line(), "heard you");
+    client.write("bye");
+    client.expect_success();
+    assert_eq!(server.line(), "bye");
+    server.expect_success();
+}
+
+/// Over UDP, a chat client whose user thinks for longer than the server's
+/// idle timeout is still in the conversation, and a reply that comes later
+/// than that is printed.
+#[test]
+fn a_udp_chat_survives_a_user_who_thinks_and_a_reply_that_comes_late() {
+    let mut server = Program::start(
+        "chat_server",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--transport",
+            "udp",
+            "--once",
+            "--idle-timeout",
+            "0.4",
+        ],
+    );
+    let addr = server.listening("udp");
+    let mut client = Program::start(
+        "chat_client",
+        &["--addr", &addr, "--transport", "udp", "--keepalive", "0.1"],
+    );
+    client.write("first");
+    assert_eq!(server.line(), "first");
+    server.write("reply");
+    assert_eq!(client.line(), "reply");
+    // The user thinks for three idle timeouts.
+    std::thread::sleep(Duration::from_millis(1200));
+    client.write("after thinking");
+    assert_eq!(server.line(), "after thinking");
+    // The server's person takes three idle timeouts to answer.
+    client.no_line_within(Duration::from_millis(1200));
+    server.write("a late reply");
+    assert_eq!(client.line(), "a late reply");
+    client.write("bye");
+    client.expect_success();
+    assert_eq!(server.line(), "bye");
+    server.expect_success();
+    assert!(!server.stderr().contains("left"), "{}", server.stderr());
+}
+
+/// Over UDP a quiet room stays a room: members silent for longer than the
+/// idle timeout are still members, and their next lines are lines, not new
+/// names; a member whose client is gone leaves after the idle timeout.
+#[test]
+fn a_quiet_udp_room_stays_a_room() {
+    let room = Program::start(
+        "chat_room",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--transport",
+            "udp",
+            "--idle-timeout",
+            "0.4",
+        ],
+    );
+    let addr = room.listening("udp");
+    let join = |name: &str| {
+        let p = Program::start(
+            "chat_room_client",
+            &[
+                "--addr",
+                &addr,
+                "--transport",
+                "udp",
+                "--name",
+                name,
+                "--keepalive",
+                "0.1",
+            ],
+        );
+        assert_eq!(room.line(), format!("* {name} joined"));
+        p
+    };
+    let mut alice = join("alice");
+    let bob = join("bob");
+    assert_eq!(alice.line(), "* bob joined");
+    room.no_line_within(Duration::from_millis(1500));
+    alice.write("still here");
+    assert_eq!(room.line(), "alice: still here");
+    assert_eq!(bob.line(), "alice: still here");
+    // Bob's client is killed: no bye, no keepalives. He leaves after the
+    // idle timeout.
+    drop(bob);
+    assert_eq!(room.line(), "* bob left");
+    assert_eq!(alice.line(), "* bob left");
+    alice.close_stdin();
+    assert_eq!(room.line(), "* alice left");
+    alice.expect_success();
+}
+
+/// A server out of file descriptors (`EMFILE`) says so on stderr, pauses,
+/// and serves the next client once one is free again.
+#[test]
+fn a_server_out_of_file_descriptors_recovers() {
+    let room = Program::start_with_fd_limit("chat_room", 12, &["--addr", "127.0.0.1:0"]);
+    let addr = room.listening("tcp");
+    let mut members = Vec::new();
+    let mut joined = 0;
+    // Join until the room runs out of descriptors: a client whose join is
+    // never announced waits in the backlog.
+    for i in 0..16 {
+        let name = format!("m{i}");
+        let p = Program::start("chat_room_client", &["--addr", &addr, "--name", &name]);
+        members.push(p);
+        if room.stderr().contains("accept") {
+            break;
+        }
+        match room.stdout.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) => {
+                assert_eq!(line, format!("* {name} joined"));
+                joined += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    room.wait_stderr("retrying");
+    assert!(
+        room.stderr().to_lowercase().contains("too many open files")
+            || room.stderr().contains("EMFILE")
+            || room.stderr().contains("open files"),
+        "{}",
+        room.stderr()
+    );
+    assert!(
+        joined >= 1 && joined < members.len(),
+        "{joined} of {}",
+        members.len()
+    );
+    // One member leaves: its descriptor is free, and the waiting client
+    // gets in.
+    let mut first = members.remove(0);
+    first.write("bye");
+    first.expect_success();
+    assert_eq!(room.line(), "* m0 left");
+    let waiting = format!("* m{} joined", members.len());
+    assert_eq!(room.line(), waiting);
 }

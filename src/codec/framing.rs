@@ -371,12 +371,24 @@ impl Codec {
 
     /// Appends one framed message to `dst`. On error `dst` is unchanged.
     pub fn encode(&self, msg: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
+        self.encode_into(msg, dst).map(drop)
+    }
+
+    /// Appends one framed message to `dst` and says how many bytes that
+    /// took; on error `dst` is unchanged.
+    #[inline]
+    pub(crate) fn encode_into(&self, msg: &[u8], dst: &mut BytesMut) -> Result<usize, FrameError> {
+        if let Kind::Length(c) = &self.kind {
+            return c.encode_into(msg, dst);
+        }
         let prefix = self.prefix(msg)?;
-        dst.reserve(prefix.len() + msg.len() + self.suffix().len());
+        let suffix = self.suffix();
+        let len = prefix.len() + msg.len() + suffix.len();
+        dst.reserve(len);
         dst.put_slice(&prefix);
         dst.put_slice(msg);
-        dst.put_slice(self.suffix());
-        Ok(())
+        dst.put_slice(suffix);
+        Ok(len)
     }
 
     /// The framing this codec speaks.

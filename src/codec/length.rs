@@ -170,45 +170,46 @@ impl LengthDelimited {
     /// Looks at the front of `buf`. The declared length is checked against
     /// the limit as soon as the header is complete, before any payload byte is
     /// awaited.
-    #[inline]
+    #[inline(always)]
     pub fn parse(&self, buf: &[u8]) -> Result<Parse, FrameError> {
         let width = self.header_len();
-        let Some(header) = buf.get(..width) else {
+        if buf.len() < width {
             return Ok(Parse::Incomplete {
                 needed: width - buf.len(),
             });
-        };
+        }
         let declared = if width == 4 && self.big_endian {
             // The common case, spelled out.
-            u64::from(u32::from_be_bytes([
-                header[0], header[1], header[2], header[3],
-            ]))
+            u64::from(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]))
         } else {
             let mut field = [0u8; 8];
             if self.big_endian {
-                field[8 - width..].copy_from_slice(header);
+                field[8 - width..].copy_from_slice(&buf[..width]);
                 u64::from_be_bytes(field)
             } else {
-                field[..width].copy_from_slice(header);
+                field[..width].copy_from_slice(&buf[..width]);
                 u64::from_le_bytes(field)
             }
         };
-        let too_large = FrameError::TooLarge {
-            len: declared,
-            max: self.max as u64,
-        };
-        let len = usize::try_from(declared)
-            .ok()
-            .filter(|&len| len <= self.max)
-            .ok_or(too_large.clone())?;
-        let consumed = width.checked_add(len).ok_or(too_large)?;
-        Ok(match consumed.checked_sub(buf.len()) {
-            Some(needed) if needed > 0 => Parse::Incomplete { needed },
-            _ => Parse::Frame {
+        // `max` is at most what the field says and fits a usize; only an
+        // 8-byte field at the largest max can overflow `width + len`.
+        if declared > self.max as u64 || declared as usize > usize::MAX - width {
+            return Err(FrameError::TooLarge {
+                len: declared,
+                max: self.max as u64,
+            });
+        }
+        let consumed = width + declared as usize;
+        Ok(if buf.len() < consumed {
+            Parse::Incomplete {
+                needed: consumed - buf.len(),
+            }
+        } else {
+            Parse::Frame {
                 start: width,
                 end: consumed,
                 consumed,
-            },
+            }
         })
     }
 
@@ -246,11 +247,30 @@ impl LengthDelimited {
     /// Appends one framed message to `dst` (header, then payload). On error
     /// `dst` is unchanged.
     pub fn encode(&self, msg: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
-        let header = self.header(msg.len())?;
-        dst.reserve(header.len() + msg.len());
-        dst.put_slice(&header);
+        self.encode_into(msg, dst).map(drop)
+    }
+
+    /// Appends one framed message to `dst` and says how many bytes that
+    /// took; on error `dst` is unchanged. The header is written in place.
+    #[inline]
+    pub(crate) fn encode_into(&self, msg: &[u8], dst: &mut BytesMut) -> Result<usize, FrameError> {
+        let len = msg.len();
+        if len > self.max {
+            return Err(FrameError::TooLarge {
+                len: len as u64,
+                max: self.max as u64,
+            });
+        }
+        let width = self.header_len();
+        dst.reserve(width + len);
+        match (width, self.big_endian) {
+            // The common case, spelled out.
+            (4, true) => dst.put_u32(len as u32),
+            (_, true) => dst.put_slice(&(len as u64).to_be_bytes()[8 - width..]),
+            (_, false) => dst.put_slice(&(len as u64).to_le_bytes()[..width]),
+        }
         dst.put_slice(msg);
-        Ok(())
+        Ok(width + len)
     }
 }
 

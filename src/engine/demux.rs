@@ -245,6 +245,12 @@ impl Demux {
         }
     }
 
+    /// `n` datagrams a conversation had taken out of the listener's queue
+    /// were dropped with it, unread.
+    pub(crate) fn unread(&mut self, n: usize) {
+        self.stats.unread += n as u64;
+    }
+
     fn evict(&mut self, addr: SocketAddr) {
         if let Some(peer) = self.peers.remove(&addr) {
             self.by_id.remove(&peer.id);

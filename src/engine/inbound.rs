@@ -54,13 +54,16 @@ pub(crate) enum State {
 
 /// See the module docs.
 ///
-/// `buf[..filled]` holds received bytes not yet handed out; `buf[filled..]`
+/// `buf[head..filled]` holds received bytes not yet handed out;
+/// `buf[..head]` was lent out and is cut off lazily, when room is made (so a
+/// lent message costs no change to the buffer's bookkeeping); `buf[filled..]`
 /// is initialised scratch space that the next read fills, so the buffer is
 /// zeroed once per byte of stream rather than once per read.
 #[derive(Debug)]
 pub(crate) struct Inbound {
     codec: Codec,
     buf: BytesMut,
+    head: usize,
     filled: usize,
     /// How much free space a read is offered; grows while reads fill it.
     read_size: usize,
@@ -83,6 +86,7 @@ impl Inbound {
         Inbound {
             codec,
             buf: BytesMut::new(),
+            head: 0,
             filled: 0,
             read_size: INITIAL_READ,
             needed: 1,
@@ -114,17 +118,26 @@ impl Inbound {
 
     /// Bytes received and not handed out yet.
     pub(crate) fn buffered(&self) -> usize {
-        self.filled - self.lent
+        self.filled - self.head - self.lent
     }
 
-    /// Cuts off the frame lent by `next_ref`.
+    /// Ends the loan of the frame lent by `lend_next`.
     #[inline]
     fn return_lent(&mut self) {
         if self.lent > 0 {
             let lent = std::mem::take(&mut self.lent);
-            self.buf.advance(lent);
-            self.filled -= lent;
+            self.head += lent;
             self.after_message(lent);
+        }
+    }
+
+    /// Cuts off what was lent out, so the buffer starts with what is left.
+    #[inline]
+    fn compact(&mut self) {
+        if self.head > 0 {
+            self.buf.advance(self.head);
+            self.filled -= self.head;
+            self.head = 0;
         }
     }
 
@@ -132,7 +145,7 @@ impl Inbound {
     #[inline]
     fn after_message(&mut self, consumed: usize) {
         // What is left arrived with the last read at the latest.
-        self.started = if self.filled > 0 {
+        self.started = if self.filled > self.head {
             self.last_fill
         } else {
             None
@@ -151,6 +164,7 @@ impl Inbound {
         self.return_lent();
         match self.parse()? {
             Some((start, end, consumed)) => {
+                self.compact();
                 let msg = cut(&mut self.buf, start, end, consumed);
                 self.filled -= consumed;
                 self.after_message(consumed);
@@ -169,7 +183,7 @@ impl Inbound {
         match self.parse()? {
             Some((start, end, consumed)) => {
                 self.lent = consumed;
-                self.lent_payload = (start, end);
+                self.lent_payload = (self.head + start, self.head + end);
                 Ok(true)
             }
             None => Ok(false),
@@ -194,12 +208,12 @@ impl Inbound {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn parse(&mut self) -> Result<Option<(usize, usize, usize)>, InboundError> {
         if self.state != State::Open {
             return Ok(None);
         }
-        match self.codec.parse(&self.buf[..self.filled]) {
+        match self.codec.parse(&self.buf[self.head..self.filled]) {
             Ok(Parse::Frame {
                 start,
                 end,
@@ -262,7 +276,7 @@ impl Inbound {
         if self.state != State::Open {
             return Ok(());
         }
-        if self.filled == 0 {
+        if self.filled == self.head {
             self.state = State::Ended;
             self.buf = BytesMut::new();
             Ok(())
@@ -301,6 +315,7 @@ impl Inbound {
     pub(crate) fn fail(&mut self, err: InboundError) -> InboundError {
         self.state = State::Failed;
         self.buf = BytesMut::new();
+        self.head = 0;
         self.filled = 0;
         self.lent = 0;
         self.started = None;
@@ -311,10 +326,21 @@ impl Inbound {
     /// bytes, without ever reserving a declared length up front.
     fn make_room(&mut self, want: usize) {
         let free = self.buf.len() - self.filled;
-        if free >= want.max(MIN_FREE) {
+        let want = want.max(MIN_FREE);
+        if free >= want {
             return;
         }
         let target = want.max(self.read_size);
+        // Room at the front, from messages lent and done with: move the
+        // rest there. The buffer stays initialised, so nothing is zeroed
+        // again and nothing is allocated.
+        if self.head > 0 && self.buf.len() >= (self.filled - self.head) + target {
+            self.buf.copy_within(self.head..self.filled, 0);
+            self.filled -= self.head;
+            self.head = 0;
+            return;
+        }
+        self.compact();
         self.buf.truncate(self.filled);
         if self.buf.capacity() > SHRINK_AFTER && self.filled + target < self.buf.capacity() / 4 {
             self.restart_buffer(target);
@@ -327,6 +353,7 @@ impl Inbound {
     /// Moves the received bytes into a fresh buffer of about `space` free
     /// bytes, giving a large allocation back.
     fn restart_buffer(&mut self, space: usize) {
+        self.compact();
         let mut fresh = BytesMut::with_capacity(self.filled + space);
         fresh.extend_from_slice(&self.buf[..self.filled]);
         self.buf = fresh;

@@ -83,19 +83,23 @@ impl Outbound {
         !self.queue.is_empty() && self.queue.len() + len > self.limit
     }
 
-    /// Queues `msg` in `frame` (from [`frame`](Self::frame)): taken.
+    /// Queues `msg`, framed: taken. On error nothing is queued.
     #[inline]
-    pub(crate) fn push(&mut self, frame: &Frame, msg: &[u8]) -> Mark {
-        self.queue.reserve(frame.len);
-        self.queue.extend_from_slice(&frame.prefix);
-        self.queue.extend_from_slice(msg);
-        self.queue.extend_from_slice(frame.suffix);
+    pub(crate) fn push(&mut self, msg: &[u8]) -> Result<Mark, FrameError> {
+        let len = self.codec.encode_into(msg, &mut self.queue)?;
         let start = self.pushed;
-        self.pushed += frame.len as u64;
-        Mark {
+        self.pushed += len as u64;
+        Ok(Mark {
             start,
             end: self.pushed,
-        }
+        })
+    }
+
+    /// `true` when the frame of a message of `len` bytes surely fits under
+    /// the batching bound (a frame adds at most 11 bytes).
+    #[inline]
+    pub(crate) fn has_room_for(&self, len: usize) -> bool {
+        self.queue.len() + len + 11 <= self.limit
     }
 
     /// Queues the part of a frame a direct write did not take, from
@@ -180,8 +184,7 @@ mod tests {
     }
 
     fn queue(o: &mut Outbound, msg: &[u8]) -> Mark {
-        let f = o.frame(msg).unwrap();
-        o.push(&f, msg)
+        o.push(msg).unwrap()
     }
 
     #[test]
@@ -239,7 +242,7 @@ mod tests {
             whole.extend_from_slice(msg);
             assert_eq!(o2.pending(), &whole[written..]);
         }
-        o.push(&f, msg);
+        o.push(msg).unwrap();
         assert_eq!(o.len(), 9);
     }
 

@@ -124,7 +124,7 @@ pub enum Delivery {
     /// reset: the strongest confirmation the socket interface gives. (A TCP
     /// peer that closes with unread data resets the connection instead,
     /// which `close` reports as
-    /// [`Error::ConnectionReset`](crate::Error::ConnectionReset).)
+    /// [`Error::ConnectionReset`].)
     Confirmed,
     /// Everything sent was handed to the system, but this transport cannot
     /// tell whether it reached the peer: datagrams (UDP and Unix datagram

@@ -4,7 +4,7 @@
 
 use std::io::{self, IoSlice, Read};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,11 +33,14 @@ pub(crate) struct Link {
     pub(crate) peer: Addr,
     /// `O_NONBLOCK` is on (set by a spinning receive, see `set_spin`).
     nonblocking: AtomicBool,
-    /// A fatal error on either half: from then on both answer `Closed`.
-    failed: AtomicBool,
-    /// Stopped from another thread.
-    stopped: AtomicBool,
+    /// [`FAILED`] (a fatal error on either half: from then on both answer
+    /// `Closed`) and [`STOPPED`] (from another thread), in one word so that
+    /// checking is one load.
+    down: AtomicU8,
 }
+
+const FAILED: u8 = 1;
+const STOPPED: u8 = 2;
 
 impl Link {
     fn set_nonblocking(&self, on: bool) -> Result<()> {
@@ -52,11 +55,15 @@ impl Link {
     /// `Closed` once the conversation has failed or been stopped.
     #[inline]
     fn check(&self) -> Result<()> {
-        if self.failed.load(Ordering::Relaxed) || self.stopped.load(Ordering::Relaxed) {
+        if self.down.load(Ordering::Relaxed) != 0 {
             Err(Error::Closed)
         } else {
             Ok(())
         }
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.down.load(Ordering::Relaxed) & STOPPED != 0
     }
 
     fn is_down(&self) -> bool {
@@ -67,9 +74,9 @@ impl Link {
     /// halves answer `Closed` from now on. A stop reported as an error is
     /// `Closed` too.
     fn fail(&self, err: Error) -> Error {
-        self.failed.store(true, Ordering::Relaxed);
+        self.down.fetch_or(FAILED, Ordering::Relaxed);
         let _ = self.socket.shutdown(Shutdown::Both);
-        if self.stopped.load(Ordering::Relaxed) {
+        if self.is_stopped() {
             Error::Closed
         } else {
             err
@@ -77,7 +84,7 @@ impl Link {
     }
 
     fn stop(&self) {
-        self.stopped.store(true, Ordering::Relaxed);
+        self.down.fetch_or(STOPPED, Ordering::Relaxed);
         sockopt::wake_up(&self.socket);
     }
 }
@@ -96,8 +103,7 @@ pub(crate) fn halves(
         local,
         peer,
         nonblocking: AtomicBool::new(false),
-        failed: AtomicBool::new(false),
-        stopped: AtomicBool::new(false),
+        down: AtomicU8::new(0),
     });
     let codec = config.framing.codec(config.max_message_len);
     Ok((
@@ -164,9 +170,29 @@ impl StreamSender {
 
     #[inline]
     fn frame(&self, msg: &[u8]) -> Result<Frame> {
-        self.out
-            .frame(msg)
-            .map_err(|e| Error::from_frame(e, &self.link.peer))
+        self.out.frame(msg).map_err(|e| self.frame_error(e))
+    }
+
+    #[cold]
+    fn frame_error(&self, e: crate::codec::FrameError) -> Error {
+        Error::from_frame(e, &self.link.peer)
+    }
+
+    /// `feed` when the queue may be too full for the message: writes first
+    /// (a timeout there: not taken), or sends a message larger than the
+    /// whole batching buffer at once.
+    fn feed_past_the_bound(&mut self, msg: &[u8]) -> Result<()> {
+        let frame = self.frame(msg)?;
+        if self.out.is_full_for(frame.len) {
+            let until = self.until();
+            self.write_queue(until)?;
+        }
+        if frame.len > self.out.limit() {
+            let until = self.until();
+            return self.write_direct(&frame, msg, until);
+        }
+        self.out.push(msg).map_err(|e| self.frame_error(e))?;
+        Ok(())
     }
 
     /// When the operation starting now must be over: the write timeout.
@@ -278,7 +304,7 @@ impl StreamSender {
             // Make room first; on a timeout the message was not taken.
             self.write_queue(until)?;
         }
-        let mark = self.out.push(frame, msg);
+        let mark = self.out.push(msg).map_err(|e| self.frame_error(e))?;
         match self.write_queue(until) {
             Err(Error::Timeout) if self.out.untake(mark) => Err(Error::Timeout),
             Err(Error::Timeout) => Ok(()), // taken: the rest goes out first next time
@@ -307,7 +333,7 @@ impl StreamSender {
     /// halves answer `Closed`.
     fn reset(&mut self) {
         let _ = sockopt::linger_zero(&self.link.socket);
-        self.link.failed.store(true, Ordering::Relaxed);
+        self.link.down.fetch_or(FAILED, Ordering::Relaxed);
         self.state = SendState::Finished;
     }
 
@@ -336,18 +362,14 @@ impl Sender for StreamSender {
     #[inline]
     fn feed(&mut self, msg: &[u8]) -> Result<()> {
         self.check()?;
-        let frame = self.frame(msg)?;
-        if self.out.is_full_for(frame.len) {
-            let until = self.until();
-            self.write_queue(until)?;
+        if self.out.has_room_for(msg.len()) {
+            // The common case: it fits in the batching buffer.
+            return match self.out.push(msg) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(self.frame_error(e)),
+            };
         }
-        if frame.len > self.out.limit() {
-            // Larger than the whole batching buffer: send it now.
-            let until = self.until();
-            return self.write_direct(&frame, msg, until);
-        }
-        self.out.push(&frame, msg);
-        Ok(())
+        self.feed_past_the_bound(msg)
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -577,7 +599,7 @@ impl StreamReceiver {
             let space = self.inbound.space();
             match (&self.link.socket).read(space) {
                 // A stop shuts the socket down, which reads as an end.
-                Ok(0) if self.link.stopped.load(Ordering::Relaxed) => return Err(Error::Closed),
+                Ok(0) if self.link.is_stopped() => return Err(Error::Closed),
                 Ok(0) => return Ok(Got::End),
                 Ok(n) => {
                     self.inbound.filled(n, Instant::now());
@@ -657,7 +679,7 @@ impl Receiver for StreamReceiver {
                 return Ok(Delivery::Unknown);
             }
             match (&self.link.socket).read(&mut scratch) {
-                Ok(0) if self.link.stopped.load(Ordering::Relaxed) => return Ok(Delivery::Unknown),
+                Ok(0) if self.link.is_stopped() => return Ok(Delivery::Unknown),
                 Ok(0) => {
                     let _ = self.inbound.end();
                     return Ok(Delivery::Confirmed);
@@ -669,7 +691,7 @@ impl Receiver for StreamReceiver {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                         return Ok(Delivery::Unknown)
                     }
-                    _ if self.link.stopped.load(Ordering::Relaxed) => return Ok(Delivery::Unknown),
+                    _ if self.link.is_stopped() => return Ok(Delivery::Unknown),
                     _ => return Err(self.link.fail(Error::from_io(e, &self.link.peer))),
                 },
             }

@@ -5,16 +5,17 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use socket2::SockRef;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::timer::SockTimer;
 use super::udp::payload_limit;
 use super::{sockopt, Delivery, Receiver, Sender, Stopper, Transport};
 use crate::addr::{self, Addr};
@@ -43,6 +44,9 @@ impl Item {
 struct Slot {
     items: VecDeque<Item>,
     wake: Arc<Condvar>,
+    /// Its receiver sleeps on `wake`: waking is a system call, made only
+    /// then.
+    sleeping: bool,
     /// Idle (or the listener is gone): after `items`, the end.
     ended: bool,
 }
@@ -70,7 +74,14 @@ struct Shared {
     accept_wake: Condvar,
     accept_timeout: Mutex<Option<Duration>>,
     stop: AtomicBool,
+    /// Wakes the dispatcher (to stop it).
+    waker: Waker,
 }
+
+/// Datagrams handed to the conversations under one lock, at most.
+const BATCH: usize = 64;
+const SOCKET: Token = Token(0);
+const WAKE: Token = Token(1);
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -92,52 +103,59 @@ impl Shared {
     }
 
     /// The receive loop of the dispatcher thread.
-    fn run(self: Arc<Self>) {
+    fn run(self: Arc<Self>, mut poll: Poll) {
         let mut buf = vec![0u8; self.max + 1];
-        let mut timer = SockTimer::new(None);
-        loop {
-            let next = self.lock().demux.next_expiry();
-            let wait = next.map(|at| at.saturating_duration_since(Instant::now()));
-            let socket = SockRef::from(&self.socket);
-            if timer
-                .fit(wait, false, |t| sockopt::set_read_timeout(&socket, t))
-                .is_err()
-            {
-                timer.invalidate();
-            }
-            let received = self.socket.recv_from(&mut buf);
-            if self.stop.load(Ordering::Acquire) {
-                break;
-            }
-            let now = Instant::now();
-            let mut state = self.lock();
-            while let Some(id) = state.demux.expire(now) {
-                Shared::end(&mut state, id);
-            }
-            match received {
-                Ok((n, from)) => {
-                    let max = self.peer_max(&from);
-                    let item = if n > max {
-                        Item::Truncated
-                    } else {
-                        Item::Datagram(Bytes::copy_from_slice(&buf[..n]))
-                    };
-                    self.dispatch(&mut state, now, from, item);
+        let mut events = Events::with_capacity(4);
+        let mut batch: Vec<(SocketAddr, Item)> = Vec::with_capacity(BATCH);
+        let mut next: Option<Instant> = None;
+        let mut errors = 0;
+        'serve: loop {
+            // Drain the socket (readiness is edge-triggered), handing each
+            // batch to the conversations under one lock.
+            loop {
+                if self.stop.load(Ordering::Acquire) {
+                    break 'serve;
                 }
-                Err(e) => match e.kind() {
-                    // Timers, signals, and ICMP errors reported on the shared
-                    // socket (Windows): never a reason to stop serving.
-                    io::ErrorKind::WouldBlock
-                    | io::ErrorKind::TimedOut
-                    | io::ErrorKind::Interrupted
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionRefused => {}
-                    _ => {
-                        state.demux.error();
-                        drop(state);
-                        std::thread::sleep(Duration::from_millis(10));
+                let drained = match self.socket.recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        let item = if n > self.peer_max(&from) {
+                            Item::Truncated
+                        } else {
+                            Item::Datagram(Bytes::copy_from_slice(&buf[..n]))
+                        };
+                        batch.push((from, item));
+                        false
                     }
-                },
+                    Err(e) => match e.kind() {
+                        io::ErrorKind::WouldBlock => true,
+                        // Signals, and ICMP errors reported on the shared
+                        // socket: never a reason to stop serving.
+                        io::ErrorKind::Interrupted
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionRefused => false,
+                        _ => {
+                            errors += 1;
+                            true
+                        }
+                    },
+                };
+                if drained || batch.len() == BATCH {
+                    next = self.dispatch_all(&mut batch, &mut errors);
+                }
+                if drained {
+                    break;
+                }
+            }
+            if errors > 0 {
+                // A socket error that will not go away: do not spin on it.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let wait = next.map(|at| at.saturating_duration_since(Instant::now()));
+            if let Err(e) = poll.poll(&mut events, wait) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.lock().demux.error();
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
         }
         // Every conversation's receive ends, accept ends. Conversations never
@@ -156,13 +174,36 @@ impl Shared {
         drop(unaccepted);
     }
 
+    /// Hands `batch` to the conversations, ends those idle by now, and says
+    /// when the next one may go idle: all under one lock.
+    fn dispatch_all(
+        self: &Arc<Self>,
+        batch: &mut Vec<(SocketAddr, Item)>,
+        errors: &mut u64,
+    ) -> Option<Instant> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        for _ in 0..std::mem::take(errors) {
+            state.demux.error();
+        }
+        while let Some(id) = state.demux.expire(now) {
+            Shared::end(&mut state, id);
+        }
+        for (from, item) in batch.drain(..) {
+            self.dispatch(&mut state, now, from, item);
+        }
+        state.demux.next_expiry()
+    }
+
     fn dispatch(self: &Arc<Self>, state: &mut State, now: Instant, from: SocketAddr, item: Item) {
         let truncated = matches!(item, Item::Truncated);
         match state.demux.datagram(now, from, item.size(), truncated) {
             Admit::Deliver(id) => {
                 if let Some(slot) = state.slots.get_mut(&id) {
                     slot.items.push_back(item);
-                    slot.wake.notify_one();
+                    if slot.sleeping {
+                        slot.wake.notify_one();
+                    }
                 }
             }
             Admit::New(id) => {
@@ -172,6 +213,7 @@ impl Shared {
                     Slot {
                         items: VecDeque::from([item]),
                         wake: Arc::clone(&wake),
+                        sleeping: false,
                         ended: false,
                     },
                 );
@@ -347,6 +389,17 @@ impl UdpListener {
     fn start(socket: UdpSocket, addr: SocketAddr, config: &Config) -> Result<UdpListener> {
         let local = socket.local_addr().unwrap_or(addr);
         let family_max = payload_limit(&local, usize::MAX);
+        let io = |e| Error::from_io(e, &Addr::Udp(local));
+        socket.set_nonblocking(true).map_err(io)?;
+        let poll = Poll::new().map_err(io)?;
+        poll.registry()
+            .register(
+                &mut SourceFd(&socket.as_raw_fd()),
+                SOCKET,
+                Interest::READABLE,
+            )
+            .map_err(io)?;
+        let waker = Waker::new(poll.registry(), WAKE).map_err(io)?;
         let shared = Arc::new(Shared {
             max: config.max_message_len.min(family_max),
             socket,
@@ -366,12 +419,13 @@ impl UdpListener {
             accept_wake: Condvar::new(),
             accept_timeout: Mutex::new(config.accept_timeout),
             stop: AtomicBool::new(false),
+            waker,
             config: config.clone(),
         });
         let runner = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(format!("converse:{}", local.port())) // fits the 15 bytes Linux keeps
-            .spawn(move || runner.run())
+            .spawn(move || runner.run(poll))
             .map_err(|e| Error::from_io(e, &Addr::Udp(local)))?;
         Ok(UdpListener {
             shared,
@@ -383,22 +437,7 @@ impl UdpListener {
 impl Drop for UdpListener {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
-        // Wake the receive loop with a datagram to ourselves. Should the
-        // socket's buffer be full and drop it, the loop is not blocked: it
-        // sees the stop flag after the next datagram it takes.
-        let local = self.shared.local;
-        let target: SocketAddr = match local {
-            SocketAddr::V4(a) if a.ip().is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
-            SocketAddr::V6(a) if a.ip().is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),
-            other => other,
-        };
-        let any: SocketAddr = match target {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        if let Ok(waker) = UdpSocket::bind(any) {
-            let _ = waker.send_to(&[], target);
-        }
+        let _ = self.shared.waker.wake();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -450,6 +489,8 @@ impl UdpPeer {
                 stopped,
                 timeout: shared.config.read_timeout,
                 state: PeerState::Open,
+                taken: VecDeque::new(),
+                end_after: false,
             },
         }
     }
@@ -556,6 +597,11 @@ pub struct PeerReceiver {
     stopped: Arc<AtomicBool>,
     timeout: Option<Duration>,
     state: PeerState,
+    /// Datagrams taken from the listener's queue in one go (one lock for
+    /// many), handed out one by one.
+    taken: VecDeque<Item>,
+    /// The peer went idle: after `taken`, the end.
+    end_after: bool,
 }
 
 impl PeerReceiver {
@@ -565,12 +611,34 @@ impl PeerReceiver {
         let mut state = self.shared.lock();
         state.slots.remove(&self.id);
         state.demux.closed(self.id);
+        state.demux.unread(self.taken.len());
+        self.taken.clear();
+    }
+
+    fn hand_out(&self, item: Item) -> Result<Option<Bytes>> {
+        match item {
+            Item::Datagram(msg) => Ok(Some(msg)),
+            Item::Truncated => Err(Error::Truncated {
+                addr: Addr::Udp(self.peer),
+                max: self.max,
+            }),
+        }
     }
 }
 
 impl Receiver for PeerReceiver {
     fn recv(&mut self) -> Result<Option<Bytes>> {
         if self.state == PeerState::Ended {
+            return Ok(None);
+        }
+        if self.stopped.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        if let Some(item) = self.taken.pop_front() {
+            return self.hand_out(item);
+        }
+        if self.end_after {
+            self.state = PeerState::Ended;
             return Ok(None);
         }
         let until = self.timeout.map(|t| Instant::now() + t);
@@ -584,28 +652,33 @@ impl Receiver for PeerReceiver {
                 self.state = PeerState::Ended;
                 return Ok(None);
             };
-            if let Some(item) = slot.items.pop_front() {
-                if state.demux.taken(self.id, item.size()) == Taken::End {
+            if !slot.items.is_empty() {
+                // Everything queued, in one go.
+                self.taken.extend(slot.items.drain(..));
+                for item in &self.taken {
+                    if state.demux.taken(self.id, item.size()) == Taken::End {
+                        self.end_after = true;
+                    }
+                }
+                if self.end_after {
                     Shared::end(&mut state, self.id);
                 }
-                return match item {
-                    Item::Datagram(msg) => Ok(Some(msg)),
-                    Item::Truncated => Err(Error::Truncated {
-                        addr: Addr::Udp(self.peer),
-                        max: self.max,
-                    }),
-                };
+                drop(state);
+                let item = self.taken.pop_front().expect("taken above");
+                return self.hand_out(item);
             }
             if slot.ended {
                 self.state = PeerState::Ended;
                 return Ok(None);
             }
             let wake = Arc::clone(&slot.wake);
+            slot.sleeping = true;
             state = match until {
                 None => wake.wait(state).unwrap_or_else(|e| e.into_inner()),
                 Some(until) => {
                     let left = until.saturating_duration_since(Instant::now());
                     if left.is_zero() {
+                        slot.sleeping = false;
                         return Err(Error::Timeout);
                     }
                     wake.wait_timeout(state, left)
@@ -613,6 +686,9 @@ impl Receiver for PeerReceiver {
                         .0
                 }
             };
+            if let Some(slot) = state.slots.get_mut(&self.id) {
+                slot.sleeping = false;
+            }
         }
     }
 

@@ -47,6 +47,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_MAX_PEERS: usize = 1024;
 /// The default depth of a UDP conversation's receive queue: 256 datagrams.
 pub const DEFAULT_QUEUE_DEPTH: usize = 256;
+/// The default backlog of a conversation on a switchboard: 1 MiB.
+pub const DEFAULT_MAX_BACKLOG: usize = 1024 * 1024;
 /// The default cap on bytes queued in a UDP listener, all peers together: 32 MiB.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 32 * 1024 * 1024;
 
@@ -88,6 +90,7 @@ pub struct Config {
     pub(crate) max_queued_bytes: usize,
     pub(crate) spin: Option<Duration>,
     pub(crate) framing: Framing,
+    pub(crate) max_backlog: usize,
 }
 
 impl Default for Config {
@@ -120,6 +123,7 @@ impl Config {
             queue_depth: DEFAULT_QUEUE_DEPTH,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             spin: None,
+            max_backlog: DEFAULT_MAX_BACKLOG,
             framing: Framing::Length {
                 width: Width::U32,
                 big_endian: true,
@@ -256,6 +260,17 @@ impl Config {
     #[must_use]
     pub fn spin(mut self, spin: Option<Duration>) -> Self {
         self.spin = spin.filter(|s| !s.is_zero());
+        self
+    }
+
+    /// A switchboard's bound on what waits to be sent to one conversation,
+    /// in bytes (default 1 MiB). A send past it ends that conversation as a
+    /// slow consumer ([`Error::SlowConsumer`](crate::Error::SlowConsumer)),
+    /// so a peer that does not read costs its own outbox and nothing else;
+    /// `Switchboard::try_send` lets the caller decide instead.
+    #[must_use]
+    pub fn max_backlog(mut self, bytes: usize) -> Self {
+        self.max_backlog = bytes;
         self
     }
 

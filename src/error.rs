@@ -108,6 +108,20 @@ pub enum Error {
         bytes: u64,
     },
 
+    /// A conversation on a [`Switchboard`](crate::Switchboard) did not read
+    /// what was sent to it: its outbox passed the backlog limit
+    /// ([`Config::max_backlog`](crate::Config::max_backlog)). It was ended
+    /// (and reset) so that nobody else waits for it.
+    #[error("{addr}: slow consumer: {queued} bytes waiting, over the {limit}-byte backlog limit")]
+    SlowConsumer {
+        /// The peer.
+        addr: Addr,
+        /// What was waiting for it, with the message that did not fit.
+        queued: u64,
+        /// The limit in force.
+        limit: u64,
+    },
+
     /// A message received as text was not valid UTF-8. The message itself is
     /// kept, so nothing is lost; the conversation stays usable.
     #[error("message is not valid UTF-8")]

@@ -93,6 +93,7 @@ mod config;
 mod conversation;
 mod engine;
 mod error;
+pub mod switchboard;
 pub mod transport;
 mod url;
 #[cfg(feature = "serde")]
@@ -101,11 +102,13 @@ pub mod value;
 
 pub use addr::{Addr, AddrError};
 pub use config::{
-    Config, ConfigError, DEFAULT_BACKLOG, DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_PEERS,
-    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MESSAGE_DEADLINE, DEFAULT_QUEUE_DEPTH, DEFAULT_SEND_BUFFER,
+    Config, ConfigError, DEFAULT_BACKLOG, DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER,
+    DEFAULT_MAX_BACKLOG, DEFAULT_MAX_PEERS, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MESSAGE_DEADLINE,
+    DEFAULT_QUEUE_DEPTH, DEFAULT_SEND_BUFFER,
 };
 pub use conversation::{Conversation, Messages, RecvHalf, ReuniteError, SendAllError, SendHalf};
 pub use error::{Error, Result};
+pub use switchboard::Switchboard;
 pub use transport::{
     Delivery, DynTransport, Memory, Receiver, Sender, Stopper, Tcp, TcpListener, Transport, Udp,
     UdpListener, UdpPeer, UdpStats, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6,

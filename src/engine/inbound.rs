@@ -255,9 +255,64 @@ impl Inbound {
         }
     }
 
+    /// Decodes the messages in `bytes`, read at `now` into a buffer that is
+    /// not this engine's (a scratch buffer shared by many conversations),
+    /// and hands each to `emit`. When nothing is buffered here, whole
+    /// messages are copied straight out of `bytes`; only the start of a
+    /// message still arriving is kept. So an idle conversation holds no read
+    /// buffer at all.
+    pub(crate) fn decode_from(
+        &mut self,
+        bytes: &[u8],
+        now: Instant,
+        mut emit: impl FnMut(Bytes),
+    ) -> Result<(), InboundError> {
+        if self.state != State::Open {
+            return Ok(());
+        }
+        let mut at = 0;
+        if self.buffered() == 0 {
+            self.return_lent();
+            while at < bytes.len() {
+                match self.codec.parse(&bytes[at..]) {
+                    Ok(Parse::Frame {
+                        start,
+                        end,
+                        consumed,
+                    }) => {
+                        emit(Bytes::copy_from_slice(&bytes[at + start..at + end]));
+                        at += consumed;
+                    }
+                    Ok(Parse::Incomplete { needed }) => {
+                        self.needed = needed;
+                        break;
+                    }
+                    Err(e) => return Err(self.fail(InboundError::Frame(e))),
+                }
+            }
+        }
+        if at < bytes.len() {
+            self.extend(&bytes[at..], now);
+            while let Some(msg) = self.next()? {
+                emit(msg);
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the read buffer back when nothing is buffered (an idle
+    /// conversation then holds none).
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.buffered() == 0 && self.lent == 0 && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+            self.head = 0;
+            self.filled = 0;
+            self.read_size = INITIAL_READ;
+        }
+    }
+
     /// Copies `bytes` in, as if read at `now` (for carriers that hand out
     /// bytes rather than read into a buffer).
-    #[cfg(test)]
     pub(crate) fn extend(&mut self, mut bytes: &[u8], now: Instant) {
         while !bytes.is_empty() {
             let space = self.space();
@@ -527,6 +582,35 @@ mod tests {
         assert_eq!(e.next_ref().unwrap(), None);
         assert_eq!(e.buffered(), 0);
         e.end().unwrap();
+    }
+
+    #[test]
+    fn decoding_from_a_shared_buffer_keeps_only_a_partial_message() {
+        let t0 = Instant::now();
+        let mut e = engine(Framing::default(), 1024);
+        let mut wire = frame(b"one");
+        wire.extend(frame(b"two"));
+        wire.extend_from_slice(&frame(b"three")[..5]);
+        let mut got = Vec::new();
+        e.decode_from(&wire, t0, |m| got.push(m)).unwrap();
+        assert_eq!(got, vec![&b"one"[..], &b"two"[..]]);
+        assert_eq!(e.buffered(), 5, "the start of \"three\" is kept");
+        assert_eq!(e.deadline(), Some(t0 + DEADLINE));
+        e.decode_from(&frame(b"three")[5..], t0, |m| got.push(m))
+            .unwrap();
+        assert_eq!(got[2], &b"three"[..]);
+        e.release_if_empty();
+        assert_eq!(e.capacity(), 0, "an idle conversation holds no buffer");
+        // Whole messages never touch this engine's buffer.
+        e.decode_from(&frame(b"four"), t0, |m| got.push(m)).unwrap();
+        assert_eq!(e.capacity(), 0);
+        assert_eq!(got.len(), 4);
+        // Hostile bytes fail the same way as through the own buffer.
+        let bad = u32::MAX.to_be_bytes();
+        assert!(matches!(
+            e.decode_from(&bad, t0, |_| {}),
+            Err(InboundError::Frame(FrameError::TooLarge { .. }))
+        ));
     }
 
     #[test]

@@ -164,6 +164,19 @@ impl Outbound {
         }
     }
 
+    /// Changes the bound (the selector's outbox is its backlog limit).
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
+    /// Gives the queue's memory back when it is empty (an idle conversation
+    /// then holds none).
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            self.queue = BytesMut::new();
+        }
+    }
+
     /// Forgets everything queued (the connection is gone); returns how many
     /// bytes were dropped.
     pub(crate) fn discard(&mut self) -> usize {

@@ -170,6 +170,32 @@ impl Sender for DatagramSender {
     }
 }
 
+/// A datagram conversation taken apart, for a driver that owns its socket.
+pub(crate) struct DatagramParts {
+    pub(crate) socket: Socket,
+    pub(crate) local: Addr,
+    pub(crate) peer: Addr,
+    pub(crate) max: usize,
+    pub(crate) idle: Option<Duration>,
+}
+
+/// Takes a conversation's halves apart. `None` if the socket is shared.
+pub(crate) fn into_parts(tx: DatagramSender, rx: DatagramReceiver) -> Option<DatagramParts> {
+    if !Arc::ptr_eq(&tx.link, &rx.link) {
+        return None;
+    }
+    let (max, idle) = (tx.max, rx.idle);
+    drop(tx);
+    let link = Arc::try_unwrap(rx.link).ok()?;
+    Some(DatagramParts {
+        socket: link.socket,
+        local: link.local,
+        peer: link.peer,
+        max,
+        idle,
+    })
+}
+
 fn stopper(link: &Arc<Link>) -> Stopper {
     let link = Arc::clone(link);
     Stopper::from_fn(move || {

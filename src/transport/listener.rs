@@ -28,6 +28,20 @@ pub(crate) struct StreamListener {
     timeout: Mutex<Option<Duration>>,
 }
 
+/// A hold on a listening socket, taken from a [`StreamListener`].
+pub(crate) struct Detached {
+    shared: Arc<Shared>,
+    local: Addr,
+}
+
+impl Detached {
+    /// The socket, once every other hold is gone.
+    pub(crate) fn into_socket(self) -> Option<(Socket, Addr)> {
+        let shared = Arc::try_unwrap(self.shared).ok()?;
+        Some((shared.socket, self.local))
+    }
+}
+
 impl StreamListener {
     pub(crate) fn new(socket: Socket, local: Addr, timeout: Option<Duration>) -> StreamListener {
         StreamListener {
@@ -85,6 +99,20 @@ impl StreamListener {
 
     pub(crate) fn accept_timeout(&self) -> Option<Duration> {
         *self.timeout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The listening socket itself, if nothing else holds it.
+    pub(crate) fn into_socket(self) -> Option<(Socket, Addr)> {
+        let shared = Arc::try_unwrap(self.shared).ok()?;
+        Some((shared.socket, self.local))
+    }
+
+    /// A second hold on the socket, that outlives this listener.
+    pub(crate) fn detach(&self) -> Detached {
+        Detached {
+            shared: Arc::clone(&self.shared),
+            local: self.local.clone(),
+        }
     }
 
     pub(crate) fn stopper(&self) -> Stopper {

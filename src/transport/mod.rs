@@ -49,12 +49,12 @@
 //! Listeners hand out transports; [`Conversation::new`](crate::Conversation::new)
 //! wraps them.
 
-mod datagram;
-mod listener;
+pub(crate) mod datagram;
+pub(crate) mod listener;
 mod memory;
 pub(crate) mod queue;
 pub(crate) mod sockopt;
-mod stream;
+pub(crate) mod stream;
 pub(crate) mod tcp;
 mod timer;
 pub(crate) mod udp;

@@ -455,6 +455,50 @@ impl Drop for StreamSender {
     }
 }
 
+/// A stream conversation taken apart, for a driver that owns its socket
+/// (the switchboard): the socket, its addresses, the engines with what they
+/// hold, and the linger time.
+pub(crate) struct StreamParts {
+    pub(crate) socket: Socket,
+    pub(crate) local: Addr,
+    pub(crate) peer: Addr,
+    pub(crate) inbound: Inbound,
+    pub(crate) outbound: Outbound,
+    pub(crate) linger: Duration,
+}
+
+/// Takes a conversation's halves apart. `None` if the socket is shared
+/// with anything else (it never is for halves made together).
+pub(crate) fn into_parts(mut tx: StreamSender, mut rx: StreamReceiver) -> Option<StreamParts> {
+    if !Arc::ptr_eq(&tx.link, &rx.link) || tx.link.is_down() {
+        return None;
+    }
+    let limit = tx.out.limit();
+    let outbound = std::mem::replace(
+        &mut tx.out,
+        Outbound::new(crate::codec::Framing::Raw.codec(1), limit),
+    );
+    let inbound = std::mem::replace(
+        &mut rx.inbound,
+        Inbound::new(crate::codec::Framing::Raw.codec(1), Duration::from_secs(1)),
+    );
+    // Dropped without a word: no flush, no shutdown.
+    tx.state = SendState::Finished;
+    let linger = tx.linger;
+    let link = Arc::clone(&tx.link);
+    drop(tx);
+    drop(rx);
+    let link = Arc::try_unwrap(link).ok()?;
+    Some(StreamParts {
+        socket: link.socket,
+        local: link.local,
+        peer: link.peer,
+        inbound,
+        outbound,
+        linger,
+    })
+}
+
 fn stopper(link: &Arc<Link>) -> Stopper {
     let link = Arc::clone(link);
     Stopper::from_fn(move || link.stop())

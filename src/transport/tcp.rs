@@ -89,6 +89,10 @@ impl Tcp {
     pub fn socket(&self) -> &Socket {
         self.tx.socket_ref()
     }
+
+    pub(crate) fn into_parts(self) -> Option<stream::StreamParts> {
+        stream::into_parts(self.tx, self.rx)
+    }
 }
 
 /// Connects to the first address that accepts.
@@ -192,6 +196,11 @@ impl TcpListener {
     /// The listening socket.
     pub fn socket(&self) -> &Socket {
         self.inner.socket()
+    }
+
+    pub(crate) fn into_parts(self) -> Option<(Socket, Addr, Config)> {
+        let (socket, local) = self.inner.into_socket()?;
+        Some((socket, local, self.config))
     }
 }
 

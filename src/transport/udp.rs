@@ -109,6 +109,12 @@ impl Udp {
     }
 }
 
+impl Udp {
+    pub(crate) fn into_parts(self) -> Option<datagram::DatagramParts> {
+        datagram::into_parts(self.tx, self.rx)
+    }
+}
+
 pub(crate) fn connect_any(addrs: &[SocketAddr], config: &Config) -> Result<Udp> {
     config.validate()?;
     let mut last = None;

@@ -119,6 +119,10 @@ impl Unix {
     pub fn socket(&self) -> &Socket {
         self.tx.socket_ref()
     }
+
+    pub(crate) fn into_parts(self) -> Option<stream::StreamParts> {
+        stream::into_parts(self.tx, self.rx)
+    }
 }
 
 /// A Unix stream server socket: every accepted connection is a [`Unix`]
@@ -202,6 +206,18 @@ impl UnixListener {
     pub fn socket(&self) -> &Socket {
         self.inner.socket()
     }
+
+    /// The socket, its address, its configuration, and the file to remove
+    /// when the new owner is done with it.
+    pub(crate) fn into_parts(mut self) -> Option<(Socket, Addr, Config, Option<PathBuf>)> {
+        // The new owner removes the file: this one must not.
+        let file = self.file.take().map(|(path, _)| path);
+        let config = self.config.clone();
+        let detached = self.inner.detach();
+        drop(self);
+        let (socket, local) = detached.into_socket()?;
+        Some((socket, local, config, file))
+    }
 }
 
 impl Drop for UnixListener {
@@ -277,6 +293,10 @@ impl UnixDatagram {
         let max = config.max_message_len.min(MAX_UNIX_DATAGRAM);
         let (tx, rx) = datagram::halves(socket, local, peer, max, config)?;
         Ok(UnixDatagram { tx, rx })
+    }
+
+    pub(crate) fn into_parts(self) -> Option<datagram::DatagramParts> {
+        datagram::into_parts(self.tx, self.rx)
     }
 
     /// Two connected datagram transports (`socketpair(2)`).

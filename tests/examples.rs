@@ -839,3 +839,92 @@ fn a_server_out_of_file_descriptors_recovers() {
     let waiting = format!("* m{} joined", members.len());
     assert_eq!(room.line(), waiting);
 }
+
+/// One room served on TCP, UDP and a Unix socket at once: members on each
+/// hear each other.
+#[test]
+fn one_room_over_tcp_udp_and_unix() {
+    let path = SocketPath::new("room");
+    let room = Program::start(
+        "chat_room",
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--listen",
+            "udp://127.0.0.1:0",
+            "--listen",
+            &path.url("unix"),
+        ],
+    );
+    let tcp = format!("tcp://{}", room.listening("tcp"));
+    let udp = format!("udp://{}", room.listening("udp"));
+    assert_eq!(room.line(), format!("listening on {}", path.url("unix")));
+    let join = |url: &str, name: &str| {
+        let p = Program::start("chat_room_client", &["--addr", url, "--name", name]);
+        assert_eq!(room.line(), format!("* {name} joined"), "{}", p.stderr());
+        p
+    };
+    let mut alice = join(&tcp, "alice");
+    let bob = join(&udp, "bob");
+    assert_eq!(alice.line(), "* bob joined");
+    let carol = join(&path.url("unix"), "carol");
+    assert_eq!(alice.line(), "* carol joined");
+    assert_eq!(bob.line(), "* carol joined");
+    alice.write("hello, all three transports");
+    for p in [&room, &bob, &carol] {
+        assert_eq!(p.line(), "alice: hello, all three transports");
+    }
+    alice.write("bye");
+    assert_eq!(room.line(), "* alice left");
+    assert_eq!(bob.line(), "* alice left");
+    assert_eq!(carol.line(), "* alice left");
+    alice.expect_success();
+}
+
+/// A member that stops reading is disconnected once its backlog passes
+/// --max-backlog, announced as having left, with a line on stderr; the
+/// others hear every line.
+#[test]
+fn a_member_that_stops_reading_is_dropped_and_never_slows_the_others() {
+    let room = Program::start(
+        "chat_room",
+        &["--addr", "127.0.0.1:0", "--max-backlog", "65536"],
+    );
+    let addr = room.listening("tcp");
+    let mut alice = Program::start("chat_room_client", &["--addr", &addr, "--name", "alice"]);
+    assert_eq!(room.line(), "* alice joined");
+    let bob = Program::start("chat_room_client", &["--addr", &addr, "--name", "bob"]);
+    assert_eq!(room.line(), "* bob joined");
+    assert_eq!(alice.line(), "* bob joined");
+    // A member with a tiny receive window that never reads.
+    let stuck = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    stuck.set_recv_buffer_size(4096).unwrap();
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    stuck.connect(&target.into()).unwrap();
+    let mut stuck: std::net::TcpStream = stuck.into();
+    write_all(&mut stuck, &frame(b"stuck"));
+    assert_eq!(room.line(), "* stuck joined");
+    assert_eq!(alice.line(), "* stuck joined");
+    assert_eq!(bob.line(), "* stuck joined");
+    let long = "x".repeat(8000);
+    let started = Instant::now();
+    // Bob hears every line, in order (read in step: his client prints to a
+    // pipe this test reads, and he must not become slow himself), and the
+    // stuck member leaves.
+    let mut left = false;
+    for i in 0..400 {
+        alice.write(&format!("{i} {long}"));
+        let mut line = bob.line();
+        if line == "* stuck left" {
+            left = true;
+            line = bob.line();
+        }
+        assert_eq!(line, format!("alice: {i} {long}"));
+    }
+    if !left {
+        assert_eq!(bob.line(), "* stuck left");
+    }
+    room.wait_stderr("slow consumer");
+    assert!(started.elapsed() < T, "{:?}", started.elapsed());
+    drop(stuck);
+}

@@ -5,6 +5,8 @@
 //! the keepalive that holds a UDP client's place.
 #![allow(dead_code)]
 
+pub mod room;
+
 use std::fmt::Display;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::sync::mpsc;
@@ -23,6 +25,8 @@ pub enum TransportKind {
     Tcp,
     /// UDP, one datagram per message.
     Udp,
+    /// A Unix stream socket (--addr is a path), with a framing.
+    Unix,
 }
 
 impl TransportKind {
@@ -30,6 +34,7 @@ impl TransportKind {
         match self {
             TransportKind::Tcp => "tcp",
             TransportKind::Udp => "udp",
+            TransportKind::Unix => "unix",
         }
     }
 

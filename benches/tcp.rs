@@ -26,6 +26,13 @@ fn std_pair() -> (TcpStream, TcpStream) {
     (client, server)
 }
 
+/// One end of a pair as a converse conversation.
+fn converse_end(stream: TcpStream) -> converse::Conversation<converse::Tcp> {
+    converse::Conversation::new(
+        converse::Tcp::from_stream(stream, &converse::Config::new()).unwrap(),
+    )
+}
+
 /// A converse pair (config applied to both ends).
 fn converse_pair(
     config: &converse::Config,
@@ -38,6 +45,66 @@ fn converse_pair(
         converse::Conversation::new(converse::Tcp::from_stream(client, config).unwrap()),
         converse::Conversation::new(converse::Tcp::from_stream(server, config).unwrap()),
     )
+}
+
+/// An echo server on a switchboard, on a thread of its own, serving the
+/// server end of a fresh pair; returns the client end.
+fn switchboard_echo() -> (TcpStream, thread::JoinHandle<()>) {
+    let (client, server) = std_pair();
+    let thread = thread::spawn(move || {
+        let config = converse::Config::new();
+        let mut board = converse::Switchboard::with_config(&config).unwrap();
+        board
+            .adopt_tcp(converse::Tcp::from_stream(server, &config).unwrap())
+            .unwrap();
+        let mut events = converse::switchboard::Events::new();
+        loop {
+            board.wait(&mut events, None).unwrap();
+            for event in events.drain() {
+                match event {
+                    converse::switchboard::Event::Message { id, message } => {
+                        board.send(id, &message).unwrap()
+                    }
+                    converse::switchboard::Event::Ended { .. } => return,
+                    _ => {}
+                }
+            }
+        }
+    });
+    (client, thread)
+}
+
+/// A switchboard with one conversation (the client end of a fresh pair) and
+/// the server end; `flush` writes everything queued before returning.
+struct BoardSender {
+    board: converse::Switchboard,
+    id: converse::switchboard::Id,
+    events: converse::switchboard::Events,
+}
+
+impl BoardSender {
+    fn new(stream: TcpStream) -> BoardSender {
+        let config = converse::Config::new().max_backlog(64 << 20);
+        let mut board = converse::Switchboard::with_config(&config).unwrap();
+        let id = board
+            .adopt_tcp(converse::Tcp::from_stream(stream, &config).unwrap())
+            .unwrap();
+        BoardSender {
+            board,
+            id,
+            events: converse::switchboard::Events::new(),
+        }
+    }
+
+    fn flush(&mut self) {
+        self.board.flush();
+        while self.board.queued(self.id).unwrap_or(0) > 0 {
+            self.board
+                .wait(&mut self.events, Some(Duration::from_millis(10)))
+                .unwrap();
+            self.events.drain().for_each(drop);
+        }
+    }
 }
 
 type TokioFramed = Framed<tokio::net::TcpStream, tokio_util::codec::LengthDelimitedCodec>;
@@ -82,6 +149,23 @@ fn tcp_pingpong(c: &mut Criterion) {
                 }
             });
             group.bench_function(BenchmarkId::new(name, size), |b| {
+                b.iter(|| {
+                    client.send(&payload).unwrap();
+                    client.recv().unwrap().unwrap()
+                })
+            });
+            drop(client);
+            echo.join().unwrap();
+        }
+
+        {
+            // The same blocking client, against an echo server on a
+            // switchboard.
+            let (client, echo) = switchboard_echo();
+            let mut client = converse::Conversation::new(
+                converse::Tcp::from_stream(client, &converse::Config::new()).unwrap(),
+            );
+            group.bench_function(BenchmarkId::new("converse-switchboard", size), |b| {
                 b.iter(|| {
                     client.send(&payload).unwrap();
                     client.recv().unwrap().unwrap()
@@ -314,6 +398,25 @@ fn tcp_stream(c: &mut Criterion) {
         }
 
         {
+            // Each message sent and written out before the next.
+            let (client, server) = std_pair();
+            let sink = converse_sink(converse_end(server));
+            let mut board = BoardSender::new(client);
+            group.bench_function(BenchmarkId::new("converse-switchboard", size), |b| {
+                b.iter_custom(|n| {
+                    sink.time(n, || {
+                        for _ in 0..n {
+                            board.board.send(board.id, &payload).unwrap();
+                            board.flush();
+                        }
+                    })
+                })
+            });
+            drop(board);
+            sink.stop();
+        }
+
+        {
             let (client, server) = std_pair();
             let sink = tokio_sink(server);
             let rt = common::tokio_runtime();
@@ -363,6 +466,28 @@ fn tcp_stream_batched(c: &mut Criterion) {
             })
         });
         drop(client);
+        sink.stop();
+    }
+
+    {
+        // Queued on the switchboard, written when it waits.
+        let (client, server) = std_pair();
+        let sink = converse_sink_lent(converse_end(server));
+        let mut board = BoardSender::new(client);
+        group.bench_function(BenchmarkId::new("converse-switchboard", size), |b| {
+            b.iter_custom(|n| {
+                sink.time(n, || {
+                    for i in 0..n {
+                        board.board.send(board.id, &payload).unwrap();
+                        if i % 1024 == 1023 {
+                            board.flush();
+                        }
+                    }
+                    board.flush();
+                })
+            })
+        });
+        drop(board);
         sink.stop();
     }
 

@@ -106,4 +106,71 @@ fn idle_conversations_are_small_and_buffers_shrink_back() {
     }
     let udp_client = (heap() - before) / PAIRS as u64;
     println!("UDP client conversation: {udp_client} more bytes once it has received");
+    drop((clients, accepted, listener));
+
+    idle_switchboard_conversations_hold_no_buffers();
+}
+
+/// An idle conversation on a switchboard holds no read buffer and no
+/// outbox: the heap it costs is its bookkeeping alone (goal ≤ 1 KiB).
+/// (Called from the one test: dhat counts for one test at a time.)
+fn idle_switchboard_conversations_hold_no_buffers() {
+    use converse::switchboard::{Event, Events, Switchboard};
+    const N: usize = 1000;
+    let config = config().backlog(1024);
+    let mut board = Switchboard::with_config(&config).unwrap();
+    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
+    let addr = board
+        .listener_addr(listener)
+        .unwrap()
+        .socket_addr()
+        .unwrap();
+    let mut events = Events::new();
+    // Warm up: the switchboard's own buffers (scratch, events, timers).
+    let mut warm = raw_client(addr);
+    write_all(&mut warm, &frame(b"warm"));
+    let mut seen = 0;
+    while seen < 2 {
+        board.wait(&mut events, Some(T)).unwrap();
+        seen += events.drain().count();
+    }
+    let before = heap();
+    let clients: Vec<_> = (0..N).map(|_| raw_client(addr)).collect();
+    let mut accepted = Vec::new();
+    while accepted.len() < N {
+        board.wait(&mut events, Some(T)).unwrap();
+        for event in events.drain() {
+            if let Event::Accepted { id, .. } = event {
+                accepted.push(id);
+            }
+        }
+    }
+    // Each says something and is answered, then all are idle.
+    for mut c in clients.iter() {
+        std::io::Write::write_all(&mut c, &frame(b"hello")).unwrap();
+    }
+    let mut heard = 0;
+    while heard < N {
+        board.wait(&mut events, Some(T)).unwrap();
+        for event in events.drain() {
+            if let Event::Message { id, .. } = event {
+                board.send(id, "hi").unwrap();
+                heard += 1;
+            }
+        }
+    }
+    // The replies go out when the switchboard next waits.
+    board.wait(&mut events, Some(Duration::ZERO)).unwrap();
+    for mut c in clients.iter() {
+        let mut reply = [0u8; 6];
+        std::io::Read::read_exact(&mut c, &mut reply).unwrap();
+    }
+    board.wait(&mut events, Some(Duration::ZERO)).unwrap();
+    let per = (heap() - before) / N as u64;
+    println!("switchboard conversation: {per} bytes idle, after a message each way");
+    assert!(
+        per <= 1024,
+        "an idle switchboard conversation holds {per} bytes"
+    );
+    drop(clients);
 }

@@ -823,6 +823,7 @@ impl Switchboard {
     }
 
     /// `Ok(true)` queued, `Ok(false)` over the backlog limit (nothing queued).
+    #[inline]
     fn queue(&mut self, id: Id, msg: &[u8]) -> Result<bool> {
         let Some(Entry::Conv(conv)) = self.entries.get_mut(id.0) else {
             return Err(Error::Closed);
@@ -833,11 +834,15 @@ impl Switchboard {
         let limit = conv.limit;
         match &mut conv.carrier {
             Carrier::Stream { out, .. } => {
-                let frame = out
-                    .frame(msg)
-                    .map_err(|e| Error::from_frame(e, &conv.peer))?;
-                if !out.is_empty() && out.len() + frame.len > limit {
-                    return Ok(false);
+                // A frame adds at most 11 bytes: only near the limit is the
+                // exact frame worked out first.
+                if !out.is_empty() && out.len() + msg.len() + 11 > limit {
+                    let frame = out
+                        .frame(msg)
+                        .map_err(|e| Error::from_frame(e, &conv.peer))?;
+                    if out.len() + frame.len > limit {
+                        return Ok(false);
+                    }
                 }
                 out.push(msg)
                     .map_err(|e| Error::from_frame(e, &conv.peer))?;
@@ -856,8 +861,11 @@ impl Switchboard {
                 out.queue.push_back(Bytes::copy_from_slice(msg));
             }
         }
+        if !conv.dirty {
+            conv.dirty = true;
+            self.dirty.push(id.0);
+        }
         self.stats.sent += 1;
-        self.mark_dirty(id.0);
         Ok(true)
     }
 
@@ -981,6 +989,16 @@ impl Switchboard {
 
     // -----------------------------------------------------------------------
     // The loop.
+
+    /// Writes what [`send`](Self::send) queued, now, as far as the sockets
+    /// take it, without waiting (a `wait` does this first anyway). Useful
+    /// before a long computation, or to measure. Ends that this causes are
+    /// reported by the next `wait`.
+    pub fn flush(&mut self) {
+        let mut events = Events::with_capacity(usize::MAX);
+        self.flush_dirty(&mut events);
+        self.pending.extend(events.list);
+    }
 
     /// Waits until something happens or `timeout` passes (`None`: as long
     /// as it takes), and puts what happened in `events`.
@@ -1557,14 +1575,14 @@ impl Switchboard {
         for key in dirty {
             if let Some(conv) = self.conv_mut(key) {
                 conv.dirty = false;
-                self.flush(key, events);
+                self.flush_conv(key, events);
             }
         }
     }
 
     /// Writes what conversation `key` has queued, as far as its socket takes
     /// it; moves a closing conversation along.
-    fn flush(&mut self, key: Key, events: &mut Events) {
+    fn flush_conv(&mut self, key: Key, events: &mut Events) {
         let Some(Entry::Conv(conv)) = self.entries.get_mut(key) else {
             return;
         };

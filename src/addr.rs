@@ -48,6 +48,8 @@ pub enum Addr {
     Tcp(SocketAddr),
     /// A UDP endpoint.
     Udp(SocketAddr),
+    /// A TLS endpoint (over TCP).
+    Tls(SocketAddr),
     /// A Unix stream socket's path (`None` for an unnamed socket, or one in
     /// Linux's abstract namespace).
     Unix(Option<PathBuf>),
@@ -63,17 +65,18 @@ impl Addr {
     /// The IP address and port, for TCP and UDP.
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         match self {
-            Addr::Tcp(a) | Addr::Udp(a) => Some(*a),
+            Addr::Tcp(a) | Addr::Udp(a) | Addr::Tls(a) => Some(*a),
             _ => None,
         }
     }
 
-    /// The scheme of this address: `tcp`, `udp`, `unix`, `unixgram`, `memory`
-    /// or `unknown`.
+    /// The scheme of this address: `tcp`, `udp`, `tls`, `unix`, `unixgram`,
+    /// `memory` or `unknown`.
     pub fn scheme(&self) -> &'static str {
         match self {
             Addr::Tcp(_) => "tcp",
             Addr::Udp(_) => "udp",
+            Addr::Tls(_) => "tls",
             Addr::Unix(_) => "unix",
             Addr::UnixDatagram(_) => "unixgram",
             Addr::Memory(_) => "memory",
@@ -87,6 +90,7 @@ impl fmt::Display for Addr {
         match self {
             Addr::Tcp(a) => write!(f, "tcp://{a}"),
             Addr::Udp(a) => write!(f, "udp://{a}"),
+            Addr::Tls(a) => write!(f, "tls://{a}"),
             Addr::Unix(Some(p)) => write!(f, "unix://{}", p.display()),
             Addr::Unix(None) => f.write_str("unix://(unnamed)"),
             Addr::UnixDatagram(Some(p)) => write!(f, "unixgram://{}", p.display()),
@@ -99,7 +103,7 @@ impl fmt::Display for Addr {
 
 /// The schemes of the transports this crate knows, in the order the
 /// error messages list them.
-pub(crate) const SCHEMES: &[&str] = &["tcp", "udp", "unix", "unixgram"];
+pub(crate) const SCHEMES: &[&str] = &["tcp", "udp", "unix", "unixgram", "tls"];
 
 /// Splits `scheme://rest` into the lowercase scheme and the rest. A missing
 /// scheme is an error: the transport must be chosen explicitly. Whether the
@@ -179,6 +183,7 @@ impl FromStr for Addr {
         Ok(match scheme.as_str() {
             "tcp" => Addr::Tcp(sock()?),
             "udp" => Addr::Udp(sock()?),
+            "tls" => Addr::Tls(sock()?),
             "unix" => Addr::Unix(Some(PathBuf::from(rest))),
             "unixgram" => Addr::UnixDatagram(Some(PathBuf::from(rest))),
             _ => return Err(unknown_scheme(input, SCHEMES)),

@@ -47,6 +47,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_MAX_PEERS: usize = 1024;
 /// The default depth of a UDP conversation's receive queue: 256 datagrams.
 pub const DEFAULT_QUEUE_DEPTH: usize = 256;
+/// The default time a TLS handshake may take: 10 s.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default backlog of a conversation on a switchboard: 1 MiB.
 pub const DEFAULT_MAX_BACKLOG: usize = 1024 * 1024;
 /// The default cap on bytes queued in a UDP listener, all peers together: 32 MiB.
@@ -91,6 +93,11 @@ pub struct Config {
     pub(crate) spin: Option<Duration>,
     pub(crate) framing: Framing,
     pub(crate) max_backlog: usize,
+    pub(crate) handshake_timeout: Duration,
+    #[cfg(feature = "tls")]
+    pub(crate) tls_client: Option<crate::tls::TlsClient>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls_server: Option<crate::tls::TlsServer>,
 }
 
 impl Default for Config {
@@ -124,6 +131,11 @@ impl Config {
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             spin: None,
             max_backlog: DEFAULT_MAX_BACKLOG,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            #[cfg(feature = "tls")]
+            tls_client: None,
+            #[cfg(feature = "tls")]
+            tls_server: None,
             framing: Framing::Length {
                 width: Width::U32,
                 big_endian: true,
@@ -274,6 +286,35 @@ impl Config {
         self
     }
 
+    /// How long a TLS handshake may take, from the connection on (default
+    /// 10 s): a peer that says nothing, or trickles its hello, costs one
+    /// connection for this long at most.
+    #[must_use]
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Whom a TLS client trusts and what it presents (default: Mozilla's
+    /// roots, no client certificate). Feature `tls`.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[must_use]
+    pub fn tls_client(mut self, client: crate::tls::TlsClient) -> Self {
+        self.tls_client = Some(client);
+        self
+    }
+
+    /// What a TLS listener presents (required to listen on `tls://`).
+    /// Feature `tls`.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[must_use]
+    pub fn tls_server(mut self, server: crate::tls::TlsServer) -> Self {
+        self.tls_server = Some(server);
+        self
+    }
+
     /// How messages are delimited on a stream transport (default: a 4-byte
     /// big-endian length). UDP ignores it: a datagram is a message.
     #[must_use]
@@ -303,6 +344,12 @@ impl Config {
             return Err(ConfigError {
                 setting: "message_deadline",
                 reason: "a zero deadline would fail every message that arrives in two pieces",
+            });
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err(ConfigError {
+                setting: "handshake_timeout",
+                reason: "a zero handshake timeout would refuse every TLS peer",
             });
         }
         if self.idle_timeout == Some(Duration::ZERO) {

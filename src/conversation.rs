@@ -307,6 +307,40 @@ impl<T: Transport> Conversation<T> {
         self.tx.socket()
     }
 
+    /// Completes the connection's setup now, if it is not over: the TLS
+    /// handshake of an accepted conversation, which otherwise happens in
+    /// its first send or receive (bounded by
+    /// [`Config::handshake_timeout`](crate::Config::handshake_timeout)).
+    /// Nothing for transports without one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tls`](crate::Error) with the reason the handshake failed;
+    /// I/O errors.
+    pub fn handshake(&mut self) -> Result<()> {
+        self.tx.handshake()
+    }
+
+    /// The verified identity of the peer: its certificate chain and the
+    /// names it is valid for (TLS, once the handshake is over; a client
+    /// always has the server's, a server has the client's with mutual
+    /// TLS). `None` for other transports. Feature `tls`.
+    ///
+    /// ```no_run
+    /// let listener = converse::listen_with("tls://127.0.0.1:8443", &converse::Config::new())?;
+    /// let mut conversation = listener.accept()?;
+    /// conversation.handshake()?;
+    /// if let Some(peer) = conversation.peer_identity() {
+    ///     println!("{:?}", peer.dns_names());
+    /// }
+    /// # Ok::<(), converse::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn peer_identity(&self) -> Option<crate::tls::PeerIdentity> {
+        self.tx.peer_identity()
+    }
+
     /// Closes gracefully and says whether the peer is known to have had
     /// everything: writes what is queued, ends the sending direction (TCP:
     /// shuts down the write side, never a reset that discards data), then

@@ -122,6 +122,43 @@ pub enum Error {
         limit: u64,
     },
 
+    /// A TLS conversation failed (feature `tls`): the handshake was refused
+    /// or broken, and the reason says why in one line (unknown issuer, name
+    /// mismatch, expired, no client certificate, not TLS …). The
+    /// conversation is over; a listener goes on.
+    #[cfg(feature = "tls")]
+    #[error("{addr}: TLS: {reason}")]
+    Tls {
+        /// The peer.
+        addr: Addr,
+        /// Why.
+        reason: crate::tls::TlsError,
+    },
+
+    /// A TLS peer ended the connection without `close_notify`, between two
+    /// messages. Every message received was whole and authentic, but the
+    /// end itself is not authenticated: someone could have cut the
+    /// connection, and whether the peer meant to send more is not known (a
+    /// cut can only fall at a message boundary; one inside a message is
+    /// [`UnexpectedEof`](Error::UnexpectedEof)). Many peers end this way
+    /// (a browser, Python's `ssl` without `unwrap`); treat it as the end if
+    /// the protocol above says the conversation was complete.
+    #[error("{addr}: the peer ended without TLS close_notify (between messages: nothing received was cut, but the end is not authenticated)")]
+    NoCloseNotify {
+        /// The peer.
+        addr: Addr,
+    },
+
+    /// A certificate, key or CA that cannot be used (unreadable, not PEM,
+    /// not a certificate), refused when given.
+    #[error("{what}: {reason}")]
+    InvalidCertificate {
+        /// Which file or text.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A message received as text was not valid UTF-8. The message itself is
     /// kept, so nothing is lost; the conversation stays usable.
     #[error("message is not valid UTF-8")]

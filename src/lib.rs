@@ -94,6 +94,9 @@ mod conversation;
 mod engine;
 mod error;
 pub mod switchboard;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 pub mod transport;
 mod url;
 #[cfg(feature = "serde")]
@@ -102,9 +105,9 @@ pub mod value;
 
 pub use addr::{Addr, AddrError};
 pub use config::{
-    Config, ConfigError, DEFAULT_BACKLOG, DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER,
-    DEFAULT_MAX_BACKLOG, DEFAULT_MAX_PEERS, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MESSAGE_DEADLINE,
-    DEFAULT_QUEUE_DEPTH, DEFAULT_SEND_BUFFER,
+    Config, ConfigError, DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LINGER, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_PEERS, DEFAULT_MAX_QUEUED_BYTES,
+    DEFAULT_MESSAGE_DEADLINE, DEFAULT_QUEUE_DEPTH, DEFAULT_SEND_BUFFER,
 };
 pub use conversation::{Conversation, Messages, RecvHalf, ReuniteError, SendAllError, SendHalf};
 pub use error::{Error, Result};
@@ -113,6 +116,9 @@ pub use transport::{
     Delivery, DynTransport, Memory, Receiver, Sender, Stopper, Tcp, TcpListener, Transport, Udp,
     UdpListener, UdpPeer, UdpStats, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6,
 };
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use transport::{Tls, TlsListener};
 #[cfg(unix)]
 pub use transport::{Unix, UnixDatagram, UnixListener, MAX_UNIX_DATAGRAM};
 pub use url::{connect, connect_with, listen, listen_with, Accept, Listener};

@@ -17,6 +17,7 @@ use crate::Addr;
 /// | URL | transport |
 /// |---|---|
 /// | `tcp://HOST:PORT` (IPv6 as `tcp://[::1]:8090`) | [`Tcp`] |
+/// | `tls://HOST:PORT` (feature `tls`) | `Tls`: the server's certificate verified for `HOST` |
 /// | `udp://HOST:PORT` | [`Udp`](crate::Udp) |
 /// | `unix:///path` (Unix systems) | `Unix`, a framed stream |
 /// | `unixgram:///path` (Unix systems) | `UnixDatagram` |
@@ -53,6 +54,14 @@ pub fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
             let addrs = addr::resolve(url, rest)?;
             Ok(Conversation::new(transport::udp::connect_any(&addrs, config)?).boxed())
         }
+        #[cfg(feature = "tls")]
+        "tls" => {
+            let addrs = addr::resolve(url, rest)?;
+            let host = transport::tls::host_of(rest)?;
+            Ok(Conversation::new(transport::Tls::connect_to(host, &addrs[..], config)?).boxed())
+        }
+        #[cfg(not(feature = "tls"))]
+        "tls" => Err(Error::Unsupported("tls:// without the `tls` feature")),
         #[cfg(unix)]
         "unix" => Ok(Conversation::new(transport::Unix::connect_with(rest, config)?).boxed()),
         #[cfg(unix)]
@@ -66,7 +75,8 @@ pub fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
 }
 
 /// Listens on a URL with the default [`Config`]: `tcp://HOST:PORT`,
-/// `udp://HOST:PORT` or `unix:///path`. Port 0 picks a free port;
+/// `udp://HOST:PORT`, `unix:///path`, or `tls://HOST:PORT` (which needs a
+/// certificate: [`listen_with`] and [`Config::tls_server`]). Port 0 picks a free port;
 /// [`Listener::local_addr`] tells which. (There is no listener for
 /// `unixgram://`: see `UnixDatagram`.)
 ///
@@ -91,6 +101,13 @@ pub fn listen_with(url: &str, config: &Config) -> Result<Listener> {
             let addrs = addr::resolve(url, rest)?;
             Ok(Listener::new(transport::udp_listener_bind(&addrs, config)?))
         }
+        #[cfg(feature = "tls")]
+        "tls" => {
+            let addrs = addr::resolve(url, rest)?;
+            Ok(Listener::new(transport::tls::bind_any(&addrs, config)?))
+        }
+        #[cfg(not(feature = "tls"))]
+        "tls" => Err(Error::Unsupported("tls:// without the `tls` feature")),
         #[cfg(unix)]
         "unix" => Ok(Listener::new(transport::UnixListener::bind_with(
             rest, config,
@@ -154,6 +171,22 @@ impl Accept for transport::UnixListener {
     }
     fn stopper(&self) -> Stopper {
         transport::UnixListener::stopper(self)
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Accept for transport::TlsListener {
+    fn accept(&self) -> Result<Conversation> {
+        transport::TlsListener::accept(self).map(|t| Conversation::new(t).boxed())
+    }
+    fn local_addr(&self) -> Result<Addr> {
+        transport::TlsListener::local_addr(self)
+    }
+    fn set_accept_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+        transport::TlsListener::set_accept_timeout(self, timeout)
+    }
+    fn stopper(&self) -> Stopper {
+        transport::TlsListener::stopper(self)
     }
 }
 

@@ -1,6 +1,7 @@
 //! One scenario suite, run over every transport: in-memory, TCP, TCP through
-//! the fault-injecting proxy (writes sliced to 1..512 bytes), UDP, and Unix
-//! stream and datagram sockets.
+//! the fault-injecting proxy (writes sliced to 1..512 bytes), UDP, Unix
+//! stream and datagram sockets, and TLS (directly and through the proxy,
+//! so records arrive split at any byte).
 //!
 //! Each scenario is a function of the transport kind; the macro at the end
 //! instantiates it for each. Where the SPEC says UDP differs (loss is
@@ -27,6 +28,10 @@ enum Kind {
     Unix,
     /// A Unix datagram socket: `unixgram:///path` against a bound socket.
     UnixDatagram,
+    /// TLS: `tls://127.0.0.1:PORT`, the server verified against a CA.
+    Tls,
+    /// TLS through the fault-injecting proxy: records split at any byte.
+    TlsSliced,
 }
 
 /// Two connected conversations, and whatever must live as long as they do.
@@ -37,8 +42,39 @@ struct Pair {
     _guard: Option<Box<dyn std::any::Any>>,
 }
 
+/// A TLS pair: the server accepts and completes the handshake on a thread
+/// (its handshake runs in its first use), while the client connects,
+/// directly or through a slicing proxy.
+fn tls_pair(config: &Config, sliced: bool) -> Pair {
+    let config = common::tls::config(config.clone());
+    let l = converse::listen_with("tls://127.0.0.1:0", &config).unwrap();
+    let addr = l.local_addr().unwrap();
+    assert_eq!(addr.scheme(), "tls");
+    let server = spawn(move || {
+        let mut b = l.accept().unwrap();
+        b.handshake().unwrap();
+        b
+    });
+    let (url, proxy) = if sliced {
+        let proxy = TcpProxy::start(addr.socket_addr().unwrap(), TcpFault::Slice { max: 512 });
+        (format!("tls://{}", proxy.addr), Some(proxy))
+    } else {
+        (addr.to_string(), None)
+    };
+    let a = converse::connect_with(&url, &config).unwrap();
+    assert!(a.peer_identity().unwrap().is_valid_for("127.0.0.1"));
+    let b = server.join();
+    Pair {
+        a,
+        b,
+        _guard: proxy.map(|p| Box::new(p) as Box<dyn std::any::Any>),
+    }
+}
+
 fn pair(kind: Kind, config: &Config) -> Pair {
     match kind {
+        Kind::Tls => tls_pair(config, false),
+        Kind::TlsSliced => tls_pair(config, true),
         Kind::Memory => {
             let (a, b) = Memory::pair_with(config).unwrap();
             let (a, b) = (Conversation::new(a), Conversation::new(b));
@@ -245,7 +281,7 @@ fn close(kind: Kind) {
     }
     match kind {
         // A stream's close reaches the peer: the clean end, after everything.
-        Kind::Memory | Kind::Tcp | Kind::TcpSliced | Kind::Unix => {
+        Kind::Memory | Kind::Tcp | Kind::TcpSliced | Kind::Unix | Kind::Tls | Kind::TlsSliced => {
             assert_eq!(b.recv().unwrap(), None);
             b.close().unwrap();
         }
@@ -483,6 +519,8 @@ macro_rules! over_every_transport {
         mod udp { $( #[test] fn $scenario() { super::$scenario(super::Kind::Udp) } )* }
         mod unix { $( #[test] fn $scenario() { super::$scenario(super::Kind::Unix) } )* }
         mod unix_datagram { $( #[test] fn $scenario() { super::$scenario(super::Kind::UnixDatagram) } )* }
+        mod tls { $( #[test] fn $scenario() { super::$scenario(super::Kind::Tls) } )* }
+        mod tls_sliced { $( #[test] fn $scenario() { super::$scenario(super::Kind::TlsSliced) } )* }
     };
 }
 

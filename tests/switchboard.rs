@@ -667,7 +667,11 @@ fn an_oversize_datagram_is_lost_and_the_conversation_goes_on() {
     let config = config().max_message_len(100);
     let mut board = Switchboard::with_config(&config).unwrap();
     let listener = board.listen("udp://127.0.0.1:0").unwrap();
-    let addr = board.listener_addr(listener).unwrap().socket_addr().unwrap();
+    let addr = board
+        .listener_addr(listener)
+        .unwrap()
+        .socket_addr()
+        .unwrap();
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.send_to(b"first", addr).unwrap();
     s.send_to(&[0u8; 101], addr).unwrap();
@@ -675,8 +679,13 @@ fn an_oversize_datagram_is_lost_and_the_conversation_goes_on() {
     let mut seen = Vec::new();
     run_until(&mut board, |_, event| {
         match event {
-            Event::Message { message, .. } => seen.push(String::from_utf8(message.to_vec()).unwrap()),
-            Event::Lost { error: Error::Truncated { max, .. }, .. } => seen.push(format!("lost (limit {max})")),
+            Event::Message { message, .. } => {
+                seen.push(String::from_utf8(message.to_vec()).unwrap())
+            }
+            Event::Lost {
+                error: Error::Truncated { max, .. },
+                ..
+            } => seen.push(format!("lost (limit {max})")),
             _ => {}
         }
         seen.len() == 3

@@ -53,6 +53,72 @@
 //! conversation accepted on one to another).
 
 mod arena;
+#[cfg(feature = "tls")]
+mod tls;
+
+#[cfg(feature = "tls")]
+use self::tls::{Plain, TlsState};
+#[cfg(feature = "tls")]
+type ServerTls = crate::tls::TlsServer;
+#[cfg(not(feature = "tls"))]
+use self::no_tls::{Plain, ServerTls, TlsState};
+
+/// Without the `tls` feature no conversation has a TLS session: the types
+/// are empty, and the code that would use them cannot be reached.
+#[cfg(not(feature = "tls"))]
+mod no_tls {
+    use crate::addr::Addr;
+    use crate::engine::outbound::Outbound;
+    use crate::error::Error;
+    use socket2::Socket;
+
+    pub(super) enum TlsState {}
+    #[derive(Clone)]
+    pub(super) enum ServerTls {}
+    #[allow(dead_code)]
+    pub(super) enum Plain<'a> {
+        Established,
+        Data(&'a [u8]),
+    }
+
+    impl TlsState {
+        pub(super) fn absorb(
+            &mut self,
+            _: &[u8],
+            _: &Addr,
+            _: impl FnMut(Plain<'_>) -> bool,
+        ) -> Result<(), Error> {
+            match *self {}
+        }
+        pub(super) fn encrypt(&mut self, _: &mut Outbound) -> std::io::Result<()> {
+            match *self {}
+        }
+        pub(super) fn write(&mut self, _: &Socket) -> std::io::Result<bool> {
+            match *self {}
+        }
+        pub(super) fn wants_write(&self) -> bool {
+            match *self {}
+        }
+        pub(super) fn send_close_notify(&mut self) {
+            match *self {}
+        }
+        pub(super) fn is_established(&self) -> bool {
+            match *self {}
+        }
+        pub(super) fn peer_closed(&self) -> bool {
+            match *self {}
+        }
+        pub(super) fn close_was_sent(&self) -> bool {
+            match *self {}
+        }
+        pub(super) fn pending_listener(&self) -> Option<super::ListenerId> {
+            match *self {}
+        }
+        pub(super) fn clear_listener(&mut self) {
+            match *self {}
+        }
+    }
+}
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -177,6 +243,17 @@ pub enum Event {
         /// When it tries again.
         retry_in: Duration,
     },
+    /// A connection accepted by a TLS listener failed its handshake (not
+    /// TLS at all, a certificate refused, too slow …) and is gone. It was
+    /// never reported as accepted; the listener goes on.
+    HandshakeFailed {
+        /// The listener.
+        listener: ListenerId,
+        /// Who connected.
+        peer: Addr,
+        /// Why it failed ([`Error::Tls`] with the reason, for most).
+        error: Error,
+    },
     /// A conversation ended; its id names nothing afterwards.
     Ended {
         /// The conversation.
@@ -268,11 +345,12 @@ pub struct Stats {
 
 /// A conversation's socket and engines.
 enum Carrier {
-    /// A framed stream (TCP, Unix).
+    /// A framed stream (TCP, Unix), inside a TLS session for `tls://`.
     Stream {
         socket: Socket,
         inbound: Inbound,
         out: Outbound,
+        tls: Option<Box<TlsState>>,
     },
     /// A connected datagram socket (UDP client, Unix datagram).
     Datagram {
@@ -341,6 +419,8 @@ enum Listening {
         unix_file: Option<std::path::PathBuf>,
         paused: bool,
         backoff: Duration,
+        /// A TLS listener's certificate.
+        tls: Option<ServerTls>,
     },
     Udp {
         socket: std::net::UdpSocket,
@@ -372,6 +452,8 @@ enum TimerKind {
     UdpIdle,
     /// A paused listener tries again.
     AcceptRetry,
+    /// A TLS handshake must be over by now.
+    Handshake,
 }
 
 /// A conversation handed over from another thread, registered on the
@@ -536,7 +618,13 @@ impl Switchboard {
                 let listener = crate::transport::UnixListener::bind_with(rest, config)?;
                 self.adopt_unix_listener(listener)
             }
-            _ => Err(addr::unknown_scheme(url, &["tcp", "udp", "unix"]).into()),
+            #[cfg(feature = "tls")]
+            "tls" => {
+                let addrs = addr::resolve(url, rest)?;
+                let listener = crate::transport::tls::bind_any(&addrs, config)?;
+                self.adopt_tls_listener(listener)
+            }
+            _ => Err(addr::unknown_scheme(url, &["tcp", "udp", "unix", "tls"]).into()),
         }
     }
 
@@ -545,7 +633,20 @@ impl Switchboard {
         let (socket, local, config) = listener
             .into_parts()
             .ok_or(Error::Unsupported("a listener whose socket is shared"))?;
-        self.add_stream_listener(socket, local, config, None)
+        self.add_stream_listener(socket, local, config, None, None)
+    }
+
+    /// Takes over a TLS listener: accepted connections complete their
+    /// handshakes on the switchboard (driven by readiness, each bounded by
+    /// [`Config::handshake_timeout`]) and are reported as
+    /// [`Event::Accepted`] once verified, or as [`Event::HandshakeFailed`].
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn adopt_tls_listener(&mut self, listener: crate::TlsListener) -> Result<ListenerId> {
+        let (socket, local, config, server) = listener
+            .into_parts()
+            .ok_or(Error::Unsupported("a listener whose socket is shared"))?;
+        self.add_stream_listener(socket, local, config, None, Some(server))
     }
 
     /// Takes over a Unix stream listener; the switchboard removes its
@@ -554,7 +655,7 @@ impl Switchboard {
         let (socket, local, config, file) = listener
             .into_parts()
             .ok_or(Error::Unsupported("a listener whose socket is shared"))?;
-        self.add_stream_listener(socket, local, config, file)
+        self.add_stream_listener(socket, local, config, file, None)
     }
 
     fn add_stream_listener(
@@ -563,6 +664,7 @@ impl Switchboard {
         local: Addr,
         config: Config,
         unix_file: Option<std::path::PathBuf>,
+        tls: Option<ServerTls>,
     ) -> Result<ListenerId> {
         let io = |e| Error::from_io(e, &local);
         socket.set_nonblocking(true).map_err(io)?;
@@ -584,6 +686,7 @@ impl Switchboard {
                 unix_file,
                 paused: false,
                 backoff: Duration::from_millis(50),
+                tls,
             })));
         debug_assert_eq!(key, key2);
         // Connections may already wait in the backlog.
@@ -628,9 +731,10 @@ impl Switchboard {
         Ok(ListenerId(key))
     }
 
-    /// Connects to a URL (`tcp://`, `udp://`, `unix://`, `unixgram://`)
-    /// with the switchboard's configuration. The connect itself waits (at
-    /// most the connect timeout); everything after it does not.
+    /// Connects to a URL (`tcp://`, `udp://`, `unix://`, `unixgram://`,
+    /// `tls://`) with the switchboard's configuration. The connect itself
+    /// waits (at most the connect timeout, and for TLS the handshake, at
+    /// most the handshake timeout); everything after it does not.
     pub fn connect(&mut self, url: &str) -> Result<Id> {
         let config = self.config.clone();
         let (scheme, rest) = addr::split_url(url)?;
@@ -649,8 +753,15 @@ impl Switchboard {
             "unixgram" => {
                 self.adopt_unix_datagram(crate::UnixDatagram::connect_with(rest, &config)?)
             }
+            #[cfg(feature = "tls")]
+            "tls" => {
+                let addrs = addr::resolve(url, rest)?;
+                let host = crate::transport::tls::host_of(rest)?;
+                self.adopt_tls(crate::Tls::connect_to(host, &addrs[..], &config)?)
+            }
             _ => {
-                let err: AddrError = addr::unknown_scheme(url, &["tcp", "udp", "unix", "unixgram"]);
+                let err: AddrError =
+                    addr::unknown_scheme(url, &["tcp", "udp", "unix", "unixgram", "tls"]);
                 Err(err.into())
             }
         }
@@ -671,6 +782,58 @@ impl Switchboard {
             .into_parts()
             .ok_or(Error::Unsupported("a transport whose socket is shared"))?;
         self.add_stream(parts)
+    }
+
+    /// Takes over a TLS conversation's transport (its session, and
+    /// everything buffered either way). One whose handshake is not over
+    /// completes it on the switchboard.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn adopt_tls(&mut self, tls: crate::Tls) -> Result<Id> {
+        let parts = tls
+            .into_parts()
+            .ok_or(Error::Unsupported("a transport whose socket is shared"))?;
+        let crate::transport::tls::TlsParts {
+            socket,
+            local,
+            peer,
+            conn,
+            established,
+            peer_closed,
+            identity,
+            handshake_until,
+            inbound,
+            mut outbound,
+            linger,
+        } = parts;
+        outbound.set_limit(self.config.max_backlog);
+        let limit = self.config.max_backlog;
+        let state = TlsState::adopted(conn, established, peer_closed, identity);
+        let carrier = Carrier::Stream {
+            socket,
+            inbound,
+            out: outbound,
+            tls: Some(Box::new(state)),
+        };
+        let id = self.add_conv(carrier, peer, local, linger, limit)?;
+        if !established {
+            self.timer(handshake_until, id.0, TimerKind::Handshake);
+        }
+        Ok(id)
+    }
+
+    /// The verified identity of conversation `id`'s peer (TLS, once the
+    /// handshake is over; see [`Conversation::peer_identity`](crate::Conversation::peer_identity)).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn peer_identity(&self, id: Id) -> Option<crate::tls::PeerIdentity> {
+        match self.entries.get(id.0)? {
+            Entry::Conv(c) => match &c.carrier {
+                Carrier::Stream { tls: Some(t), .. } => t.identity(),
+                _ => None,
+            },
+            Entry::Listener(_) => None,
+        }
     }
 
     /// Takes over a UDP client conversation's transport.
@@ -704,6 +867,7 @@ impl Switchboard {
             socket,
             inbound,
             out: outbound,
+            tls: None,
         };
         self.add_conv(carrier, peer, local, linger, limit)
     }
@@ -1185,7 +1349,90 @@ impl Switchboard {
         let mut lost: Vec<Error> = Vec::new();
         let mut more = false;
         let mut received = 0u64;
+        let mut accepted = 0u64;
+        let mut wants_write = false;
         match &mut conv.carrier {
+            Carrier::Stream {
+                socket,
+                inbound,
+                tls: Some(tls),
+                ..
+            } => {
+                let peer = &conv.peer;
+                let mut taken = 0;
+                loop {
+                    if taken >= READ_BUDGET || events.full() {
+                        more = true;
+                        break;
+                    }
+                    match (&*socket).read(&mut self.scratch) {
+                        Ok(0) => {
+                            outcome = Some(tls_eof(tls, inbound, closing, peer));
+                            break;
+                        }
+                        Ok(n) => {
+                            taken += n;
+                            let pending = tls.pending_listener();
+                            let mut decoded = Ok(());
+                            let absorbed =
+                                tls.absorb(&self.scratch[..n], peer, |plain| match plain {
+                                    Plain::Established => {
+                                        if let Some(listener) = pending {
+                                            accepted += 1;
+                                            events.push(Event::Accepted { listener, id });
+                                        }
+                                        true
+                                    }
+                                    Plain::Data(_) if closing => true,
+                                    Plain::Data(chunk) => {
+                                        decoded = inbound.decode_from(chunk, now, |message| {
+                                            received += 1;
+                                            events.push(Event::Message { id, message });
+                                        });
+                                        decoded.is_ok()
+                                    }
+                                });
+                            if tls.is_established() {
+                                tls.clear_listener();
+                            }
+                            if let Err(e) = absorbed {
+                                // The alert that says why, if the socket takes it.
+                                let _ = tls.write(socket);
+                                outcome = Some(End::Failed(e));
+                                break;
+                            }
+                            if let Err(e) = decoded {
+                                outcome = Some(End::Failed(inbound_error(e, peer)));
+                                break;
+                            }
+                            if tls.peer_closed() {
+                                outcome = Some(if closing {
+                                    End::Closed(Delivery::Confirmed)
+                                } else {
+                                    match inbound.end() {
+                                        Ok(()) => End::Peer,
+                                        Err(e) => End::Failed(inbound_error(e, peer)),
+                                    }
+                                });
+                                break;
+                            }
+                        }
+                        Err(e) if would_block(&e) => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            outcome = Some(End::Failed(Error::from_io(e, peer)));
+                            break;
+                        }
+                    }
+                }
+                wants_write = tls.wants_write();
+                inbound.release_if_empty();
+                if outcome.is_none() && !closing {
+                    if let Some(at) = inbound.deadline() {
+                        self.timers.push(Reverse((at, key, TimerKind::Deadline)));
+                    }
+                }
+            }
             Carrier::Stream {
                 socket, inbound, ..
             } => {
@@ -1317,6 +1564,10 @@ impl Switchboard {
             Carrier::UdpPeer { .. } => {}
         }
         self.stats.received += received;
+        self.stats.accepted += accepted;
+        if wants_write && outcome.is_none() {
+            self.mark_dirty(key);
+        }
         for error in lost {
             events.push(Event::Lost { id, error });
         }
@@ -1376,12 +1627,14 @@ impl Switchboard {
                 config,
                 paused,
                 backoff,
+                tls,
                 ..
             } = &mut **listening
             else {
                 return false;
             };
             let config = config.clone();
+            let server = tls.clone();
             match socket.accept() {
                 Ok((conn, _)) => {
                     if sockopt::accepted_dead(&conn) {
@@ -1389,7 +1642,10 @@ impl Switchboard {
                     }
                     *backoff = Duration::from_millis(50);
                     let unix = matches!(local, Addr::Unix(_));
-                    match self.accepted_stream(conn, &config, unix) {
+                    let listener = ListenerId(key);
+                    match self.accepted_stream(conn, &config, unix, server.as_ref(), listener) {
+                        // A TLS conversation is reported once verified.
+                        Ok(_) if server.is_some() => {}
                         Ok(id) => {
                             self.stats.accepted += 1;
                             events.push(Event::Accepted {
@@ -1426,11 +1682,23 @@ impl Switchboard {
         true
     }
 
-    fn accepted_stream(&mut self, socket: Socket, config: &Config, unix: bool) -> Result<Id> {
+    fn accepted_stream(
+        &mut self,
+        socket: Socket,
+        config: &Config,
+        unix: bool,
+        server: Option<&ServerTls>,
+        listener: ListenerId,
+    ) -> Result<Id> {
+        let tcp = if server.is_some() {
+            Addr::Tls
+        } else {
+            Addr::Tcp
+        };
         let addr_of = |a: io::Result<SockAddr>| -> Addr {
             match a {
                 Ok(a) if unix => Addr::Unix(a.as_pathname().map(|p| p.to_path_buf())),
-                Ok(a) => a.as_socket().map(Addr::Tcp).unwrap_or(Addr::Unknown),
+                Ok(a) => a.as_socket().map(tcp).unwrap_or(Addr::Unknown),
                 Err(_) => Addr::Unknown,
             }
         };
@@ -1440,12 +1708,34 @@ impl Switchboard {
             sockopt::tcp_stream(&socket, config).map_err(|e| Error::from_io(e, &peer))?;
         }
         let codec = config.framing.codec(config.max_message_len);
+        #[cfg(feature = "tls")]
+        let (tls, handshake_until) = match server {
+            Some(server) => {
+                let until = Instant::now() + config.handshake_timeout;
+                let state = TlsState::accepted(server, listener).map_err(|e| Error::Tls {
+                    addr: peer.clone(),
+                    reason: crate::tls::TlsError::from_rustls(&e),
+                })?;
+                (Some(Box::new(state)), Some(until))
+            }
+            None => (None, None),
+        };
+        #[cfg(not(feature = "tls"))]
+        let (tls, handshake_until): (Option<Box<TlsState>>, Option<Instant>) = {
+            let _ = (server, listener);
+            (None, None)
+        };
         let carrier = Carrier::Stream {
             socket,
             inbound: Inbound::new(codec.clone(), config.message_deadline),
             out: Outbound::new(codec, config.max_backlog),
+            tls,
         };
-        self.add_conv(carrier, peer, local, config.linger, config.max_backlog)
+        let id = self.add_conv(carrier, peer, local, config.linger, config.max_backlog)?;
+        if let Some(until) = handshake_until {
+            self.timer(until, id.0, TimerKind::Handshake);
+        }
+        Ok(id)
     }
 
     fn read_udp(&mut self, key: Key, events: &mut Events) -> bool {
@@ -1590,6 +1880,34 @@ impl Switchboard {
         let mut failed: Option<Error> = None;
         let mut emptied = false;
         match &mut conv.carrier {
+            Carrier::Stream {
+                socket,
+                out,
+                tls: Some(tls),
+                ..
+            } => {
+                loop {
+                    if let Err(e) = tls.encrypt(out) {
+                        failed = Some(Error::from_io(e, &conv.peer));
+                        break;
+                    }
+                    if !conv.writable || !tls.wants_write() {
+                        break;
+                    }
+                    match tls.write(socket) {
+                        Ok(true) => {}
+                        Ok(false) => conv.writable = false,
+                        Err(e) => {
+                            failed = Some(Error::from_io(e, &conv.peer));
+                            break;
+                        }
+                    }
+                }
+                if out.is_empty() && !tls.wants_write() {
+                    out.release_if_empty();
+                    emptied = true;
+                }
+            }
             Carrier::Stream { socket, out, .. } => {
                 while conv.writable && !out.is_empty() {
                     match sockopt::send(socket, out.pending()) {
@@ -1667,6 +1985,20 @@ impl Switchboard {
                     self.finish(key, End::Closed(Delivery::Unknown), Some(events));
                     return;
                 }
+                if let Carrier::Stream {
+                    socket,
+                    tls: Some(tls),
+                    ..
+                } = &mut conv.carrier
+                {
+                    if !tls.close_was_sent() {
+                        // close_notify first, then the end of the bytes.
+                        tls.send_close_notify();
+                        self.mark_dirty(key);
+                        return;
+                    }
+                    let _ = socket;
+                }
                 if let Carrier::Stream { socket, .. } = &conv.carrier {
                     let _ = socket.shutdown(std::net::Shutdown::Write);
                 }
@@ -1675,6 +2007,13 @@ impl Switchboard {
                 self.push_backlog(key);
             }
             Phase::Finishing { .. } if emptied => {
+                if let Carrier::Stream { tls: Some(tls), .. } = &mut conv.carrier {
+                    if !tls.close_was_sent() {
+                        tls.send_close_notify();
+                        self.mark_dirty(key);
+                        return;
+                    }
+                }
                 if let Carrier::Stream { socket, .. } = &conv.carrier {
                     let _ = socket.shutdown(std::net::Shutdown::Write);
                 }
@@ -1761,6 +2100,7 @@ impl Switchboard {
                 TimerKind::Linger => self.linger_due(key, now, events),
                 TimerKind::Idle => self.idle_due(key, now, events),
                 TimerKind::UdpIdle => self.udp_idle_due(key, now, events),
+                TimerKind::Handshake => self.handshake_due(key, events),
                 TimerKind::AcceptRetry => {
                     if let Some(Entry::Listener(l)) = self.entries.get_mut(key) {
                         if let Listening::Stream { paused, .. } = &mut **l {
@@ -1771,6 +2111,30 @@ impl Switchboard {
                 }
             }
         }
+    }
+
+    /// A TLS handshake that is not over by its time fails.
+    fn handshake_due(&mut self, key: Key, events: &mut Events) {
+        let Some(conv) = self.conv_mut(key) else {
+            return;
+        };
+        let Carrier::Stream { tls: Some(tls), .. } = &conv.carrier else {
+            return;
+        };
+        if tls.is_established() {
+            return;
+        }
+        #[cfg(feature = "tls")]
+        {
+            let error = Error::Tls {
+                addr: conv.peer.clone(),
+                reason: crate::tls::TlsError::HandshakeTimeout,
+            };
+            self.shut(key);
+            self.finish(key, End::Failed(error), Some(events));
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = events;
     }
 
     fn deadline_due(&mut self, key: Key, now: Instant, events: &mut Events) {
@@ -1902,8 +2266,28 @@ impl Switchboard {
     /// Reports `end` for `key` (now into `events`, or at the next `wait`)
     /// and removes it.
     fn finish(&mut self, key: Key, end: End, events: Option<&mut Events>) {
-        if self.conv_mut(key).is_none() {
+        let Some(conv) = self.conv_mut(key) else {
             return;
+        };
+        if let Carrier::Stream { tls: Some(tls), .. } = &conv.carrier {
+            if let Some(listener) = tls.pending_listener() {
+                // Never reported as accepted: its failure is the listener's
+                // news, and nothing else is said of it.
+                let peer = conv.peer.clone();
+                self.remove_conv(key);
+                if let End::Failed(error) = end {
+                    let event = Event::HandshakeFailed {
+                        listener,
+                        peer,
+                        error,
+                    };
+                    match events {
+                        Some(events) => events.push(event),
+                        None => self.pending.push_back(event),
+                    }
+                }
+                return;
+            }
         }
         self.stats.ended += 1;
         let event = Event::Ended { id: Id(key), end };
@@ -1974,6 +2358,35 @@ impl Drop for Switchboard {
             }
         }
     }
+}
+
+/// The end of a TLS connection's bytes: what it means depends on whether
+/// the peer said `close_notify` first.
+fn tls_eof(tls: &TlsState, inbound: &mut Inbound, closing: bool, peer: &Addr) -> End {
+    if closing {
+        return End::Closed(if tls.peer_closed() {
+            Delivery::Confirmed
+        } else {
+            Delivery::Unknown
+        });
+    }
+    if !tls.is_established() {
+        #[cfg(feature = "tls")]
+        return End::Failed(Error::Tls {
+            addr: peer.clone(),
+            reason: crate::tls::TlsError::ClosedDuringHandshake,
+        });
+    }
+    if tls.peer_closed() {
+        return match inbound.end() {
+            Ok(()) => End::Peer,
+            Err(e) => End::Failed(inbound_error(e, peer)),
+        };
+    }
+    if inbound.buffered() > 0 {
+        return End::Failed(Error::UnexpectedEof { addr: peer.clone() });
+    }
+    End::Failed(Error::NoCloseNotify { addr: peer.clone() })
 }
 
 fn token(key: Key) -> Token {
@@ -2095,7 +2508,9 @@ where
             | Event::Lost { id, .. }
             | Event::Drained { id }
             | Event::Ended { id, .. } => id.as_u64(),
-            Event::AcceptPaused { listener, .. } => listener.0.to_u64(),
+            Event::AcceptPaused { listener, .. } | Event::HandshakeFailed { listener, .. } => {
+                listener.0.to_u64()
+            }
         };
         (id % workers as u64) as usize
     };

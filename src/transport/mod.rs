@@ -43,8 +43,8 @@
 //! # Ok::<(), converse::Error>(())
 //! ```
 //!
-//! The crate's own transports: TCP ([`Tcp`], [`TcpListener`]), UDP
-//! ([`Udp`], [`UdpListener`]), Unix domain sockets (`Unix`, `UnixListener`,
+//! The crate's own transports: TCP ([`Tcp`], [`TcpListener`]), TLS
+//! (`Tls`, `TlsListener`, feature `tls`), UDP ([`Udp`], [`UdpListener`]), Unix domain sockets (`Unix`, `UnixListener`,
 //! `UnixDatagram`, on Unix systems) and an in-memory pair ([`Memory`]).
 //! Listeners hand out transports; [`Conversation::new`](crate::Conversation::new)
 //! wraps them.
@@ -57,6 +57,8 @@ pub(crate) mod sockopt;
 pub(crate) mod stream;
 pub(crate) mod tcp;
 mod timer;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 pub(crate) mod udp;
 mod udp_listener;
 #[cfg(unix)]
@@ -75,6 +77,8 @@ pub use datagram::{DatagramReceiver, DatagramSender};
 pub use memory::{Memory, MemoryReceiver, MemorySender};
 pub use stream::{StreamReceiver, StreamSender};
 pub use tcp::{Tcp, TcpListener};
+#[cfg(feature = "tls")]
+pub use tls::{Tls, TlsListener, TlsReceiver, TlsSender};
 pub use udp::{Udp, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
 pub use udp_listener::{PeerReceiver, PeerSender, UdpListener, UdpPeer};
 #[cfg(unix)]
@@ -265,6 +269,21 @@ pub trait Sender: Send {
     fn socket(&self) -> Option<socket2::SockRef<'_>> {
         None
     }
+
+    /// Completes the connection's setup now, if the transport has one that
+    /// is not over (a TLS handshake); otherwise it happens in the first
+    /// send or receive. The default does nothing.
+    fn handshake(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The verified identity of the peer (TLS, once the handshake is over;
+    /// feature `tls`). The default: none.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    fn peer_identity(&self) -> Option<crate::tls::PeerIdentity> {
+        None
+    }
 }
 
 /// The receiving half of a transport. Only [`recv`](Receiver::recv) and
@@ -402,6 +421,13 @@ impl<S: Sender + ?Sized> Sender for Box<S> {
     #[cfg(unix)]
     fn socket(&self) -> Option<socket2::SockRef<'_>> {
         (**self).socket()
+    }
+    fn handshake(&mut self) -> Result<()> {
+        (**self).handshake()
+    }
+    #[cfg(feature = "tls")]
+    fn peer_identity(&self) -> Option<crate::tls::PeerIdentity> {
+        (**self).peer_identity()
     }
 }
 

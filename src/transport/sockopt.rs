@@ -37,6 +37,11 @@ pub(crate) const SEND_FLAGS: i32 = libc::MSG_NOSIGNAL;
 )))]
 pub(crate) const SEND_FLAGS: i32 = 0;
 
+/// `MSG_DONTWAIT`: one `send(2)` that does not wait, whatever the socket's
+/// mode.
+#[cfg(all(unix, feature = "tls"))]
+pub(crate) const DONTWAIT: i32 = libc::MSG_DONTWAIT;
+
 // ---------------------------------------------------------------------------
 // TCP
 

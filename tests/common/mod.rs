@@ -271,3 +271,46 @@ impl Drop for SocketPath {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+#[path = "../../examples/common/certs.rs"]
+pub mod certs;
+
+/// TLS for the tests: one CA, a server certificate for `localhost`,
+/// `127.0.0.1` and `::1`, and a client certificate, made once per process.
+pub mod tls {
+    use std::sync::OnceLock;
+
+    use super::certs::Kit;
+    use converse::tls::{TlsClient, TlsServer};
+    use converse::Config;
+
+    /// The test process's certificates.
+    pub fn kit() -> &'static Kit {
+        static KIT: OnceLock<Kit> = OnceLock::new();
+        KIT.get_or_init(|| Kit::new("alice"))
+    }
+
+    /// A server presenting the kit's server certificate.
+    pub fn server() -> TlsServer {
+        let kit = kit();
+        TlsServer::from_pem(&kit.server.cert_pem, &kit.server.key_pem).unwrap()
+    }
+
+    /// A client trusting the kit's CA.
+    pub fn client() -> TlsClient {
+        TlsClient::trusting_ca_pem(kit().ca.cert_pem()).unwrap()
+    }
+
+    /// A client trusting the kit's CA and presenting its client certificate.
+    pub fn client_with_cert() -> TlsClient {
+        let kit = kit();
+        client()
+            .with_identity_pem(&kit.client.cert_pem, &kit.client.key_pem)
+            .unwrap()
+    }
+
+    /// `config` with both sides of the kit.
+    pub fn config(config: Config) -> Config {
+        config.tls_server(server()).tls_client(client())
+    }
+}

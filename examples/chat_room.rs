@@ -7,6 +7,9 @@
 //! cargo run --example chat_room -- --transport udp
 //! cargo run --example chat_room -- --listen tcp://127.0.0.1:0 --listen udp://127.0.0.1:0 \
 //!                                  --listen unix:///tmp/room.sock
+//! cargo run --example make_certs -- --out certs   # then, members over mutual TLS:
+//! cargo run --example chat_room -- --listen tls://127.0.0.1:8443 \
+//!     --tls-cert certs/server.pem --tls-key certs/server.key --tls-ca certs/ca.pem
 //! ```
 //!
 //! A participant's first message is its name; every later message is relayed
@@ -38,7 +41,7 @@ struct Args {
     #[command(flatten)]
     endpoint: Endpoint,
     /// A URL to listen on (repeatable): tcp://HOST:PORT, udp://HOST:PORT,
-    /// unix:///path. One room over all of them. Without it, --addr and
+    /// unix:///path, tls://HOST:PORT. One room over all of them. Without it, --addr and
     /// --transport.
     #[arg(long, value_name = "URL")]
     listen: Vec<String>,
@@ -58,7 +61,7 @@ struct Args {
 fn run(args: &Args) -> Result<(), Failed> {
     let config = args
         .endpoint
-        .config()
+        .server_config()?
         .max_backlog(args.max_backlog)
         .idle_timeout(Some(args.idle_timeout))
         .backlog(args.backlog)
@@ -68,6 +71,13 @@ fn run(args: &Args) -> Result<(), Failed> {
     } else {
         args.listen.clone()
     };
+    if urls.iter().any(|u| u.starts_with("tls://")) && args.endpoint.tls.server()?.is_none() {
+        return Err(Failed::new(
+            "--listen tls://",
+            "a TLS listener needs --tls-cert FILE --tls-key FILE (make them with: \
+             cargo run --example make_certs)",
+        ));
+    }
     let mut board = Switchboard::with_config(&config).at("switchboard")?;
     for url in &urls {
         let listener = board.listen(url).at(url)?;

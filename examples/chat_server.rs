@@ -80,7 +80,7 @@ fn run(args: &Args) -> Result<(), Failed> {
     let url = args.endpoint.url("127.0.0.1:8090")?;
     let config = args
         .endpoint
-        .config()
+        .server_config()?
         .backlog(args.backlog)
         .idle_timeout(Some(args.idle_timeout));
     let sk = common::listen(&url, &config)?; //     sk.bind(('127.0.0.1',8090)); sk.listen()

@@ -1,8 +1,10 @@
 //! The one-command tour: `cargo run --example demo`.
 //!
 //! In one process it starts a server on an ephemeral port, holds a short
-//! scripted conversation with it over TCP, then does the same over UDP, and
-//! prints both transcripts. The script is the tutorial's hello/hi, then what
+//! scripted conversation with it over TCP, then does the same over UDP and
+//! over TLS (with a CA and a server certificate made on the spot, the
+//! client verifying the server against that CA), and prints the
+//! transcripts. The script is the tutorial's hello/hi, then what
 //! the tutorial could not do: three messages sent back to back arrive as
 //! three (no "sticky packets"), a 100,000-byte message arrives whole over
 //! TCP and is refused before sending over UDP (over its 65,507-byte limit),
@@ -13,8 +15,10 @@ mod common;
 use std::thread;
 
 use clap::Parser;
+use common::certs::Kit;
 use common::{main_with, say, text, Failed};
-use converse::Conversation;
+use converse::tls::{TlsClient, TlsServer};
+use converse::{Config, Conversation};
 
 /// The server's side: `hi` to the first message, then a reply to each.
 fn serve(mut conversation: Conversation) -> converse::Result<()> {
@@ -38,8 +42,16 @@ fn serve(mut conversation: Conversation) -> converse::Result<()> {
 }
 
 /// The client's side, printing the transcript as it goes.
-fn script(url: &str) -> converse::Result<()> {
-    let mut c = converse::connect(url)?;
+fn script(url: &str, config: &Config) -> converse::Result<()> {
+    let mut c = converse::connect_with(url, config)?;
+    if let Some(server) = c.peer_identity() {
+        say(format!(
+            "  (server verified: its certificate is signed by the demo's CA, valid for \
+             127.0.0.1: {}, and names {})",
+            server.is_valid_for("127.0.0.1"),
+            server.dns_names().join(", ")
+        ));
+    }
     let exchange = |c: &mut Conversation, msg: &str| -> converse::Result<()> {
         say(format!("  client > {msg}"));
         c.send_text(msg)?;
@@ -70,25 +82,37 @@ fn script(url: &str) -> converse::Result<()> {
 }
 
 fn run(transport: &str) -> converse::Result<()> {
-    let listener = converse::listen(&format!("{transport}://127.0.0.1:0"))?;
+    let (server_config, client_config) = if transport == "tls" {
+        // A CA and a server certificate for localhost, made on the spot.
+        let kit = Kit::new("demo-client");
+        let server = TlsServer::from_pem(&kit.server.cert_pem, &kit.server.key_pem)?;
+        let client = TlsClient::trusting_ca_pem(kit.ca.cert_pem())?;
+        (
+            Config::new().tls_server(server),
+            Config::new().tls_client(client),
+        )
+    } else {
+        (Config::new(), Config::new())
+    };
+    let listener = converse::listen_with(&format!("{transport}://127.0.0.1:0"), &server_config)?;
     let url = listener.local_addr()?.to_string();
     say(format!(
         "== {} transcript ({url})",
         transport.to_uppercase()
     ));
     let server = thread::spawn(move || listener.accept().and_then(serve));
-    script(&url)?;
+    script(&url, &client_config)?;
     server.join().expect("the server thread panicked")
 }
 
-/// A scripted conversation over TCP and then UDP, transcripts printed.
+/// A scripted conversation over TCP, UDP and TLS, transcripts printed.
 #[derive(Parser)]
 struct Args {}
 
 fn main() {
     Args::parse();
     main_with(|| {
-        for transport in ["tcp", "udp"] {
+        for transport in ["tcp", "udp", "tls"] {
             run(transport).map_err(|e| Failed::new(transport, e))?;
             say("");
         }

@@ -26,7 +26,7 @@ struct Args {
 
 fn run(args: &Args) -> Result<(), Failed> {
     let url = args.endpoint.url("127.0.0.1:8898")?;
-    let mut sk = common::connect(&url, &args.endpoint.config())?; // sk.connect(('127.0.0.1',8898))
+    let mut sk = common::connect(&url, &args.endpoint.client_config()?)?; // sk.connect(('127.0.0.1',8898))
     sk.send_text(&args.message).at(&url)?; //                      sk.send(b'hello!')
     let ret = sk.recv().at(&url)?; //                              ret = sk.recv(1024)
     let ret = ret.ok_or_else(|| Failed::new(&url, "the server ended without a reply"))?;

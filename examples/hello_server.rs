@@ -25,7 +25,7 @@ struct Args {
 
 fn run(args: &Args) -> Result<(), Failed> {
     let url = args.endpoint.url("127.0.0.1:8898")?;
-    let sk = common::listen(&url, &args.endpoint.config())?; // sk.bind(('127.0.0.1',8898)); sk.listen()
+    let sk = common::listen(&url, &args.endpoint.server_config()?)?; // sk.bind(('127.0.0.1',8898)); sk.listen()
     let mut conn = accept(&sk, &url)?; //                        conn,addr = sk.accept()
     let peer = common::peer(&conn);
     let ret = conn.recv().at(&peer)?; //                         ret = conn.recv(1024)

@@ -206,6 +206,7 @@ fn every_example_has_help() {
         "demo",
         "echo",
         "sticky",
+        "make_certs",
     ] {
         let out = Command::new(example_path(name))
             .arg("--help")
@@ -214,8 +215,15 @@ fn every_example_has_help() {
         assert!(out.status.success(), "{name} --help");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("Usage:"), "{name}: {text}");
-        if !["demo", "echo", "sticky"].contains(&name) {
-            for option in ["--addr", "--transport", "--framing"] {
+        if !["demo", "echo", "sticky", "make_certs"].contains(&name) {
+            for option in [
+                "--addr",
+                "--transport",
+                "--framing",
+                "--tls-cert",
+                "--tls-key",
+                "--tls-ca",
+            ] {
                 assert!(text.contains(option), "{name}: {option}: {text}");
             }
         }
@@ -532,11 +540,21 @@ fn the_demo_prints_both_transcripts_and_exits_0() {
         text.contains("== UDP transcript (udp://127.0.0.1:"),
         "{text}"
     );
-    assert_eq!(text.matches("server > hi").count(), 2, "{text}");
+    assert!(
+        text.contains("== TLS transcript (tls://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(text.contains("(server verified: "), "{text}");
+    assert_eq!(text.matches("server > hi").count(), 3, "{text}");
     assert_eq!(
         text.matches("server > you said \"two\"").count(),
-        2,
+        3,
         "{text}"
+    );
+    assert_eq!(
+        text.matches("received 100000 bytes in one message").count(),
+        2,
+        "TCP and TLS: {text}"
     );
     assert!(
         text.contains("received 100000 bytes in one message"),
@@ -927,4 +945,233 @@ fn a_member_that_stops_reading_is_dropped_and_never_slows_the_others() {
     room.wait_stderr("slow consumer");
     assert!(started.elapsed() < T, "{:?}", started.elapsed());
     drop(stuck);
+}
+
+/// Certificates written by `make_certs` into a fresh directory.
+struct Certs {
+    dir: PathBuf,
+}
+
+impl Certs {
+    fn make() -> Certs {
+        let dir = std::env::temp_dir().join(format!(
+            "converse-make-certs-{}-{}",
+            std::process::id(),
+            Rng::new(Instant::now().elapsed().as_nanos() as u64).next_u64()
+        ));
+        let mut p = Program::start("make_certs", &["--out", dir.to_str().unwrap()]);
+        for name in [
+            "ca.pem",
+            "server.pem",
+            "server.key",
+            "client.pem",
+            "client.key",
+        ] {
+            assert!(p.line().ends_with(name));
+        }
+        p.expect_success();
+        Certs { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_owned()
+    }
+
+    /// `--tls-cert server.pem --tls-key server.key`, and `--tls-ca` for
+    /// mutual TLS.
+    fn server_args(&self, mutual: bool) -> Vec<String> {
+        let mut v = vec![
+            "--tls-cert".to_owned(),
+            self.path("server.pem"),
+            "--tls-key".to_owned(),
+            self.path("server.key"),
+        ];
+        if mutual {
+            v.extend(["--tls-ca".to_owned(), self.path("ca.pem")]);
+        }
+        v
+    }
+
+    /// `--tls-ca ca.pem`, and the client certificate if `with_cert`.
+    fn client_args(&self, with_cert: bool) -> Vec<String> {
+        let mut v = vec!["--tls-ca".to_owned(), self.path("ca.pem")];
+        if with_cert {
+            v.extend([
+                "--tls-cert".to_owned(),
+                self.path("client.pem"),
+                "--tls-key".to_owned(),
+                self.path("client.key"),
+            ]);
+        }
+        v
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn args<'a>(fixed: &[&'a str], more: &'a [String]) -> Vec<&'a str> {
+    fixed
+        .iter()
+        .copied()
+        .chain(more.iter().map(String::as_str))
+        .collect()
+}
+
+#[test]
+fn hello_over_tls_with_certificates_from_make_certs() {
+    let certs = Certs::make();
+    let server_args = certs.server_args(false);
+    let mut server = Program::start(
+        "hello_server",
+        &args(
+            &["--addr", "127.0.0.1:0", "--transport", "tls"],
+            &server_args,
+        ),
+    );
+    let addr = server.listening("tls");
+    // The client verifies the server's certificate for 127.0.0.1 against
+    // the CA; and for localhost, which the certificate names too.
+    let client_args = certs.client_args(false);
+    let mut client = Program::start(
+        "hello_client",
+        &args(&["--addr", &format!("tls://{addr}")], &client_args),
+    );
+    assert_eq!(client.line(), "hi");
+    client.expect_success();
+    assert_eq!(server.line(), "hello!");
+    server.expect_success();
+
+    // Without --tls-ca the client trusts only the public roots: refused,
+    // in one line that names the address and the reason.
+    let mut server = Program::start(
+        "hello_server",
+        &args(
+            &["--addr", "127.0.0.1:0", "--transport", "tls"],
+            &server_args,
+        ),
+    );
+    let addr = server.listening("tls");
+    let mut client = Program::start("hello_client", &["--addr", &addr, "--transport", "tls"]);
+    assert!(!client.wait().success());
+    let stderr = client.stderr();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&addr) && stderr.contains("unknown issuer"),
+        "{stderr}"
+    );
+    drop(server);
+
+    // A TLS server without a certificate says what it needs.
+    let mut server = Program::start(
+        "hello_server",
+        &["--addr", "127.0.0.1:0", "--transport", "tls"],
+    );
+    assert!(!server.wait().success());
+    assert!(
+        server.stderr().contains("--tls-cert"),
+        "{}",
+        server.stderr()
+    );
+}
+
+#[test]
+fn a_mutual_tls_chat_and_a_client_without_a_certificate() {
+    let certs = Certs::make();
+    let server_args = certs.server_args(true);
+    let mut server = Program::start(
+        "chat_server",
+        &args(
+            &["--addr", "127.0.0.1:0", "--transport", "tls"],
+            &server_args,
+        ),
+    );
+    let addr = server.listening("tls");
+
+    // No client certificate: refused on both sides, with the reason.
+    let no_cert = certs.client_args(false);
+    let mut stranger = Program::start(
+        "chat_client",
+        &args(&["--addr", &addr, "--transport", "tls"], &no_cert),
+    );
+    stranger.write("let me in");
+    assert!(!stranger.wait().success());
+    assert!(
+        stranger.stderr().contains("requires a client certificate"),
+        "{}",
+        stranger.stderr()
+    );
+    server.wait_stderr("no client certificate");
+
+    // With one: the chat goes on as over TCP.
+    let with_cert = certs.client_args(true);
+    let mut client = Program::start(
+        "chat_client",
+        &args(&["--addr", &addr, "--transport", "tls"], &with_cert),
+    );
+    client.write("hello over mutual TLS");
+    assert_eq!(server.line(), "hello over mutual TLS");
+    server.write("verified");
+    assert_eq!(client.line(), "verified");
+    client.write("bye");
+    assert_eq!(server.line(), "bye");
+    client.expect_success();
+}
+
+#[test]
+fn one_room_over_tcp_udp_and_tls() {
+    let certs = Certs::make();
+    let server_args = certs.server_args(true);
+    let room = Program::start(
+        "chat_room",
+        &args(
+            &[
+                "--listen",
+                "tcp://127.0.0.1:0",
+                "--listen",
+                "udp://127.0.0.1:0",
+                "--listen",
+                "tls://127.0.0.1:0",
+            ],
+            &server_args,
+        ),
+    );
+    let tcp = format!("tcp://{}", room.listening("tcp"));
+    let udp = format!("udp://{}", room.listening("udp"));
+    let tls = format!("tls://{}", room.listening("tls"));
+    let with_cert = certs.client_args(true);
+    let join = |url: &str, name: &str| {
+        let extra: &[String] = if url.starts_with("tls") {
+            &with_cert
+        } else {
+            &[]
+        };
+        let p = Program::start(
+            "chat_room_client",
+            &args(&["--addr", url, "--name", name], extra),
+        );
+        assert_eq!(room.line(), format!("* {name} joined"), "{}", p.stderr());
+        p
+    };
+    let mut alice = join(&tls, "alice");
+    let bob = join(&tcp, "bob");
+    assert_eq!(alice.line(), "* bob joined");
+    let carol = join(&udp, "carol");
+    assert_eq!(alice.line(), "* carol joined");
+    assert_eq!(bob.line(), "* carol joined");
+    alice.write("hello from TLS");
+    for p in [&room, &bob, &carol] {
+        assert_eq!(p.line(), "alice: hello from TLS");
+    }
+    // Plaintext on the TLS port: one line on stderr, nobody joins.
+    let mut plain = std::net::TcpStream::connect(tls.trim_start_matches("tls://")).unwrap();
+    plain.write_all(b"\x00\x00\x00\x05mallo").unwrap();
+    room.wait_stderr("not TLS");
+    alice.write("bye");
+    assert_eq!(room.line(), "* alice left");
+    assert_eq!(bob.line(), "* alice left");
+    alice.expect_success();
 }

@@ -5,6 +5,7 @@
 //! the keepalive that holds a UDP client's place.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod room;
 
 use std::fmt::Display;
@@ -27,6 +28,8 @@ pub enum TransportKind {
     Udp,
     /// A Unix stream socket (--addr is a path), with a framing.
     Unix,
+    /// TLS over TCP, with a framing (--tls-cert, --tls-key, --tls-ca).
+    Tls,
 }
 
 impl TransportKind {
@@ -35,6 +38,7 @@ impl TransportKind {
             TransportKind::Tcp => "tcp",
             TransportKind::Udp => "udp",
             TransportKind::Unix => "unix",
+            TransportKind::Tls => "tls",
         }
     }
 
@@ -65,6 +69,51 @@ pub struct Endpoint {
     /// and an empty message cannot be sent). UDP: one datagram per message.
     #[arg(long, default_value = "length", value_parser = parse_framing)]
     pub framing: Framing,
+    #[command(flatten)]
+    pub tls: TlsFiles,
+}
+
+/// `--tls-cert`, `--tls-key`, `--tls-ca`: PEM files.
+#[derive(Args, Debug, Default)]
+pub struct TlsFiles {
+    /// TLS: the certificate chain (PEM) a server presents, or a client's
+    /// own certificate for mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// TLS: the private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// TLS: the CA (PEM) the peer's certificate must be signed by. A client
+    /// verifies the server against it instead of the system's roots; a
+    /// server requires client certificates signed by it (mutual TLS).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+}
+
+impl TlsFiles {
+    /// A server's TLS settings, if a certificate was given.
+    pub fn server(&self) -> Result<Option<converse::tls::TlsServer>, Failed> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let server = converse::tls::TlsServer::from_pem_files(cert, key).at("--tls-cert")?;
+        Ok(Some(match &self.tls_ca {
+            Some(ca) => server.require_client_certs_file(ca).at("--tls-ca")?,
+            None => server,
+        }))
+    }
+
+    /// A client's TLS settings: whom it trusts, what it presents.
+    pub fn client(&self) -> Result<converse::tls::TlsClient, Failed> {
+        let client = match &self.tls_ca {
+            Some(ca) => converse::tls::TlsClient::trusting_ca_file(ca).at("--tls-ca")?,
+            None => converse::tls::TlsClient::new(),
+        };
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => client.with_identity_files(cert, key).at("--tls-cert"),
+            _ => Ok(client),
+        }
+    }
 }
 
 fn parse_framing(name: &str) -> Result<Framing, String> {
@@ -122,9 +171,34 @@ impl Endpoint {
         Ok(format!("{}://{hostport}", transport.scheme()))
     }
 
-    /// The configuration these options ask for.
+    /// The configuration these options ask for: the framing.
     pub fn config(&self) -> Config {
         Config::new().framing(self.framing)
+    }
+
+    /// A server's configuration: the framing, and for TLS the certificate
+    /// (required) and the client CA.
+    pub fn server_config(&self) -> Result<Config, Failed> {
+        let config = self.config();
+        match self.tls.server()? {
+            Some(server) => Ok(config.tls_server(server)),
+            None if self.transport()? == TransportKind::Tls => Err(Failed::new(
+                self.addr.as_deref().unwrap_or("tls"),
+                "a TLS server needs --tls-cert FILE --tls-key FILE (make them with: \
+                 cargo run --example make_certs)",
+            )),
+            None => Ok(config),
+        }
+    }
+
+    /// A client's configuration: the framing, and for TLS whom it trusts
+    /// and what it presents.
+    pub fn client_config(&self) -> Result<Config, Failed> {
+        let config = self.config();
+        if self.transport()? == TransportKind::Tls {
+            return Ok(config.tls_client(self.tls.client()?));
+        }
+        Ok(config)
     }
 
     pub fn is_udp(&self) -> bool {

@@ -111,6 +111,8 @@ impl Room {
             Event::AcceptPaused {
                 error, retry_in, ..
             } => eprintln!("accept: {error} (retrying in {retry_in:?})"),
+            // Not TLS, a refused certificate, too slow: never a member.
+            Event::HandshakeFailed { error, .. } => eprintln!("{error}"),
             Event::Ended { id, end } => self.ended(id, end),
             _ => {}
         }

@@ -136,11 +136,12 @@ pub enum Error {
     },
 
     /// A TLS peer ended the connection without `close_notify`, between two
-    /// messages. Every message received was whole and authentic, but the
-    /// end itself is not authenticated: someone could have cut the
-    /// connection, and whether the peer meant to send more is not known (a
-    /// cut can only fall at a message boundary; one inside a message is
-    /// [`UnexpectedEof`](Error::UnexpectedEof)). Many peers end this way
+    /// messages (and between two records). Every message received was whole
+    /// and authentic, but the end itself is not authenticated: someone
+    /// could have cut the connection, and whether the peer meant to send
+    /// more is not known. Such a cut can only fall at a message boundary:
+    /// one inside a message, or inside a record, is
+    /// [`UnexpectedEof`](Error::UnexpectedEof). Many peers end this way
     /// (a browser, Python's `ssl` without `unwrap`); treat it as the end if
     /// the protocol above says the conversation was complete.
     #[error("{addr}: the peer ended without TLS close_notify (between messages: nothing received was cut, but the end is not authenticated)")]

@@ -954,11 +954,10 @@ struct Certs {
 
 impl Certs {
     fn make() -> Certs {
-        let dir = std::env::temp_dir().join(format!(
-            "converse-make-certs-{}-{}",
-            std::process::id(),
-            Rng::new(Instant::now().elapsed().as_nanos() as u64).next_u64()
-        ));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("converse-make-certs-{}-{n}", std::process::id()));
         let mut p = Program::start("make_certs", &["--out", dir.to_str().unwrap()]);
         for name in [
             "ca.pem",

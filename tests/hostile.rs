@@ -314,3 +314,245 @@ fn a_flood_of_datagrams_drops_but_never_merges_or_splits() {
     );
     assert!(stats.datagrams <= u64::from(SENT));
 }
+
+// ---------------------------------------------------------------------------
+// TLS
+
+/// A TLS echo server: each conversation served on a thread (its handshake
+/// in its first receive); outcomes as the TCP one's.
+#[cfg(feature = "tls")]
+fn tls_echo_server(config: &Config) -> Echo {
+    Echo::serve(converse::listen_with("tls://127.0.0.1:0", &tls::config(config.clone())).unwrap())
+}
+
+/// A well-behaved TLS client's round of `n` echoes.
+#[cfg(feature = "tls")]
+fn good_tls_round(url: &str, config: &Config, n: u32) {
+    let mut c = converse::connect_with(url, &tls::config(config.clone())).unwrap();
+    for i in 0..n {
+        let msg = format!("well-behaved {i}");
+        c.send(&msg).unwrap();
+        assert_eq!(c.recv_text().unwrap().unwrap(), msg);
+    }
+    c.close().unwrap();
+}
+
+/// What a real client sends, record by record: its ClientHello, then
+/// (once the server answered) the rest of its handshake, then one framed
+/// message; captured from rustls, so that a hostile peer can stop anywhere
+/// in it.
+#[cfg(feature = "tls")]
+struct Script {
+    hello: Vec<u8>,
+}
+
+#[cfg(feature = "tls")]
+impl Script {
+    fn client() -> rustls::ClientConnection {
+        rustls::ClientConnection::new(
+            tls::client().rustls_config().clone(),
+            "127.0.0.1".try_into().unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn new() -> Script {
+        let mut conn = Script::client();
+        let mut hello = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut hello).unwrap();
+        }
+        Script { hello }
+    }
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn plaintext_garbage_and_a_huge_record_header_on_a_tls_port_cost_one_connection_each() {
+    let config = config();
+    let echo = tls_echo_server(&config);
+    let huge_record = [0x17, 0x03, 0x03, 0xff, 0xff]; // application data, 65535 bytes
+    let huge_handshake = [0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0xff, 0xff, 0xff];
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("a framed plaintext message", frame(b"hello")),
+        (
+            "an HTTP request",
+            b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+        ),
+        ("garbage", (0..200u32).map(|i| (i * 37) as u8).collect()),
+        ("a huge application data record", huge_record.to_vec()),
+        ("a huge handshake record", huge_handshake.to_vec()),
+    ];
+    for (what, bytes) in cases {
+        let mut s = raw_client(echo.addr());
+        s.write_all(&bytes).unwrap();
+        let _ = read_to_end(&mut s);
+        let outcome = echo.outcome().unwrap_err();
+        assert!(outcome.contains("TLS"), "{what}: {outcome}");
+        assert!(!outcome.contains('\n'), "{what}: one line: {outcome}");
+        good_tls_round(&echo.url, &config, 3);
+        assert_eq!(echo.outcome(), Ok(3), "{what}");
+    }
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn a_connection_cut_at_every_stage_of_tls_is_a_typed_error_for_it_alone() {
+    let config = config();
+    let echo = tls_echo_server(&config);
+    let script = Script::new();
+    // Cut after 0 bytes, in the middle of the ClientHello, right after it.
+    for cut in [0, 1, 5, script.hello.len() / 2, script.hello.len()] {
+        for reset in [false, true] {
+            if reset && cut < script.hello.len() {
+                // A reset that may come before the accept: the listener
+                // skips such a connection unseen, so only a reset once the
+                // server has answered is sure to be reported.
+                continue;
+            }
+            let mut s = raw_client(echo.addr());
+            s.write_all(&script.hello[..cut]).unwrap();
+            if cut == script.hello.len() {
+                // Wait for the server's answer: the handshake is under way.
+                let mut first = [0u8; 1];
+                s.read_exact(&mut first).unwrap();
+            }
+            if reset {
+                socket2::SockRef::from(&s)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+            }
+            drop(s);
+            let outcome = echo.outcome().unwrap_err();
+            assert!(
+                outcome.contains("during the handshake") || outcome.contains("reset"),
+                "cut at {cut}, reset {reset}: {outcome}"
+            );
+        }
+    }
+    // After the handshake: in the middle of a record, in the middle of a
+    // message (whole records), between messages.
+    for stage in ["mid-record", "mid-message", "between messages"] {
+        let tcp = raw_client(echo.addr());
+        let mut tls = rustls::StreamOwned::new(Script::client(), tcp);
+        tls.write_all(&frame(b"first")).unwrap();
+        let mut echoed = [0u8; 9];
+        tls.read_exact(&mut echoed).unwrap();
+        match stage {
+            "mid-record" => {
+                tls.conn.writer().write_all(&frame(b"second")).unwrap();
+                let mut record = Vec::new();
+                tls.conn.write_tls(&mut record).unwrap();
+                tls.sock.write_all(&record[..record.len() / 2]).unwrap();
+            }
+            "mid-message" => tls.write_all(&frame(b"second")[..7]).unwrap(),
+            _ => {}
+        }
+        tls.flush().unwrap();
+        tls.sock.shutdown(std::net::Shutdown::Both).unwrap();
+        let outcome = echo.outcome().unwrap_err();
+        match stage {
+            "mid-record" | "mid-message" => {
+                assert!(outcome.contains("in the middle of a message"), "{stage}: {outcome}")
+            }
+            _ => assert!(outcome.contains("close_notify"), "{stage}: {outcome}"),
+        }
+    }
+    good_tls_round(&echo.url, &config, 5);
+    assert_eq!(echo.outcome(), Ok(5));
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn a_client_hello_trickled_past_the_handshake_deadline_is_dropped() {
+    let config = config().handshake_timeout(Duration::from_millis(300));
+    let echo = tls_echo_server(&config);
+    let script = Script::new();
+    let mut s = raw_client(echo.addr());
+    let started = Instant::now();
+    // One byte every 50 ms: each arrives well within any read timeout, but
+    // the whole hello would take seconds.
+    let mut cut_off = false;
+    for byte in &script.hello {
+        if s.write_all(&[*byte]).is_err() {
+            cut_off = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        if started.elapsed() > T {
+            break;
+        }
+    }
+    let outcome = echo.outcome().unwrap_err();
+    assert!(outcome.contains("did not finish in time"), "{outcome}");
+    assert!(cut_off || started.elapsed() < T, "the server never let go");
+    good_tls_round(&echo.url, &config, 2);
+    assert_eq!(echo.outcome(), Ok(2));
+}
+
+#[cfg(all(feature = "tls", target_os = "linux"))]
+#[test]
+fn five_hundred_half_open_tls_handshakes_keep_rss_bounded() {
+    use converse::switchboard::{Event, Events, Switchboard};
+    const HALF_OPEN: usize = 500;
+    let config = tls::config(config())
+        .backlog(1024)
+        .handshake_timeout(Duration::from_secs(30));
+    let mut board = Switchboard::with_config(&config).unwrap();
+    let listener = board.listen("tls://127.0.0.1:0").unwrap();
+    let url = board.listener_addr(listener).unwrap().to_string();
+    let addr = board
+        .listener_addr(listener)
+        .unwrap()
+        .socket_addr()
+        .unwrap();
+    let (stop_tx, stop) = mpsc::channel::<()>();
+    let (stats_tx, stats) = mpsc::channel();
+    let server = spawn(move || {
+        let mut events = Events::new();
+        let mut accepted = 0;
+        while stop.try_recv().is_err() {
+            board
+                .wait(&mut events, Some(Duration::from_millis(20)))
+                .unwrap();
+            for event in events.drain() {
+                match event {
+                    Event::Accepted { .. } => accepted += 1,
+                    Event::Message { id, message } => {
+                        let _ = board.send(id, &message);
+                    }
+                    _ => {}
+                }
+            }
+            let _ = stats_tx.send(board.stats().conversations);
+        }
+        accepted
+    });
+    let script = Script::new();
+    let before = rss_bytes().unwrap();
+    // Each sends its ClientHello and never finishes the handshake.
+    let mut hostiles = Vec::new();
+    for _ in 0..HALF_OPEN {
+        let mut s = raw_client(addr);
+        s.write_all(&script.hello).unwrap();
+        hostiles.push(s);
+    }
+    // Wait until the server holds them all (and has answered each).
+    for s in &mut hostiles {
+        let mut first = [0u8; 1];
+        s.read_exact(&mut first).unwrap();
+    }
+    let grown = rss_bytes().unwrap().saturating_sub(before);
+    println!("{HALF_OPEN} half-open TLS handshakes: RSS grew by {grown} bytes");
+    assert!(
+        grown < HALF_OPEN as u64 * 64 * 1024,
+        "RSS grew by {grown} bytes for {HALF_OPEN} half-open handshakes"
+    );
+    // A real client is served all the same.
+    good_tls_round(&url, &config, 3);
+    let held = stats.try_iter().last().unwrap_or(0);
+    assert!(held >= HALF_OPEN, "the server held {held} conversations");
+    stop_tx.send(()).unwrap();
+    assert_eq!(server.join(), 1, "only the real client was ever accepted");
+    drop(hostiles);
+}

@@ -8,8 +8,12 @@
 //! * [`outbound`]: the sending side of a framed stream (the queue of taken
 //!   bytes, partial writes, taking a message back);
 //! * [`demux`]: the UDP demultiplexer (peer table, caps, idle eviction by
-//!   arrival time, the stats invariant).
+//!   arrival time, the stats invariant);
+//! * [`records`]: where a TLS byte stream stands between records (to tell
+//!   a connection cut inside a record from one ended between records).
 
 pub(crate) mod demux;
 pub(crate) mod inbound;
 pub(crate) mod outbound;
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) mod records;

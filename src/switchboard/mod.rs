@@ -108,6 +108,9 @@ mod no_tls {
         pub(super) fn peer_closed(&self) -> bool {
             match *self {}
         }
+        pub(super) fn at_record_boundary(&self) -> bool {
+            match *self {}
+        }
         pub(super) fn close_was_sent(&self) -> bool {
             match *self {}
         }
@@ -2383,7 +2386,7 @@ fn tls_eof(tls: &TlsState, inbound: &mut Inbound, closing: bool, peer: &Addr) ->
             Err(e) => End::Failed(inbound_error(e, peer)),
         };
     }
-    if inbound.buffered() > 0 {
+    if inbound.buffered() > 0 || !tls.at_record_boundary() {
         return End::Failed(Error::UnexpectedEof { addr: peer.clone() });
     }
     End::Failed(Error::NoCloseNotify { addr: peer.clone() })

@@ -11,6 +11,7 @@ use socket2::Socket;
 use super::ListenerId;
 use crate::addr::Addr;
 use crate::engine::outbound::Outbound;
+use crate::engine::records::RecordCursor;
 use crate::error::Error;
 use crate::tls::{PeerIdentity, TlsError};
 use crate::transport::sockopt;
@@ -28,6 +29,8 @@ pub(super) struct TlsState {
     /// handshake is over.
     listener: Option<ListenerId>,
     identity: Option<PeerIdentity>,
+    /// Where the ciphertext stands between records.
+    records: RecordCursor,
 }
 
 /// What decrypting brought, in order.
@@ -66,6 +69,7 @@ impl TlsState {
             close_sent: false,
             listener: Some(listener),
             identity: None,
+            records: RecordCursor::default(),
         })
     }
 
@@ -83,6 +87,7 @@ impl TlsState {
             close_sent: false,
             listener: None,
             identity,
+            records: RecordCursor::default(),
         }
     }
 
@@ -94,6 +99,7 @@ impl TlsState {
         peer: &Addr,
         mut plain: impl FnMut(Plain<'_>) -> bool,
     ) -> Result<(), Error> {
+        self.records.feed(data);
         while !data.is_empty() && !self.peer_closed {
             match self.conn.read_tls(&mut data) {
                 Ok(0) => break,
@@ -190,6 +196,11 @@ impl TlsState {
 
     pub(super) fn is_established(&self) -> bool {
         self.established
+    }
+
+    /// The ciphertext so far ends between two records.
+    pub(super) fn at_record_boundary(&self) -> bool {
+        self.records.at_boundary()
     }
 
     pub(super) fn peer_closed(&self) -> bool {

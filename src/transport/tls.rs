@@ -26,6 +26,7 @@ use crate::addr::{self, Addr};
 use crate::config::{check_timeout, Config};
 use crate::engine::inbound::{Inbound, InboundError, State};
 use crate::engine::outbound::Outbound;
+use crate::engine::records::RecordCursor;
 use crate::error::{Error, Result};
 use crate::tls::{PeerIdentity, TlsError, TlsServer};
 
@@ -45,6 +46,8 @@ struct Session {
     conn: rustls::Connection,
     /// The peer's `close_notify` has been read: the authenticated end.
     peer_closed: bool,
+    /// Where the ciphertext stands between records.
+    records: RecordCursor,
 }
 
 /// The write turn: ciphertext taken out of rustls and not yet written.
@@ -253,6 +256,7 @@ impl TlsLink {
                 },
             };
             let mut s = lock(&self.session);
+            s.records.feed(&buf[..n]);
             let mut data = &buf[..n];
             while !data.is_empty() {
                 match s.conn.read_tls(&mut data) {
@@ -333,6 +337,7 @@ fn halves(
         session: Mutex::new(Session {
             conn,
             peer_closed: false,
+            records: RecordCursor::default(),
         }),
         writing: Mutex::new(Writing {
             cipher: Vec::new(),
@@ -1207,6 +1212,7 @@ impl TlsReceiver {
         let link = Arc::clone(&self.link);
         let mut s = lock(&link.session);
         let buf = std::mem::take(&mut self.buf);
+        s.records.feed(&buf[..n]);
         let mut data = &buf[..n];
         let mut got = Got::Nothing;
         let outcome = loop {
@@ -1323,9 +1329,11 @@ impl TlsReceiver {
         }
     }
 
-    /// The connection ended without `close_notify`.
+    /// The connection ended without `close_notify`: inside a record or a
+    /// message it was cut short; between them, the end is unauthenticated.
     fn eof(&mut self) -> Result<bool> {
-        if self.inbound.buffered() > 0 {
+        let cut_record = !lock(&self.link.session).records.at_boundary();
+        if self.inbound.buffered() > 0 || cut_record {
             return Err(self.error(InboundError::UnexpectedEof));
         }
         let _ = self.inbound.fail(InboundError::UnexpectedEof);

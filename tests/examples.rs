@@ -1046,7 +1046,7 @@ fn hello_over_tls_with_certificates_from_make_certs() {
 
     // Without --tls-ca the client trusts only the public roots: refused,
     // in one line that names the address and the reason.
-    let mut server = Program::start(
+    let server = Program::start(
         "hello_server",
         &args(
             &["--addr", "127.0.0.1:0", "--transport", "tls"],

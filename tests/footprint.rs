@@ -109,6 +109,86 @@ fn idle_conversations_are_small_and_buffers_shrink_back() {
     drop((clients, accepted, listener));
 
     idle_switchboard_conversations_hold_no_buffers();
+    #[cfg(feature = "tls")]
+    idle_tls_conversations();
+}
+
+/// The heap of an idle TLS conversation, after a message each way:
+/// blocking (each end) and on a switchboard. Most of it is rustls's
+/// session (keys, record buffers).
+#[cfg(feature = "tls")]
+fn idle_tls_conversations() {
+    use converse::switchboard::{Event, Events, Switchboard};
+    const N: usize = 100;
+    let config = tls::config(config()).backlog(1024);
+    // Certificates and configurations are made once, outside the count.
+    let listener = converse::listen_with("tls://127.0.0.1:0", &config).unwrap();
+    let url = listener.local_addr().unwrap().to_string();
+    let before = heap();
+    let mut pairs = Vec::new();
+    for _ in 0..N {
+        let client = spawn({
+            let (url, config) = (url.clone(), config.clone());
+            move || converse::connect_with(&url, &config).unwrap()
+        });
+        let mut s = listener.accept().unwrap();
+        s.handshake().unwrap();
+        pairs.push((client.join(), s));
+    }
+    let fresh = (heap() - before) / (2 * N as u64);
+    for (c, s) in &mut pairs {
+        c.send("ping").unwrap();
+        assert_eq!(s.recv().unwrap().unwrap(), &b"ping"[..]);
+        s.send("pong").unwrap();
+        assert_eq!(c.recv().unwrap().unwrap(), &b"pong"[..]);
+    }
+    let used = (heap() - before) / (2 * N as u64);
+    println!("TLS conversation: {fresh} bytes after the handshake, {used} bytes idle after a message each way");
+    assert!(
+        used <= 96 * 1024,
+        "an idle TLS conversation holds {used} bytes"
+    );
+    drop(pairs);
+
+    // On a switchboard: the session is most of it.
+    let mut board = Switchboard::with_config(&config).unwrap();
+    let l = board.listen("tls://127.0.0.1:0").unwrap();
+    let url = board.listener_addr(l).unwrap().to_string();
+    let mut events = Events::new();
+    let before = heap();
+    let client_config = config.clone();
+    let clients = spawn(move || {
+        (0..N)
+            .map(|_| {
+                let mut c = converse::connect_with(&url, &client_config).unwrap();
+                c.send("hello").unwrap();
+                assert_eq!(c.recv().unwrap().unwrap(), &b"hi"[..]);
+                c
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut answered = 0;
+    while answered < N {
+        board.wait(&mut events, Some(T)).unwrap();
+        for event in events.drain() {
+            if let Event::Message { id, .. } = event {
+                board.send(id, "hi").unwrap();
+                answered += 1;
+            }
+        }
+    }
+    board
+        .wait(&mut events, Some(Duration::from_millis(50)))
+        .unwrap();
+    let clients = clients.join();
+    // Both ends are in this process: the blocking clients' share is known
+    // from above, so count what the board holds per conversation.
+    let total = heap() - before;
+    let per = total.saturating_sub(used * N as u64) / N as u64;
+    println!(
+        "switchboard TLS conversation: {per} bytes idle (the client's {used} bytes taken out)"
+    );
+    drop(clients);
 }
 
 /// An idle conversation on a switchboard holds no read buffer and no

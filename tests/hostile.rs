@@ -453,7 +453,10 @@ fn a_connection_cut_at_every_stage_of_tls_is_a_typed_error_for_it_alone() {
         let outcome = echo.outcome().unwrap_err();
         match stage {
             "mid-record" | "mid-message" => {
-                assert!(outcome.contains("in the middle of a message"), "{stage}: {outcome}")
+                assert!(
+                    outcome.contains("in the middle of a message"),
+                    "{stage}: {outcome}"
+                )
             }
             _ => assert!(outcome.contains("close_notify"), "{stage}: {outcome}"),
         }

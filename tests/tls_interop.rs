@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
-use common::certs::{Authority, Role};
+use common::certs::Authority;
 use common::*;
 use converse::tls::{TlsClient, TlsError};
 use converse::{Config, Delivery, Error};

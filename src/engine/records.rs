@@ -51,7 +51,7 @@ mod tests {
     fn record(len: u16) -> Vec<u8> {
         let mut r = vec![0x17, 0x03, 0x03];
         r.extend_from_slice(&len.to_be_bytes());
-        r.extend(std::iter::repeat(0xaa).take(len as usize));
+        r.resize(5 + len as usize, 0xaa);
         r
     }
 
@@ -75,12 +75,19 @@ mod tests {
             assert!(cursor.at_boundary(), "piece {piece}");
             // Only ever at the ends of records.
             let ends = [5, 11, 316, stream.len()];
-            assert!(boundaries.iter().all(|b| ends.contains(b)), "{piece}: {boundaries:?}");
+            assert!(
+                boundaries.iter().all(|b| ends.contains(b)),
+                "{piece}: {boundaries:?}"
+            );
         }
         for cut in 1..stream.len() {
             let mut cursor = RecordCursor::default();
             cursor.feed(&stream[..cut]);
-            assert_eq!(cursor.at_boundary(), [5, 11, 316].contains(&cut), "cut at {cut}");
+            assert_eq!(
+                cursor.at_boundary(),
+                [5, 11, 316].contains(&cut),
+                "cut at {cut}"
+            );
         }
     }
 }

@@ -33,10 +33,11 @@ use crate::tls::{PeerIdentity, TlsError, TlsServer};
 /// The most ciphertext one `read` takes: one whole record and then some.
 const READ_CHUNK: usize = 17 * 1024;
 
-/// Messages up to this size are copied into the plaintext queue (and leave
-/// in as few records as fit); larger ones go to rustls straight from the
-/// caller's slice.
-const SMALL: usize = 2048;
+/// Messages up to this size are copied into the plaintext queue, so that a
+/// message and its frame header leave in one record (a record holds 16 KiB;
+/// a separate record for the header would cost a second encryption);
+/// larger ones go to rustls straight from the caller's slice.
+const SMALL: usize = 16 * 1024 - 16;
 
 const FAILED: u8 = 1;
 const STOPPED: u8 = 2;

@@ -50,6 +50,10 @@ pub enum Addr {
     Udp(SocketAddr),
     /// A TLS endpoint (over TCP).
     Tls(SocketAddr),
+    /// A WebSocket endpoint.
+    Ws(SocketAddr),
+    /// A WebSocket endpoint over TLS.
+    Wss(SocketAddr),
     /// A Unix stream socket's path (`None` for an unnamed socket, or one in
     /// Linux's abstract namespace).
     Unix(Option<PathBuf>),
@@ -65,18 +69,20 @@ impl Addr {
     /// The IP address and port, for TCP and UDP.
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         match self {
-            Addr::Tcp(a) | Addr::Udp(a) | Addr::Tls(a) => Some(*a),
+            Addr::Tcp(a) | Addr::Udp(a) | Addr::Tls(a) | Addr::Ws(a) | Addr::Wss(a) => Some(*a),
             _ => None,
         }
     }
 
-    /// The scheme of this address: `tcp`, `udp`, `tls`, `unix`, `unixgram`,
-    /// `memory` or `unknown`.
+    /// The scheme of this address: `tcp`, `udp`, `tls`, `ws`, `wss`,
+    /// `unix`, `unixgram`, `memory` or `unknown`.
     pub fn scheme(&self) -> &'static str {
         match self {
             Addr::Tcp(_) => "tcp",
             Addr::Udp(_) => "udp",
             Addr::Tls(_) => "tls",
+            Addr::Ws(_) => "ws",
+            Addr::Wss(_) => "wss",
             Addr::Unix(_) => "unix",
             Addr::UnixDatagram(_) => "unixgram",
             Addr::Memory(_) => "memory",
@@ -91,6 +97,8 @@ impl fmt::Display for Addr {
             Addr::Tcp(a) => write!(f, "tcp://{a}"),
             Addr::Udp(a) => write!(f, "udp://{a}"),
             Addr::Tls(a) => write!(f, "tls://{a}"),
+            Addr::Ws(a) => write!(f, "ws://{a}"),
+            Addr::Wss(a) => write!(f, "wss://{a}"),
             Addr::Unix(Some(p)) => write!(f, "unix://{}", p.display()),
             Addr::Unix(None) => f.write_str("unix://(unnamed)"),
             Addr::UnixDatagram(Some(p)) => write!(f, "unixgram://{}", p.display()),
@@ -103,7 +111,7 @@ impl fmt::Display for Addr {
 
 /// The schemes of the transports this crate knows, in the order the
 /// error messages list them.
-pub(crate) const SCHEMES: &[&str] = &["tcp", "udp", "unix", "unixgram", "tls"];
+pub(crate) const SCHEMES: &[&str] = &["tcp", "udp", "unix", "unixgram", "tls", "ws", "wss"];
 
 /// Splits `scheme://rest` into the lowercase scheme and the rest. A missing
 /// scheme is an error: the transport must be chosen explicitly. Whether the
@@ -184,6 +192,18 @@ impl FromStr for Addr {
             "tcp" => Addr::Tcp(sock()?),
             "udp" => Addr::Udp(sock()?),
             "tls" => Addr::Tls(sock()?),
+            // A path after the address names a resource, not an endpoint.
+            "ws" | "wss" => {
+                let hostport = rest.split('/').next().unwrap_or(rest);
+                let a = hostport.parse::<SocketAddr>().map_err(|_| {
+                    AddrError::new(input, "expected IP:PORT (IPv6 in brackets: [::1]:8090)")
+                })?;
+                if scheme == "ws" {
+                    Addr::Ws(a)
+                } else {
+                    Addr::Wss(a)
+                }
+            }
             "unix" => Addr::Unix(Some(PathBuf::from(rest))),
             "unixgram" => Addr::UnixDatagram(Some(PathBuf::from(rest))),
             _ => return Err(unknown_scheme(input, SCHEMES)),

@@ -111,13 +111,14 @@ impl<T: Transport> Conversation<T> {
         self.tx.send(msg.as_ref())
     }
 
-    /// Sends one message of text (as its UTF-8 bytes).
+    /// Sends one message of text (as its UTF-8 bytes; over WebSocket, a
+    /// text frame, so that a browser receives a string).
     ///
     /// # Errors
     ///
     /// As [`send`](Self::send).
     pub fn send_text(&mut self, text: &str) -> Result<()> {
-        self.tx.send(text.as_bytes())
+        self.tx.send_text(text)
     }
 
     /// Queues one message; [`flush`](Self::flush) sends everything queued in
@@ -509,7 +510,7 @@ impl<T: Transport> SendHalf<T> {
 
     /// See [`Conversation::send_text`].
     pub fn send_text(&mut self, text: &str) -> Result<()> {
-        self.tx.send(text.as_bytes())
+        self.tx.send_text(text)
     }
 
     /// See [`Conversation::feed`].

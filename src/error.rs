@@ -135,6 +135,18 @@ pub enum Error {
         reason: crate::tls::TlsError,
     },
 
+    /// A WebSocket handshake failed (feature `ws`): not a WebSocket
+    /// request, an upgrade refused, a bad handshake, or one that did not
+    /// finish in time. The conversation is over; a listener goes on.
+    #[cfg(feature = "ws")]
+    #[error("{addr}: {reason}")]
+    WebSocket {
+        /// The peer.
+        addr: Addr,
+        /// Why.
+        reason: crate::transport::WsError,
+    },
+
     /// A TLS peer ended the connection without `close_notify`, between two
     /// messages (and between two records). Every message received was whole
     /// and authentic, but the end itself is not authenticated: someone

@@ -121,6 +121,9 @@ pub use transport::{
 pub use transport::{Tls, TlsListener};
 #[cfg(unix)]
 pub use transport::{Unix, UnixDatagram, UnixListener, MAX_UNIX_DATAGRAM};
+#[cfg(feature = "ws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+pub use transport::{Ws, WsError, WsListener};
 pub use url::{connect, connect_with, listen, listen_with, Accept, Listener};
 
 /// The README's examples, compiled as doctests.

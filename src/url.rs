@@ -62,6 +62,10 @@ pub fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
         }
         #[cfg(not(feature = "tls"))]
         "tls" => Err(Error::Unsupported("tls:// without the `tls` feature")),
+        #[cfg(feature = "ws")]
+        "ws" | "wss" => Ok(Conversation::new(transport::Ws::connect(url, config)?).boxed()),
+        #[cfg(not(feature = "ws"))]
+        "ws" | "wss" => Err(Error::Unsupported("ws:// without the `ws` feature")),
         #[cfg(unix)]
         "unix" => Ok(Conversation::new(transport::Unix::connect_with(rest, config)?).boxed()),
         #[cfg(unix)]
@@ -108,6 +112,18 @@ pub fn listen_with(url: &str, config: &Config) -> Result<Listener> {
         }
         #[cfg(not(feature = "tls"))]
         "tls" => Err(Error::Unsupported("tls:// without the `tls` feature")),
+        #[cfg(feature = "ws")]
+        "ws" | "wss" => {
+            let (hostport, _path) = transport::ws::split_path(rest);
+            let addrs = addr::resolve(url, hostport)?;
+            Ok(Listener::new(transport::ws::bind_any(
+                &addrs,
+                scheme == "wss",
+                config,
+            )?))
+        }
+        #[cfg(not(feature = "ws"))]
+        "ws" | "wss" => Err(Error::Unsupported("ws:// without the `ws` feature")),
         #[cfg(unix)]
         "unix" => Ok(Listener::new(transport::UnixListener::bind_with(
             rest, config,
@@ -187,6 +203,22 @@ impl Accept for transport::TlsListener {
     }
     fn stopper(&self) -> Stopper {
         transport::TlsListener::stopper(self)
+    }
+}
+
+#[cfg(feature = "ws")]
+impl Accept for transport::WsListener {
+    fn accept(&self) -> Result<Conversation> {
+        transport::WsListener::accept(self).map(|t| Conversation::new(t).boxed())
+    }
+    fn local_addr(&self) -> Result<Addr> {
+        transport::WsListener::local_addr(self)
+    }
+    fn set_accept_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+        transport::WsListener::set_accept_timeout(self, timeout)
+    }
+    fn stopper(&self) -> Stopper {
+        transport::WsListener::stopper(self)
     }
 }
 

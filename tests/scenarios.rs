@@ -32,6 +32,12 @@ enum Kind {
     Tls,
     /// TLS through the fault-injecting proxy: records split at any byte.
     TlsSliced,
+    /// WebSocket: `ws://127.0.0.1:PORT`.
+    Ws,
+    /// WebSocket through the slicing proxy: frames split at any byte.
+    WsSliced,
+    /// WebSocket over TLS: `wss://127.0.0.1:PORT`.
+    Wss,
 }
 
 /// Two connected conversations, and whatever must live as long as they do.
@@ -46,10 +52,17 @@ struct Pair {
 /// (its handshake runs in its first use), while the client connects,
 /// directly or through a slicing proxy.
 fn tls_pair(config: &Config, sliced: bool) -> Pair {
+    threaded_pair("tls", config, sliced)
+}
+
+/// A pair whose server side needs its own thread to complete a handshake
+/// (TLS, WebSocket): `scheme` on 127.0.0.1, directly or through a slicing
+/// proxy.
+fn threaded_pair(scheme: &str, config: &Config, sliced: bool) -> Pair {
     let config = common::tls::config(config.clone());
-    let l = converse::listen_with("tls://127.0.0.1:0", &config).unwrap();
+    let l = converse::listen_with(&format!("{scheme}://127.0.0.1:0"), &config).unwrap();
     let addr = l.local_addr().unwrap();
-    assert_eq!(addr.scheme(), "tls");
+    assert_eq!(addr.scheme(), scheme);
     let server = spawn(move || {
         let mut b = l.accept().unwrap();
         b.handshake().unwrap();
@@ -57,12 +70,14 @@ fn tls_pair(config: &Config, sliced: bool) -> Pair {
     });
     let (url, proxy) = if sliced {
         let proxy = TcpProxy::start(addr.socket_addr().unwrap(), TcpFault::Slice { max: 512 });
-        (format!("tls://{}", proxy.addr), Some(proxy))
+        (format!("{scheme}://{}", proxy.addr), Some(proxy))
     } else {
         (addr.to_string(), None)
     };
     let a = converse::connect_with(&url, &config).unwrap();
-    assert!(a.peer_identity().unwrap().is_valid_for("127.0.0.1"));
+    if scheme == "tls" || scheme == "wss" {
+        assert!(a.peer_identity().unwrap().is_valid_for("127.0.0.1"));
+    }
     let b = server.join();
     Pair {
         a,
@@ -75,6 +90,9 @@ fn pair(kind: Kind, config: &Config) -> Pair {
     match kind {
         Kind::Tls => tls_pair(config, false),
         Kind::TlsSliced => tls_pair(config, true),
+        Kind::Ws => threaded_pair("ws", config, false),
+        Kind::WsSliced => threaded_pair("ws", config, true),
+        Kind::Wss => threaded_pair("wss", config, false),
         Kind::Memory => {
             let (a, b) = Memory::pair_with(config).unwrap();
             let (a, b) = (Conversation::new(a), Conversation::new(b));
@@ -281,7 +299,15 @@ fn close(kind: Kind) {
     }
     match kind {
         // A stream's close reaches the peer: the clean end, after everything.
-        Kind::Memory | Kind::Tcp | Kind::TcpSliced | Kind::Unix | Kind::Tls | Kind::TlsSliced => {
+        Kind::Memory
+        | Kind::Tcp
+        | Kind::TcpSliced
+        | Kind::Unix
+        | Kind::Tls
+        | Kind::TlsSliced
+        | Kind::Ws
+        | Kind::WsSliced
+        | Kind::Wss => {
             assert_eq!(b.recv().unwrap(), None);
             b.close().unwrap();
         }
@@ -521,6 +547,9 @@ macro_rules! over_every_transport {
         mod unix_datagram { $( #[test] fn $scenario() { super::$scenario(super::Kind::UnixDatagram) } )* }
         mod tls { $( #[test] fn $scenario() { super::$scenario(super::Kind::Tls) } )* }
         mod tls_sliced { $( #[test] fn $scenario() { super::$scenario(super::Kind::TlsSliced) } )* }
+        mod ws { $( #[test] fn $scenario() { super::$scenario(super::Kind::Ws) } )* }
+        mod ws_sliced { $( #[test] fn $scenario() { super::$scenario(super::Kind::WsSliced) } )* }
+        mod wss { $( #[test] fn $scenario() { super::$scenario(super::Kind::Wss) } )* }
     };
 }
 

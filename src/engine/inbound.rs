@@ -107,6 +107,15 @@ impl Inbound {
         self.codec.max_message_len()
     }
 
+    /// Reads with `codec` from now on (a protocol that changes framing
+    /// after its handshake); what is buffered stays.
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
+    pub(crate) fn set_codec(&mut self, codec: Codec) {
+        self.return_lent();
+        self.codec = codec;
+        self.needed = 1;
+    }
+
     pub(crate) fn set_deadline(&mut self, deadline: Duration) {
         self.deadline = deadline;
     }

@@ -10,10 +10,15 @@
 //! * [`demux`]: the UDP demultiplexer (peer table, caps, idle eviction by
 //!   arrival time, the stats invariant);
 //! * [`records`]: where a TLS byte stream stands between records (to tell
-//!   a connection cut inside a record from one ended between records).
+//!   a connection cut inside a record from one ended between records);
+//! * [`websocket`]: WebSocket frames and messages (headers checked before
+//!   allocation, masking, fragments, control frames, the deadline of a
+//!   fragmented message).
 
 pub(crate) mod demux;
 pub(crate) mod inbound;
 pub(crate) mod outbound;
 #[cfg_attr(not(feature = "tls"), allow(dead_code))]
 pub(crate) mod records;
+#[cfg_attr(not(feature = "ws"), allow(dead_code))]
+pub(crate) mod websocket;

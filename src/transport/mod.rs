@@ -44,7 +44,8 @@
 //! ```
 //!
 //! The crate's own transports: TCP ([`Tcp`], [`TcpListener`]), TLS
-//! (`Tls`, `TlsListener`, feature `tls`), UDP ([`Udp`], [`UdpListener`]), Unix domain sockets (`Unix`, `UnixListener`,
+//! (`Tls`, `TlsListener`, feature `tls`), WebSocket (`Ws`, `WsListener`,
+//! feature `ws`), UDP ([`Udp`], [`UdpListener`]), Unix domain sockets (`Unix`, `UnixListener`,
 //! `UnixDatagram`, on Unix systems) and an in-memory pair ([`Memory`]).
 //! Listeners hand out transports; [`Conversation::new`](crate::Conversation::new)
 //! wraps them.
@@ -63,6 +64,8 @@ pub(crate) mod udp;
 mod udp_listener;
 #[cfg(unix)]
 pub(crate) mod unix;
+#[cfg(feature = "ws")]
+pub(crate) mod ws;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,6 +86,8 @@ pub use udp::{Udp, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
 pub use udp_listener::{PeerReceiver, PeerSender, UdpListener, UdpPeer};
 #[cfg(unix)]
 pub use unix::{Unix, UnixDatagram, UnixListener, MAX_UNIX_DATAGRAM};
+#[cfg(feature = "ws")]
+pub use ws::{Ws, WsError, WsListener, WsReceiver, WsSender};
 
 pub use crate::engine::demux::UdpStats;
 
@@ -192,6 +197,13 @@ impl std::fmt::Debug for Stopper {
 pub trait Sender: Send {
     /// Sends one message now (after anything fed before it).
     fn send(&mut self, msg: &[u8]) -> Result<()>;
+
+    /// Sends one message of text. Transports that tell text from bytes
+    /// (WebSocket: a text frame, which a browser receives as a string)
+    /// mark it; the default sends its bytes.
+    fn send_text(&mut self, text: &str) -> Result<()> {
+        self.send(text.as_bytes())
+    }
 
     /// Queues one message for a later [`flush`](Sender::flush), so that many
     /// small messages leave in few system calls. A transport writes first
@@ -376,6 +388,9 @@ impl<S: Sender + ?Sized> Sender for Box<S> {
     #[inline]
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         (**self).send(msg)
+    }
+    fn send_text(&mut self, text: &str) -> Result<()> {
+        (**self).send_text(text)
     }
     #[inline]
     fn feed(&mut self, msg: &[u8]) -> Result<()> {

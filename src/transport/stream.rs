@@ -96,6 +96,20 @@ pub(crate) fn halves(
     peer: Addr,
     config: &Config,
 ) -> Result<(StreamSender, StreamReceiver)> {
+    let codec = config.framing.codec(config.max_message_len);
+    halves_with(socket, local, peer, config, codec.clone(), codec)
+}
+
+/// [`halves`] with the codecs of each direction given (a protocol above the
+/// stream, such as WebSocket, brings its own).
+pub(crate) fn halves_with(
+    socket: Socket,
+    local: Addr,
+    peer: Addr,
+    config: &Config,
+    send: crate::codec::Codec,
+    recv: crate::codec::Codec,
+) -> Result<(StreamSender, StreamReceiver)> {
     config.validate()?;
     sockopt::stream(&socket, config).map_err(|e| Error::from_io(e, &peer))?;
     let link = Arc::new(Link {
@@ -105,11 +119,10 @@ pub(crate) fn halves(
         nonblocking: AtomicBool::new(false),
         down: AtomicU8::new(0),
     });
-    let codec = config.framing.codec(config.max_message_len);
     Ok((
         StreamSender {
             link: Arc::clone(&link),
-            out: Outbound::new(codec.clone(), config.send_buffer),
+            out: Outbound::new(send, config.send_buffer),
             timeout: config.write_timeout,
             timer: SockTimer::new(config.write_timeout),
             linger: config.linger,
@@ -117,7 +130,7 @@ pub(crate) fn halves(
         },
         StreamReceiver {
             link,
-            inbound: Inbound::new(codec, config.message_deadline),
+            inbound: Inbound::new(recv, config.message_deadline),
             timeout: config.read_timeout,
             timer: SockTimer::new(config.read_timeout),
             spin: config.spin,
@@ -554,6 +567,12 @@ impl StreamReceiver {
     /// holds on to between messages.
     pub fn buffer_capacity(&self) -> usize {
         self.inbound.capacity()
+    }
+
+    /// Reads with another codec from now on; what is buffered stays.
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
+    pub(crate) fn set_codec(&mut self, codec: crate::codec::Codec) {
+        self.inbound.set_codec(codec);
     }
 
     /// The socket, for options this crate does not cover. Reading or writing

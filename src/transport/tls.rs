@@ -312,12 +312,15 @@ impl TlsLink {
     }
 }
 
-/// Sets the socket up for TLS and makes the two halves.
-fn halves(
+/// Sets the socket up for TLS and makes the two halves, with the codecs
+/// of each direction given.
+pub(crate) fn halves_with(
     socket: Socket,
     peer: Addr,
     conn: rustls::Connection,
     config: &Config,
+    send: crate::codec::Codec,
+    recv: crate::codec::Codec,
 ) -> Result<(TlsSender, TlsReceiver)> {
     config.validate()?;
     sockopt::stream(&socket, config).map_err(|e| Error::from_io(e, &peer))?;
@@ -349,11 +352,10 @@ fn halves(
         identity: OnceLock::new(),
         down: AtomicU8::new(0),
     });
-    let codec = config.framing.codec(config.max_message_len);
     Ok((
         TlsSender {
             link: Arc::clone(&link),
-            out: Outbound::new(codec.clone(), config.send_buffer),
+            out: Outbound::new(send, config.send_buffer),
             timeout: config.write_timeout,
             timer: SockTimer::new(None),
             linger: config.linger,
@@ -361,7 +363,7 @@ fn halves(
         },
         TlsReceiver {
             link,
-            inbound: Inbound::new(codec, config.message_deadline),
+            inbound: Inbound::new(recv, config.message_deadline),
             timeout: config.read_timeout,
             timer: SockTimer::new(None),
             buf: Vec::new(),
@@ -505,6 +507,19 @@ impl Tls {
         name: ServerName<'static>,
         config: &Config,
     ) -> Result<Tls> {
+        let codec = config.framing.codec(config.max_message_len);
+        Tls::client_with(socket, addr, name, config, (codec.clone(), codec))
+    }
+
+    /// A client over `socket` with the codecs of each direction given; the
+    /// handshake done.
+    pub(crate) fn client_with(
+        socket: Socket,
+        addr: SocketAddr,
+        name: ServerName<'static>,
+        config: &Config,
+        (send, recv): (crate::codec::Codec, crate::codec::Codec),
+    ) -> Result<Tls> {
         let peer = Addr::Tls(addr);
         let client = config.tls_client.clone().unwrap_or_default();
         let conn = rustls::ClientConnection::new(Arc::clone(client.rustls_config()), name)
@@ -512,7 +527,7 @@ impl Tls {
                 addr: peer.clone(),
                 reason: TlsError::from_rustls(&e),
             })?;
-        let (tx, rx) = halves(socket, peer, conn.into(), config)?;
+        let (tx, rx) = halves_with(socket, peer, conn.into(), config, send, recv)?;
         let tls = Tls { tx, rx };
         tls.handshake()?;
         Ok(tls)
@@ -524,6 +539,19 @@ impl Tls {
         server: &TlsServer,
         config: &Config,
     ) -> Result<Tls> {
+        let codec = config.framing.codec(config.max_message_len);
+        Tls::server_with(socket, peer, server, config, (codec.clone(), codec))
+    }
+
+    /// A server over `socket` with the codecs of each direction given (the
+    /// handshake happens in the first use).
+    pub(crate) fn server_with(
+        socket: Socket,
+        peer: Addr,
+        server: &TlsServer,
+        config: &Config,
+        (send, recv): (crate::codec::Codec, crate::codec::Codec),
+    ) -> Result<Tls> {
         let conn =
             rustls::ServerConnection::new(Arc::clone(server.rustls_config())).map_err(|e| {
                 Error::Tls {
@@ -531,7 +559,7 @@ impl Tls {
                     reason: TlsError::from_rustls(&e),
                 }
             })?;
-        let (tx, rx) = halves(socket, peer, conn.into(), config)?;
+        let (tx, rx) = halves_with(socket, peer, conn.into(), config, send, recv)?;
         Ok(Tls { tx, rx })
     }
 
@@ -547,6 +575,17 @@ impl Tls {
     /// handshake and for a client that presented none.
     pub fn peer_identity(&self) -> Option<PeerIdentity> {
         self.tx.link.identity.get().cloned().flatten()
+    }
+
+    /// The local address, under another scheme (a protocol above TLS).
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
+    pub(crate) fn local_addr_as(&self, scheme: fn(SocketAddr) -> Addr) -> Addr {
+        self.tx
+            .link
+            .local
+            .socket_addr()
+            .map(scheme)
+            .unwrap_or(Addr::Unknown)
     }
 
     /// The socket, for options this crate does not cover. Reading or writing
@@ -1355,6 +1394,12 @@ impl TlsReceiver {
     /// The verified identity of the peer, once the handshake is over.
     pub fn peer_identity(&self) -> Option<PeerIdentity> {
         self.link.identity.get().cloned().flatten()
+    }
+
+    /// Reads with another codec from now on; what is buffered stays.
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
+    pub(crate) fn set_codec(&mut self, codec: crate::codec::Codec) {
+        self.inbound.set_codec(codec);
     }
 }
 

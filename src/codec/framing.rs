@@ -233,9 +233,11 @@ enum Kind {
     Raw,
     /// An HTTP request or response head, up to its blank line (the
     /// WebSocket handshake).
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     HttpHead,
     /// Whole WebSocket frames, header included; `masked`: what this
     /// direction requires.
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     WsFrame {
         masked: bool,
     },
@@ -262,6 +264,7 @@ pub struct Codec {
 impl Codec {
     /// Cuts an HTTP head (request or response line and headers, through the
     /// blank line) of at most `max` bytes.
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     pub(crate) fn http_head(max: usize) -> Codec {
         Codec {
             kind: Kind::HttpHead,
@@ -272,6 +275,7 @@ impl Codec {
     /// Cuts whole WebSocket frames whose payload is at most `max` bytes;
     /// `masked`: whether this direction's frames must be masked (from a
     /// client) or must not be (from a server).
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
     pub(crate) fn ws_frames(max: usize, masked: bool) -> Codec {
         Codec {
             kind: Kind::WsFrame { masked },

@@ -95,6 +95,20 @@ impl Outbound {
         })
     }
 
+    /// Queues bytes a protocol above encoded itself (`encode` appends them
+    /// to the queue): taken.
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
+    pub(crate) fn push_encoded(&mut self, encode: impl FnOnce(&mut BytesMut)) -> Mark {
+        let before = self.queue.len();
+        encode(&mut self.queue);
+        let start = self.pushed;
+        self.pushed += (self.queue.len() - before) as u64;
+        Mark {
+            start,
+            end: self.pushed,
+        }
+    }
+
     /// `true` when the frame of a message of `len` bytes surely fits under
     /// the batching bound (a frame adds at most 11 bytes).
     #[inline]

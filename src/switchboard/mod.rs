@@ -55,6 +55,81 @@
 mod arena;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "ws")]
+mod ws;
+
+#[cfg(not(feature = "ws"))]
+use self::no_ws::{Turn, WsState};
+#[cfg(feature = "ws")]
+pub use self::ws::Page;
+#[cfg(feature = "ws")]
+use self::ws::{Turn, WsState};
+
+/// Without the `ws` feature no conversation speaks WebSocket.
+#[cfg(not(feature = "ws"))]
+mod no_ws {
+    use crate::addr::Addr;
+    use crate::engine::inbound::Inbound;
+    use crate::engine::outbound::Outbound;
+    use crate::error::Error;
+    use bytes::Bytes;
+    use std::time::Instant;
+
+    pub(super) enum WsState {}
+    #[allow(dead_code)]
+    pub(super) enum Turn {
+        Going,
+        Upgraded(Option<super::ListenerId>),
+        PeerClosed,
+        Answered,
+    }
+
+    impl WsState {
+        pub(super) fn is_upgraded(&self) -> bool {
+            match *self {}
+        }
+        pub(super) fn pending_listener(&self) -> Option<super::ListenerId> {
+            match *self {}
+        }
+        pub(super) fn in_message(&self) -> bool {
+            match *self {}
+        }
+        pub(super) fn ended_in_handshake(&self, _: &Addr) -> Error {
+            match *self {}
+        }
+        pub(super) fn deadline(&self) -> Option<Instant> {
+            match *self {}
+        }
+        pub(super) fn check_deadline(&mut self, _: Instant) -> Result<(), Error> {
+            match *self {}
+        }
+        pub(super) fn frame_len(&self, _: usize) -> usize {
+            match *self {}
+        }
+        pub(super) fn max(&self) -> usize {
+            match *self {}
+        }
+        pub(super) fn queue_message(&mut self, _: &mut Outbound, _: &[u8], _: bool) {
+            match *self {}
+        }
+        pub(super) fn queue_close(&mut self, _: &mut Outbound, _: u16) {
+            match *self {}
+        }
+        pub(super) fn close_was_sent(&self) -> bool {
+            match *self {}
+        }
+        pub(super) fn take(
+            &mut self,
+            _: &mut Inbound,
+            _: &mut Outbound,
+            _: &Addr,
+            _: Instant,
+            _: impl FnMut(Bytes),
+        ) -> Result<Turn, Error> {
+            match *self {}
+        }
+    }
+}
 
 #[cfg(feature = "tls")]
 use self::tls::{Plain, TlsState};
@@ -354,6 +429,8 @@ enum Carrier {
         inbound: Inbound,
         out: Outbound,
         tls: Option<Box<TlsState>>,
+        /// WebSocket, above the stream (and above TLS for `wss://`).
+        ws: Option<Box<WsState>>,
     },
     /// A connected datagram socket (UDP client, Unix datagram).
     Datagram {
@@ -424,6 +501,8 @@ enum Listening {
         backoff: Duration,
         /// A TLS listener's certificate.
         tls: Option<ServerTls>,
+        /// A WebSocket listener, and the page it answers a plain `GET` with.
+        ws: Option<WsListen>,
     },
     Udp {
         socket: std::net::UdpSocket,
@@ -436,6 +515,13 @@ enum Listening {
         /// Peers with datagrams waiting for the socket.
         waiting: VecDeque<Key>,
     },
+}
+
+/// A WebSocket listener's settings.
+#[derive(Clone, Default)]
+struct WsListen {
+    #[cfg(feature = "ws")]
+    page: Option<Arc<Page>>,
 }
 
 enum Entry {
@@ -627,7 +713,14 @@ impl Switchboard {
                 let listener = crate::transport::tls::bind_any(&addrs, config)?;
                 self.adopt_tls_listener(listener)
             }
-            _ => Err(addr::unknown_scheme(url, &["tcp", "udp", "unix", "tls"]).into()),
+            #[cfg(feature = "ws")]
+            "ws" | "wss" => {
+                let (hostport, _path) = crate::transport::ws::split_path(rest);
+                let addrs = addr::resolve(url, hostport)?;
+                let listener = crate::transport::ws::bind_any(&addrs, scheme == "wss", config)?;
+                self.adopt_ws_listener(listener)
+            }
+            _ => Err(addr::unknown_scheme(url, &["tcp", "udp", "unix", "tls", "ws", "wss"]).into()),
         }
     }
 
@@ -636,7 +729,7 @@ impl Switchboard {
         let (socket, local, config) = listener
             .into_parts()
             .ok_or(Error::Unsupported("a listener whose socket is shared"))?;
-        self.add_stream_listener(socket, local, config, None, None)
+        self.add_stream_listener(socket, local, config, None, None, None)
     }
 
     /// Takes over a TLS listener: accepted connections complete their
@@ -649,7 +742,61 @@ impl Switchboard {
         let (socket, local, config, server) = listener
             .into_parts()
             .ok_or(Error::Unsupported("a listener whose socket is shared"))?;
-        self.add_stream_listener(socket, local, config, None, Some(server))
+        self.add_stream_listener(socket, local, config, None, Some(server), None)
+    }
+
+    /// Takes over a WebSocket listener (`ws://`, or `wss://` with the TLS
+    /// certificate of its configuration): each connection completes its
+    /// upgrade on the switchboard, driven by readiness, and is reported as
+    /// [`Event::Accepted`] once upgraded. A plain HTTP request is answered
+    /// with the listener's page ([`serve_page`](Self::serve_page)), or
+    /// `426 Upgrade Required`, and closed.
+    #[cfg(feature = "ws")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+    pub fn adopt_ws_listener(&mut self, listener: crate::WsListener) -> Result<ListenerId> {
+        let secure = listener
+            .local_addr()
+            .is_ok_and(|a| matches!(a, Addr::Wss(_)));
+        let (socket, local, config) = listener
+            .into_parts()
+            .ok_or(Error::Unsupported("a listener whose socket is shared"))?;
+        #[cfg(feature = "tls")]
+        let tls = if secure {
+            Some(config.tls_server.clone().ok_or(Error::InvalidConfig(
+                crate::config::ConfigError {
+                    setting: "tls_server",
+                    reason: "a wss:// listener needs a certificate and key (Config::tls_server)",
+                },
+            ))?)
+        } else {
+            None
+        };
+        #[cfg(not(feature = "tls"))]
+        let tls = {
+            let _ = secure;
+            None
+        };
+        self.add_stream_listener(socket, local, config, None, tls, Some(WsListen::default()))
+    }
+
+    /// Answers a plain HTTP `GET /` on WebSocket listener `listener` with
+    /// `page` (a browser opening the address gets it; the page can then
+    /// open a WebSocket to the same address). Other paths get `404`.
+    #[cfg(feature = "ws")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+    pub fn serve_page(&mut self, listener: ListenerId, page: Page) -> Result<()> {
+        match self.entries.get_mut(listener.0) {
+            Some(Entry::Listener(l)) => match &mut **l {
+                Listening::Stream { ws: Some(ws), .. } => {
+                    ws.page = Some(Arc::new(page));
+                    Ok(())
+                }
+                _ => Err(Error::Unsupported(
+                    "a page on a listener that is not WebSocket",
+                )),
+            },
+            _ => Err(Error::Closed),
+        }
     }
 
     /// Takes over a Unix stream listener; the switchboard removes its
@@ -658,7 +805,7 @@ impl Switchboard {
         let (socket, local, config, file) = listener
             .into_parts()
             .ok_or(Error::Unsupported("a listener whose socket is shared"))?;
-        self.add_stream_listener(socket, local, config, file, None)
+        self.add_stream_listener(socket, local, config, file, None, None)
     }
 
     fn add_stream_listener(
@@ -668,6 +815,7 @@ impl Switchboard {
         config: Config,
         unix_file: Option<std::path::PathBuf>,
         tls: Option<ServerTls>,
+        ws: Option<WsListen>,
     ) -> Result<ListenerId> {
         let io = |e| Error::from_io(e, &local);
         socket.set_nonblocking(true).map_err(io)?;
@@ -690,6 +838,7 @@ impl Switchboard {
                 paused: false,
                 backoff: Duration::from_millis(50),
                 tls,
+                ws,
             })));
         debug_assert_eq!(key, key2);
         // Connections may already wait in the backlog.
@@ -817,6 +966,7 @@ impl Switchboard {
             inbound,
             out: outbound,
             tls: Some(Box::new(state)),
+            ws: None,
         };
         let id = self.add_conv(carrier, peer, local, linger, limit)?;
         if !established {
@@ -871,6 +1021,7 @@ impl Switchboard {
             inbound,
             out: outbound,
             tls: None,
+            ws: None,
         };
         self.add_conv(carrier, peer, local, linger, limit)
     }
@@ -952,10 +1103,25 @@ impl Switchboard {
     /// * [`Error::Closed`]: no such conversation (it has ended, or is
     ///   closing).
     pub fn send(&mut self, id: Id, msg: impl AsRef<[u8]>) -> Result<()> {
-        match self.queue(id, msg.as_ref())? {
+        self.send_as(id, msg.as_ref(), false)
+    }
+
+    /// Queues one message of text, as [`send`](Self::send) does; over
+    /// WebSocket it goes in a text frame, so that a browser receives a
+    /// string.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_text(&mut self, id: Id, text: &str) -> Result<()> {
+        self.send_as(id, text.as_bytes(), true)
+    }
+
+    fn send_as(&mut self, id: Id, msg: &[u8], text: bool) -> Result<()> {
+        match self.queue(id, msg, text)? {
             true => Ok(()),
             false => {
-                let err = self.slow_consumer(id, msg.as_ref().len());
+                let err = self.slow_consumer(id, msg.len());
                 Err(err)
             }
         }
@@ -969,7 +1135,7 @@ impl Switchboard {
     ///
     /// As [`send`](Self::send), but never `SlowConsumer`.
     pub fn try_send(&mut self, id: Id, msg: impl AsRef<[u8]>) -> Result<bool> {
-        let queued = self.queue(id, msg.as_ref())?;
+        let queued = self.queue(id, msg.as_ref(), false)?;
         if !queued {
             if let Some(conv) = self.conv_mut(id.0) {
                 conv.wants_drained = true;
@@ -991,7 +1157,7 @@ impl Switchboard {
 
     /// `Ok(true)` queued, `Ok(false)` over the backlog limit (nothing queued).
     #[inline]
-    fn queue(&mut self, id: Id, msg: &[u8]) -> Result<bool> {
+    fn queue(&mut self, id: Id, msg: &[u8], text: bool) -> Result<bool> {
         let Some(Entry::Conv(conv)) = self.entries.get_mut(id.0) else {
             return Err(Error::Closed);
         };
@@ -1000,6 +1166,20 @@ impl Switchboard {
         }
         let limit = conv.limit;
         match &mut conv.carrier {
+            Carrier::Stream {
+                out, ws: Some(ws), ..
+            } => {
+                if msg.len() > ws.max() {
+                    return Err(Error::MessageTooLarge {
+                        len: msg.len() as u64,
+                        max: ws.max() as u64,
+                    });
+                }
+                if !out.is_empty() && out.len() + ws.frame_len(msg.len()) > limit {
+                    return Ok(false);
+                }
+                ws.queue_message(out, msg, text);
+            }
             Carrier::Stream { out, .. } => {
                 // A frame adds at most 11 bytes: only near the limit is the
                 // exact frame worked out first.
@@ -1354,12 +1534,14 @@ impl Switchboard {
         let mut received = 0u64;
         let mut accepted = 0u64;
         let mut wants_write = false;
+        let mut answered = false;
         match &mut conv.carrier {
             Carrier::Stream {
                 socket,
                 inbound,
+                out,
                 tls: Some(tls),
-                ..
+                ws,
             } => {
                 let peer = &conv.peer;
                 let mut taken = 0;
@@ -1380,13 +1562,18 @@ impl Switchboard {
                             let absorbed =
                                 tls.absorb(&self.scratch[..n], peer, |plain| match plain {
                                     Plain::Established => {
-                                        if let Some(listener) = pending {
+                                        // A WebSocket is reported once upgraded.
+                                        if let (Some(listener), None) = (pending, &ws) {
                                             accepted += 1;
                                             events.push(Event::Accepted { listener, id });
                                         }
                                         true
                                     }
                                     Plain::Data(_) if closing => true,
+                                    Plain::Data(chunk) if ws.is_some() => {
+                                        inbound.extend(chunk, now);
+                                        true
+                                    }
                                     Plain::Data(chunk) => {
                                         decoded = inbound.decode_from(chunk, now, |message| {
                                             received += 1;
@@ -1408,6 +1595,30 @@ impl Switchboard {
                                 outcome = Some(End::Failed(inbound_error(e, peer)));
                                 break;
                             }
+                            if let (Some(ws), false) = (ws.as_deref_mut(), closing) {
+                                let next = ws_turn(
+                                    ws,
+                                    inbound,
+                                    out,
+                                    peer,
+                                    now,
+                                    id,
+                                    events,
+                                    &mut received,
+                                    &mut accepted,
+                                );
+                                match next {
+                                    WsNext::Go => {}
+                                    WsNext::End(end) => {
+                                        outcome = Some(end);
+                                        break;
+                                    }
+                                    WsNext::Answered => {
+                                        answered = true;
+                                        break;
+                                    }
+                                }
+                            }
                             if tls.peer_closed() {
                                 outcome = Some(if closing {
                                     End::Closed(Delivery::Confirmed)
@@ -1428,13 +1639,95 @@ impl Switchboard {
                         }
                     }
                 }
-                wants_write = tls.wants_write();
+                wants_write = tls.wants_write() || !out.is_empty();
+                if let Some(at) = ws.as_ref().and_then(|w| w.deadline()) {
+                    self.timers.push(Reverse((at, key, TimerKind::Deadline)));
+                }
                 inbound.release_if_empty();
                 if outcome.is_none() && !closing {
                     if let Some(at) = inbound.deadline() {
                         self.timers.push(Reverse((at, key, TimerKind::Deadline)));
                     }
                 }
+            }
+            Carrier::Stream {
+                socket,
+                inbound,
+                out,
+                tls: None,
+                ws: Some(ws),
+            } => {
+                let peer = &conv.peer;
+                let mut taken = 0;
+                loop {
+                    if taken >= READ_BUDGET || events.full() {
+                        more = true;
+                        break;
+                    }
+                    match (&*socket).read(&mut self.scratch) {
+                        Ok(0) => {
+                            outcome = Some(if closing {
+                                End::Closed(if ws.close_was_sent() {
+                                    Delivery::Confirmed
+                                } else {
+                                    Delivery::Unknown
+                                })
+                            } else if !ws.is_upgraded() {
+                                End::Failed(ws.ended_in_handshake(peer))
+                            } else if ws.in_message() {
+                                End::Failed(Error::UnexpectedEof { addr: peer.clone() })
+                            } else {
+                                match inbound.end() {
+                                    Ok(()) => End::Peer,
+                                    Err(e) => End::Failed(inbound_error(e, peer)),
+                                }
+                            });
+                            break;
+                        }
+                        Ok(n) => {
+                            taken += n;
+                            if closing {
+                                continue;
+                            }
+                            inbound.extend(&self.scratch[..n], now);
+                            let next = ws_turn(
+                                ws,
+                                inbound,
+                                out,
+                                peer,
+                                now,
+                                id,
+                                events,
+                                &mut received,
+                                &mut accepted,
+                            );
+                            match next {
+                                WsNext::Go => {}
+                                WsNext::End(end) => {
+                                    outcome = Some(end);
+                                    break;
+                                }
+                                WsNext::Answered => {
+                                    answered = true;
+                                    break;
+                                }
+                            }
+                        }
+                        Err(e) if would_block(&e) => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            outcome = Some(End::Failed(Error::from_io(e, peer)));
+                            break;
+                        }
+                    }
+                }
+                wants_write = !out.is_empty();
+                if let Some(at) = ws.deadline().or_else(|| inbound.deadline()) {
+                    if outcome.is_none() && !closing {
+                        self.timers.push(Reverse((at, key, TimerKind::Deadline)));
+                    }
+                }
+                inbound.release_if_empty();
             }
             Carrier::Stream {
                 socket, inbound, ..
@@ -1571,6 +1864,12 @@ impl Switchboard {
         if wants_write && outcome.is_none() {
             self.mark_dirty(key);
         }
+        if answered && outcome.is_none() {
+            // A page or a refusal: written, then the connection closed,
+            // never reported.
+            self.begin_finishing(key);
+            return false;
+        }
         for error in lost {
             events.push(Event::Lost { id, error });
         }
@@ -1631,6 +1930,7 @@ impl Switchboard {
                 paused,
                 backoff,
                 tls,
+                ws,
                 ..
             } = &mut **listening
             else {
@@ -1638,6 +1938,7 @@ impl Switchboard {
             };
             let config = config.clone();
             let server = tls.clone();
+            let ws = ws.clone();
             match socket.accept() {
                 Ok((conn, _)) => {
                     if sockopt::accepted_dead(&conn) {
@@ -1646,9 +1947,11 @@ impl Switchboard {
                     *backoff = Duration::from_millis(50);
                     let unix = matches!(local, Addr::Unix(_));
                     let listener = ListenerId(key);
-                    match self.accepted_stream(conn, &config, unix, server.as_ref(), listener) {
-                        // A TLS conversation is reported once verified.
-                        Ok(_) if server.is_some() => {}
+                    let pending = server.is_some() || ws.is_some();
+                    match self.accepted_stream(conn, &config, unix, server.as_ref(), ws, listener) {
+                        // TLS and WebSocket conversations are reported once
+                        // their handshakes are over.
+                        Ok(_) if pending => {}
                         Ok(id) => {
                             self.stats.accepted += 1;
                             events.push(Event::Accepted {
@@ -1691,12 +1994,18 @@ impl Switchboard {
         config: &Config,
         unix: bool,
         server: Option<&ServerTls>,
+        ws: Option<WsListen>,
         listener: ListenerId,
     ) -> Result<Id> {
-        let tcp = if server.is_some() {
-            Addr::Tls
-        } else {
-            Addr::Tcp
+        let tcp = match (server.is_some(), ws.is_some()) {
+            (false, false) => Addr::Tcp,
+            (true, false) => Addr::Tls,
+            #[cfg(feature = "ws")]
+            (false, true) => Addr::Ws,
+            #[cfg(feature = "ws")]
+            (true, true) => Addr::Wss,
+            #[cfg(not(feature = "ws"))]
+            (_, true) => Addr::Tcp,
         };
         let addr_of = |a: io::Result<SockAddr>| -> Addr {
             match a {
@@ -1711,6 +2020,26 @@ impl Switchboard {
             sockopt::tcp_stream(&socket, config).map_err(|e| Error::from_io(e, &peer))?;
         }
         let codec = config.framing.codec(config.max_message_len);
+        #[cfg(feature = "ws")]
+        let (send_codec, recv_codec, ws) = match ws {
+            Some(ws) => {
+                let (send, recv) = WsState::server_codecs(config.max_message_len);
+                let state = WsState::accepted(
+                    listener,
+                    ws.page.clone(),
+                    config.max_message_len,
+                    config.message_deadline,
+                );
+                (send, recv, Some(Box::new(state)))
+            }
+            None => (codec.clone(), codec, None),
+        };
+        #[cfg(not(feature = "ws"))]
+        let (send_codec, recv_codec, ws): (_, _, Option<Box<WsState>>) = {
+            let _ = ws;
+            (codec.clone(), codec, None)
+        };
+        let upgrading = ws.is_some();
         #[cfg(feature = "tls")]
         let (tls, handshake_until) = match server {
             Some(server) => {
@@ -1728,11 +2057,14 @@ impl Switchboard {
             let _ = (server, listener);
             (None, None)
         };
+        let handshake_until = handshake_until
+            .or_else(|| upgrading.then(|| Instant::now() + config.handshake_timeout));
         let carrier = Carrier::Stream {
             socket,
-            inbound: Inbound::new(codec.clone(), config.message_deadline),
-            out: Outbound::new(codec, config.max_backlog),
+            inbound: Inbound::new(recv_codec, config.message_deadline),
+            out: Outbound::new(send_codec, config.max_backlog),
             tls,
+            ws,
         };
         let id = self.add_conv(carrier, peer, local, config.linger, config.max_backlog)?;
         if let Some(until) = handshake_until {
@@ -1989,6 +2321,17 @@ impl Switchboard {
                     return;
                 }
                 if let Carrier::Stream {
+                    out, ws: Some(ws), ..
+                } = &mut conv.carrier
+                {
+                    if ws.is_upgraded() && !ws.close_was_sent() {
+                        // The close handshake first.
+                        ws.queue_close(out, 1000);
+                        self.mark_dirty(key);
+                        return;
+                    }
+                }
+                if let Carrier::Stream {
                     socket,
                     tls: Some(tls),
                     ..
@@ -2010,6 +2353,16 @@ impl Switchboard {
                 self.push_backlog(key);
             }
             Phase::Finishing { .. } if emptied => {
+                if let Carrier::Stream {
+                    out, ws: Some(ws), ..
+                } = &mut conv.carrier
+                {
+                    if ws.is_upgraded() && !ws.close_was_sent() {
+                        ws.queue_close(out, 1000);
+                        self.mark_dirty(key);
+                        return;
+                    }
+                }
                 if let Carrier::Stream { tls: Some(tls), .. } = &mut conv.carrier {
                     if !tls.close_was_sent() {
                         tls.send_close_notify();
@@ -2121,10 +2474,26 @@ impl Switchboard {
         let Some(conv) = self.conv_mut(key) else {
             return;
         };
-        let Carrier::Stream { tls: Some(tls), .. } = &conv.carrier else {
-            return;
+        let (tls_done, ws_done) = match &conv.carrier {
+            Carrier::Stream { tls, ws, .. } => (
+                tls.as_ref().is_none_or(|t| t.is_established()),
+                ws.as_ref().is_none_or(|w| w.is_upgraded()),
+            ),
+            _ => return,
         };
-        if tls.is_established() {
+        if tls_done && !ws_done {
+            #[cfg(feature = "ws")]
+            {
+                let error = Error::WebSocket {
+                    addr: conv.peer.clone(),
+                    reason: crate::transport::WsError::HandshakeTimeout,
+                };
+                self.shut(key);
+                self.finish(key, End::Failed(error), Some(events));
+            }
+            return;
+        }
+        if tls_done {
             return;
         }
         #[cfg(feature = "tls")]
@@ -2153,12 +2522,26 @@ impl Switchboard {
             return;
         }
         let peer = conv.peer.clone();
-        let Carrier::Stream { inbound, .. } = &mut conv.carrier else {
+        let Carrier::Stream { inbound, ws, .. } = &mut conv.carrier else {
             return;
         };
         if let Err(e) = inbound.check_deadline(now) {
             self.shut(key);
             self.finish(key, End::Failed(inbound_error(e, &peer)), Some(events));
+            return;
+        }
+        if let Some(ws) = ws.as_deref_mut() {
+            if let Err(e) = ws.check_deadline(now) {
+                let e = match e {
+                    Error::DeadlineExceeded { deadline, .. } => Error::DeadlineExceeded {
+                        addr: peer,
+                        deadline,
+                    },
+                    e => e,
+                };
+                self.shut(key);
+                self.finish(key, End::Failed(e), Some(events));
+            }
         }
     }
 
@@ -2272,8 +2655,15 @@ impl Switchboard {
         let Some(conv) = self.conv_mut(key) else {
             return;
         };
-        if let Carrier::Stream { tls: Some(tls), .. } = &conv.carrier {
-            if let Some(listener) = tls.pending_listener() {
+        let pending = match &conv.carrier {
+            Carrier::Stream { tls, ws, .. } => ws
+                .as_ref()
+                .and_then(|w| w.pending_listener())
+                .or_else(|| tls.as_ref().and_then(|t| t.pending_listener())),
+            _ => None,
+        };
+        {
+            if let Some(listener) = pending {
                 // Never reported as accepted: its failure is the listener's
                 // news, and nothing else is said of it.
                 let peer = conv.peer.clone();
@@ -2359,6 +2749,49 @@ impl Drop for Switchboard {
             if let Some(Entry::Listener(_)) = self.entries.get(key) {
                 self.remove_listener(key);
             }
+        }
+    }
+}
+
+/// What a WebSocket conversation's turn came to.
+enum WsNext {
+    Go,
+    End(End),
+    /// A page or a refusal was queued (the conversation was never a
+    /// WebSocket).
+    Answered,
+}
+
+/// Runs a WebSocket conversation's engine over what its inbound holds:
+/// the upgrade (reported as accepted), then messages, pongs and the close.
+#[allow(clippy::too_many_arguments)]
+fn ws_turn(
+    ws: &mut WsState,
+    inbound: &mut Inbound,
+    out: &mut Outbound,
+    peer: &Addr,
+    now: Instant,
+    id: Id,
+    events: &mut Events,
+    received: &mut u64,
+    accepted: &mut u64,
+) -> WsNext {
+    loop {
+        let turn = ws.take(inbound, out, peer, now, |message| {
+            *received += 1;
+            events.push(Event::Message { id, message });
+        });
+        match turn {
+            Ok(Turn::Going) => return WsNext::Go,
+            Ok(Turn::Upgraded(listener)) => {
+                if let Some(listener) = listener {
+                    *accepted += 1;
+                    events.push(Event::Accepted { listener, id });
+                }
+            }
+            Ok(Turn::PeerClosed) => return WsNext::End(End::Peer),
+            Ok(Turn::Answered) => return WsNext::Answered,
+            Err(e) => return WsNext::End(End::Failed(e)),
         }
     }
 }

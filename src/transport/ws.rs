@@ -781,7 +781,6 @@ impl Ws {
     fn timeout_error(&self, e: Error) -> Error {
         match e {
             Error::Timeout => handshake_error(&self.tx.shared.peer, WsError::HandshakeTimeout),
-            Error::Tls { .. } => e,
             Error::MessageTooLarge { .. } | Error::InvalidFrame { .. } => handshake_error(
                 &self.tx.shared.peer,
                 WsError::BadHandshake("an HTTP head over 16 KiB".into()),

@@ -7,6 +7,8 @@
 //! cargo run --example chat_room -- --transport udp
 //! cargo run --example chat_room -- --listen tcp://127.0.0.1:0 --listen udp://127.0.0.1:0 \
 //!                                  --listen unix:///tmp/room.sock
+//! cargo run --example chat_room -- --listen tcp://127.0.0.1:8091 --listen ws://127.0.0.1:8092
+//! #   then open http://127.0.0.1:8092/ in a browser: a person in the same room
 //! cargo run --example make_certs -- --out certs   # then, members over mutual TLS:
 //! cargo run --example chat_room -- --listen tls://127.0.0.1:8443 \
 //!     --tls-cert certs/server.pem --tls-key certs/server.key --tls-ca certs/ca.pem
@@ -33,7 +35,12 @@ use std::time::Duration;
 use clap::Parser;
 use common::room::{Printer, Room};
 use common::{main_with, say, seconds, At, Endpoint, Failed};
+use converse::switchboard::Page;
 use converse::Switchboard;
+
+/// The room's web page, served on a plain `GET /` of a ws:// or wss://
+/// listener: one self-contained file, kept beside this program.
+const PAGE: &str = include_str!("chat_room.html");
 
 /// A chat room: every participant hears every other.
 #[derive(Parser)]
@@ -41,7 +48,9 @@ struct Args {
     #[command(flatten)]
     endpoint: Endpoint,
     /// A URL to listen on (repeatable): tcp://HOST:PORT, udp://HOST:PORT,
-    /// unix:///path, tls://HOST:PORT. One room over all of them. Without it, --addr and
+    /// unix:///path, tls://HOST:PORT, ws://HOST:PORT, wss://HOST:PORT (a
+    /// browser opening http://HOST:PORT/ of a ws:// listener gets the room's
+    /// page). One room over all of them. Without it, --addr and
     /// --transport.
     #[arg(long, value_name = "URL")]
     listen: Vec<String>,
@@ -71,9 +80,13 @@ fn run(args: &Args) -> Result<(), Failed> {
     } else {
         args.listen.clone()
     };
-    if urls.iter().any(|u| u.starts_with("tls://")) && args.endpoint.tls.server()?.is_none() {
+    if urls
+        .iter()
+        .any(|u| u.starts_with("tls://") || u.starts_with("wss://"))
+        && args.endpoint.tls.server()?.is_none()
+    {
         return Err(Failed::new(
-            "--listen tls://",
+            "--listen tls:// or wss://",
             "a TLS listener needs --tls-cert FILE --tls-key FILE (make them with: \
              cargo run --example make_certs)",
         ));
@@ -81,6 +94,10 @@ fn run(args: &Args) -> Result<(), Failed> {
     let mut board = Switchboard::with_config(&config).at("switchboard")?;
     for url in &urls {
         let listener = board.listen(url).at(url)?;
+        if url.starts_with("ws://") || url.starts_with("wss://") {
+            // A browser opening the address gets the room's page.
+            board.serve_page(listener, Page::html(PAGE)).at(url)?;
+        }
         let bound = board.listener_addr(listener).expect("just bound");
         say(format!("listening on {bound}"));
     }

@@ -30,6 +30,10 @@ pub enum TransportKind {
     Unix,
     /// TLS over TCP, with a framing (--tls-cert, --tls-key, --tls-ca).
     Tls,
+    /// WebSocket (--addr HOST:PORT[/path]).
+    Ws,
+    /// WebSocket over TLS (--tls-cert, --tls-key, --tls-ca).
+    Wss,
 }
 
 impl TransportKind {
@@ -39,6 +43,8 @@ impl TransportKind {
             TransportKind::Udp => "udp",
             TransportKind::Unix => "unix",
             TransportKind::Tls => "tls",
+            TransportKind::Ws => "ws",
+            TransportKind::Wss => "wss",
         }
     }
 
@@ -182,11 +188,13 @@ impl Endpoint {
         let config = self.config();
         match self.tls.server()? {
             Some(server) => Ok(config.tls_server(server)),
-            None if self.transport()? == TransportKind::Tls => Err(Failed::new(
-                self.addr.as_deref().unwrap_or("tls"),
-                "a TLS server needs --tls-cert FILE --tls-key FILE (make them with: \
+            None if matches!(self.transport()?, TransportKind::Tls | TransportKind::Wss) => {
+                Err(Failed::new(
+                    self.addr.as_deref().unwrap_or("tls"),
+                    "a TLS server needs --tls-cert FILE --tls-key FILE (make them with: \
                  cargo run --example make_certs)",
-            )),
+                ))
+            }
             None => Ok(config),
         }
     }
@@ -195,7 +203,7 @@ impl Endpoint {
     /// and what it presents.
     pub fn client_config(&self) -> Result<Config, Failed> {
         let config = self.config();
-        if self.transport()? == TransportKind::Tls {
+        if matches!(self.transport()?, TransportKind::Tls | TransportKind::Wss) {
             return Ok(config.tls_client(self.tls.client()?));
         }
         Ok(config)
@@ -274,6 +282,9 @@ pub fn accept(listener: &Listener, url: &str) -> Result<Conversation, Failed> {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(1));
             }
+            // A WebSocket listener upgrades in accept: one peer's failed
+            // handshake is that peer's, and the next one is served.
+            Err(e @ (converse::Error::WebSocket { .. } | converse::Error::Tls { .. })) => note(e),
             Err(e) => return Err(Failed::new(url, e)),
         }
     }

@@ -176,7 +176,7 @@ impl Room {
     fn announce(&mut self, from: Id, line: String) {
         for (&id, member) in &self.members {
             if id != from && member.name.is_some() {
-                let _ = self.board.send(id, line.as_bytes());
+                let _ = self.board.send_text(id, &line);
             }
         }
         self.printer.say(line);

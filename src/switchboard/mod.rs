@@ -495,7 +495,7 @@ enum Listening {
     Stream {
         socket: Socket,
         local: Addr,
-        config: Config,
+        config: Box<Config>,
         unix_file: Option<std::path::PathBuf>,
         paused: bool,
         backoff: Duration,
@@ -833,7 +833,7 @@ impl Switchboard {
             .insert(Entry::Listener(Box::new(Listening::Stream {
                 socket,
                 local,
-                config,
+                config: Box::new(config),
                 unix_file,
                 paused: false,
                 backoff: Duration::from_millis(50),
@@ -1936,7 +1936,7 @@ impl Switchboard {
             else {
                 return false;
             };
-            let config = config.clone();
+            let config = (**config).clone();
             let server = tls.clone();
             let ws = ws.clone();
             match socket.accept() {

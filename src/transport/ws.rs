@@ -175,27 +175,35 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     /// Sends a control frame from the receiving half: at once if the
     /// sending half is free (waiting at most `PATIENCE` for the socket),
-    /// otherwise left for the sending half's next call.
+    /// otherwise through the sending half, which sends what is pending at
+    /// the end of what it is doing.
     fn reply(&self, opcode: OpCode, payload: Bytes) {
+        *lock(&self.pending) = Some((opcode, payload));
+        self.has_pending.store(true, Ordering::Release);
+        self.flush_pending();
+    }
+
+    /// Sends the pending control frame from the receiving half, if the
+    /// sending half can be had within a moment; if it is busy, it sends it
+    /// itself when its call ends (or the receiving half's next call does).
+    fn flush_pending(&self) {
         const PATIENCE: Duration = Duration::from_millis(50);
-        match self.tx.try_lock() {
-            Ok(mut tx) => {
-                if tx.close_sent {
-                    return;
+        let give_up = Instant::now() + Duration::from_millis(10);
+        while self.has_pending.load(Ordering::Acquire) {
+            if let Ok(mut tx) = self.tx.try_lock() {
+                if self.send_pending(&mut tx).is_ok() {
+                    let saved = inner!(&tx.inner, t => t.write_timeout());
+                    let patience = Some(saved.map_or(PATIENCE, |s| s.min(PATIENCE)));
+                    let _ = inner!(&mut tx.inner, t => t.set_write_timeout(patience));
+                    let _ = inner!(&mut tx.inner, t => t.flush());
+                    let _ = inner!(&mut tx.inner, t => t.set_write_timeout(saved));
                 }
-                if opcode == OpCode::Close {
-                    tx.close_sent = true;
-                }
-                let _ = tx.feed(opcode, &payload);
-                let saved = inner!(&tx.inner, t => t.write_timeout());
-                let _ = inner!(&mut tx.inner, t => t.set_write_timeout(Some(saved.map_or(PATIENCE, |s| s.min(PATIENCE)))));
-                let _ = inner!(&mut tx.inner, t => t.flush());
-                let _ = inner!(&mut tx.inner, t => t.set_write_timeout(saved));
+                return;
             }
-            Err(_) => {
-                *lock(&self.pending) = Some((opcode, payload));
-                self.has_pending.store(true, Ordering::Release);
+            if Instant::now() >= give_up {
+                return;
             }
+            std::thread::yield_now();
         }
     }
 
@@ -253,7 +261,13 @@ impl WsSender {
             return Err(Error::Closed);
         }
         self.shared.send_pending(&mut tx)?;
-        tx.send(opcode, msg)
+        tx.send(opcode, msg)?;
+        // A pong the receiving half left while this send was under way.
+        if self.shared.has_pending.load(Ordering::Acquire) {
+            self.shared.send_pending(&mut tx)?;
+            inner!(&mut tx.inner, t => t.flush())?;
+        }
+        Ok(())
     }
 }
 
@@ -455,6 +469,9 @@ impl WsReceiver {
     fn recv_message(&mut self) -> Result<Option<Bytes>> {
         if self.closed {
             return Ok(None);
+        }
+        if self.shared.has_pending.load(Ordering::Acquire) {
+            self.shared.flush_pending();
         }
         let started = Instant::now();
         loop {

@@ -1174,3 +1174,164 @@ fn one_room_over_tcp_udp_and_tls() {
     assert_eq!(bob.line(), "* alice left");
     alice.expect_success();
 }
+
+/// `true` if headless Chromium, its driver and Python's Selenium are here
+/// (otherwise skips, or fails under `CONVERSE_REQUIRE_ALL=1`).
+fn have_browser() -> bool {
+    if !have_python() {
+        return false;
+    }
+    let selenium = Command::new("python3")
+        .args(["-c", "import selenium"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
+        .iter()
+        .all(|p| std::path::Path::new(p).exists());
+    if !(selenium && chromium) {
+        skip("headless Chromium (chromium, chromium-driver) and Python's selenium are needed");
+        return false;
+    }
+    true
+}
+
+/// The browser's side: opens the room's page, joins as "browser", waits to
+/// see the terminal member's line, says something back, saves a screenshot.
+const BROWSER: &str = r#"
+import sys, tempfile
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+url, screenshot = sys.argv[1], sys.argv[2]
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-quic", "--no-first-run", "--window-size=900,600",
+             "--user-data-dir=" + tempfile.mkdtemp()]:
+    options.add_argument(flag)
+driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+try:
+    driver.set_page_load_timeout(20)
+    driver.get(url)
+    wait = WebDriverWait(driver, 20)
+    log = lambda: driver.find_element(By.ID, "log").text
+    box = driver.find_element(By.ID, "line")
+    box.send_keys("browser", Keys.ENTER)
+    wait.until(lambda d: "you joined as browser" in log())
+    print("joined", flush=True)
+    wait.until(lambda d: "terminal: hello, browser" in log())
+    print("heard", flush=True)
+    box.send_keys("hello from a real browser", Keys.ENTER)
+    wait.until(lambda d: "browser: hello from a real browser" in log())
+    driver.save_screenshot(screenshot)
+    print("said", flush=True)
+    wait.until(lambda d: "* terminal left" in log())
+    driver.save_screenshot(screenshot)
+    print("done", flush=True)
+finally:
+    driver.quit()
+"#;
+
+/// A person in a real browser and a terminal client over TCP in one room:
+/// the page is served by the room, joins over a WebSocket, hears the TCP
+/// member and is heard by it. A screenshot is kept under
+/// `target/browser/`.
+#[test]
+fn a_browser_and_a_terminal_client_chat_in_one_room() {
+    if !have_browser() {
+        return;
+    }
+    let room = Program::start(
+        "chat_room",
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--listen",
+            "ws://127.0.0.1:0",
+        ],
+    );
+    let tcp = format!("tcp://{}", room.listening("tcp"));
+    let ws = room.listening("ws");
+    let mut terminal = Program::start("chat_room_client", &["--addr", &tcp, "--name", "terminal"]);
+    assert_eq!(room.line(), "* terminal joined");
+
+    let dir = example_path("chat_room")
+        .parent()
+        .and_then(|p| p.parent())
+        .and_then(|p| p.parent())
+        .expect("the target directory")
+        .join("browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shot = dir.join("chat_room.png");
+    let _ = std::fs::remove_file(&shot);
+    let mut browser = Program::spawn(
+        "browser",
+        Command::new("python3").args([
+            "-c",
+            BROWSER,
+            &format!("http://{ws}/"),
+            shot.to_str().unwrap(),
+        ]),
+    );
+    let wait_line = |p: &Program, want: &str| {
+        let until = Instant::now() + 4 * T;
+        loop {
+            assert!(
+                Instant::now() < until,
+                "{}: never {want:?}; stderr: {}",
+                p.name,
+                p.stderr()
+            );
+            if let Ok(line) = p.stdout.recv_timeout(Duration::from_millis(200)) {
+                if line == want {
+                    return;
+                }
+            }
+        }
+    };
+    wait_line(&browser, "joined");
+    assert_eq!(terminal.line(), "* browser joined");
+    terminal.write("hello, browser");
+    wait_line(&browser, "heard");
+    wait_line(&browser, "said");
+    assert_eq!(terminal.line(), "browser: hello from a real browser");
+    terminal.write("bye");
+    wait_line(&browser, "done");
+    terminal.expect_success();
+    let status = browser.wait();
+    assert!(status.success(), "the browser script: {}", browser.stderr());
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    println!("screenshot: {}", shot.display());
+}
+
+#[test]
+fn hello_and_chat_over_websocket() {
+    let mut server = Program::start(
+        "hello_server",
+        &["--addr", "127.0.0.1:0", "--transport", "ws"],
+    );
+    let addr = server.listening("ws");
+    let mut client = Program::start("hello_client", &["--addr", &format!("ws://{addr}")]);
+    assert_eq!(client.line(), "hi");
+    client.expect_success();
+    assert_eq!(server.line(), "hello!");
+    server.expect_success();
+
+    let mut server = Program::start(
+        "chat_server",
+        &["--addr", "127.0.0.1:0", "--once", "--transport", "ws"],
+    );
+    let addr = server.listening("ws");
+    let mut client = Program::start("chat_client", &["--addr", &addr, "--transport", "ws"]);
+    client.write("over a websocket");
+    assert_eq!(server.line(), "over a websocket");
+    server.write("bye");
+    assert_eq!(client.line(), "bye");
+    client.expect_success();
+    server.expect_success();
+}

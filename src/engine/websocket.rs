@@ -296,16 +296,36 @@ impl WsReader {
         self.partial.is_some()
     }
 
-    /// Takes one whole frame (header included, as the codec cut it),
-    /// received at `now`.
+    /// Takes one whole frame (header included, as the codec cut it); `now`
+    /// is asked only for the first fragment of a message (whose deadline
+    /// counts from it).
     pub(crate) fn frame(
         &mut self,
         frame: Bytes,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
+    ) -> Result<Option<WsEvent>, ReadFault> {
+        self.take(&frame, Some(&frame), now)
+    }
+
+    /// [`frame`](Self::frame) from a lent slice: payloads are copied out
+    /// (unmasked on the way, for frames from a client).
+    pub(crate) fn frame_ref(
+        &mut self,
+        frame: &[u8],
+        now: impl FnOnce() -> Instant,
+    ) -> Result<Option<WsEvent>, ReadFault> {
+        self.take(frame, None, now)
+    }
+
+    fn take(
+        &mut self,
+        frame: &[u8],
+        shared: Option<&Bytes>,
+        now: impl FnOnce() -> Instant,
     ) -> Result<Option<WsEvent>, ReadFault> {
         // The codec checked the header; a frame is never parsed from less.
         let masked = frame.len() >= 2 && frame[1] & 0x80 != 0;
-        let header = match parse_header(&frame, masked) {
+        let header = match parse_header(frame, masked) {
             Ok(Some(h)) => h,
             Ok(None) => {
                 return Err(ReadFault::Frame(FrameFault::Invalid(
@@ -314,12 +334,13 @@ impl WsReader {
             }
             Err(e) => return Err(ReadFault::Frame(e)),
         };
-        let body = frame.slice(header.len..);
-        let payload = |body: Bytes| -> Bytes {
-            match header.mask {
-                None => body,
-                Some(key) => {
-                    let mut owned = BytesMut::from(&body[..]);
+        let body = &frame[header.len..];
+        let payload = |body: &[u8]| -> Bytes {
+            match (header.mask, shared) {
+                (None, Some(all)) => all.slice(header.len..),
+                (None, None) => Bytes::copy_from_slice(body),
+                (Some(key), _) => {
+                    let mut owned = BytesMut::from(body);
                     apply_mask(&mut owned, key, 0);
                     owned.freeze()
                 }
@@ -355,14 +376,14 @@ impl WsReader {
                     }));
                 }
                 let mut data = BytesMut::with_capacity(body.len());
-                data.extend_from_slice(&body);
+                data.extend_from_slice(body);
                 if let Some(key) = header.mask {
                     apply_mask(&mut data, key, 0);
                 }
                 self.partial = Some(Partial {
                     text,
                     data,
-                    started: now,
+                    started: now(),
                 });
                 Ok(None)
             }
@@ -381,7 +402,7 @@ impl WsReader {
                     }));
                 }
                 let at = partial.data.len();
-                partial.data.extend_from_slice(&body);
+                partial.data.extend_from_slice(body);
                 if let Some(key) = header.mask {
                     apply_mask(&mut partial.data[at..], key, 0);
                 }
@@ -457,7 +478,7 @@ mod tests {
                     );
                 }
                 let mut r = WsReader::new(200_000, Duration::from_secs(1));
-                match r.frame(f, Instant::now()).unwrap() {
+                match r.frame(f, || Instant::now()).unwrap() {
                     Some(WsEvent::Message { data, text: false }) => {
                         assert_eq!(&data[..], &payload[..])
                     }
@@ -510,20 +531,20 @@ mod tests {
         let t0 = Instant::now();
         let mut r = WsReader::new(10, Duration::from_secs(5));
         assert_eq!(
-            r.frame(frame(OpCode::Text, false, b"hel", key), t0),
+            r.frame(frame(OpCode::Text, false, b"hel", key), || t0),
             Ok(None)
         );
         assert!(r.in_message());
         assert_eq!(
-            r.frame(frame(OpCode::Ping, true, b"?", key), t0),
+            r.frame(frame(OpCode::Ping, true, b"?", key), || t0),
             Ok(Some(WsEvent::Ping(Bytes::from_static(b"?"))))
         );
         assert_eq!(
-            r.frame(frame(OpCode::Continuation, false, b"lo ", key), t0),
+            r.frame(frame(OpCode::Continuation, false, b"lo ", key), || t0),
             Ok(None)
         );
         assert_eq!(
-            r.frame(frame(OpCode::Continuation, true, b"you", key), t0),
+            r.frame(frame(OpCode::Continuation, true, b"you", key), || t0),
             Ok(Some(WsEvent::Message {
                 data: Bytes::from_static(b"hello you"),
                 text: true
@@ -531,22 +552,22 @@ mod tests {
         );
         // Over the limit in total, though each fragment is small.
         assert_eq!(
-            r.frame(frame(OpCode::Binary, false, b"123456", None), t0),
+            r.frame(frame(OpCode::Binary, false, b"123456", None), || t0),
             Ok(None)
         );
         assert_eq!(
-            r.frame(frame(OpCode::Continuation, true, b"7890A", None), t0),
+            r.frame(frame(OpCode::Continuation, true, b"7890A", None), || t0),
             Err(ReadFault::Frame(FrameFault::TooLarge { len: 11, max: 10 }))
         );
         // A continuation of nothing; a new message inside one.
         let mut r = WsReader::new(10, Duration::from_secs(5));
         assert!(r
-            .frame(frame(OpCode::Continuation, true, b"x", None), t0)
+            .frame(frame(OpCode::Continuation, true, b"x", None), || t0)
             .is_err());
-        r.frame(frame(OpCode::Binary, false, b"x", None), t0)
+        r.frame(frame(OpCode::Binary, false, b"x", None), || t0)
             .unwrap();
         assert!(r
-            .frame(frame(OpCode::Binary, true, b"y", None), t0)
+            .frame(frame(OpCode::Binary, true, b"y", None), || t0)
             .is_err());
     }
 
@@ -555,13 +576,13 @@ mod tests {
         let t0 = Instant::now();
         let mut r = WsReader::new(1 << 20, Duration::from_secs(30));
         assert_eq!(r.deadline(), None);
-        r.frame(frame(OpCode::Binary, false, b"a", None), t0)
+        r.frame(frame(OpCode::Binary, false, b"a", None), || t0)
             .unwrap();
         assert_eq!(r.deadline(), Some(t0 + Duration::from_secs(30)));
         // Fragments keep coming, but the deadline counts from the first.
         for s in 1..30 {
             let now = t0 + Duration::from_secs(s);
-            r.frame(frame(OpCode::Continuation, false, b"b", None), now)
+            r.frame(frame(OpCode::Continuation, false, b"b", None), || now)
                 .unwrap();
             assert_eq!(r.check_deadline(now), Ok(()));
         }
@@ -576,14 +597,19 @@ mod tests {
         let t0 = Instant::now();
         let mut r = WsReader::new(10, Duration::from_secs(1));
         assert_eq!(
-            r.frame(frame(OpCode::Close, true, b"", None), t0),
+            r.frame(frame(OpCode::Close, true, b"", None), || t0),
             Ok(Some(WsEvent::Close { code: None }))
         );
         assert_eq!(
-            r.frame(frame(OpCode::Close, true, &1001u16.to_be_bytes(), None), t0),
+            r.frame(
+                frame(OpCode::Close, true, &1001u16.to_be_bytes(), None),
+                || t0
+            ),
             Ok(Some(WsEvent::Close { code: Some(1001) }))
         );
-        assert!(r.frame(frame(OpCode::Close, true, b"x", None), t0).is_err());
+        assert!(r
+            .frame(frame(OpCode::Close, true, b"x", None), || t0)
+            .is_err());
     }
 
     #[test]

@@ -208,7 +208,7 @@ impl WsState {
                 // the frames that came with the request.
                 return self.upgrade(&item, inbound, out, peer);
             }
-            match self.reader.frame(item, now) {
+            match self.reader.frame(item, || now) {
                 Ok(None) | Ok(Some(WsEvent::Pong)) => {}
                 Ok(Some(WsEvent::Message { data, .. })) => emit(data),
                 Ok(Some(WsEvent::Ping(payload))) => {

@@ -1021,6 +1021,24 @@ impl TlsSender {
     pub fn peer_identity(&self) -> Option<PeerIdentity> {
         self.link.identity.get().cloned().flatten()
     }
+
+    /// Feeds bytes a protocol above encodes itself, straight into the queue
+    /// (`len`: how many `encode` appends, at most).
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
+    pub(crate) fn feed_encoded(
+        &mut self,
+        len: usize,
+        encode: impl FnOnce(&mut bytes::BytesMut),
+    ) -> Result<()> {
+        self.check()?;
+        if self.out.has_room_for(len) {
+            self.out.push_encoded(encode);
+            return Ok(());
+        }
+        let mut frame = bytes::BytesMut::with_capacity(len);
+        encode(&mut frame);
+        self.feed(&frame)
+    }
 }
 
 impl Sender for TlsSender {

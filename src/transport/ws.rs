@@ -147,12 +147,11 @@ impl TxState {
         result
     }
 
+    /// Queues one frame, encoded straight into the stream's queue.
     fn feed(&mut self, opcode: OpCode, payload: &[u8]) -> Result<()> {
-        self.frame(opcode, payload);
-        let frame = std::mem::take(&mut self.scratch);
-        let result = inner!(&mut self.inner, t => t.feed(&frame));
-        self.scratch = frame;
-        result
+        let mask = self.keys.as_mut().map(MaskKeys::next_key);
+        let len = payload.len() + MAX_HEADER;
+        inner!(&mut self.inner, t => t.feed_encoded(len, |dst| encode(opcode, payload, mask, dst)))
     }
 }
 
@@ -386,6 +385,10 @@ pub struct WsReceiver {
     /// The text flag of the last message received.
     last_text: bool,
     max: usize,
+    /// The read timeout the stream below has now.
+    inner_timeout: Option<Duration>,
+    /// Frames come masked (a server's): lend them and copy once.
+    lend: bool,
 }
 
 impl std::fmt::Debug for WsReceiver {
@@ -430,25 +433,41 @@ impl WsReceiver {
 
     /// A frame from below, bounded by the read timeout and a fragmented
     /// message's deadline.
-    fn next_frame(&mut self, started: Instant) -> Result<Option<Bytes>> {
-        let now = Instant::now();
-        let user_left = self.timeout.map(|t| t.saturating_sub(now - started));
-        let deadline_left = self
-            .reader
-            .deadline()
-            .map(|at| at.saturating_duration_since(now));
-        let wait = match (user_left, deadline_left) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if wait.is_some_and(|w| w.is_zero()) {
-            if let Err(fault) = self.reader.check_deadline(now) {
-                return Err(self.fail(fault));
+    fn next_frame(
+        &mut self,
+        started: Option<Instant>,
+    ) -> Result<Option<std::result::Result<Option<WsEvent>, ReadFault>>> {
+        // The clock is read only when something is timed: a read timeout,
+        // or a fragmented message under way.
+        let wait = if self.timeout.is_some() || self.reader.in_message() {
+            let now = Instant::now();
+            let user_left = self
+                .timeout
+                .map(|t| t.saturating_sub(now - started.unwrap_or(now)));
+            let deadline_left = self
+                .reader
+                .deadline()
+                .map(|at| at.saturating_duration_since(now));
+            let wait = match (user_left, deadline_left) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if wait.is_some_and(|w| w.is_zero()) {
+                if let Err(fault) = self.reader.check_deadline(now) {
+                    return Err(self.fail(fault));
+                }
+                return Err(Error::Timeout);
             }
-            return Err(Error::Timeout);
+            wait
+        } else {
+            None
+        };
+        if wait != self.inner_timeout {
+            inner_rx!(&mut self.inner, r => r.set_read_timeout(wait))?;
+            self.inner_timeout = wait;
         }
-        inner_rx!(&mut self.inner, r => r.set_read_timeout(wait))?;
-        match inner_rx!(&mut self.inner, r => r.recv()) {
+        let lend = self.lend;
+        match inner_rx!(&mut self.inner, r => pull(r, &mut self.reader, lend)) {
             Err(Error::Timeout) => {
                 if let Err(fault) = self.reader.check_deadline(Instant::now()) {
                     return Err(self.fail(fault));
@@ -473,10 +492,10 @@ impl WsReceiver {
         if self.shared.has_pending.load(Ordering::Acquire) {
             self.shared.flush_pending();
         }
-        let started = Instant::now();
+        let started = self.timeout.map(|_| Instant::now());
         loop {
-            let frame = match self.next_frame(started)? {
-                Some(frame) => frame,
+            let event = match self.next_frame(started)? {
+                Some(event) => event,
                 // The stream ended without a close frame: inside a message
                 // that is a cut; between messages, an end all the same.
                 None if self.reader.in_message() => {
@@ -486,7 +505,7 @@ impl WsReceiver {
                 }
                 None => return Ok(None),
             };
-            match self.reader.frame(frame, Instant::now()) {
+            match event {
                 Ok(None) | Ok(Some(WsEvent::Pong)) => {}
                 Ok(Some(WsEvent::Message { data, text })) => {
                     self.last_text = text;
@@ -503,6 +522,23 @@ impl WsReceiver {
                 Err(fault) => return Err(self.fail(fault)),
             }
         }
+    }
+}
+
+/// The next frame from below, through the engine: lent out of the read
+/// buffer and copied once (frames from a client, unmasked on the way), or
+/// cut out of it without copying (from a server).
+fn pull<R: Receiver>(
+    r: &mut R,
+    reader: &mut WsReader,
+    lend: bool,
+) -> Result<Option<std::result::Result<Option<WsEvent>, ReadFault>>> {
+    if lend {
+        let mut hold = None;
+        Ok(r.recv_ref(&mut hold)?
+            .map(|frame| reader.frame_ref(frame, Instant::now)))
+    } else {
+        Ok(r.recv()?.map(|frame| reader.frame(frame, Instant::now)))
     }
 }
 
@@ -791,6 +827,8 @@ impl Ws {
                 closed: false,
                 last_text: false,
                 max: config.max_message_len,
+                inner_timeout: config.read_timeout,
+                lend: role == Role::Server,
             },
         }
     }

@@ -225,3 +225,107 @@ pub fn conversation_ops(data: &[u8]) {
         }
     }
 }
+
+/// A WebSocket decoder fed arbitrary bytes in arbitrary chunks.
+///
+/// Input: `[role: u8][max: u16][n: u8][n chunk sizes: u8 each][stream...]`
+/// (role: even a server, which requires masked frames; odd a client). The
+/// items decoded chunk by chunk must be those decoded from the whole
+/// stream at once, every message within the limit, an error the same at
+/// the same place; every message encodes again (as the peer would send it)
+/// and decodes to itself.
+pub fn ws_frames(data: &[u8]) {
+    use converse::codec::ws::{WsDecoder, WsEncoder, WsItem};
+    let [role, m0, m1, n, ..] = *data else {
+        return;
+    };
+    let rest = &data[4..];
+    let server = role % 2 == 0;
+    let max = usize::from(u16::from_le_bytes([m0, m1]));
+    let n = usize::from(n).min(rest.len());
+    let (sizes, stream) = rest.split_at(n);
+    let decoder = || {
+        if server {
+            WsDecoder::server(max)
+        } else {
+            WsDecoder::client(max)
+        }
+    };
+
+    let mut whole = BytesMut::from(stream);
+    let mut d = decoder();
+    let mut expected = Vec::new();
+    let expected_end = loop {
+        match d.decode(&mut whole) {
+            Ok(Some(item)) => expected.push(item),
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+
+    let mut d = decoder();
+    let mut buf = BytesMut::new();
+    let mut got = Vec::new();
+    let mut end = None;
+    let (mut at, mut i) = (0, 0);
+    'feed: while at < stream.len() {
+        let size = sizes
+            .get(i % sizes.len().max(1))
+            .map_or(stream.len(), |&s| usize::from(s).max(1));
+        i += 1;
+        let take = size.min(stream.len() - at);
+        buf.extend_from_slice(&stream[at..at + take]);
+        at += take;
+        loop {
+            match d.decode(&mut buf) {
+                Ok(Some(item)) => {
+                    if let WsItem::Message { data, .. } = &item {
+                        assert!(data.len() <= max, "a message over the limit");
+                    }
+                    got.push(item);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    end = Some(e);
+                    break 'feed;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        got, expected,
+        "chunked decoding differs from decoding at once"
+    );
+    assert_eq!(end, expected_end, "a different end");
+    if let Some(FrameError::TooLarge { len, max: m }) = end {
+        assert!(len > m && m == max as u64);
+    }
+
+    // Encoded again as the peer would send it, decoded to itself.
+    let mut encoder = if server {
+        WsEncoder::client(u128::from(role) << 64 | 0x9e37)
+    } else {
+        WsEncoder::server()
+    };
+    let mut wire = BytesMut::new();
+    for item in &got {
+        match item {
+            WsItem::Message { data, text: false } => encoder.binary(data, &mut wire),
+            WsItem::Message { data, text: true } => match std::str::from_utf8(data) {
+                Ok(t) => encoder.text(t, &mut wire),
+                Err(_) => encoder.binary(data, &mut wire),
+            },
+            WsItem::Ping(p) => encoder.pong(p, &mut wire),
+            _ => {}
+        }
+    }
+    let mut d = decoder();
+    while let Some(item) = d.decode(&mut wire).expect("re-encoded frames decode") {
+        match item {
+            WsItem::Message { data, .. } => assert!(data.len() <= max),
+            WsItem::Pong => {}
+            other => panic!("re-encoded into {other:?}"),
+        }
+    }
+    assert!(wire.is_empty(), "bytes left after re-encoded frames");
+}

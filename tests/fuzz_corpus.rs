@@ -34,3 +34,9 @@ fn decode_chunks_corpus() {
 fn conversation_ops_corpus() {
     replay("conversation_ops", harness::conversation_ops);
 }
+
+#[cfg(feature = "ws")]
+#[test]
+fn ws_frames_corpus() {
+    replay("ws_frames", harness::ws_frames);
+}

@@ -16,6 +16,9 @@
 
 mod framing;
 mod length;
+#[cfg(feature = "ws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+pub mod ws;
 
 pub use framing::{Codec, Framing, ParseFramingError, Prefix};
 pub use length::{LengthDelimited, Width, DEFAULT_MAX_MESSAGE_LEN};

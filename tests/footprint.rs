@@ -111,6 +111,81 @@ fn idle_conversations_are_small_and_buffers_shrink_back() {
     idle_switchboard_conversations_hold_no_buffers();
     #[cfg(feature = "tls")]
     idle_tls_conversations();
+    #[cfg(feature = "ws")]
+    idle_ws_conversations();
+}
+
+/// The heap of an idle WebSocket conversation, after a message each way:
+/// blocking (each end), and the server's end on a switchboard.
+#[cfg(feature = "ws")]
+fn idle_ws_conversations() {
+    use converse::switchboard::{Event, Events, Switchboard};
+    const N: usize = 100;
+    let config = config().backlog(1024);
+    let listener = converse::listen_with("ws://127.0.0.1:0", &config).unwrap();
+    let url = listener.local_addr().unwrap().to_string();
+    let before = heap();
+    let mut pairs = Vec::new();
+    for _ in 0..N {
+        let client = spawn({
+            let (url, config) = (url.clone(), config.clone());
+            move || converse::connect_with(&url, &config).unwrap()
+        });
+        let s = listener.accept().unwrap();
+        pairs.push((client.join(), s));
+    }
+    for (c, s) in &mut pairs {
+        c.send("ping").unwrap();
+        assert_eq!(s.recv().unwrap().unwrap(), &b"ping"[..]);
+        s.send("pong").unwrap();
+        assert_eq!(c.recv().unwrap().unwrap(), &b"pong"[..]);
+    }
+    let used = (heap() - before) / (2 * N as u64);
+    println!("WebSocket conversation: {used} bytes idle after a message each way");
+    assert!(
+        used <= 32 * 1024,
+        "an idle WebSocket conversation holds {used} bytes"
+    );
+    drop(pairs);
+
+    let mut board = Switchboard::with_config(&config).unwrap();
+    let l = board.listen("ws://127.0.0.1:0").unwrap();
+    let url = board.listener_addr(l).unwrap().to_string();
+    let mut events = Events::new();
+    let before = heap();
+    let client_config = config.clone();
+    let clients = spawn(move || {
+        (0..N)
+            .map(|_| {
+                let mut c = converse::connect_with(&url, &client_config).unwrap();
+                c.send("hello").unwrap();
+                assert_eq!(c.recv().unwrap().unwrap(), &b"hi"[..]);
+                c
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut answered = 0;
+    while answered < N {
+        board.wait(&mut events, Some(T)).unwrap();
+        for event in events.drain() {
+            if let Event::Message { id, .. } = event {
+                board.send(id, "hi").unwrap();
+                answered += 1;
+            }
+        }
+    }
+    board
+        .wait(&mut events, Some(Duration::from_millis(50)))
+        .unwrap();
+    let clients = clients.join();
+    let total = heap() - before;
+    let per = total.saturating_sub(used * N as u64) / N as u64;
+    println!("switchboard WebSocket conversation: {per} bytes idle (the client's {used} bytes taken out)");
+    assert!(
+        per <= 16 * 1024,
+        "an idle switchboard WebSocket conversation holds {per} bytes"
+    );
+    drop(clients);
 }
 
 /// The heap of an idle TLS conversation, after a message each way:

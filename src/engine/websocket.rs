@@ -478,7 +478,7 @@ mod tests {
                     );
                 }
                 let mut r = WsReader::new(200_000, Duration::from_secs(1));
-                match r.frame(f, || Instant::now()).unwrap() {
+                match r.frame(f, Instant::now).unwrap() {
                     Some(WsEvent::Message { data, text: false }) => {
                         assert_eq!(&data[..], &payload[..])
                     }

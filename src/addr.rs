@@ -54,6 +54,8 @@ pub enum Addr {
     Ws(SocketAddr),
     /// A WebSocket endpoint over TLS.
     Wss(SocketAddr),
+    /// A NATS server.
+    Nats(SocketAddr),
     /// A Unix stream socket's path (`None` for an unnamed socket, or one in
     /// Linux's abstract namespace).
     Unix(Option<PathBuf>),
@@ -69,7 +71,12 @@ impl Addr {
     /// The IP address and port, for TCP and UDP.
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         match self {
-            Addr::Tcp(a) | Addr::Udp(a) | Addr::Tls(a) | Addr::Ws(a) | Addr::Wss(a) => Some(*a),
+            Addr::Tcp(a)
+            | Addr::Udp(a)
+            | Addr::Tls(a)
+            | Addr::Ws(a)
+            | Addr::Wss(a)
+            | Addr::Nats(a) => Some(*a),
             _ => None,
         }
     }
@@ -83,6 +90,7 @@ impl Addr {
             Addr::Tls(_) => "tls",
             Addr::Ws(_) => "ws",
             Addr::Wss(_) => "wss",
+            Addr::Nats(_) => "nats",
             Addr::Unix(_) => "unix",
             Addr::UnixDatagram(_) => "unixgram",
             Addr::Memory(_) => "memory",
@@ -99,6 +107,7 @@ impl fmt::Display for Addr {
             Addr::Tls(a) => write!(f, "tls://{a}"),
             Addr::Ws(a) => write!(f, "ws://{a}"),
             Addr::Wss(a) => write!(f, "wss://{a}"),
+            Addr::Nats(a) => write!(f, "nats://{a}"),
             Addr::Unix(Some(p)) => write!(f, "unix://{}", p.display()),
             Addr::Unix(None) => f.write_str("unix://(unnamed)"),
             Addr::UnixDatagram(Some(p)) => write!(f, "unixgram://{}", p.display()),
@@ -111,7 +120,7 @@ impl fmt::Display for Addr {
 
 /// The schemes of the transports this crate knows, in the order the
 /// error messages list them.
-pub(crate) const SCHEMES: &[&str] = &["tcp", "udp", "unix", "unixgram", "tls", "ws", "wss"];
+pub(crate) const SCHEMES: &[&str] = &["tcp", "udp", "unix", "unixgram", "tls", "ws", "wss", "nats"];
 
 /// Splits `scheme://rest` into the lowercase scheme and the rest. A missing
 /// scheme is an error: the transport must be chosen explicitly. Whether the
@@ -193,15 +202,16 @@ impl FromStr for Addr {
             "udp" => Addr::Udp(sock()?),
             "tls" => Addr::Tls(sock()?),
             // A path after the address names a resource, not an endpoint.
-            "ws" | "wss" => {
+            "ws" | "wss" | "nats" => {
                 let hostport = rest.split('/').next().unwrap_or(rest);
+                let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
                 let a = hostport.parse::<SocketAddr>().map_err(|_| {
                     AddrError::new(input, "expected IP:PORT (IPv6 in brackets: [::1]:8090)")
                 })?;
-                if scheme == "ws" {
-                    Addr::Ws(a)
-                } else {
-                    Addr::Wss(a)
+                match scheme.as_str() {
+                    "ws" => Addr::Ws(a),
+                    "wss" => Addr::Wss(a),
+                    _ => Addr::Nats(a),
                 }
             }
             "unix" => Addr::Unix(Some(PathBuf::from(rest))),

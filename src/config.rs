@@ -49,6 +49,8 @@ pub const DEFAULT_MAX_PEERS: usize = 1024;
 pub const DEFAULT_QUEUE_DEPTH: usize = 256;
 /// The default time a TLS handshake may take: 10 s.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default interval between pings to a quiet NATS server: 2 min.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
 /// The default backlog of a conversation on a switchboard: 1 MiB.
 pub const DEFAULT_MAX_BACKLOG: usize = 1024 * 1024;
 /// The default cap on bytes queued in a UDP listener, all peers together: 32 MiB.
@@ -94,6 +96,7 @@ pub struct Config {
     pub(crate) framing: Framing,
     pub(crate) max_backlog: usize,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) ping_interval: Duration,
     #[cfg(feature = "tls")]
     pub(crate) tls_client: Option<crate::tls::TlsClient>,
     #[cfg(feature = "tls")]
@@ -132,6 +135,7 @@ impl Config {
             spin: None,
             max_backlog: DEFAULT_MAX_BACKLOG,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
             #[cfg(feature = "tls")]
             tls_client: None,
             #[cfg(feature = "tls")]
@@ -295,6 +299,20 @@ impl Config {
         self
     }
 
+    /// How long a NATS server may stay quiet before it is pinged (default
+    /// 2 min, as the NATS clients do); two pings unanswered end the
+    /// conversation. A zero interval is refused.
+    #[must_use]
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// The NATS ping interval.
+    pub fn get_ping_interval(&self) -> Duration {
+        self.ping_interval
+    }
+
     /// Whom a TLS client trusts and what it presents (default: Mozilla's
     /// roots, no client certificate). Feature `tls`.
     #[cfg(feature = "tls")]
@@ -350,6 +368,12 @@ impl Config {
             return Err(ConfigError {
                 setting: "handshake_timeout",
                 reason: "a zero handshake timeout would refuse every TLS peer",
+            });
+        }
+        if self.ping_interval.is_zero() {
+            return Err(ConfigError {
+                setting: "ping_interval",
+                reason: "a zero ping interval would ping without pause",
             });
         }
         if self.idle_timeout == Some(Duration::ZERO) {

@@ -308,6 +308,21 @@ impl<T: Transport> Conversation<T> {
         self.tx.socket()
     }
 
+    /// Connects again after the connection below was lost, and goes on as
+    /// the same conversation: for NATS, a new connection to the server,
+    /// subscribed anew to the same subject (what was published in between
+    /// is lost: core NATS delivers at most once). Transports that cannot
+    /// say [`Error::Unsupported`].
+    ///
+    /// # Errors
+    ///
+    /// As connecting: [`Error::ConnectionRefused`] while the server is
+    /// still away (call again later), [`Error::Nats`](crate::Error) if it
+    /// refuses.
+    pub fn reconnect(&mut self) -> Result<()> {
+        self.rx.reconnect()
+    }
+
     /// Completes the connection's setup now, if it is not over: the TLS
     /// handshake of an accepted conversation, which otherwise happens in
     /// its first send or receive (bounded by

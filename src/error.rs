@@ -147,6 +147,20 @@ pub enum Error {
         reason: crate::transport::WsError,
     },
 
+    /// A NATS conversation failed (feature `nats`): the server refused
+    /// (`-ERR`), broke the protocol, stopped answering pings, or the
+    /// connection to it was lost ([`NatsError::Disconnected`](crate::NatsError::Disconnected):
+    /// [`Conversation::reconnect`](crate::Conversation::reconnect) connects
+    /// again).
+    #[cfg(feature = "nats")]
+    #[error("{addr}: {reason}")]
+    Nats {
+        /// The server.
+        addr: Addr,
+        /// Why.
+        reason: crate::transport::NatsError,
+    },
+
     /// A TLS peer ended the connection without `close_notify`, between two
     /// messages (and between two records). Every message received was whole
     /// and authentic, but the end itself is not authenticated: someone

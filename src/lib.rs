@@ -107,7 +107,7 @@ pub use addr::{Addr, AddrError};
 pub use config::{
     Config, ConfigError, DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LINGER, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_PEERS, DEFAULT_MAX_QUEUED_BYTES,
-    DEFAULT_MESSAGE_DEADLINE, DEFAULT_QUEUE_DEPTH, DEFAULT_SEND_BUFFER,
+    DEFAULT_MESSAGE_DEADLINE, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_DEPTH, DEFAULT_SEND_BUFFER,
 };
 pub use conversation::{Conversation, Messages, RecvHalf, ReuniteError, SendAllError, SendHalf};
 pub use error::{Error, Result};
@@ -116,6 +116,9 @@ pub use transport::{
     Delivery, DynTransport, Memory, Receiver, Sender, Stopper, Tcp, TcpListener, Transport, Udp,
     UdpListener, UdpPeer, UdpStats, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6,
 };
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use transport::{Nats, NatsError};
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use transport::{Tls, TlsListener};

@@ -66,6 +66,10 @@ pub fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
         "ws" | "wss" => Ok(Conversation::new(transport::Ws::connect(url, config)?).boxed()),
         #[cfg(not(feature = "ws"))]
         "ws" | "wss" => Err(Error::Unsupported("ws:// without the `ws` feature")),
+        #[cfg(feature = "nats")]
+        "nats" => Ok(Conversation::new(transport::Nats::connect(url, config)?).boxed()),
+        #[cfg(not(feature = "nats"))]
+        "nats" => Err(Error::Unsupported("nats:// without the `nats` feature")),
         #[cfg(unix)]
         "unix" => Ok(Conversation::new(transport::Unix::connect_with(rest, config)?).boxed()),
         #[cfg(unix)]

@@ -241,6 +241,10 @@ enum Kind {
     WsFrame {
         masked: bool,
     },
+    /// Whole NATS server operations (control line, and a `MSG`'s payload);
+    /// `max` bounds the payload.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    NatsOp,
 }
 
 /// A [`Framing`] with its largest message: pure decoding and encoding.
@@ -279,6 +283,16 @@ impl Codec {
     pub(crate) fn ws_frames(max: usize, masked: bool) -> Codec {
         Codec {
             kind: Kind::WsFrame { masked },
+            max,
+        }
+    }
+
+    /// Cuts whole NATS server operations whose payload is at most `max`
+    /// bytes (the control line is bounded on its own).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn nats_ops(max: usize) -> Codec {
+        Codec {
+            kind: Kind::NatsOp,
             max,
         }
     }
@@ -384,6 +398,25 @@ impl Codec {
                     consumed: total,
                 })
             }
+            #[cfg(feature = "nats")]
+            Kind::NatsOp => {
+                use crate::engine::nats::{op_len, NatsFault};
+                match op_len(buf, max) {
+                    Ok(Some(n)) => Ok(Parse::Frame {
+                        start: 0,
+                        end: n,
+                        consumed: n,
+                    }),
+                    Ok(None) => Ok(Parse::Incomplete { needed: 1 }),
+                    Err(NatsFault::TooLarge { len, max }) => Err(FrameError::TooLarge { len, max }),
+                    Err(NatsFault::LineTooLong) => Err(FrameError::Invalid(
+                        "a NATS control line longer than 4096 bytes",
+                    )),
+                    Err(NatsFault::Malformed(why)) => Err(FrameError::Invalid(why)),
+                }
+            }
+            #[cfg(not(feature = "nats"))]
+            Kind::NatsOp => Err(FrameError::Invalid("NATS without the `nats` feature")),
         }
     }
 
@@ -432,7 +465,7 @@ impl Codec {
             Kind::Raw if msg.is_empty() => Err(FrameError::Invalid(
                 "an empty message cannot be sent without framing (raw): nothing would arrive",
             )),
-            Kind::Raw | Kind::HttpHead | Kind::WsFrame { .. } => Ok(Prefix::EMPTY),
+            Kind::Raw | Kind::HttpHead | Kind::WsFrame { .. } | Kind::NatsOp => Ok(Prefix::EMPTY),
         }
     }
 
@@ -476,7 +509,7 @@ impl Codec {
             },
             Kind::Varint => Framing::Varint,
             Kind::Lines { .. } => Framing::Lines,
-            Kind::Raw | Kind::HttpHead | Kind::WsFrame { .. } => Framing::Raw,
+            Kind::Raw | Kind::HttpHead | Kind::WsFrame { .. } | Kind::NatsOp => Framing::Raw,
         }
     }
 

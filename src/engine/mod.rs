@@ -13,10 +13,15 @@
 //!   a connection cut inside a record from one ended between records);
 //! * [`websocket`]: WebSocket frames and messages (headers checked before
 //!   allocation, masking, fragments, control frames, the deadline of a
-//!   fragmented message).
+//!   fragmented message);
+//! * [`nats`]: the NATS client protocol (server operations cut and checked
+//!   before allocation, the client's operations, the keepalive, the
+//!   reconnect backoff).
 
 pub(crate) mod demux;
 pub(crate) mod inbound;
+#[cfg(feature = "nats")]
+pub(crate) mod nats;
 pub(crate) mod outbound;
 #[cfg_attr(not(feature = "tls"), allow(dead_code))]
 pub(crate) mod records;

@@ -53,6 +53,8 @@
 pub(crate) mod datagram;
 pub(crate) mod listener;
 mod memory;
+#[cfg(feature = "nats")]
+pub(crate) mod nats;
 pub(crate) mod queue;
 pub(crate) mod sockopt;
 pub(crate) mod stream;
@@ -78,6 +80,9 @@ use crate::error::{Error, Result};
 
 pub use datagram::{DatagramReceiver, DatagramSender};
 pub use memory::{Memory, MemoryReceiver, MemorySender};
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use nats::{Nats, NatsError, NatsReceiver, NatsSender};
 pub use stream::{StreamReceiver, StreamSender};
 pub use tcp::{Tcp, TcpListener};
 #[cfg(feature = "tls")]
@@ -382,6 +387,13 @@ pub trait Receiver: Send {
     /// on (the TCP latency mode makes the socket non-blocking while it
     /// spins) stops doing so. The default does nothing.
     fn on_split(&mut self) {}
+
+    /// Connects again after the connection below was lost, where the
+    /// transport can (NATS: a new connection to the server, subscribed
+    /// anew). The default says [`Error::Unsupported`].
+    fn reconnect(&mut self) -> Result<()> {
+        Err(Error::Unsupported("reconnecting this transport"))
+    }
 }
 
 impl<S: Sender + ?Sized> Sender for Box<S> {
@@ -481,5 +493,8 @@ impl<R: Receiver + ?Sized> Receiver for Box<R> {
     }
     fn on_split(&mut self) {
         (**self).on_split()
+    }
+    fn reconnect(&mut self) -> Result<()> {
+        (**self).reconnect()
     }
 }

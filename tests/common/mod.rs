@@ -4,6 +4,7 @@
 //! rule for tests that need a tool the machine may lack.
 #![allow(dead_code)]
 
+pub mod nats;
 pub mod proxy;
 
 use std::io::{Read, Write};

@@ -9,6 +9,9 @@
 //!                                  --listen unix:///tmp/room.sock
 //! cargo run --example chat_room -- --listen tcp://127.0.0.1:8091 --listen ws://127.0.0.1:8092
 //! #   then open http://127.0.0.1:8092/ in a browser: a person in the same room
+//! nats-server -a 127.0.0.1 -p 4222 &             # one room on two servers:
+//! cargo run --example chat_room -- --listen tcp://127.0.0.1:8091 --relay nats://127.0.0.1:4222/chat
+//! cargo run --example chat_room -- --listen ws://127.0.0.1:9091 --relay nats://127.0.0.1:4222/chat
 //! cargo run --example make_certs -- --out certs   # then, members over mutual TLS:
 //! cargo run --example chat_room -- --listen tls://127.0.0.1:8443 \
 //!     --tls-cert certs/server.pem --tls-key certs/server.key --tls-ca certs/ca.pem
@@ -33,7 +36,7 @@ mod common;
 use std::time::Duration;
 
 use clap::Parser;
-use common::room::{Printer, Room};
+use common::room::{Printer, Relay, Room};
 use common::{main_with, say, seconds, At, Endpoint, Failed};
 use converse::switchboard::Page;
 use converse::Switchboard;
@@ -65,6 +68,16 @@ struct Args {
     /// How many connections wait for the room to accept them.
     #[arg(long, default_value_t = 1024)]
     backlog: i32,
+    /// Joins this room to the rooms of other servers relaying to the same
+    /// NATS subject: nats://HOST:PORT/SUBJECT. Every member hears every
+    /// member, on any server; if the NATS server goes away the room goes on
+    /// here alone, and the relay comes back when it does.
+    #[arg(long, value_name = "URL")]
+    relay: Option<String>,
+    /// How this room's members are shown in the other rooms of the relay:
+    /// NAME@LABEL (default: this room's first listening address).
+    #[arg(long, value_name = "LABEL")]
+    relay_label: Option<String>,
 }
 
 fn run(args: &Args) -> Result<(), Failed> {
@@ -91,7 +104,13 @@ fn run(args: &Args) -> Result<(), Failed> {
              cargo run --example make_certs)",
         ));
     }
+    if let Some(relay) = &args.relay {
+        if !relay.starts_with("nats://") {
+            return Err(Failed::new("--relay", "expected nats://HOST:PORT/SUBJECT"));
+        }
+    }
     let mut board = Switchboard::with_config(&config).at("switchboard")?;
+    let mut first = None;
     for url in &urls {
         let listener = board.listen(url).at(url)?;
         if url.starts_with("ws://") || url.starts_with("wss://") {
@@ -100,8 +119,17 @@ fn run(args: &Args) -> Result<(), Failed> {
         }
         let bound = board.listener_addr(listener).expect("just bound");
         say(format!("listening on {bound}"));
+        first.get_or_insert_with(|| {
+            bound
+                .socket_addr()
+                .map_or(bound.to_string(), |a| a.to_string())
+        });
     }
     let mut room = Room::new(board, Printer::stdout());
+    if let Some(url) = &args.relay {
+        let label = args.relay_label.clone().or(first).unwrap_or_default();
+        room = room.relay(Relay::new(url, &label));
+    }
     room.run().at("the room")
 }
 

@@ -1335,3 +1335,122 @@ fn hello_and_chat_over_websocket() {
     client.expect_success();
     server.expect_success();
 }
+
+/// Waits until `p`'s stderr says `text` `n` times, bounded.
+fn wait_stderr_count(p: &Program, text: &str, n: usize) {
+    let until = Instant::now() + T;
+    while p.stderr().matches(text).count() < n {
+        assert!(
+            Instant::now() < until,
+            "{}: stderr never said {text:?} {n} times: {}",
+            p.name,
+            p.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Two rooms (members over TCP on one, over UDP on the other) relaying
+/// through one nats-server are one room; names stay apart (`alice@A`,
+/// `alice@B`), every line reaches every member in order; the NATS server
+/// killed mid-chat leaves each room going on alone, and the relay comes
+/// back when the server does, without announcing anyone twice.
+#[test]
+fn two_rooms_relaying_through_nats_are_one_room_and_outlive_the_nats_server() {
+    if !common::nats::have_nats_server() {
+        return;
+    }
+    let nats = common::nats::NatsServer::start();
+    let relay = nats.url("chat.rooms");
+    let a = Program::start(
+        "chat_room",
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--relay",
+            &relay,
+            "--relay-label",
+            "A",
+        ],
+    );
+    let b = Program::start(
+        "chat_room",
+        &[
+            "--listen",
+            "udp://127.0.0.1:0",
+            "--relay",
+            &relay,
+            "--relay-label",
+            "B",
+        ],
+    );
+    let tcp = format!("tcp://{}", a.listening("tcp"));
+    let udp = format!("udp://{}", b.listening("udp"));
+    a.wait_stderr("relay: connected");
+    b.wait_stderr("relay: connected");
+
+    let mut alice = Program::start("chat_room_client", &["--addr", &tcp, "--name", "alice"]);
+    assert_eq!(a.line(), "* alice joined");
+    assert_eq!(b.line(), "* alice@A joined");
+    let mut bob = Program::start("chat_room_client", &["--addr", &udp, "--name", "bob"]);
+    assert_eq!(b.line(), "* bob joined");
+    assert_eq!(a.line(), "* bob@B joined");
+    assert_eq!(alice.line(), "* bob@B joined");
+    // A second alice, on the other server: not to be confused with the first.
+    let mut alice2 = Program::start("chat_room_client", &["--addr", &udp, "--name", "alice"]);
+    assert_eq!(b.line(), "* alice joined");
+    assert_eq!(bob.line(), "* alice joined");
+    assert_eq!(a.line(), "* alice@B joined");
+    assert_eq!(alice.line(), "* alice@B joined");
+
+    // Every line reaches every member on every server, in order.
+    for i in 0..5 {
+        alice.write(&format!("hello {i}"));
+    }
+    for i in 0..5 {
+        assert_eq!(a.line(), format!("alice: hello {i}"));
+        assert_eq!(b.line(), format!("alice@A: hello {i}"));
+        assert_eq!(bob.line(), format!("alice@A: hello {i}"));
+        assert_eq!(alice2.line(), format!("alice@A: hello {i}"));
+    }
+    bob.write("hi from B");
+    assert_eq!(b.line(), "bob: hi from B");
+    assert_eq!(a.line(), "bob@B: hi from B");
+    assert_eq!(alice.line(), "bob@B: hi from B");
+    assert_eq!(alice2.line(), "bob: hi from B");
+
+    // The NATS server goes: each room says so and goes on alone.
+    let port = nats.kill();
+    a.wait_stderr("relay down");
+    b.wait_stderr("relay down");
+    alice.write("only here");
+    assert_eq!(a.line(), "alice: only here");
+    bob.write("only there");
+    assert_eq!(b.line(), "bob: only there");
+    assert_eq!(alice2.line(), "bob: only there");
+    // The second alice leaves meanwhile.
+    alice2.write("bye");
+    assert_eq!(b.line(), "* alice left");
+    assert_eq!(bob.line(), "* alice left");
+    alice2.expect_success();
+
+    // It comes back: so does the relay; room A catches up with what it
+    // missed, and nobody is announced twice.
+    let _nats = common::nats::NatsServer::start_with(Some(port), "");
+    wait_stderr_count(&a, "relay: connected", 2);
+    wait_stderr_count(&b, "relay: connected", 2);
+    assert_eq!(a.line(), "* alice@B left");
+    assert_eq!(alice.line(), "* alice@B left");
+    alice.write("back");
+    assert_eq!(a.line(), "alice: back");
+    assert_eq!(b.line(), "alice@A: back");
+    assert_eq!(bob.line(), "alice@A: back");
+
+    bob.write("bye");
+    assert_eq!(b.line(), "* bob left");
+    assert_eq!(a.line(), "* bob@B left");
+    assert_eq!(alice.line(), "* bob@B left");
+    bob.expect_success();
+    alice.close_stdin();
+    alice.expect_success();
+}

@@ -435,3 +435,124 @@ fn pings_are_answered_and_a_dead_server_is_found_by_pinging() {
     drop(c);
     j.join();
 }
+
+// ---------------------------------------------------------------------------
+// On a switchboard.
+
+use converse::switchboard::{End, Event, Events, Id, Switchboard};
+
+/// Waits on `board` until `pick` finds what it wants in an event, bounded;
+/// the events after it stay in `events`.
+fn wait_for<R>(
+    board: &mut Switchboard,
+    events: &mut Events,
+    mut pick: impl FnMut(Event) -> Option<R>,
+) -> R {
+    let until = Instant::now() + T;
+    loop {
+        for event in events.drain() {
+            if let Some(r) = pick(event) {
+                return r;
+            }
+        }
+        assert!(Instant::now() < until, "the event never came");
+        board
+            .wait(events, Some(Duration::from_millis(100)))
+            .unwrap();
+    }
+}
+
+fn message_for(id: Id) -> impl FnMut(Event) -> Option<Vec<u8>> {
+    move |event| match event {
+        Event::Message { id: of, message } if of == id => Some(message.to_vec()),
+        Event::Ended { id: of, end } if of == id => panic!("ended: {end:?}"),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_switchboard_publishes_and_subscribes_and_hears_the_server_go() {
+    if !have_nats_server() {
+        return;
+    }
+    let server = NatsServer::start_with(None, "max_payload: 16384\n");
+    let mut board = Switchboard::with_config(&config()).unwrap();
+    let mut events = Events::new();
+    let id = board.connect(&server.url("board")).unwrap();
+    let mut b = connect(&server.url("board"));
+    board.send(id, "from the board").unwrap();
+    board.flush();
+    assert_eq!(recv(&mut b), b"from the board");
+    let big = vec![7u8; 16384];
+    b.send("to the board").unwrap();
+    b.send(&big).unwrap();
+    assert_eq!(
+        wait_for(&mut board, &mut events, message_for(id)),
+        b"to the board"
+    );
+    assert_eq!(wait_for(&mut board, &mut events, message_for(id)), big);
+    match board.send(id, vec![0u8; 16385]) {
+        Err(Error::MessageTooLarge {
+            len: 16385,
+            max: 16384,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    drop(server);
+    let end = wait_for(&mut board, &mut events, |event| match event {
+        Event::Ended { id: of, end } if of == id => Some(end),
+        _ => None,
+    });
+    assert!(
+        matches!(
+            end,
+            End::Failed(Error::Nats {
+                reason: NatsError::Disconnected,
+                ..
+            })
+        ),
+        "{end:?}"
+    );
+}
+
+#[test]
+fn a_switchboard_answers_pings_pings_a_quiet_server_and_gives_up_a_dead_one() {
+    let (url, j) = fake(|s, mut r| {
+        let mut s = handshake_done(s, b"PING\r\n");
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, "PONG\r\n");
+        s.write_all(b"MSG chat 1 5\r\nhello\r\n").unwrap();
+        // Then silence: the client pings twice and gives up.
+        let mut pings = 0;
+        line.clear();
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            if line == "PING\r\n" {
+                pings += 1;
+            }
+            line.clear();
+        }
+        assert_eq!(pings, 2);
+    });
+    let cfg = config().ping_interval(Duration::from_millis(100));
+    let mut board = Switchboard::with_config(&cfg).unwrap();
+    let mut events = Events::new();
+    let id = board.connect(&url).unwrap();
+    assert_eq!(wait_for(&mut board, &mut events, message_for(id)), b"hello");
+    let end = wait_for(&mut board, &mut events, |event| match event {
+        Event::Ended { id: of, end } if of == id => Some(end),
+        _ => None,
+    });
+    assert!(
+        matches!(
+            end,
+            End::Failed(Error::Nats {
+                reason: NatsError::Stale,
+                ..
+            })
+        ),
+        "{end:?}"
+    );
+    drop(board);
+    j.join();
+}

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use converse::switchboard::{End, Event, Events, Id, Switchboard};
 use converse::Error;
@@ -67,11 +68,70 @@ struct Member {
     name: Option<String>,
 }
 
+/// The link to rooms on other servers: a NATS subject they all publish
+/// to. What goes over it, one message each (fields separated by tabs):
+///
+/// * `J ORIGIN LABEL NAME`: a member joined the room at ORIGIN;
+/// * `L ORIGIN LABEL NAME`: it left;
+/// * `M ORIGIN LABEL NAME TEXT`: it said TEXT;
+/// * `S ORIGIN LABEL`: ORIGIN (re)joined the relay: say who is here;
+/// * `W ORIGIN LABEL NAME…`: everyone in the room at ORIGIN now (the
+///   answer to `S`, and said on every (re)connection), so that rooms that
+///   missed joins or leaves while the relay was down catch up.
+///
+/// ORIGIN is a random id per room process (labels may repeat), LABEL the
+/// name other rooms show after a member's: `alice@LABEL`, so that names
+/// stay unambiguous across servers.
+pub struct Relay {
+    url: String,
+    label: String,
+    origin: String,
+    id: Option<Id>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    /// Members of other rooms: origin → (label, name → how many).
+    remote: HashMap<String, (String, HashMap<String, usize>)>,
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
+impl Relay {
+    /// A relay to `url` (`nats://HOST:PORT/SUBJECT`), this room shown to
+    /// others as `label`. It connects when the room runs.
+    pub fn new(url: &str, label: &str) -> Relay {
+        let origin = format!("{:016x}", random_u64());
+        Relay {
+            url: url.to_owned(),
+            label: label.replace(['\t', '\n', '\r'], " "),
+            origin,
+            id: None,
+            retry_at: Some(Instant::now()),
+            backoff: FIRST_RETRY,
+            remote: HashMap::new(),
+        }
+    }
+}
+
+/// Enough randomness to tell room processes apart.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
 /// The room.
 pub struct Room {
     board: Switchboard,
     members: HashMap<Id, Member>,
     printer: Printer,
+    relay: Option<Relay>,
 }
 
 impl Room {
@@ -80,7 +140,15 @@ impl Room {
             board,
             members: HashMap::new(),
             printer,
+            relay: None,
         }
+    }
+
+    /// Joins this room to the rooms of other servers relaying to the same
+    /// subject.
+    pub fn relay(mut self, relay: Relay) -> Room {
+        self.relay = Some(relay);
+        self
     }
 
     pub fn board(&mut self) -> &mut Switchboard {
@@ -91,15 +159,188 @@ impl Room {
     pub fn run(&mut self) -> converse::Result<()> {
         let mut events = Events::new();
         loop {
-            self.board.wait(&mut events, None)?;
+            self.connect_relay();
+            let timeout = self
+                .relay
+                .as_ref()
+                .and_then(|r| r.retry_at)
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            self.board.wait(&mut events, timeout)?;
             for event in events.drain() {
                 self.handle(event);
             }
         }
     }
 
+    /// Connects the relay if it is down and its time has come; a failure
+    /// is said on stderr and tried again later (doubling the wait, up to
+    /// 5 s).
+    fn connect_relay(&mut self) {
+        let Some(relay) = &mut self.relay else {
+            return;
+        };
+        match relay.retry_at {
+            Some(at) if at <= Instant::now() => {}
+            _ => return,
+        }
+        let config = converse::Config::new()
+            .connect_timeout(Some(Duration::from_secs(2)))
+            .handshake_timeout(Duration::from_secs(2))
+            .read_timeout(Some(Duration::from_secs(2)))
+            .write_timeout(Some(Duration::from_secs(2)));
+        let connected = converse::Nats::connect(&relay.url, &config)
+            .and_then(|nats| self.board.adopt_nats(nats));
+        match connected {
+            Ok(id) => {
+                eprintln!("relay: connected to {}", relay.url);
+                relay.id = Some(id);
+                relay.retry_at = None;
+                relay.backoff = FIRST_RETRY;
+                // Ask the others who is there, and say who is here.
+                let hello = format!("S\t{}\t{}", relay.origin, relay.label);
+                let _ = self.board.send(id, hello);
+                self.publish_who();
+            }
+            Err(e) => {
+                if relay.backoff == FIRST_RETRY {
+                    eprintln!("relay: {e}; the room goes on here alone, and tries again");
+                }
+                relay.retry_at = Some(Instant::now() + relay.backoff);
+                relay.backoff = (relay.backoff * 2).min(LAST_RETRY);
+            }
+        }
+    }
+
+    /// Publishes who is in this room.
+    fn publish_who(&mut self) {
+        let Some(Relay {
+            id: Some(id),
+            origin,
+            label,
+            ..
+        }) = &self.relay
+        else {
+            return;
+        };
+        let mut msg = format!("W\t{origin}\t{label}");
+        for name in self.members.values().filter_map(|m| m.name.as_deref()) {
+            msg.push('\t');
+            msg.push_str(&name.replace(['\t', '\n', '\r'], " "));
+        }
+        if let Err(e) = self.board.send(*id, msg) {
+            eprintln!("relay: {e}");
+        }
+    }
+
+    /// Publishes one event of a member of this room to the others.
+    fn publish(&mut self, kind: char, name: &str, text: Option<&str>) {
+        let Some(relay) = &self.relay else {
+            return;
+        };
+        let Some(id) = relay.id else {
+            return; // the relay is down: the other rooms miss it
+        };
+        let name = name.replace(['\t', '\n', '\r'], " ");
+        let mut msg = format!("{kind}\t{}\t{}\t{name}", relay.origin, relay.label);
+        if let Some(text) = text {
+            msg.push('\t');
+            msg.push_str(text);
+        }
+        if let Err(e) = self.board.send(id, msg) {
+            eprintln!("relay: {e}");
+        }
+    }
+
+    /// A message from another room.
+    fn relayed(&mut self, message: &[u8]) {
+        let text = String::from_utf8_lossy(message);
+        let mut fields = text.splitn(5, '\t');
+        let (Some(kind), Some(origin), Some(label)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return;
+        };
+        let Some(relay) = &mut self.relay else {
+            return;
+        };
+        if origin == relay.origin {
+            return;
+        }
+        let (origin, label) = (origin.to_owned(), label.to_owned());
+        let room = relay
+            .remote
+            .entry(origin)
+            .or_insert_with(|| (label.clone(), HashMap::new()));
+        room.0 = label.clone();
+        let mut lines = Vec::new();
+        match kind {
+            "J" => {
+                let name = fields.next().unwrap_or("").to_owned();
+                let count = room.1.entry(name.clone()).or_insert(0);
+                *count += 1;
+                if *count == 1 {
+                    lines.push(format!("* {name}@{label} joined"));
+                }
+            }
+            "L" => {
+                let name = fields.next().unwrap_or("");
+                if let Some(count) = room.1.get_mut(name) {
+                    *count -= 1;
+                    if *count == 0 {
+                        room.1.remove(name);
+                        lines.push(format!("* {name}@{label} left"));
+                    }
+                }
+            }
+            "M" => {
+                let name = fields.next().unwrap_or("");
+                let said = fields.next().unwrap_or("");
+                lines.push(format!("{name}@{label}: {said}"));
+            }
+            "W" => {
+                // Everyone there now: catch up with what was missed.
+                let mut now: HashMap<String, usize> = HashMap::new();
+                for rest in fields {
+                    for name in rest.split('\t') {
+                        *now.entry(name.to_owned()).or_insert(0) += 1;
+                    }
+                }
+                let mut gone: Vec<&String> =
+                    room.1.keys().filter(|n| !now.contains_key(*n)).collect();
+                gone.sort();
+                let mut came: Vec<&String> =
+                    now.keys().filter(|n| !room.1.contains_key(*n)).collect();
+                came.sort();
+                lines.extend(gone.into_iter().map(|n| format!("* {n}@{label} left")));
+                lines.extend(came.into_iter().map(|n| format!("* {n}@{label} joined")));
+                room.1 = now;
+            }
+            "S" => {
+                // A room (re)joined the relay: say who is here.
+                self.publish_who();
+            }
+            _ => {}
+        }
+        for line in lines {
+            self.announce(None, line);
+        }
+    }
+
     fn handle(&mut self, event: Event) {
+        let relay_id = self.relay.as_ref().and_then(|r| r.id);
         match event {
+            Event::Message { id, message } if Some(id) == relay_id => self.relayed(&message),
+            Event::Ended { id, end } if Some(id) == relay_id => {
+                if let Some(relay) = &mut self.relay {
+                    relay.id = None;
+                    relay.retry_at = Some(Instant::now() + FIRST_RETRY);
+                    relay.backoff = FIRST_RETRY * 2;
+                    let why = match end {
+                        End::Failed(e) => e.to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    eprintln!("relay down: {why}; the room goes on here alone, and reconnects");
+                }
+            }
             Event::Accepted { id, .. } | Event::Adopted { id } => {
                 self.members.insert(id, Member { name: None });
             }
@@ -141,7 +382,8 @@ impl Room {
             None if text == "bye" => self.board.close(id),
             None => {
                 member.name = Some(text.clone());
-                self.announce(id, format!("* {text} joined"));
+                self.announce(Some(id), format!("* {text} joined"));
+                self.publish('J', &text, None);
             }
             Some(_) if text == "bye" => {
                 self.leave(id);
@@ -149,7 +391,9 @@ impl Room {
             }
             Some(name) => {
                 let line = format!("{name}: {text}");
-                self.announce(id, line);
+                let name = name.clone();
+                self.announce(Some(id), line);
+                self.publish('M', &name, Some(&text));
             }
         }
     }
@@ -166,16 +410,17 @@ impl Room {
     /// The member goes (once): announced if it had said its name.
     fn leave(&mut self, id: Id) {
         if let Some(Member { name: Some(name) }) = self.members.remove(&id) {
-            self.announce(id, format!("* {name} left"));
+            self.announce(Some(id), format!("* {name} left"));
+            self.publish('L', &name, None);
         }
     }
 
     /// Prints `line` and sends it to every named member but `from`. A member
     /// whose backlog overflows is ended as a slow consumer (its end comes as
     /// an event, and it leaves then).
-    fn announce(&mut self, from: Id, line: String) {
+    fn announce(&mut self, from: Option<Id>, line: String) {
         for (&id, member) in &self.members {
-            if id != from && member.name.is_some() {
+            if Some(id) != from && member.name.is_some() {
                 let _ = self.board.send_text(id, &line);
             }
         }

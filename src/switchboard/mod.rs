@@ -53,6 +53,8 @@
 //! conversation accepted on one to another).
 
 mod arena;
+#[cfg(feature = "nats")]
+mod nats;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "ws")]
@@ -396,6 +398,17 @@ impl Events {
     fn push(&mut self, event: Event) {
         self.list.push_back(event);
     }
+
+    /// Passes the events from `start` on through `f`, which keeps, changes
+    /// or drops each.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    fn rewrite_from(&mut self, start: usize, mut f: impl FnMut(Event) -> Option<Event>) {
+        if start >= self.list.len() {
+            return;
+        }
+        let tail: Vec<Event> = self.list.drain(start..).collect();
+        self.list.extend(tail.into_iter().filter_map(&mut f));
+    }
 }
 
 /// What a switchboard has done, for monitoring.
@@ -489,6 +502,9 @@ struct Conv {
     backlogged: bool,
     /// `try_send` found it full: say when it drains.
     wants_drained: bool,
+    /// NATS, above the stream.
+    #[cfg(feature = "nats")]
+    nats: Option<Box<nats::NatsConv>>,
 }
 
 enum Listening {
@@ -543,6 +559,8 @@ enum TimerKind {
     AcceptRetry,
     /// A TLS handshake must be over by now.
     Handshake,
+    /// A NATS server may need a ping.
+    Keepalive,
 }
 
 /// A conversation handed over from another thread, registered on the
@@ -911,12 +929,41 @@ impl Switchboard {
                 let host = crate::transport::tls::host_of(rest)?;
                 self.adopt_tls(crate::Tls::connect_to(host, &addrs[..], &config)?)
             }
+            #[cfg(feature = "nats")]
+            "nats" => self.adopt_nats(crate::Nats::connect(url, &config)?),
             _ => {
                 let err: AddrError =
                     addr::unknown_scheme(url, &["tcp", "udp", "unix", "unixgram", "tls"]);
                 Err(err.into())
             }
         }
+    }
+
+    /// Takes over a NATS conversation (connected and subscribed): what
+    /// others publish to its subject arrives as [`Event::Message`], each
+    /// [`send`](Self::send) publishes, the server is pinged when quiet.
+    /// When the connection to the server is lost the conversation ends
+    /// with [`Error::Nats`] ([`NatsError::Disconnected`](crate::NatsError::Disconnected));
+    /// connect again to go on (what was published meanwhile is lost).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for a conversation over TLS, or one already
+    /// split.
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+    pub fn adopt_nats(&mut self, nats: crate::Nats) -> Result<Id> {
+        let parts = nats.into_parts().ok_or(Error::Unsupported(
+            "a NATS conversation over TLS, or one already split, on a switchboard",
+        ))?;
+        let state = nats::NatsConv::new(&parts, self.config.max_message_len, Instant::now());
+        let due = state.due();
+        let id = self.add_stream(parts.stream)?;
+        if let Some(conv) = self.conv_mut(id.0) {
+            conv.nats = Some(Box::new(state));
+        }
+        self.timer(due, id.0, TimerKind::Keepalive);
+        Ok(id)
     }
 
     /// Takes over a TCP conversation's transport, with everything it has
@@ -1079,6 +1126,8 @@ impl Switchboard {
             dirty: false,
             backlogged: false,
             wants_drained: false,
+            #[cfg(feature = "nats")]
+            nats: None,
         })));
         debug_assert_eq!(key, key2);
         // Bytes may already wait (in the socket, or in a handed-over engine).
@@ -1165,6 +1214,25 @@ impl Switchboard {
             return Err(Error::Closed);
         }
         let limit = conv.limit;
+        #[cfg(feature = "nats")]
+        if let (Some(n), Carrier::Stream { out, .. }) = (conv.nats.as_deref(), &mut conv.carrier) {
+            if msg.len() > n.max() {
+                return Err(Error::MessageTooLarge {
+                    len: msg.len() as u64,
+                    max: n.max() as u64,
+                });
+            }
+            if !out.is_empty() && out.len() + n.pub_len(msg.len()) > limit {
+                return Ok(false);
+            }
+            n.queue_message(out, msg);
+            if !conv.dirty {
+                conv.dirty = true;
+                self.dirty.push(id.0);
+            }
+            self.stats.sent += 1;
+            return Ok(true);
+        }
         match &mut conv.carrier {
             Carrier::Stream {
                 out, ws: Some(ws), ..
@@ -1523,6 +1591,8 @@ impl Switchboard {
     fn read_conv(&mut self, key: Key, events: &mut Events) -> bool {
         let now = Instant::now();
         let id = Id(key);
+        #[cfg(feature = "nats")]
+        let first = events.len();
         let Some(Entry::Conv(conv)) = self.entries.get_mut(key) else {
             return false;
         };
@@ -1859,6 +1929,33 @@ impl Switchboard {
             }
             Carrier::UdpPeer { .. } => {}
         }
+        #[cfg(feature = "nats")]
+        if let Some(Entry::Conv(conv)) = self.entries.get_mut(key) {
+            let conv = &mut **conv;
+            if let (Some(n), Carrier::Stream { out, .. }) =
+                (conv.nats.as_deref_mut(), &mut conv.carrier)
+            {
+                let turn = nats::rewrite(events, first, id, n, out, &conv.peer, now);
+                received = received.saturating_sub(turn.controls);
+                wants_write |= turn.wrote;
+                let gone = |peer: &Addr| Error::Nats {
+                    addr: peer.clone(),
+                    reason: crate::transport::NatsError::Disconnected,
+                };
+                outcome = match (outcome, turn.failure) {
+                    (None, Some(e)) => Some(End::Failed(e)),
+                    // The server's end is not the subject's: the connection is lost.
+                    (Some(End::Peer), _) => Some(End::Failed(gone(&conv.peer))),
+                    (
+                        Some(End::Failed(
+                            Error::ConnectionReset { .. } | Error::UnexpectedEof { .. },
+                        )),
+                        _,
+                    ) => Some(End::Failed(gone(&conv.peer))),
+                    (o, _) => o,
+                };
+            }
+        }
         self.stats.received += received;
         self.stats.accepted += accepted;
         if wants_write && outcome.is_none() {
@@ -2130,6 +2227,8 @@ impl Switchboard {
                     dirty: false,
                     backlogged: false,
                     wants_drained: false,
+                    #[cfg(feature = "nats")]
+                    nats: None,
                 };
                 let next_expiry = demux.next_expiry();
                 peers.insert(did, conv_key);
@@ -2457,6 +2556,7 @@ impl Switchboard {
                 TimerKind::Idle => self.idle_due(key, now, events),
                 TimerKind::UdpIdle => self.udp_idle_due(key, now, events),
                 TimerKind::Handshake => self.handshake_due(key, events),
+                TimerKind::Keepalive => self.keepalive_due(key, now, events),
                 TimerKind::AcceptRetry => {
                     if let Some(Entry::Listener(l)) = self.entries.get_mut(key) {
                         if let Listening::Stream { paused, .. } = &mut **l {
@@ -2464,6 +2564,40 @@ impl Switchboard {
                             self.push_backlog(key);
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// A NATS conversation's keepalive: ping a quiet server, give up a dead
+    /// one.
+    #[cfg_attr(not(feature = "nats"), allow(unused_variables))]
+    fn keepalive_due(&mut self, key: Key, now: Instant, events: &mut Events) {
+        #[cfg(feature = "nats")]
+        {
+            let Some(conv) = self.conv_mut(key) else {
+                return;
+            };
+            if conv.phase != Phase::Open {
+                return;
+            }
+            let peer = conv.peer.clone();
+            let (Some(n), Carrier::Stream { out, .. }) =
+                (conv.nats.as_deref_mut(), &mut conv.carrier)
+            else {
+                return;
+            };
+            match n.beat(out, now, &peer) {
+                Ok(wrote) => {
+                    let due = n.due();
+                    self.timer(due, key, TimerKind::Keepalive);
+                    if wrote {
+                        self.mark_dirty(key);
+                    }
+                }
+                Err(e) => {
+                    self.shut(key);
+                    self.finish(key, End::Failed(e), Some(events));
                 }
             }
         }

@@ -25,7 +25,7 @@ use crate::engine::nats::{
 use crate::error::{Error, Result};
 
 /// The subscription id of a conversation's subject (one per connection).
-const SID: u64 = 1;
+pub(crate) const SID: u64 = 1;
 
 /// Why a NATS conversation failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -841,7 +841,13 @@ impl Nats {
         let NatsSender {
             shared, subject, ..
         } = tx;
-        let NatsReceiver { inner, config, .. } = rx;
+        let NatsReceiver {
+            inner,
+            config,
+            shared: rx_shared,
+            ..
+        } = rx;
+        drop(rx_shared);
         let max = shared.max.load(Ordering::Relaxed);
         let pending = std::mem::take(&mut *lock(&shared.pending));
         let shared = Arc::try_unwrap(shared).ok()?;

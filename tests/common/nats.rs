@@ -38,6 +38,9 @@ impl NatsServer {
         let mut cmd = Command::new("nats-server");
         cmd.args(["-a", "127.0.0.1", "-p"]);
         cmd.arg(port.map_or("-1".to_string(), |p| p.to_string()));
+        if std::env::var_os("CONVERSE_NATS_LOG").is_some() {
+            cmd.arg("-DV");
+        }
         let conf_file = (!conf.is_empty()).then(|| {
             let path = super::SocketPath::new("nats-conf");
             std::fs::write(&path.0, conf).unwrap();
@@ -54,8 +57,19 @@ impl NatsServer {
             let (tx, rx) = mpsc::channel();
             std::thread::spawn(move || {
                 let mut port = None;
+                let mut log = std::env::var("CONVERSE_NATS_LOG").ok().and_then(|p| {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(p)
+                        .ok()
+                });
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
+                    if let Some(log) = &mut log {
+                        use std::io::Write;
+                        let _ = writeln!(log, "{line}");
+                    }
                     if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
                         port = rest
                             .rsplit(':')

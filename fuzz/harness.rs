@@ -329,3 +329,111 @@ pub fn ws_frames(data: &[u8]) {
     }
     assert!(wire.is_empty(), "bytes left after re-encoded frames");
 }
+
+/// The NATS protocol from the server's side: `[m0, m1, n, sizes[n],
+/// stream…]`, a payload limit of `m0 | m1 << 8` bytes. The operations
+/// decoded chunk by chunk must be those decoded from the whole stream at
+/// once, with the same error at the end; every payload within the limit;
+/// what waits for the rest of an operation never more than a control line
+/// and a payload at the limit; every `MSG` written again as a server would
+/// decodes to itself.
+pub fn nats_ops(data: &[u8]) {
+    use converse::codec::nats::{NatsDecoder, ServerOp, MAX_CONTROL_LINE};
+    let [m0, m1, n, ..] = *data else {
+        return;
+    };
+    let rest = &data[3..];
+    let max = usize::from(u16::from_le_bytes([m0, m1]));
+    let n = usize::from(n).min(rest.len());
+    let (sizes, stream) = rest.split_at(n);
+
+    let mut whole = BytesMut::from(stream);
+    let mut d = NatsDecoder::new(max);
+    let mut expected = Vec::new();
+    let expected_end = loop {
+        match d.decode(&mut whole) {
+            Ok(Some(op)) => expected.push(op),
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+
+    let mut d = NatsDecoder::new(max);
+    let mut buf = BytesMut::new();
+    let mut got = Vec::new();
+    let mut end = None;
+    let (mut at, mut i) = (0, 0);
+    'feed: while at < stream.len() {
+        let size = sizes
+            .get(i % sizes.len().max(1))
+            .map_or(stream.len(), |&s| usize::from(s).max(1));
+        i += 1;
+        let take = size.min(stream.len() - at);
+        buf.extend_from_slice(&stream[at..at + take]);
+        at += take;
+        loop {
+            match d.decode(&mut buf) {
+                Ok(Some(op)) => {
+                    if let ServerOp::Msg { payload, .. } = &op {
+                        assert!(payload.len() <= max, "a payload over the limit");
+                    }
+                    got.push(op);
+                }
+                Ok(None) => {
+                    // Limits before allocation: waiting, never more than one
+                    // whole operation's worth (plus the piece just fed).
+                    assert!(
+                        buf.len() <= MAX_CONTROL_LINE + 2 + max + 2 + take,
+                        "{} bytes held for one operation",
+                        buf.len()
+                    );
+                    break;
+                }
+                Err(e) => {
+                    end = Some(e);
+                    break 'feed;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        got, expected,
+        "chunked decoding differs from decoding at once"
+    );
+    assert_eq!(end, expected_end, "a different end");
+    if let Some(FrameError::TooLarge { len, max: m }) = end {
+        assert!(len > m && m == max as u64);
+    }
+
+    // Each message written again as a server would, decoded to itself.
+    let mut wire = BytesMut::new();
+    let mut msgs = Vec::new();
+    for op in &got {
+        if let ServerOp::Msg {
+            sid,
+            subject,
+            reply,
+            payload,
+        } = op
+        {
+            wire.extend_from_slice(b"MSG ");
+            wire.extend_from_slice(subject);
+            wire.extend_from_slice(format!(" {sid} ").as_bytes());
+            if let Some(r) = reply {
+                wire.extend_from_slice(r);
+                wire.extend_from_slice(b" ");
+            }
+            wire.extend_from_slice(format!("{}\r\n", payload.len()).as_bytes());
+            wire.extend_from_slice(payload);
+            wire.extend_from_slice(b"\r\n");
+            msgs.push(op.clone());
+        }
+    }
+    let mut d = NatsDecoder::new(max);
+    let mut again = Vec::new();
+    while let Some(op) = d.decode(&mut wire).expect("re-encoded MSGs decode") {
+        again.push(op);
+    }
+    assert!(wire.is_empty(), "bytes left after re-encoded MSGs");
+    assert_eq!(again, msgs);
+}

@@ -40,3 +40,9 @@ fn conversation_ops_corpus() {
 fn ws_frames_corpus() {
     replay("ws_frames", harness::ws_frames);
 }
+
+#[cfg(feature = "nats")]
+#[test]
+fn nats_ops_corpus() {
+    replay("nats_ops", harness::nats_ops);
+}

@@ -400,14 +400,14 @@ impl Codec {
             }
             #[cfg(feature = "nats")]
             Kind::NatsOp => {
-                use crate::engine::nats::{op_len, NatsFault};
-                match op_len(buf, max) {
-                    Ok(Some(n)) => Ok(Parse::Frame {
+                use crate::engine::nats::{cut_op, Cut, NatsFault};
+                match cut_op(buf, max) {
+                    Ok(Cut::Whole(n)) => Ok(Parse::Frame {
                         start: 0,
                         end: n,
                         consumed: n,
                     }),
-                    Ok(None) => Ok(Parse::Incomplete { needed: 1 }),
+                    Ok(Cut::Need(needed)) => Ok(Parse::Incomplete { needed }),
                     Err(NatsFault::TooLarge { len, max }) => Err(FrameError::TooLarge { len, max }),
                     Err(NatsFault::LineTooLong) => Err(FrameError::Invalid(
                         "a NATS control line longer than 4096 bytes",

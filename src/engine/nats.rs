@@ -113,8 +113,26 @@ fn msg_args<'a>(
 /// there: `Ok(Some(len))`; `Ok(None)` while it is incomplete. A payload
 /// over `max` is refused from the control line, before it arrives.
 pub fn op_len(buf: &[u8], max: usize) -> Result<Option<usize>, NatsFault> {
+    Ok(match cut_op(buf, max)? {
+        Cut::Whole(n) => Some(n),
+        Cut::Need(_) => None,
+    })
+}
+
+/// Where the operation at the front of a buffer stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// It is all there, this long.
+    Whole(usize),
+    /// At least this many more bytes are needed (exactly, once a `MSG`'s
+    /// control line is in).
+    Need(usize),
+}
+
+/// As [`op_len`], saying how much is missing.
+pub fn cut_op(buf: &[u8], max: usize) -> Result<Cut, NatsFault> {
     let Some((line, after)) = control_line(buf)? else {
-        return Ok(None);
+        return Ok(Cut::Need(1));
     };
     let (name, args) = split_op(line);
     match name.as_slice() {
@@ -129,14 +147,14 @@ pub fn op_len(buf: &[u8], max: usize) -> Result<Option<usize>, NatsFault> {
             // Within the limit, so it fits a usize.
             let total = after + size as usize + 2;
             if buf.len() < total {
-                return Ok(None);
+                return Ok(Cut::Need(total - buf.len()));
             }
             if &buf[total - 2..total] != b"\r\n" {
                 return Err(NatsFault::Malformed("a payload not followed by \\r\\n"));
             }
-            Ok(Some(total))
+            Ok(Cut::Whole(total))
         }
-        b"INFO" | b"PING" | b"PONG" | b"+OK" | b"-ERR" => Ok(Some(after)),
+        b"INFO" | b"PING" | b"PONG" | b"+OK" | b"-ERR" => Ok(Cut::Whole(after)),
         b"HMSG" => Err(NatsFault::Malformed(
             "HMSG, though headers were not asked for",
         )),
@@ -147,6 +165,7 @@ pub fn op_len(buf: &[u8], max: usize) -> Result<Option<usize>, NatsFault> {
 
 /// What the server said in its `INFO`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerInfo {
     /// The largest payload the server takes (0 if it did not say).
     pub max_payload: u64,
@@ -162,6 +181,7 @@ pub struct ServerInfo {
 
 /// One operation from the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServerOp {
     /// `INFO`.
     Info(ServerInfo),

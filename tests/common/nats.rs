@@ -13,10 +13,26 @@ pub struct NatsServer {
     _conf: Option<super::SocketPath>,
 }
 
+/// The server's program: on the `PATH`, or where Debian's package puts it.
+fn program() -> &'static str {
+    static PROGRAM: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    PROGRAM.get_or_init(|| {
+        ["nats-server", "/usr/sbin/nats-server"]
+            .into_iter()
+            .find(|p| {
+                Command::new(p)
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .unwrap_or("nats-server")
+    })
+}
+
 /// `true` if `nats-server` runs here (otherwise skips, or fails under
 /// `CONVERSE_REQUIRE_ALL=1`).
 pub fn have_nats_server() -> bool {
-    let ok = Command::new("nats-server")
+    let ok = Command::new(program())
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
@@ -35,7 +51,7 @@ impl NatsServer {
     /// A server on `port` (a free one if `None`), with extra configuration
     /// lines (`max_payload: 4096`, `authorization { … }`).
     pub fn start_with(port: Option<u16>, conf: &str) -> NatsServer {
-        let mut cmd = Command::new("nats-server");
+        let mut cmd = Command::new(program());
         cmd.args(["-a", "127.0.0.1", "-p"]);
         cmd.arg(port.map_or("-1".to_string(), |p| p.to_string()));
         if std::env::var_os("CONVERSE_NATS_LOG").is_some() {

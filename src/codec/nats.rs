@@ -8,8 +8,8 @@
 use bytes::BytesMut;
 
 use super::{Codec, FrameError, Parse};
-pub use crate::engine::nats::{ServerInfo, ServerOp, MAX_CONTROL_LINE};
 use crate::engine::nats::{self, Credentials};
+pub use crate::engine::nats::{ServerInfo, ServerOp, MAX_CONTROL_LINE};
 
 /// Decodes what a NATS server sends.
 ///

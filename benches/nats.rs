@@ -1,0 +1,251 @@
+//! How fast is NATS? Through a local `nats-server` started here (a missing
+//! server skips the bench with a message):
+//!
+//! * `nats_pubsub/{converse,async-nats}/{64,16384}`: publish → subscribe
+//!   throughput, one publisher and one subscriber on a subject, each of
+//!   its own kind; the time per message from the first publish to the
+//!   last message received (messages per second = 1 / that).
+//! * `nats_fanout/{one_room,two_rooms}`: a chat line from a member of one
+//!   room to a member of the same room (one server), against a member of
+//!   a room on another chat server joined through NATS (`chat_room
+//!   --relay`): the one-way time from `send` to `recv`.
+
+#[allow(dead_code)]
+#[path = "../examples/common/room.rs"]
+mod room;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use converse::{Config, Conversation, Switchboard};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use futures_util::StreamExt;
+
+/// A `nats-server` on a free port, killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start() -> Option<Server> {
+        let program = ["nats-server", "/usr/sbin/nats-server"]
+            .into_iter()
+            .find(|p| Command::new(p).arg("--version").output().is_ok())?;
+        let mut child = Command::new(program)
+            .args(["-a", "127.0.0.1", "-p", "-1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?;
+        let stderr = child.stderr.take()?;
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut port = None;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+                    port = rest.rsplit(':').next().and_then(|p| p.trim().parse().ok());
+                }
+                if line.contains("Server is ready") {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let port = rx.recv_timeout(Duration::from_secs(10)).ok().flatten()?;
+        Some(Server { child, port })
+    }
+
+    fn url(&self, subject: &str) -> String {
+        format!("nats://127.0.0.1:{}/{subject}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SIZES: [usize; 2] = [64, 16 * 1024];
+
+fn pubsub(c: &mut Criterion) {
+    let Some(server) = Server::start() else {
+        eprintln!("nats_pubsub: skipped, nats-server is not installed");
+        return;
+    };
+    let mut group = c.benchmark_group("nats_pubsub");
+    group.measurement_time(Duration::from_secs(4));
+    for size in SIZES {
+        group.throughput(Throughput::Elements(1));
+        let msg = vec![0x5a; size];
+
+        // converse: a publisher feeding (batched, flushed at the end) and a
+        // subscriber receiving on a thread of its own.
+        let url = server.url(&format!("bench.converse.{size}"));
+        let config = Config::new();
+        let mut publisher = converse::connect_with(&url, &config).unwrap();
+        let mut subscriber = converse::connect_with(&url, &config).unwrap();
+        let (want_tx, want_rx) = mpsc::channel::<u64>();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let sub = thread::spawn(move || {
+            for n in want_rx {
+                for _ in 0..n {
+                    subscriber.recv_ref().unwrap().unwrap();
+                }
+                done_tx.send(()).unwrap();
+            }
+        });
+        group.bench_with_input(BenchmarkId::new("converse", size), &msg, |b, msg| {
+            b.iter_custom(|iters| {
+                want_tx.send(iters).unwrap();
+                let started = Instant::now();
+                for _ in 0..iters {
+                    publisher.feed(msg).unwrap();
+                }
+                publisher.flush().unwrap();
+                done_rx.recv().unwrap();
+                started.elapsed()
+            })
+        });
+        drop(want_tx);
+        sub.join().unwrap();
+
+        // async-nats: one client publishing (it batches itself), one
+        // subscribing, on a two-thread runtime.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = format!("nats://127.0.0.1:{}", server.port);
+        let subject = format!("bench.async.{size}");
+        let (publisher, mut subscription) = rt.block_on(async {
+            let p = async_nats::connect(&addr).await.unwrap();
+            let s = async_nats::connect(&addr).await.unwrap();
+            let subscription = s.subscribe(subject.clone()).await.unwrap();
+            s.flush().await.unwrap();
+            // The subscriber's client lives as long as its subscription.
+            std::mem::forget(s);
+            (p, subscription)
+        });
+        let payload = bytes::Bytes::from(msg.clone());
+        group.bench_function(BenchmarkId::new("async-nats", size), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let started = Instant::now();
+                    let receiving = async {
+                        for _ in 0..iters {
+                            subscription.next().await.unwrap();
+                        }
+                    };
+                    let publishing = async {
+                        for _ in 0..iters {
+                            publisher
+                                .publish(subject.clone(), payload.clone())
+                                .await
+                                .unwrap();
+                        }
+                        publisher.flush().await.unwrap();
+                    };
+                    tokio::join!(receiving, publishing);
+                    started.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+/// A room on a switchboard of its own, on a thread of its own, listening
+/// on TCP; relayed through NATS if `relay` is given. Returns its URL.
+fn room(relay: Option<(String, &str)>) -> String {
+    let mut board = Switchboard::new().unwrap();
+    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
+    let url = board.listener_addr(listener).unwrap().to_string();
+    let relayed = relay.is_some();
+    let mut room = room::Room::new(board, room::Printer::none());
+    if let Some((nats, label)) = relay {
+        room = room.relay(room::Relay::new(&nats, label));
+    }
+    thread::spawn(move || room.run());
+    if relayed {
+        // The relay connects as the room starts.
+        thread::sleep(Duration::from_millis(300));
+    }
+    url
+}
+
+fn member(url: &str, name: &str) -> Conversation {
+    let config = Config::new().read_timeout(Some(Duration::from_secs(10)));
+    let mut c = converse::connect_with(url, &config).unwrap();
+    c.send(name).unwrap();
+    c
+}
+
+/// Reads until `line` comes (announcements of others joining may come
+/// first).
+fn read_until(c: &mut Conversation, line: &str) {
+    while c.recv_text().unwrap().unwrap() != line {}
+}
+
+fn fanout(c: &mut Criterion) {
+    let Some(server) = Server::start() else {
+        eprintln!("nats_fanout: skipped, nats-server is not installed");
+        return;
+    };
+    let mut group = c.benchmark_group("nats_fanout");
+    group.measurement_time(Duration::from_secs(4));
+
+    // One room: alice and bob on the same server.
+    let one = room(None);
+    let mut alice = member(&one, "alice");
+    let mut bob = member(&one, "bob");
+    read_until(&mut alice, "* bob joined");
+    alice.send("warm").unwrap();
+    read_until(&mut bob, "alice: warm");
+    group.bench_function("one_room", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let started = Instant::now();
+                alice.send("ping").unwrap();
+                let line = bob.recv_ref().unwrap().unwrap();
+                total += started.elapsed();
+                assert_eq!(line, b"alice: ping");
+            }
+            total
+        })
+    });
+
+    // Two rooms on two servers, one subject: alice on A, bob on B.
+    let relay = server.url("bench.rooms");
+    let a = room(Some((relay.clone(), "A")));
+    let b_url = room(Some((relay, "B")));
+    let mut alice = member(&a, "alice");
+    let mut bob = member(&b_url, "bob");
+    read_until(&mut alice, "* bob@B joined");
+    alice.send("warm").unwrap();
+    read_until(&mut bob, "alice@A: warm");
+    group.bench_function("two_rooms", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let started = Instant::now();
+                alice.send("ping").unwrap();
+                let line = bob.recv_ref().unwrap().unwrap();
+                total += started.elapsed();
+                assert_eq!(line, b"alice@A: ping");
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pubsub, fanout);
+criterion_main!(benches);

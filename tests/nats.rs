@@ -60,6 +60,11 @@ fn publish_and_subscribe_round_trip() {
     b.set_read_timeout(Some(T)).unwrap();
     a.send("after").unwrap();
     assert_eq!(recv(&mut b), b"after");
+    // A graceful close: what was published goes out first; the server's
+    // end confirms it, within the linger time.
+    a.send("last").unwrap();
+    assert_eq!(a.close().unwrap(), converse::Delivery::Confirmed);
+    assert_eq!(recv(&mut b), b"last");
 }
 
 #[test]
@@ -555,4 +560,91 @@ fn a_switchboard_answers_pings_pings_a_quiet_server_and_gives_up_a_dead_one() {
     );
     drop(board);
     j.join();
+}
+
+/// A server that requires TLS gets it (after its plain INFO, as NATS
+/// does), verified against the CA the config trusts; a client that does
+/// not trust it is refused with the reason.
+#[cfg(feature = "tls")]
+#[test]
+fn a_server_that_requires_tls_gets_it() {
+    if !have_nats_server() {
+        return;
+    }
+    let kit = common::tls::kit();
+    let cert = common::SocketPath::new("nats-cert");
+    let key = common::SocketPath::new("nats-key");
+    std::fs::write(&cert.0, &kit.server.cert_pem).unwrap();
+    std::fs::write(&key.0, &kit.server.key_pem).unwrap();
+    let conf = format!(
+        "tls {{\n cert_file: \"{}\"\n key_file: \"{}\"\n}}\n",
+        cert.0.display(),
+        key.0.display()
+    );
+    let server = NatsServer::start_with(None, &conf);
+    let url = server.url("secure.room");
+    let tls = config().tls_client(common::tls::client());
+    let mut a = converse::connect_with(&url, &tls).unwrap();
+    let mut b = converse::connect_with(&url, &tls).unwrap();
+    a.send("encrypted").unwrap();
+    assert_eq!(recv(&mut b), b"encrypted");
+    // On a switchboard too.
+    let mut board = Switchboard::with_config(&tls).unwrap();
+    let mut events = Events::new();
+    let id = board.connect(&url).unwrap();
+    board.send(id, "from the board, encrypted").unwrap();
+    board.flush();
+    assert_eq!(recv(&mut b), b"from the board, encrypted");
+    a.send("to the board").unwrap();
+    assert_eq!(
+        wait_for(&mut board, &mut events, message_for(id)),
+        b"to the board"
+    );
+    // The system's roots do not know this CA.
+    match converse::connect_with(&url, &config()) {
+        Err(Error::Tls { reason, .. }) => {
+            assert!(reason.to_string().contains("issuer"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_hostile_server_costs_a_switchboard_one_conversation() {
+    let hostile: [&[u8]; 4] = [
+        b"MSG chat 1 4294967296\r\n",
+        &[b'A'; 9000],
+        b"-ERR 'Unknown Protocol Operation'\r\n",
+        b"MSG chat 1 3\r\nabcXY",
+    ];
+    let mut board = Switchboard::with_config(&config()).unwrap();
+    let mut events = Events::new();
+    for bytes in hostile {
+        let (url, j) = fake(move |s, _| {
+            let mut s = handshake_done(s, bytes);
+            let _ = s.read(&mut [0u8; 16]);
+        });
+        let id = board.connect(&url).unwrap();
+        let end = wait_for(&mut board, &mut events, |event| match event {
+            Event::Ended { id: of, end } if of == id => Some(end),
+            Event::Message { id: of, .. } if of == id => panic!("a message out of garbage"),
+            _ => None,
+        });
+        match end {
+            End::Failed(Error::MessageTooLarge {
+                len: 4294967296, ..
+            }) => {}
+            End::Failed(Error::InvalidFrame { .. }) => {}
+            End::Failed(Error::Nats {
+                reason: NatsError::Server(_) | NatsError::Protocol(_),
+                ..
+            }) => {}
+            other => panic!(
+                "{:?}: {other:?}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
+            ),
+        }
+        j.join();
+    }
+    assert!(board.is_empty());
 }

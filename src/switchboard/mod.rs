@@ -948,17 +948,20 @@ impl Switchboard {
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] for a conversation over TLS, or one already
-    /// split.
+    /// [`Error::Unsupported`] for a conversation already split.
     #[cfg(feature = "nats")]
     #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     pub fn adopt_nats(&mut self, nats: crate::Nats) -> Result<Id> {
-        let parts = nats.into_parts().ok_or(Error::Unsupported(
-            "a NATS conversation over TLS, or one already split, on a switchboard",
-        ))?;
+        let parts = nats
+            .into_parts()
+            .ok_or(Error::Unsupported("a NATS conversation already split"))?;
         let state = nats::NatsConv::new(&parts, self.config.max_message_len, Instant::now());
         let due = state.due();
-        let id = self.add_stream(parts.stream)?;
+        let id = match parts.stream {
+            crate::transport::nats::Carried::Tcp(stream) => self.add_stream(stream)?,
+            #[cfg(feature = "tls")]
+            crate::transport::nats::Carried::Tls(tls) => self.add_tls(tls)?,
+        };
         if let Some(conv) = self.conv_mut(id.0) {
             conv.nats = Some(Box::new(state));
         }
@@ -992,6 +995,11 @@ impl Switchboard {
         let parts = tls
             .into_parts()
             .ok_or(Error::Unsupported("a transport whose socket is shared"))?;
+        self.add_tls(parts)
+    }
+
+    #[cfg(feature = "tls")]
+    fn add_tls(&mut self, parts: crate::transport::tls::TlsParts) -> Result<Id> {
         let crate::transport::tls::TlsParts {
             socket,
             local,

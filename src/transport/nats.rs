@@ -657,10 +657,17 @@ impl Transport for Nats {
     }
 }
 
+/// The connection below, as the switchboard takes it over.
+pub(crate) enum Carried {
+    Tcp(stream::StreamParts),
+    #[cfg(feature = "tls")]
+    Tls(super::tls::TlsParts),
+}
+
 /// The parts the switchboard takes over: a TCP stream whose handshake is
 /// done, and the NATS state.
 pub(crate) struct NatsParts {
-    pub(crate) stream: stream::StreamParts,
+    pub(crate) stream: Carried,
     pub(crate) subject: Arc<str>,
     pub(crate) max: usize,
     pub(crate) ping_interval: Duration,
@@ -834,8 +841,7 @@ impl Nats {
         &self.tx.subject
     }
 
-    /// The parts a switchboard takes over (a plain TCP connection, not yet
-    /// split).
+    /// The parts a switchboard takes over (not split).
     pub(crate) fn into_parts(self) -> Option<NatsParts> {
         let Nats { tx, rx } = self;
         let NatsSender {
@@ -852,22 +858,31 @@ impl Nats {
         let pending = std::mem::take(&mut *lock(&shared.pending));
         let shared = Arc::try_unwrap(shared).ok()?;
         let tx = shared.tx.into_inner().unwrap_or_else(|e| e.into_inner());
-        match (tx, inner) {
+        let stream = match (tx, inner) {
             (InnerTx::Tcp(mut tx), InnerRx::Tcp(rx)) => {
                 if !pending.is_empty() {
                     tx.feed_encoded(pending.len(), |dst| dst.extend_from_slice(&pending))
                         .ok()?;
                 }
-                Some(NatsParts {
-                    stream: stream::into_parts(tx, rx)?,
-                    subject,
-                    max,
-                    ping_interval: config.ping_interval,
-                })
+                Carried::Tcp(stream::into_parts(tx, rx)?)
             }
             #[cfg(feature = "tls")]
-            _ => None,
-        }
+            (InnerTx::Tls(mut tx), InnerRx::Tls(rx)) => {
+                if !pending.is_empty() {
+                    tx.feed_encoded(pending.len(), |dst| dst.extend_from_slice(&pending))
+                        .ok()?;
+                }
+                Carried::Tls(super::tls::into_parts(tx, rx)?)
+            }
+            #[cfg(feature = "tls")]
+            _ => return None,
+        };
+        Some(NatsParts {
+            stream,
+            subject,
+            max,
+            ping_interval: config.ping_interval,
+        })
     }
 }
 

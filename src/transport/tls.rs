@@ -720,7 +720,7 @@ pub(crate) struct TlsParts {
     pub(crate) linger: Duration,
 }
 
-fn into_parts(mut tx: TlsSender, mut rx: TlsReceiver) -> Option<TlsParts> {
+pub(crate) fn into_parts(mut tx: TlsSender, mut rx: TlsReceiver) -> Option<TlsParts> {
     if !Arc::ptr_eq(&tx.link, &rx.link)
         || tx.link.is_down()
         || !lock(&tx.link.writing).pending().is_empty()

@@ -9,15 +9,20 @@
 //!   sockets keep boundaries with a framing ([`codec::Framing`]: a length
 //!   prefix by default, or varint, lines, raw); UDP ([`Udp`],
 //!   [`UdpListener`]) and Unix datagram sockets carry one message per
-//!   datagram; [`Memory`] is an in-process pair for tests. A transport of
-//!   your own is two small impls (see [`transport`]).
+//!   datagram; [`Memory`] is an in-process pair for tests. With their
+//!   features (on by default): TLS (`Tls`, rustls), WebSocket (`Ws`, for
+//!   browsers) and NATS (`Nats`: a subject of a NATS server, to join
+//!   programs across machines). A transport of your own is two small impls
+//!   (see [`transport`]).
 //! * [`Conversation`] is the one API over every transport, written once
 //!   over the halves: send and receive bytes or text, timeouts, batching,
 //!   splitting into halves and putting them back, a graceful close that is
 //!   bounded in time and says whether delivery is confirmed.
 //! * [`connect`] and [`listen`] pick the transport at run time from an
-//!   address such as `tcp://127.0.0.1:8090`, `udp://[::1]:8090` or
-//!   `unix:///tmp/chat.sock`.
+//!   address such as `tcp://127.0.0.1:8090`, `udp://[::1]:8090`,
+//!   `unix:///tmp/chat.sock` or `nats://127.0.0.1:4222/chat.room`.
+//! * [`Switchboard`] serves thousands of conversations, of every transport,
+//!   from one thread.
 //!
 //! ## The wire format (TCP)
 //!

@@ -21,6 +21,8 @@ use crate::Addr;
 /// | `udp://HOST:PORT` | [`Udp`](crate::Udp) |
 /// | `unix:///path` (Unix systems) | `Unix`, a framed stream |
 /// | `unixgram:///path` (Unix systems) | `UnixDatagram` |
+/// | `ws://HOST:PORT[/path]`, `wss://…` (feature `ws`) | `Ws`: WebSocket, one message per WebSocket message |
+/// | `nats://[USER:PASS@]HOST:PORT/SUBJECT[?queue=NAME]` (feature `nats`) | `Nats`: publish to and receive from a subject of a NATS server |
 ///
 /// (`unix` and `unixgram` are the names Go's `net` package gives the two
 /// kinds of Unix sockets.)
@@ -128,6 +130,9 @@ pub fn listen_with(url: &str, config: &Config) -> Result<Listener> {
         }
         #[cfg(not(feature = "ws"))]
         "ws" | "wss" => Err(Error::Unsupported("ws:// without the `ws` feature")),
+        "nats" => Err(Error::Unsupported(
+            "listening on nats:// (a NATS conversation connects to a NATS server: use connect)",
+        )),
         #[cfg(unix)]
         "unix" => Ok(Listener::new(transport::UnixListener::bind_with(
             rest, config,

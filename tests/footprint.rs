@@ -113,6 +113,66 @@ fn idle_conversations_are_small_and_buffers_shrink_back() {
     idle_tls_conversations();
     #[cfg(feature = "ws")]
     idle_ws_conversations();
+    #[cfg(feature = "nats")]
+    idle_nats_conversations();
+}
+
+/// The heap of an idle NATS conversation (blocking, and on a switchboard),
+/// after a message each way through a real nats-server.
+#[cfg(feature = "nats")]
+fn idle_nats_conversations() {
+    use converse::switchboard::{Event, Events, Switchboard};
+    if !common::nats::have_nats_server() {
+        return;
+    }
+    const N: usize = 50;
+    let server = common::nats::NatsServer::start();
+    let config = config();
+    let mut peer = converse::connect_with(&server.url("footprint"), &config).unwrap();
+    let before = heap();
+    let mut convs: Vec<_> = (0..N)
+        .map(|i| converse::connect_with(&server.url(&format!("footprint.{i}")), &config).unwrap())
+        .collect();
+    let mut echo = converse::connect_with(&server.url("footprint.*"), &config).unwrap();
+    for c in &mut convs {
+        c.send("ping").unwrap();
+        let got = echo.recv().unwrap().unwrap();
+        assert_eq!(&got[..], b"ping");
+    }
+    let used = (heap() - before) / N as u64;
+    println!("NATS conversation: {used} bytes idle after publishing");
+    assert!(
+        used <= 32 * 1024,
+        "an idle NATS conversation holds {used} bytes"
+    );
+    drop((convs, echo));
+
+    let mut board = Switchboard::with_config(&config).unwrap();
+    let mut events = Events::new();
+    let before = heap();
+    let ids: Vec<_> = (0..N)
+        .map(|_| board.connect(&server.url("footprint")).unwrap())
+        .collect();
+    peer.send("hello, all").unwrap();
+    let mut heard = 0;
+    let until = std::time::Instant::now() + T;
+    while heard < N {
+        assert!(std::time::Instant::now() < until, "only {heard} heard");
+        board
+            .wait(&mut events, Some(Duration::from_millis(100)))
+            .unwrap();
+        heard += events
+            .drain()
+            .filter(|e| matches!(e, Event::Message { .. }))
+            .count();
+    }
+    let per = (heap() - before) / N as u64;
+    println!("switchboard NATS conversation: {per} bytes idle after a message");
+    assert!(
+        per <= 16 * 1024,
+        "an idle switchboard NATS conversation holds {per} bytes"
+    );
+    drop((ids, board));
 }
 
 /// The heap of an idle WebSocket conversation, after a message each way:

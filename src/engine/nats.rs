@@ -91,10 +91,16 @@ fn number(word: &[u8]) -> Result<u64, NatsFault> {
     Ok(word.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
+/// The arguments of a `MSG`.
+struct MsgArgs<'a> {
+    subject: &'a [u8],
+    sid: u64,
+    reply: Option<&'a [u8]>,
+    size: u64,
+}
+
 /// The arguments of a `MSG`: subject, sid, reply-to, payload length.
-fn msg_args<'a>(
-    mut args: impl Iterator<Item = &'a [u8]>,
-) -> Result<(&'a [u8], u64, Option<&'a [u8]>, u64), NatsFault> {
+fn msg_args<'a>(mut args: impl Iterator<Item = &'a [u8]>) -> Result<MsgArgs<'a>, NatsFault> {
     let bad = NatsFault::Malformed("MSG needs a subject, a sid, an optional reply-to and a size");
     let subject = args.next().ok_or(bad.clone())?;
     let sid = number(args.next().ok_or(bad.clone())?)?;
@@ -106,7 +112,12 @@ fn msg_args<'a>(
     if args.next().is_some() {
         return Err(bad);
     }
-    Ok((subject, sid, reply, size))
+    Ok(MsgArgs {
+        subject,
+        sid,
+        reply,
+        size,
+    })
 }
 
 /// How long the server operation at the front of `buf` is, if it is all
@@ -137,7 +148,7 @@ pub fn cut_op(buf: &[u8], max: usize) -> Result<Cut, NatsFault> {
     let (name, args) = split_op(line);
     match name.as_slice() {
         b"MSG" => {
-            let (_, _, _, size) = msg_args(args)?;
+            let size = msg_args(args)?.size;
             if size > max as u64 {
                 return Err(NatsFault::TooLarge {
                     len: size,
@@ -215,7 +226,12 @@ pub fn parse_op(op: Bytes) -> Result<ServerOp, NatsFault> {
     let (name, mut args) = split_op(line);
     match name.as_slice() {
         b"MSG" => {
-            let (subject, sid, reply, size) = msg_args(args)?;
+            let MsgArgs {
+                subject,
+                sid,
+                reply,
+                size,
+            } = msg_args(args)?;
             let slice = |part: &[u8]| op.slice_ref(part);
             let (subject, reply) = (slice(subject), reply.map(slice));
             let end = after + size as usize;

@@ -560,6 +560,7 @@ enum TimerKind {
     /// A TLS handshake must be over by now.
     Handshake,
     /// A NATS server may need a ping.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     Keepalive,
 }
 
@@ -738,6 +739,9 @@ impl Switchboard {
                 let listener = crate::transport::ws::bind_any(&addrs, scheme == "wss", config)?;
                 self.adopt_ws_listener(listener)
             }
+            "nats" => Err(Error::Unsupported(
+                "listening on nats:// (a NATS conversation connects to a NATS server: use connect)",
+            )),
             _ => Err(addr::unknown_scheme(url, &["tcp", "udp", "unix", "tls", "ws", "wss"]).into()),
         }
     }
@@ -902,9 +906,10 @@ impl Switchboard {
     }
 
     /// Connects to a URL (`tcp://`, `udp://`, `unix://`, `unixgram://`,
-    /// `tls://`) with the switchboard's configuration. The connect itself
-    /// waits (at most the connect timeout, and for TLS the handshake, at
-    /// most the handshake timeout); everything after it does not.
+    /// `tls://`, `nats://`) with the switchboard's configuration. The
+    /// connect itself waits (at most the connect timeout, and for TLS or
+    /// NATS the handshake, at most the handshake timeout); everything
+    /// after it does not.
     pub fn connect(&mut self, url: &str) -> Result<Id> {
         let config = self.config.clone();
         let (scheme, rest) = addr::split_url(url)?;
@@ -933,7 +938,7 @@ impl Switchboard {
             "nats" => self.adopt_nats(crate::Nats::connect(url, &config)?),
             _ => {
                 let err: AddrError =
-                    addr::unknown_scheme(url, &["tcp", "udp", "unix", "unixgram", "tls"]);
+                    addr::unknown_scheme(url, &["tcp", "udp", "unix", "unixgram", "tls", "nats"]);
                 Err(err.into())
             }
         }
@@ -958,9 +963,9 @@ impl Switchboard {
         let state = nats::NatsConv::new(&parts, self.config.max_message_len, Instant::now());
         let due = state.due();
         let id = match parts.stream {
-            crate::transport::nats::Carried::Tcp(stream) => self.add_stream(stream)?,
+            crate::transport::nats::Carried::Tcp(stream) => self.add_stream(*stream)?,
             #[cfg(feature = "tls")]
-            crate::transport::nats::Carried::Tls(tls) => self.add_tls(tls)?,
+            crate::transport::nats::Carried::Tls(tls) => self.add_tls(*tls)?,
         };
         if let Some(conv) = self.conv_mut(id.0) {
             conv.nats = Some(Box::new(state));

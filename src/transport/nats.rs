@@ -659,9 +659,9 @@ impl Transport for Nats {
 
 /// The connection below, as the switchboard takes it over.
 pub(crate) enum Carried {
-    Tcp(stream::StreamParts),
+    Tcp(Box<stream::StreamParts>),
     #[cfg(feature = "tls")]
-    Tls(super::tls::TlsParts),
+    Tls(Box<super::tls::TlsParts>),
 }
 
 /// The parts the switchboard takes over: a TCP stream whose handshake is
@@ -864,7 +864,7 @@ impl Nats {
                     tx.feed_encoded(pending.len(), |dst| dst.extend_from_slice(&pending))
                         .ok()?;
                 }
-                Carried::Tcp(stream::into_parts(tx, rx)?)
+                Carried::Tcp(Box::new(stream::into_parts(tx, rx)?))
             }
             #[cfg(feature = "tls")]
             (InnerTx::Tls(mut tx), InnerRx::Tls(rx)) => {
@@ -872,7 +872,7 @@ impl Nats {
                     tx.feed_encoded(pending.len(), |dst| dst.extend_from_slice(&pending))
                         .ok()?;
                 }
-                Carried::Tls(super::tls::into_parts(tx, rx)?)
+                Carried::Tls(Box::new(super::tls::into_parts(tx, rx)?))
             }
             #[cfg(feature = "tls")]
             _ => return None,

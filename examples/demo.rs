@@ -1,10 +1,10 @@
 //! The one-command tour: `cargo run --example demo`.
 //!
 //! In one process it starts a server on an ephemeral port, holds a short
-//! scripted conversation with it over TCP, then does the same over UDP and
+//! scripted conversation with it over TCP, then does the same over UDP,
 //! over TLS (with a CA and a server certificate made on the spot, the
-//! client verifying the server against that CA), and prints the
-//! transcripts. The script is the tutorial's hello/hi, then what
+//! client verifying the server against that CA), over WebSocket and over
+//! WebSocket in TLS, and prints the transcripts. The script is the tutorial's hello/hi, then what
 //! the tutorial could not do: three messages sent back to back arrive as
 //! three (no "sticky packets"), a 100,000-byte message arrives whole over
 //! TCP and is refused before sending over UDP (over its 65,507-byte limit),
@@ -82,7 +82,7 @@ fn script(url: &str, config: &Config) -> converse::Result<()> {
 }
 
 fn run(transport: &str) -> converse::Result<()> {
-    let (server_config, client_config) = if transport == "tls" {
+    let (server_config, client_config) = if transport == "tls" || transport == "wss" {
         // A CA and a server certificate for localhost, made on the spot.
         let kit = Kit::new("demo-client");
         let server = TlsServer::from_pem(&kit.server.cert_pem, &kit.server.key_pem)?;
@@ -105,14 +105,15 @@ fn run(transport: &str) -> converse::Result<()> {
     server.join().expect("the server thread panicked")
 }
 
-/// A scripted conversation over TCP, UDP and TLS, transcripts printed.
+/// A scripted conversation over TCP, UDP, TLS, WebSocket and WebSocket in
+/// TLS, transcripts printed.
 #[derive(Parser)]
 struct Args {}
 
 fn main() {
     Args::parse();
     main_with(|| {
-        for transport in ["tcp", "udp", "tls"] {
+        for transport in ["tcp", "udp", "tls", "ws", "wss"] {
             run(transport).map_err(|e| Failed::new(transport, e))?;
             say("");
         }

@@ -544,17 +544,22 @@ fn the_demo_prints_both_transcripts_and_exits_0() {
         text.contains("== TLS transcript (tls://127.0.0.1:"),
         "{text}"
     );
-    assert!(text.contains("(server verified: "), "{text}");
-    assert_eq!(text.matches("server > hi").count(), 3, "{text}");
+    assert!(text.contains("== WS transcript (ws://127.0.0.1:"), "{text}");
+    assert!(
+        text.contains("== WSS transcript (wss://127.0.0.1:"),
+        "{text}"
+    );
+    assert_eq!(text.matches("(server verified: ").count(), 2, "{text}");
+    assert_eq!(text.matches("server > hi").count(), 5, "{text}");
     assert_eq!(
         text.matches("server > you said \"two\"").count(),
-        3,
+        5,
         "{text}"
     );
     assert_eq!(
         text.matches("received 100000 bytes in one message").count(),
-        2,
-        "TCP and TLS: {text}"
+        4,
+        "TCP, TLS, WS and WSS: {text}"
     );
     assert!(
         text.contains("received 100000 bytes in one message"),

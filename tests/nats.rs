@@ -648,3 +648,38 @@ fn a_hostile_server_costs_a_switchboard_one_conversation() {
     }
     assert!(board.is_empty());
 }
+
+/// Another client on the same subject: async-nats hears converse, and
+/// converse hears async-nats.
+#[test]
+fn async_nats_and_converse_on_one_subject() {
+    use futures_util::StreamExt;
+    if !have_nats_server() {
+        return;
+    }
+    let server = NatsServer::start();
+    let mut ours = connect(&server.url("mixed"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = format!("nats://127.0.0.1:{}", server.port);
+    rt.block_on(async {
+        let client = tokio::time::timeout(T, async_nats::connect(&addr))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut sub = client.subscribe("mixed").await.unwrap();
+        client.flush().await.unwrap();
+        ours.send("from converse").unwrap();
+        let got = tokio::time::timeout(T, sub.next()).await.unwrap().unwrap();
+        assert_eq!(&got.payload[..], b"from converse");
+        client
+            .publish("mixed", bytes::Bytes::from_static(b"from async-nats"))
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+    });
+    assert_eq!(recv(&mut ours), b"from async-nats");
+}

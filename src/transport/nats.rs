@@ -115,10 +115,12 @@ impl Target {
             None => (None, authority),
         };
         let mut creds = Credentials::default();
+        let decode =
+            |part: &str| percent_decode(part).ok_or_else(|| bad("credentials with a bad %-escape"));
         match userinfo.map(|u| u.split_once(':')) {
             None => {}
-            Some(Some((user, pass))) => creds.user = Some((user.to_string(), pass.to_string())),
-            Some(None) => creds.token = userinfo.map(str::to_string),
+            Some(Some((user, pass))) => creds.user = Some((decode(user)?, decode(pass)?)),
+            Some(None) => creds.token = userinfo.map(decode).transpose()?,
         }
         if !valid_subject(subject, true) {
             return Err(bad(
@@ -148,6 +150,23 @@ impl Target {
     fn publishable(&self) -> bool {
         valid_subject(&self.subject, false)
     }
+}
+
+/// `%XX` escapes decoded (so that a password may hold `@`, `:` or `/`);
+/// `None` for a bad escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            let hex = std::str::from_utf8(&hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 // ---------------------------------------------------------------------------
@@ -629,7 +648,7 @@ fn set_max(shared: &Shared, info: &ServerInfo, config: &Config) {
 /// * **Keepalive.** The server's `PING`s are answered; when the server is
 ///   quiet for [`Config::ping_interval`] the receiving half pings it, and
 ///   two unanswered pings are [`NatsError::Stale`].
-/// * **Credentials** come from the URL (`nats://USER:PASS@HOST:PORT/S` or
+/// * **Credentials** come from the URL, `%`-escaped where needed (`nats://USER:PASS@HOST:PORT/S` or
 ///   `nats://TOKEN@HOST:PORT/S`); a server that requires TLS gets it
 ///   (converse's TLS, verified with [`Config::tls_client`]).
 /// * `?queue=NAME` joins a queue group: each message goes to one member
@@ -931,5 +950,31 @@ fn read_info(socket: &Socket, peer: &Addr, until: Instant) -> Result<ServerInfo>
             Err(fault) => Err(nats_error(peer, NatsError::Protocol(fault.describe()))),
         },
         _ => Err(nats_error(peer, NatsError::NotNats)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_carry_subject_queue_and_escaped_credentials() {
+        let t = Target::parse("nats://me:p%40ss%3Aw%2Frd@127.0.0.1:4222/chat.room?queue=workers")
+            .unwrap();
+        assert_eq!(t.hostport, "127.0.0.1:4222");
+        assert_eq!(t.subject, "chat.room");
+        assert_eq!(t.queue.as_deref(), Some("workers"));
+        assert_eq!(t.creds.user, Some(("me".into(), "p@ss:w/rd".into())));
+        let t = Target::parse("nats://s3cr%65t@[::1]:4222/a.*").unwrap();
+        assert_eq!(t.creds.token.as_deref(), Some("s3cret"));
+        assert!(!t.publishable());
+        for bad in [
+            "nats://me:%4@127.0.0.1:4222/a",
+            "nats://me:%zz@127.0.0.1:4222/a",
+            "nats://@127.0.0.1:4222",
+            "tcp://127.0.0.1:4222/a",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
     }
 }

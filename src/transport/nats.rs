@@ -310,6 +310,12 @@ impl NatsSender {
             Ok(()) if flush => inner!(&mut *tx, t => t.flush()),
             other => other,
         };
+        // A PONG the receiving half left while this call held the lock
+        // goes out now, not with the next call (which may never come).
+        if result.is_ok() && self.shared.has_pending.load(Ordering::Acquire) {
+            let _ = self.shared.write_pending(&mut tx);
+            let _ = inner!(&mut *tx, t => t.flush());
+        }
         result.map_err(|e| self.lost(e))
     }
 
@@ -449,6 +455,9 @@ impl NatsReceiver {
         }
         let started = Instant::now();
         loop {
+            if self.shared.has_pending.load(Ordering::Acquire) {
+                self.shared.flush_pending();
+            }
             let now = Instant::now();
             let user_left = self.timeout.map(|t| t.saturating_sub(now - started));
             if user_left.is_some_and(|l| l.is_zero()) {

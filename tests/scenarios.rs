@@ -525,16 +525,32 @@ fn lent_and_owned_receives_mix(kind: Kind) {
         mut b,
         _guard,
     } = pair(kind, &config());
-    for i in 0..50u32 {
-        a.send(format!("m{i}")).unwrap();
-    }
+    // Small messages, and (where the transport takes them) some larger
+    // than a lending buffer keeps (64 KiB).
+    let big = a.max_message_len() >= 100_000;
+    let message = move |i: u32| -> Vec<u8> {
+        if big && i % 10 == 5 {
+            let mut m = vec![b'x'; 70_000 + i as usize];
+            m[..4].copy_from_slice(&i.to_be_bytes());
+            m
+        } else {
+            format!("m{i}").into_bytes()
+        }
+    };
+    let sender = std::thread::spawn(move || {
+        for i in 0..50u32 {
+            a.send(message(i)).unwrap();
+        }
+        a
+    });
     for i in 0..50u32 {
         if i % 2 == 0 {
-            assert_eq!(b.recv_ref().unwrap().unwrap(), format!("m{i}").as_bytes());
+            assert_eq!(b.recv_ref().unwrap().unwrap(), &message(i)[..]);
         } else {
-            assert_eq!(b.recv().unwrap().unwrap(), format!("m{i}").as_bytes());
+            assert_eq!(b.recv().unwrap().unwrap(), &message(i)[..]);
         }
     }
+    drop(sender.join().unwrap());
 }
 
 macro_rules! over_every_transport {

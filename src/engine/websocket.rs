@@ -239,6 +239,19 @@ pub(crate) enum WsEvent {
     Close { code: Option<u16> },
 }
 
+/// The largest message [`WsReader::frame_lent`] lends from its scratch
+/// buffer (so that the buffer stays small).
+pub(crate) const LEND_MAX: usize = 64 * 1024;
+
+/// What [`WsReader::frame_lent`] found.
+#[derive(Debug)]
+pub(crate) enum Lent {
+    /// A whole message, in the scratch buffer.
+    Message { text: bool },
+    /// Anything else, as [`WsReader::frame_ref`] says it.
+    Other(Option<WsEvent>),
+}
+
 /// A message of fragments under way.
 #[derive(Debug)]
 struct Partial {
@@ -315,6 +328,36 @@ impl WsReader {
         now: impl FnOnce() -> Instant,
     ) -> Result<Option<WsEvent>, ReadFault> {
         self.take(frame, None, now)
+    }
+
+    /// [`frame_ref`](Self::frame_ref), lending what it can: a message in
+    /// one frame of at most [`LEND_MAX`] bytes is unmasked into `scratch`
+    /// ([`Lent::Message`]) instead of a buffer of its own.
+    pub(crate) fn frame_lent(
+        &mut self,
+        frame: &[u8],
+        now: impl FnOnce() -> Instant,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Lent, ReadFault> {
+        let masked = frame.len() >= 2 && frame[1] & 0x80 != 0;
+        if let Ok(Some(header)) = parse_header(frame, masked) {
+            let body = &frame[header.len..];
+            if header.fin
+                && self.partial.is_none()
+                && matches!(header.opcode, OpCode::Text | OpCode::Binary)
+                && body.len() <= LEND_MAX
+            {
+                scratch.clear();
+                scratch.extend_from_slice(body);
+                if let Some(key) = header.mask {
+                    apply_mask(scratch, key, 0);
+                }
+                return Ok(Lent::Message {
+                    text: header.opcode == OpCode::Text,
+                });
+            }
+        }
+        self.take(frame, None, now).map(Lent::Other)
     }
 
     fn take(
@@ -486,6 +529,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn small_messages_are_lent_and_the_rest_is_as_frame_ref_says() {
+        let mut r = WsReader::new(200_000, Duration::from_secs(1));
+        let mut scratch = Vec::new();
+        let f = frame(OpCode::Text, true, b"hello", Some([1, 2, 3, 4]));
+        assert!(matches!(
+            r.frame_lent(&f, Instant::now, &mut scratch),
+            Ok(Lent::Message { text: true })
+        ));
+        assert_eq!(scratch, b"hello");
+        // Large, fragmented and control frames are not lent.
+        let big = vec![7u8; LEND_MAX + 1];
+        let f = frame(OpCode::Binary, true, &big, None);
+        match r.frame_lent(&f, Instant::now, &mut scratch) {
+            Ok(Lent::Other(Some(WsEvent::Message { data, text: false }))) => assert_eq!(data, big),
+            other => panic!("{other:?}"),
+        }
+        let f = frame(OpCode::Binary, false, b"ab", None);
+        assert!(matches!(
+            r.frame_lent(&f, Instant::now, &mut scratch),
+            Ok(Lent::Other(None))
+        ));
+        let f = frame(OpCode::Continuation, true, b"cd", None);
+        match r.frame_lent(&f, Instant::now, &mut scratch) {
+            Ok(Lent::Other(Some(WsEvent::Message { data, .. }))) => assert_eq!(&data[..], b"abcd"),
+            other => panic!("{other:?}"),
+        }
+        let f = frame(OpCode::Ping, true, b"p", None);
+        assert!(matches!(
+            r.frame_lent(&f, Instant::now, &mut scratch),
+            Ok(Lent::Other(Some(WsEvent::Ping(_))))
+        ));
+        // A new message inside a fragmented one is still refused.
+        let f = frame(OpCode::Binary, false, b"ab", None);
+        r.frame_lent(&f, Instant::now, &mut scratch).unwrap();
+        let f = frame(OpCode::Text, true, b"x", None);
+        assert!(r.frame_lent(&f, Instant::now, &mut scratch).is_err());
     }
 
     #[test]

@@ -20,8 +20,8 @@ use crate::addr::{self, Addr};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::engine::websocket::{
-    encode, MaskKeys, OpCode, ReadFault, Role, WsEvent, WsReader, CLOSE_NORMAL, CLOSE_PROTOCOL,
-    CLOSE_TOO_BIG, MAX_HEADER,
+    encode, Lent, MaskKeys, OpCode, ReadFault, Role, WsEvent, WsReader, CLOSE_NORMAL,
+    CLOSE_PROTOCOL, CLOSE_TOO_BIG, MAX_HEADER,
 };
 use crate::error::{Error, Result};
 
@@ -389,6 +389,9 @@ pub struct WsReceiver {
     inner_timeout: Option<Duration>,
     /// Frames come masked (a server's): lend them and copy once.
     lend: bool,
+    /// Where small messages from a client are unmasked to be lent
+    /// (at most `LEND_MAX` bytes).
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for WsReceiver {
@@ -436,7 +439,8 @@ impl WsReceiver {
     fn next_frame(
         &mut self,
         started: Option<Instant>,
-    ) -> Result<Option<std::result::Result<Option<WsEvent>, ReadFault>>> {
+        lent: bool,
+    ) -> Result<Option<std::result::Result<Lent, ReadFault>>> {
         // The clock is read only when something is timed: a read timeout,
         // or a fragmented message under way.
         let wait = if self.timeout.is_some() || self.reader.in_message() {
@@ -467,7 +471,8 @@ impl WsReceiver {
             self.inner_timeout = wait;
         }
         let lend = self.lend;
-        match inner_rx!(&mut self.inner, r => pull(r, &mut self.reader, lend)) {
+        let scratch = (lent && lend).then_some(&mut self.scratch);
+        match inner_rx!(&mut self.inner, r => pull(r, &mut self.reader, lend, scratch)) {
             Err(Error::Timeout) => {
                 if let Err(fault) = self.reader.check_deadline(Instant::now()) {
                     return Err(self.fail(fault));
@@ -486,6 +491,16 @@ impl WsReceiver {
     }
 
     fn recv_message(&mut self) -> Result<Option<Bytes>> {
+        match self.recv_got(false)? {
+            Some(Got::Owned(data)) => Ok(Some(data)),
+            Some(Got::Scratch) => Ok(Some(Bytes::copy_from_slice(&self.scratch))),
+            None => Ok(None),
+        }
+    }
+
+    /// The next message: owned, or (`lent`, from a client) in the scratch
+    /// buffer.
+    fn recv_got(&mut self, lent: bool) -> Result<Option<Got>> {
         if self.closed {
             return Ok(None);
         }
@@ -494,7 +509,7 @@ impl WsReceiver {
         }
         let started = self.timeout.map(|_| Instant::now());
         loop {
-            let event = match self.next_frame(started)? {
+            let event = match self.next_frame(started, lent)? {
                 Some(event) => event,
                 // The stream ended without a close frame: inside a message
                 // that is a cut; between messages, an end all the same.
@@ -506,13 +521,19 @@ impl WsReceiver {
                 None => return Ok(None),
             };
             match event {
-                Ok(None) | Ok(Some(WsEvent::Pong)) => {}
-                Ok(Some(WsEvent::Message { data, text })) => {
+                Ok(Lent::Message { text }) => {
                     self.last_text = text;
-                    return Ok(Some(data));
+                    return Ok(Some(Got::Scratch));
                 }
-                Ok(Some(WsEvent::Ping(payload))) => self.shared.reply(OpCode::Pong, payload),
-                Ok(Some(WsEvent::Close { code })) => {
+                Ok(Lent::Other(None)) | Ok(Lent::Other(Some(WsEvent::Pong))) => {}
+                Ok(Lent::Other(Some(WsEvent::Message { data, text }))) => {
+                    self.last_text = text;
+                    return Ok(Some(Got::Owned(data)));
+                }
+                Ok(Lent::Other(Some(WsEvent::Ping(payload)))) => {
+                    self.shared.reply(OpCode::Pong, payload)
+                }
+                Ok(Lent::Other(Some(WsEvent::Close { code }))) => {
                     self.closed = true;
                     let code = code.unwrap_or(CLOSE_NORMAL);
                     self.shared
@@ -532,19 +553,43 @@ fn pull<R: Receiver>(
     r: &mut R,
     reader: &mut WsReader,
     lend: bool,
-) -> Result<Option<std::result::Result<Option<WsEvent>, ReadFault>>> {
+    scratch: Option<&mut Vec<u8>>,
+) -> Result<Option<std::result::Result<Lent, ReadFault>>> {
     if lend {
         let mut hold = None;
-        Ok(r.recv_ref(&mut hold)?
-            .map(|frame| reader.frame_ref(frame, Instant::now)))
+        Ok(r.recv_ref(&mut hold)?.map(|frame| match scratch {
+            Some(scratch) => reader.frame_lent(frame, Instant::now, scratch),
+            None => reader.frame_ref(frame, Instant::now).map(Lent::Other),
+        }))
     } else {
-        Ok(r.recv()?.map(|frame| reader.frame(frame, Instant::now)))
+        Ok(r.recv()?
+            .map(|frame| reader.frame(frame, Instant::now).map(Lent::Other)))
     }
+}
+
+/// Where [`WsReceiver::recv_got`] put a message.
+enum Got {
+    Owned(Bytes),
+    /// In the receiver's scratch buffer.
+    Scratch,
 }
 
 impl Receiver for WsReceiver {
     fn recv(&mut self) -> Result<Option<Bytes>> {
         self.recv_message()
+    }
+
+    /// Lends a message from a client (masked) out of a scratch buffer it
+    /// is unmasked into, so that small messages cost no allocation.
+    fn recv_ref<'a>(&'a mut self, hold: &'a mut Option<Bytes>) -> Result<Option<&'a [u8]>> {
+        match self.recv_got(true)? {
+            Some(Got::Scratch) => Ok(Some(&self.scratch)),
+            Some(Got::Owned(data)) => {
+                *hold = Some(data);
+                Ok(hold.as_deref())
+            }
+            None => Ok(None),
+        }
     }
 
     /// Reads until the peer's close frame and the end of the stream
@@ -829,6 +874,7 @@ impl Ws {
                 max: config.max_message_len,
                 inner_timeout: config.read_timeout,
                 lend: role == Role::Server,
+                scratch: Vec::new(),
             },
         }
     }

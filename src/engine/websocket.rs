@@ -347,6 +347,10 @@ impl WsReader {
                 && matches!(header.opcode, OpCode::Text | OpCode::Binary)
                 && body.len() <= LEND_MAX
             {
+                // Kept for the next message, but not four times too large.
+                if scratch.capacity() > 4 * body.len().max(4096) {
+                    *scratch = Vec::with_capacity(body.len());
+                }
                 scratch.clear();
                 scratch.extend_from_slice(body);
                 if let Some(key) = header.mask {

@@ -78,6 +78,10 @@ struct Args {
     /// NAME@LABEL (default: this room's first listening address).
     #[arg(long, value_name = "LABEL")]
     relay_label: Option<String>,
+    /// How often this room tells the others who is in it; a room not heard
+    /// for three of these is taken for gone and its members leave.
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "30")]
+    relay_heartbeat: Duration,
 }
 
 fn run(args: &Args) -> Result<(), Failed> {
@@ -128,7 +132,7 @@ fn run(args: &Args) -> Result<(), Failed> {
     let mut room = Room::new(board, Printer::stdout());
     if let Some(url) = &args.relay {
         let label = args.relay_label.clone().or(first).unwrap_or_default();
-        room = room.relay(Relay::new(url, &label));
+        room = room.relay(Relay::new(url, &label).heartbeat(args.relay_heartbeat));
     }
     room.run().at("the room")
 }

@@ -1459,3 +1459,52 @@ fn two_rooms_relaying_through_nats_are_one_room_and_outlive_the_nats_server() {
     alice.close_stdin();
     alice.expect_success();
 }
+
+/// A room whose server stops for good (the process killed, the NATS
+/// server still up) falls silent: after three heartbeats the other rooms
+/// let its members leave.
+#[test]
+fn members_of_a_room_whose_server_died_leave_the_other_rooms() {
+    if !common::nats::have_nats_server() {
+        return;
+    }
+    let nats = common::nats::NatsServer::start();
+    let relay = nats.url("chat.rooms");
+    let start = |label: &str| {
+        Program::start(
+            "chat_room",
+            &[
+                "--listen",
+                "tcp://127.0.0.1:0",
+                "--relay",
+                &relay,
+                "--relay-label",
+                label,
+                "--relay-heartbeat",
+                "1",
+            ],
+        )
+    };
+    let a = start("A");
+    let c = start("C");
+    let tcp_a = format!("tcp://{}", a.listening("tcp"));
+    let tcp_c = format!("tcp://{}", c.listening("tcp"));
+    a.wait_stderr("relay: connected");
+    c.wait_stderr("relay: connected");
+    let mut alice = Program::start("chat_room_client", &["--addr", &tcp_a, "--name", "alice"]);
+    assert_eq!(a.line(), "* alice joined");
+    assert_eq!(c.line(), "* alice@A joined");
+    let carol = Program::start("chat_room_client", &["--addr", &tcp_c, "--name", "carol"]);
+    assert_eq!(c.line(), "* carol joined");
+    assert_eq!(a.line(), "* carol@C joined");
+    assert_eq!(alice.line(), "* carol@C joined");
+
+    // Room C's server goes, and says nothing.
+    drop(c);
+    drop(carol);
+    assert_eq!(a.line(), "* carol@C left");
+    assert_eq!(alice.line(), "* carol@C left");
+    a.wait_stderr("the room at C has not been heard");
+    alice.close_stdin();
+    alice.expect_success();
+}

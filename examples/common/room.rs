@@ -76,8 +76,10 @@ struct Member {
 /// * `M ORIGIN LABEL NAME TEXT`: it said TEXT;
 /// * `S ORIGIN LABEL`: ORIGIN (re)joined the relay: say who is here;
 /// * `W ORIGIN LABEL NAME…`: everyone in the room at ORIGIN now (the
-///   answer to `S`, and said on every (re)connection), so that rooms that
-///   missed joins or leaves while the relay was down catch up.
+///   answer to `S`, said on every (re)connection and every heartbeat), so
+///   that rooms that missed joins or leaves while the relay was down catch
+///   up. A room not heard for three heartbeats is gone (its server
+///   stopped): its members leave.
 ///
 /// ORIGIN is a random id per room process (labels may repeat), LABEL the
 /// name other rooms show after a member's: `alice@LABEL`, so that names
@@ -89,8 +91,18 @@ pub struct Relay {
     id: Option<Id>,
     retry_at: Option<Instant>,
     backoff: Duration,
-    /// Members of other rooms: origin → (label, name → how many).
-    remote: HashMap<String, (String, HashMap<String, usize>)>,
+    heartbeat: Duration,
+    next_beat: Instant,
+    /// The rooms of other servers, by origin.
+    remote: HashMap<String, Remote>,
+}
+
+/// A room on another server, as heard through the relay.
+struct Remote {
+    label: String,
+    /// Its members: name → how many have it.
+    members: HashMap<String, usize>,
+    heard: Instant,
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(250);
@@ -108,7 +120,24 @@ impl Relay {
             id: None,
             retry_at: Some(Instant::now()),
             backoff: FIRST_RETRY,
+            heartbeat: Duration::from_secs(30),
+            next_beat: Instant::now(),
             remote: HashMap::new(),
+        }
+    }
+
+    /// How often this room says who is in it (default 30 s); a room not
+    /// heard for three of these is taken for gone.
+    pub fn heartbeat(mut self, every: Duration) -> Relay {
+        self.heartbeat = every;
+        self
+    }
+
+    /// When the room loop must wake for the relay.
+    fn due(&self) -> Option<Instant> {
+        match self.id {
+            Some(_) => Some(self.next_beat),
+            None => self.retry_at,
         }
     }
 }
@@ -160,10 +189,11 @@ impl Room {
         let mut events = Events::new();
         loop {
             self.connect_relay();
+            self.beat();
             let timeout = self
                 .relay
                 .as_ref()
-                .and_then(|r| r.retry_at)
+                .and_then(Relay::due)
                 .map(|at| at.saturating_duration_since(Instant::now()));
             self.board.wait(&mut events, timeout)?;
             for event in events.drain() {
@@ -196,6 +226,13 @@ impl Room {
                 relay.id = Some(id);
                 relay.retry_at = None;
                 relay.backoff = FIRST_RETRY;
+                // Rooms could not be heard while the relay was down: count
+                // their silence from now.
+                let now = Instant::now();
+                for room in relay.remote.values_mut() {
+                    room.heard = now;
+                }
+                relay.next_beat = now + relay.heartbeat;
                 // Ask the others who is there, and say who is here.
                 let hello = format!("S\t{}\t{}", relay.origin, relay.label);
                 let _ = self.board.send(id, hello);
@@ -209,6 +246,47 @@ impl Room {
                 relay.backoff = (relay.backoff * 2).min(LAST_RETRY);
             }
         }
+    }
+
+    /// The relay's heartbeat: say who is here, and let the rooms not heard
+    /// for three heartbeats go (their members leave).
+    fn beat(&mut self) {
+        let now = Instant::now();
+        let Some(relay) = &mut self.relay else {
+            return;
+        };
+        if relay.id.is_none() || now < relay.next_beat {
+            return;
+        }
+        relay.next_beat = now + relay.heartbeat;
+        let silent = relay.heartbeat * 3;
+        let mut gone: Vec<String> = relay
+            .remote
+            .iter()
+            .filter(|(_, r)| now.duration_since(r.heard) > silent)
+            .map(|(origin, _)| origin.clone())
+            .collect();
+        gone.sort();
+        let mut lines = Vec::new();
+        for origin in gone {
+            if let Some(room) = relay.remote.remove(&origin) {
+                eprintln!(
+                    "relay: the room at {} has not been heard for {silent:?}: its members leave",
+                    room.label
+                );
+                let mut names: Vec<_> = room.members.into_keys().collect();
+                names.sort();
+                lines.extend(
+                    names
+                        .into_iter()
+                        .map(|n| format!("* {n}@{} left", room.label)),
+                );
+            }
+        }
+        for line in lines {
+            self.announce(None, line);
+        }
+        self.publish_who();
     }
 
     /// Publishes who is in this room.
@@ -266,16 +344,18 @@ impl Room {
             return;
         }
         let (origin, label) = (origin.to_owned(), label.to_owned());
-        let room = relay
-            .remote
-            .entry(origin)
-            .or_insert_with(|| (label.clone(), HashMap::new()));
-        room.0 = label.clone();
+        let room = relay.remote.entry(origin).or_insert_with(|| Remote {
+            label: label.clone(),
+            members: HashMap::new(),
+            heard: Instant::now(),
+        });
+        room.label = label.clone();
+        room.heard = Instant::now();
         let mut lines = Vec::new();
         match kind {
             "J" => {
                 let name = fields.next().unwrap_or("").to_owned();
-                let count = room.1.entry(name.clone()).or_insert(0);
+                let count = room.members.entry(name.clone()).or_insert(0);
                 *count += 1;
                 if *count == 1 {
                     lines.push(format!("* {name}@{label} joined"));
@@ -283,10 +363,10 @@ impl Room {
             }
             "L" => {
                 let name = fields.next().unwrap_or("");
-                if let Some(count) = room.1.get_mut(name) {
+                if let Some(count) = room.members.get_mut(name) {
                     *count -= 1;
                     if *count == 0 {
-                        room.1.remove(name);
+                        room.members.remove(name);
                         lines.push(format!("* {name}@{label} left"));
                     }
                 }
@@ -304,15 +384,20 @@ impl Room {
                         *now.entry(name.to_owned()).or_insert(0) += 1;
                     }
                 }
-                let mut gone: Vec<&String> =
-                    room.1.keys().filter(|n| !now.contains_key(*n)).collect();
+                let mut gone: Vec<&String> = room
+                    .members
+                    .keys()
+                    .filter(|n| !now.contains_key(*n))
+                    .collect();
                 gone.sort();
-                let mut came: Vec<&String> =
-                    now.keys().filter(|n| !room.1.contains_key(*n)).collect();
+                let mut came: Vec<&String> = now
+                    .keys()
+                    .filter(|n| !room.members.contains_key(*n))
+                    .collect();
                 came.sort();
                 lines.extend(gone.into_iter().map(|n| format!("* {n}@{label} left")));
                 lines.extend(came.into_iter().map(|n| format!("* {n}@{label} joined")));
-                room.1 = now;
+                room.members = now;
             }
             "S" => {
                 // A room (re)joined the relay: say who is here.

@@ -50,6 +50,8 @@
 //! Listeners hand out transports; [`Conversation::new`](crate::Conversation::new)
 //! wraps them.
 
+#[cfg(any(feature = "ws", feature = "nats"))]
+pub(crate) mod below;
 pub(crate) mod datagram;
 pub(crate) mod listener;
 mod memory;
@@ -128,6 +130,17 @@ impl<S: Sender, R: Receiver> Transport for (S, R) {
 /// [`connect`](crate::connect) and [`listen`](crate::listen) hand out, and
 /// what `Conversation` (without a type argument) holds.
 pub type DynTransport = (Box<dyn Sender>, Box<dyn Receiver>);
+
+/// Locks `m`, taking it over from a thread that panicked while holding it:
+/// a panic leaves nothing half-done that matters more than the panic
+/// itself, so the data goes on as it is.
+#[cfg_attr(
+    not(any(feature = "tls", feature = "ws", feature = "nats")),
+    allow(dead_code)
+)]
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Whether a graceful close knows that everything sent reached the peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

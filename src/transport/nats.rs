@@ -7,14 +7,14 @@
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use socket2::Socket;
 
-use super::stream::{self, StreamReceiver, StreamSender};
-use super::{sockopt, Delivery, Receiver, Sender, Stopper, Transport};
+use super::stream;
+use super::{lock, sockopt, Delivery, Receiver, Sender, Stopper, Transport};
 use crate::addr::{self, Addr, AddrError};
 use crate::codec::Codec;
 use crate::config::Config;
@@ -172,39 +172,7 @@ fn percent_decode(s: &str) -> Option<String> {
 // ---------------------------------------------------------------------------
 // The stream below: TCP or TLS.
 
-#[derive(Debug)]
-enum InnerTx {
-    Tcp(StreamSender),
-    #[cfg(feature = "tls")]
-    Tls(super::tls::TlsSender),
-}
-
-#[derive(Debug)]
-enum InnerRx {
-    Tcp(StreamReceiver),
-    #[cfg(feature = "tls")]
-    Tls(super::tls::TlsReceiver),
-}
-
-macro_rules! inner {
-    ($e:expr, $x:ident => $body:expr) => {
-        match $e {
-            InnerTx::Tcp($x) => $body,
-            #[cfg(feature = "tls")]
-            InnerTx::Tls($x) => $body,
-        }
-    };
-}
-
-macro_rules! inner_rx {
-    ($e:expr, $x:ident => $body:expr) => {
-        match $e {
-            InnerRx::Tcp($x) => $body,
-            #[cfg(feature = "tls")]
-            InnerRx::Tls($x) => $body,
-        }
-    };
-}
+use super::below::{inner, inner_rx, InnerRx, InnerTx};
 
 /// What both halves share: the sending side (the receiving half answers
 /// pings and pings an idle server through it), and the limit the server
@@ -222,10 +190,6 @@ struct Shared {
     down: AtomicBool,
     peer: Mutex<Addr>,
     local: Mutex<Addr>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {

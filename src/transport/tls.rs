@@ -11,7 +11,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,7 +21,7 @@ use socket2::Socket;
 use super::listener::StreamListener;
 use super::sockopt;
 use super::timer::{earliest, SockTimer, MIN_WAIT};
-use super::{Delivery, Receiver, Sender, Stopper, Transport};
+use super::{lock, Delivery, Receiver, Sender, Stopper, Transport};
 use crate::addr::{self, Addr};
 use crate::config::{check_timeout, Config};
 use crate::engine::inbound::{Inbound, InboundError, State};
@@ -93,12 +93,6 @@ impl std::fmt::Debug for TlsLink {
             .field("established", &self.established)
             .finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding it leaves nothing half-done that matters more
-    // than the panic itself: go on with the data as it is.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Writes to the socket without waiting (`MSG_DONTWAIT`), for rustls's

@@ -7,15 +7,15 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use socket2::Socket;
 
 use super::listener::StreamListener;
-use super::stream::{self, StreamReceiver, StreamSender};
-use super::{sockopt, Delivery, Receiver, Sender, Stopper, Transport};
+use super::stream;
+use super::{lock, sockopt, Delivery, Receiver, Sender, Stopper, Transport};
 use crate::addr::{self, Addr};
 use crate::codec::Codec;
 use crate::config::Config;
@@ -66,41 +66,7 @@ impl std::fmt::Display for WsError {
 // ---------------------------------------------------------------------------
 // The stream below: TCP or TLS.
 
-/// The sending half of the stream below.
-#[derive(Debug)]
-enum InnerTx {
-    Tcp(StreamSender),
-    #[cfg(feature = "tls")]
-    Tls(super::tls::TlsSender),
-}
-
-/// The receiving half of the stream below.
-#[derive(Debug)]
-enum InnerRx {
-    Tcp(StreamReceiver),
-    #[cfg(feature = "tls")]
-    Tls(super::tls::TlsReceiver),
-}
-
-macro_rules! inner {
-    ($e:expr, $x:ident => $body:expr) => {
-        match $e {
-            InnerTx::Tcp($x) => $body,
-            #[cfg(feature = "tls")]
-            InnerTx::Tls($x) => $body,
-        }
-    };
-}
-
-macro_rules! inner_rx {
-    ($e:expr, $x:ident => $body:expr) => {
-        match $e {
-            InnerRx::Tcp($x) => $body,
-            #[cfg(feature = "tls")]
-            InnerRx::Tls($x) => $body,
-        }
-    };
-}
+use super::below::{inner, inner_rx, InnerRx, InnerTx};
 
 impl InnerRx {
     fn set_codec(&mut self, codec: Codec) {
@@ -165,10 +131,6 @@ struct Shared {
     has_pending: AtomicBool,
     local: Addr,
     peer: Addr,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {

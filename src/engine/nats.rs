@@ -190,6 +190,18 @@ pub struct ServerInfo {
     pub headers: bool,
 }
 
+impl ServerInfo {
+    /// The largest payload to send and to accept: the server's
+    /// `max_payload`, at most `own` (converse's own limit), which is also
+    /// the limit where the server says none.
+    pub fn payload_limit(&self, own: usize) -> usize {
+        match usize::try_from(self.max_payload) {
+            Ok(0) | Err(_) => own,
+            Ok(m) => m.min(own),
+        }
+    }
+}
+
 /// One operation from the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -557,6 +569,17 @@ mod tests {
                 Err(NatsFault::Malformed(_))
             ));
         }
+    }
+
+    #[test]
+    fn the_payload_limit_is_the_servers_at_most_our_own() {
+        let info = |max_payload| ServerInfo {
+            max_payload,
+            ..ServerInfo::default()
+        };
+        assert_eq!(info(1024).payload_limit(4096), 1024);
+        assert_eq!(info(1 << 30).payload_limit(4096), 4096);
+        assert_eq!(info(0).payload_limit(4096), 4096);
     }
 
     #[test]

@@ -104,10 +104,7 @@ impl NatsConv {
                 turn.wrote = true;
             }
             Ok(ServerOp::Info(info)) => {
-                self.max = match usize::try_from(info.max_payload) {
-                    Ok(0) | Err(_) => self.own_max,
-                    Ok(m) => m.min(self.own_max),
-                };
+                self.max = info.payload_limit(self.own_max);
             }
             Ok(ServerOp::Msg { .. } | ServerOp::Pong | ServerOp::Ok) => {}
             Ok(ServerOp::Err(reason)) => {

@@ -591,11 +591,7 @@ impl Receiver for NatsReceiver {
 }
 
 fn set_max(shared: &Shared, info: &ServerInfo, config: &Config) {
-    let max = match usize::try_from(info.max_payload) {
-        Ok(0) => config.max_message_len,
-        Ok(m) => m.min(config.max_message_len),
-        Err(_) => config.max_message_len,
-    };
+    let max = info.payload_limit(config.max_message_len);
     shared.max.store(max, Ordering::Relaxed);
 }
 
@@ -703,10 +699,7 @@ impl Nats {
         let peer = Addr::Nats(addr);
         let socket = sockopt::tcp_connect(addr, config).map_err(|e| Error::from_io(e, &peer))?;
         let info = read_info(&socket, &peer, until)?;
-        let max = match usize::try_from(info.max_payload) {
-            Ok(0) | Err(_) => config.max_message_len,
-            Ok(m) => m.min(config.max_message_len),
-        };
+        let max = info.payload_limit(config.max_message_len);
         let codecs = (
             crate::codec::Framing::Raw.codec(usize::MAX / 2),
             Codec::nats_ops(max),

@@ -399,15 +399,15 @@ impl Events {
         self.list.push_back(event);
     }
 
-    /// Passes the events from `start` on through `f`, which keeps, changes
-    /// or drops each.
+    /// Passes the events from `start` on through `f`, which may change
+    /// each in place, and keeps those it returns `true` for.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
-    fn rewrite_from(&mut self, start: usize, mut f: impl FnMut(Event) -> Option<Event>) {
-        if start >= self.list.len() {
-            return;
-        }
-        let tail: Vec<Event> = self.list.drain(start..).collect();
-        self.list.extend(tail.into_iter().filter_map(&mut f));
+    fn retain_from(&mut self, start: usize, mut f: impl FnMut(&mut Event) -> bool) {
+        let mut at = 0;
+        self.list.retain_mut(|event| {
+            at += 1;
+            at <= start || f(event)
+        });
     }
 }
 
@@ -1228,28 +1228,29 @@ impl Switchboard {
         }
         let limit = conv.limit;
         #[cfg(feature = "nats")]
-        if let (Some(n), Carrier::Stream { out, .. }) = (conv.nats.as_deref(), &mut conv.carrier) {
-            if msg.len() > n.max() {
-                return Err(Error::MessageTooLarge {
-                    len: msg.len() as u64,
-                    max: n.max() as u64,
-                });
+        let nats = conv.nats.as_deref();
+        #[cfg(not(feature = "nats"))]
+        let nats: Option<&std::convert::Infallible> = None;
+        match (&mut conv.carrier, nats) {
+            #[cfg(feature = "nats")]
+            (Carrier::Stream { out, .. }, Some(n)) => {
+                if msg.len() > n.max() {
+                    return Err(Error::MessageTooLarge {
+                        len: msg.len() as u64,
+                        max: n.max() as u64,
+                    });
+                }
+                if !out.is_empty() && out.len() + n.pub_len(msg.len()) > limit {
+                    return Ok(false);
+                }
+                n.queue_message(out, msg);
             }
-            if !out.is_empty() && out.len() + n.pub_len(msg.len()) > limit {
-                return Ok(false);
-            }
-            n.queue_message(out, msg);
-            if !conv.dirty {
-                conv.dirty = true;
-                self.dirty.push(id.0);
-            }
-            self.stats.sent += 1;
-            return Ok(true);
-        }
-        match &mut conv.carrier {
-            Carrier::Stream {
-                out, ws: Some(ws), ..
-            } => {
+            (
+                Carrier::Stream {
+                    out, ws: Some(ws), ..
+                },
+                _,
+            ) => {
                 if msg.len() > ws.max() {
                     return Err(Error::MessageTooLarge {
                         len: msg.len() as u64,
@@ -1261,7 +1262,7 @@ impl Switchboard {
                 }
                 ws.queue_message(out, msg, text);
             }
-            Carrier::Stream { out, .. } => {
+            (Carrier::Stream { out, .. }, _) => {
                 // A frame adds at most 11 bytes: only near the limit is the
                 // exact frame worked out first.
                 if !out.is_empty() && out.len() + msg.len() + 11 > limit {
@@ -1275,7 +1276,7 @@ impl Switchboard {
                 out.push(msg)
                     .map_err(|e| Error::from_frame(e, &conv.peer))?;
             }
-            Carrier::Datagram { out, max, .. } | Carrier::UdpPeer { out, max, .. } => {
+            (Carrier::Datagram { out, max, .. } | Carrier::UdpPeer { out, max, .. }, _) => {
                 if msg.len() > *max {
                     return Err(Error::MessageTooLarge {
                         len: msg.len() as u64,

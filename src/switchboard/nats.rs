@@ -137,11 +137,17 @@ pub(super) fn rewrite(
     now: Instant,
 ) -> Turn {
     let mut turn = Turn::default();
-    events.rewrite_from(first, |event| match event {
-        Event::Message { id: of, message } if of == id => nats
-            .take(message, out, peer, now, &mut turn)
-            .map(|message| Event::Message { id, message }),
-        other => Some(other),
+    events.retain_from(first, |event| match event {
+        Event::Message { id: of, message } if *of == id => {
+            match nats.take(std::mem::take(message), out, peer, now, &mut turn) {
+                Some(payload) => {
+                    *message = payload;
+                    true
+                }
+                None => false,
+            }
+        }
+        _ => true,
     });
     turn
 }

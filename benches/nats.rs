@@ -14,8 +14,10 @@
 #[path = "../examples/common/room.rs"]
 mod room;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+#[allow(dead_code)]
+#[path = "../tests/common/nats_server.rs"]
+mod nats_server;
+
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,58 +25,17 @@ use std::time::{Duration, Instant};
 use converse::{Config, Conversation, Switchboard};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use futures_util::StreamExt;
+use nats_server::NatsServer;
 
-/// A `nats-server` on a free port, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start() -> Option<Server> {
-        let program = ["nats-server", "/usr/sbin/nats-server"]
-            .into_iter()
-            .find(|p| Command::new(p).arg("--version").output().is_ok())?;
-        let mut child = Command::new(program)
-            .args(["-a", "127.0.0.1", "-p", "-1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .ok()?;
-        let stderr = child.stderr.take()?;
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut port = None;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                    port = rest.rsplit(':').next().and_then(|p| p.trim().parse().ok());
-                }
-                if line.contains("Server is ready") {
-                    let _ = tx.send(port);
-                }
-            }
-        });
-        let port = rx.recv_timeout(Duration::from_secs(10)).ok().flatten()?;
-        Some(Server { child, port })
-    }
-
-    fn url(&self, subject: &str) -> String {
-        format!("nats://127.0.0.1:{}/{subject}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `nats-server` on a free port, if this machine has one.
+fn server() -> Option<NatsServer> {
+    nats_server::program().map(|_| NatsServer::start())
 }
 
 const SIZES: [usize; 2] = [64, 16 * 1024];
 
 fn pubsub(c: &mut Criterion) {
-    let Some(server) = Server::start() else {
+    let Some(server) = server() else {
         eprintln!("nats_pubsub: skipped, nats-server is not installed");
         return;
     };
@@ -193,57 +154,50 @@ fn read_until(c: &mut Conversation, line: &str) {
     while c.recv_text().unwrap().unwrap() != line {}
 }
 
+/// The one-way time of a line from alice (in room `from`) to bob (in room
+/// `to`), who hears it as `heard`; `bob_as`: how alice hears bob join.
+fn line_latency(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    (from, to): (&str, &str),
+    (bob_as, alice_as): (&str, &str),
+) {
+    let mut alice = member(from, "alice");
+    let mut bob = member(to, "bob");
+    read_until(&mut alice, &format!("* {bob_as} joined"));
+    alice.send("warm").unwrap();
+    read_until(&mut bob, &format!("{alice_as}: warm"));
+    let heard = format!("{alice_as}: ping");
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let started = Instant::now();
+                alice.send("ping").unwrap();
+                let line = bob.recv_ref().unwrap().unwrap();
+                total += started.elapsed();
+                assert_eq!(line, heard.as_bytes());
+            }
+            total
+        })
+    });
+}
+
 fn fanout(c: &mut Criterion) {
-    let Some(server) = Server::start() else {
+    let Some(server) = server() else {
         eprintln!("nats_fanout: skipped, nats-server is not installed");
         return;
     };
     let mut group = c.benchmark_group("nats_fanout");
     group.measurement_time(Duration::from_secs(4));
-
     // One room: alice and bob on the same server.
     let one = room(None);
-    let mut alice = member(&one, "alice");
-    let mut bob = member(&one, "bob");
-    read_until(&mut alice, "* bob joined");
-    alice.send("warm").unwrap();
-    read_until(&mut bob, "alice: warm");
-    group.bench_function("one_room", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let started = Instant::now();
-                alice.send("ping").unwrap();
-                let line = bob.recv_ref().unwrap().unwrap();
-                total += started.elapsed();
-                assert_eq!(line, b"alice: ping");
-            }
-            total
-        })
-    });
-
+    line_latency(&mut group, "one_room", (&one, &one), ("bob", "alice"));
     // Two rooms on two servers, one subject: alice on A, bob on B.
     let relay = server.url("bench.rooms");
     let a = room(Some((relay.clone(), "A")));
-    let b_url = room(Some((relay, "B")));
-    let mut alice = member(&a, "alice");
-    let mut bob = member(&b_url, "bob");
-    read_until(&mut alice, "* bob@B joined");
-    alice.send("warm").unwrap();
-    read_until(&mut bob, "alice@A: warm");
-    group.bench_function("two_rooms", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let started = Instant::now();
-                alice.send("ping").unwrap();
-                let line = bob.recv_ref().unwrap().unwrap();
-                total += started.elapsed();
-                assert_eq!(line, b"alice@A: ping");
-            }
-            total
-        })
-    });
+    let b = room(Some((relay, "B")));
+    line_latency(&mut group, "two_rooms", (&a, &b), ("bob@B", "alice@A"));
     group.finish();
 }
 

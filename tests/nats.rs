@@ -609,6 +609,52 @@ fn a_server_that_requires_tls_gets_it() {
     }
 }
 
+/// A message that came with the server's first `PONG` (read by the
+/// handshake, before the switchboard took over) is handed out at once,
+/// without waiting for more bytes.
+#[test]
+fn a_message_read_during_the_handshake_is_not_held_back() {
+    let (url, j) = fake(|mut s, mut r| {
+        // In one write, so that the handshake's read takes both.
+        s.write_all(b"PONG\r\nMSG chat 1 5\r\nearly\r\n").unwrap();
+        // Then silence until the client goes.
+        let _ = r.read(&mut [0u8; 16]);
+    });
+    let mut board = Switchboard::with_config(&config()).unwrap();
+    let mut events = Events::new();
+    let id = board.connect(&url).unwrap();
+    assert_eq!(wait_for(&mut board, &mut events, message_for(id)), b"early");
+    drop(board);
+    j.join();
+}
+
+/// A server that says `-ERR` and closes at once: the switchboard reports
+/// the server's reason, as the blocking API does, not a lost connection.
+#[test]
+fn an_err_then_the_end_is_reported_with_the_servers_reason() {
+    let (url, j) = fake(|s, _| {
+        drop(handshake_done(
+            s,
+            b"-ERR 'Maximum Connections Exceeded'\r\n",
+        ));
+    });
+    let mut board = Switchboard::with_config(&config()).unwrap();
+    let mut events = Events::new();
+    let id = board.connect(&url).unwrap();
+    j.join();
+    let end = wait_for(&mut board, &mut events, |event| match event {
+        Event::Ended { id: of, end } if of == id => Some(end),
+        _ => None,
+    });
+    match end {
+        End::Failed(Error::Nats {
+            reason: NatsError::Server(reason),
+            ..
+        }) => assert_eq!(reason, "Maximum Connections Exceeded"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn a_hostile_server_costs_a_switchboard_one_conversation() {
     let hostile: [&[u8]; 4] = [

@@ -1629,7 +1629,12 @@ impl Switchboard {
             } => {
                 let peer = &conv.peer;
                 let mut taken = 0;
-                loop {
+                if ws.is_none() && !closing {
+                    if let Err(e) = take_buffered(inbound, id, events, &mut received) {
+                        outcome = Some(End::Failed(inbound_error(e, peer)));
+                    }
+                }
+                while outcome.is_none() {
                     if taken >= READ_BUDGET || events.full() {
                         more = true;
                         break;
@@ -1817,7 +1822,12 @@ impl Switchboard {
                 socket, inbound, ..
             } => {
                 let mut taken = 0;
-                loop {
+                if !closing {
+                    if let Err(e) = take_buffered(inbound, id, events, &mut received) {
+                        outcome = Some(End::Failed(inbound_error(e, &conv.peer)));
+                    }
+                }
+                while outcome.is_none() {
                     if taken >= READ_BUDGET || events.full() {
                         more = true;
                         break;
@@ -1957,7 +1967,16 @@ impl Switchboard {
                     reason: crate::transport::NatsError::Disconnected,
                 };
                 outcome = match (outcome, turn.failure) {
-                    (None, Some(e)) => Some(End::Failed(e)),
+                    // The server's own reason (`-ERR`), also when it closed
+                    // the connection in the same turn.
+                    (
+                        None
+                        | Some(End::Peer)
+                        | Some(End::Failed(
+                            Error::ConnectionReset { .. } | Error::UnexpectedEof { .. },
+                        )),
+                        Some(e),
+                    ) => Some(End::Failed(e)),
                     // The server's end is not the subject's: the connection is lost.
                     (Some(End::Peer), _) => Some(End::Failed(gone(&conv.peer))),
                     (
@@ -2975,6 +2994,26 @@ fn tls_eof(tls: &TlsState, inbound: &mut Inbound, closing: bool, peer: &Addr) ->
 
 fn token(key: Key) -> Token {
     Token(key.index as usize)
+}
+
+/// Hands out the whole messages an engine already holds: those of a
+/// conversation taken over from the blocking driver with messages read but
+/// not yet received. (After a read every whole message is handed out, so
+/// this finds some only at the first turn.)
+fn take_buffered(
+    inbound: &mut Inbound,
+    id: Id,
+    events: &mut Events,
+    received: &mut u64,
+) -> std::result::Result<(), InboundError> {
+    if inbound.buffered() == 0 || inbound.state() != InState::Open {
+        return Ok(());
+    }
+    while let Some(message) = inbound.next()? {
+        *received += 1;
+        events.push(Event::Message { id, message });
+    }
+    Ok(())
 }
 
 fn inbound_error(e: InboundError, peer: &Addr) -> Error {

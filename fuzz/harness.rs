@@ -28,6 +28,42 @@ fn framing(byte: u8) -> Framing {
     }
 }
 
+/// Decodes a whole stream at once: what came out, and the error it ended
+/// with (none if it ended waiting for more bytes). The reference the
+/// chunked decoding is checked against.
+fn decode_whole<T, E>(
+    stream: &[u8],
+    mut decode: impl FnMut(&mut BytesMut) -> Result<Option<T>, E>,
+) -> (Vec<T>, Option<E>) {
+    let mut buf = BytesMut::from(stream);
+    let mut items = Vec::new();
+    loop {
+        match decode(&mut buf) {
+            Ok(Some(item)) => items.push(item),
+            Ok(None) => return (items, None),
+            Err(e) => return (items, Some(e)),
+        }
+    }
+}
+
+/// The pieces `stream` is fed in: their sizes taken from `sizes` in turn
+/// (0 counts as 1), the whole stream at once if there are none.
+fn pieces<'a>(stream: &'a [u8], sizes: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let (mut at, mut i) = (0, 0);
+    std::iter::from_fn(move || {
+        if at >= stream.len() {
+            return None;
+        }
+        let size = sizes
+            .get(i % sizes.len().max(1))
+            .map_or(stream.len(), |&s| usize::from(s).max(1));
+        i += 1;
+        let piece = &stream[at..at + size.min(stream.len() - at)];
+        at += piece.len();
+        Some(piece)
+    })
+}
+
 /// A decoder fed arbitrary bytes in arbitrary chunks.
 ///
 /// Input: `[framing: u8][max: u16][n: u8][n chunk sizes: u8 each][stream...]`.
@@ -49,31 +85,15 @@ pub fn decode_chunks(data: &[u8]) {
     let max = codec.max_message_len();
 
     // The reference: the whole stream at once.
-    let mut whole = BytesMut::from(stream);
-    let mut expected = Vec::new();
-    let expected_end = loop {
-        match codec.decode(&mut whole) {
-            Ok(Some(m)) => expected.push(m),
-            Ok(None) => break None,
-            Err(e) => break Some(e),
-        }
-    };
+    let (expected, expected_end) = decode_whole(stream, |buf| codec.decode(buf));
 
     // Chunk by chunk, with a fresh codec.
     let mut codec = framing.codec(max);
     let mut buf = BytesMut::new();
     let mut got = Vec::new();
     let mut end = None;
-    let mut at = 0;
-    let mut i = 0;
-    'feed: while at < stream.len() {
-        let size = sizes
-            .get(i % sizes.len().max(1))
-            .map_or(stream.len(), |&s| usize::from(s).max(1));
-        i += 1;
-        let take = size.min(stream.len() - at);
-        buf.extend_from_slice(&stream[at..at + take]);
-        at += take;
+    'feed: for piece in pieces(stream, sizes) {
+        buf.extend_from_slice(piece);
         let cap = buf.capacity();
         loop {
             match codec.decode(&mut buf) {
@@ -252,30 +272,15 @@ pub fn ws_frames(data: &[u8]) {
         }
     };
 
-    let mut whole = BytesMut::from(stream);
     let mut d = decoder();
-    let mut expected = Vec::new();
-    let expected_end = loop {
-        match d.decode(&mut whole) {
-            Ok(Some(item)) => expected.push(item),
-            Ok(None) => break None,
-            Err(e) => break Some(e),
-        }
-    };
+    let (expected, expected_end) = decode_whole(stream, |buf| d.decode(buf));
 
     let mut d = decoder();
     let mut buf = BytesMut::new();
     let mut got = Vec::new();
     let mut end = None;
-    let (mut at, mut i) = (0, 0);
-    'feed: while at < stream.len() {
-        let size = sizes
-            .get(i % sizes.len().max(1))
-            .map_or(stream.len(), |&s| usize::from(s).max(1));
-        i += 1;
-        let take = size.min(stream.len() - at);
-        buf.extend_from_slice(&stream[at..at + take]);
-        at += take;
+    'feed: for piece in pieces(stream, sizes) {
+        buf.extend_from_slice(piece);
         loop {
             match d.decode(&mut buf) {
                 Ok(Some(item)) => {
@@ -347,30 +352,15 @@ pub fn nats_ops(data: &[u8]) {
     let n = usize::from(n).min(rest.len());
     let (sizes, stream) = rest.split_at(n);
 
-    let mut whole = BytesMut::from(stream);
     let mut d = NatsDecoder::new(max);
-    let mut expected = Vec::new();
-    let expected_end = loop {
-        match d.decode(&mut whole) {
-            Ok(Some(op)) => expected.push(op),
-            Ok(None) => break None,
-            Err(e) => break Some(e),
-        }
-    };
+    let (expected, expected_end) = decode_whole(stream, |buf| d.decode(buf));
 
     let mut d = NatsDecoder::new(max);
     let mut buf = BytesMut::new();
     let mut got = Vec::new();
     let mut end = None;
-    let (mut at, mut i) = (0, 0);
-    'feed: while at < stream.len() {
-        let size = sizes
-            .get(i % sizes.len().max(1))
-            .map_or(stream.len(), |&s| usize::from(s).max(1));
-        i += 1;
-        let take = size.min(stream.len() - at);
-        buf.extend_from_slice(&stream[at..at + take]);
-        at += take;
+    'feed: for piece in pieces(stream, sizes) {
+        buf.extend_from_slice(piece);
         loop {
             match d.decode(&mut buf) {
                 Ok(Some(op)) => {
@@ -383,7 +373,7 @@ pub fn nats_ops(data: &[u8]) {
                     // Limits before allocation: waiting, never more than one
                     // whole operation's worth (plus the piece just fed).
                     assert!(
-                        buf.len() <= MAX_CONTROL_LINE + 2 + max + 2 + take,
+                        buf.len() <= MAX_CONTROL_LINE + 2 + max + 2 + piece.len(),
                         "{} bytes held for one operation",
                         buf.len()
                     );

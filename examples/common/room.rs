@@ -115,7 +115,7 @@ impl Relay {
         let origin = format!("{:016x}", random_u64());
         Relay {
             url: url.to_owned(),
-            label: label.replace(['\t', '\n', '\r'], " "),
+            label: field(label),
             origin,
             id: None,
             retry_at: Some(Instant::now()),
@@ -140,6 +140,12 @@ impl Relay {
             None => self.retry_at,
         }
     }
+}
+
+/// `text` as one field of a relay message: tabs and line ends (which
+/// separate fields) become spaces.
+fn field(text: &str) -> String {
+    text.replace(['\t', '\n', '\r'], " ")
 }
 
 /// Enough randomness to tell room processes apart.
@@ -234,8 +240,7 @@ impl Room {
                 }
                 relay.next_beat = now + relay.heartbeat;
                 // Ask the others who is there, and say who is here.
-                let hello = format!("S\t{}\t{}", relay.origin, relay.label);
-                let _ = self.board.send(id, hello);
+                self.send_relay('S', &[]);
                 self.publish_who();
             }
             Err(e) => {
@@ -291,6 +296,27 @@ impl Room {
 
     /// Publishes who is in this room.
     fn publish_who(&mut self) {
+        let names: Vec<String> = self
+            .members
+            .values()
+            .filter_map(|m| m.name.as_deref().map(field))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.send_relay('W', &names);
+    }
+
+    /// Publishes one event of a member of this room to the others.
+    fn publish(&mut self, kind: char, name: &str, text: Option<&str>) {
+        let name = field(name);
+        match text {
+            Some(text) => self.send_relay(kind, &[&name, text]),
+            None => self.send_relay(kind, &[&name]),
+        }
+    }
+
+    /// Sends `KIND ORIGIN LABEL FIELDS…` through the relay; nothing while it
+    /// is down (the other rooms miss it).
+    fn send_relay(&mut self, kind: char, fields: &[&str]) {
         let Some(Relay {
             id: Some(id),
             origin,
@@ -300,31 +326,12 @@ impl Room {
         else {
             return;
         };
-        let mut msg = format!("W\t{origin}\t{label}");
-        for name in self.members.values().filter_map(|m| m.name.as_deref()) {
+        let mut msg = format!("{kind}\t{origin}\t{label}");
+        for f in fields {
             msg.push('\t');
-            msg.push_str(&name.replace(['\t', '\n', '\r'], " "));
+            msg.push_str(f);
         }
         if let Err(e) = self.board.send(*id, msg) {
-            eprintln!("relay: {e}");
-        }
-    }
-
-    /// Publishes one event of a member of this room to the others.
-    fn publish(&mut self, kind: char, name: &str, text: Option<&str>) {
-        let Some(relay) = &self.relay else {
-            return;
-        };
-        let Some(id) = relay.id else {
-            return; // the relay is down: the other rooms miss it
-        };
-        let name = name.replace(['\t', '\n', '\r'], " ");
-        let mut msg = format!("{kind}\t{}\t{}\t{name}", relay.origin, relay.label);
-        if let Some(text) = text {
-            msg.push('\t');
-            msg.push_str(text);
-        }
-        if let Err(e) = self.board.send(id, msg) {
             eprintln!("relay: {e}");
         }
     }

@@ -467,6 +467,14 @@ fn wait_for<R>(
     }
 }
 
+/// Picks the end of conversation `id`.
+fn end_of(id: Id) -> impl FnMut(Event) -> Option<End> {
+    move |event| match event {
+        Event::Ended { id: of, end } if of == id => Some(end),
+        _ => None,
+    }
+}
+
 fn message_for(id: Id) -> impl FnMut(Event) -> Option<Vec<u8>> {
     move |event| match event {
         Event::Message { id: of, message } if of == id => Some(message.to_vec()),
@@ -504,10 +512,7 @@ fn a_switchboard_publishes_and_subscribes_and_hears_the_server_go() {
         other => panic!("{other:?}"),
     }
     drop(server);
-    let end = wait_for(&mut board, &mut events, |event| match event {
-        Event::Ended { id: of, end } if of == id => Some(end),
-        _ => None,
-    });
+    let end = wait_for(&mut board, &mut events, end_of(id));
     assert!(
         matches!(
             end,
@@ -544,10 +549,7 @@ fn a_switchboard_answers_pings_pings_a_quiet_server_and_gives_up_a_dead_one() {
     let mut events = Events::new();
     let id = board.connect(&url).unwrap();
     assert_eq!(wait_for(&mut board, &mut events, message_for(id)), b"hello");
-    let end = wait_for(&mut board, &mut events, |event| match event {
-        Event::Ended { id: of, end } if of == id => Some(end),
-        _ => None,
-    });
+    let end = wait_for(&mut board, &mut events, end_of(id));
     assert!(
         matches!(
             end,
@@ -642,10 +644,7 @@ fn an_err_then_the_end_is_reported_with_the_servers_reason() {
     let mut events = Events::new();
     let id = board.connect(&url).unwrap();
     j.join();
-    let end = wait_for(&mut board, &mut events, |event| match event {
-        Event::Ended { id: of, end } if of == id => Some(end),
-        _ => None,
-    });
+    let end = wait_for(&mut board, &mut events, end_of(id));
     match end {
         End::Failed(Error::Nats {
             reason: NatsError::Server(reason),

@@ -175,89 +175,19 @@ fn idle_nats_conversations() {
     drop((ids, board));
 }
 
-/// The heap of an idle WebSocket conversation, after a message each way:
-/// blocking (each end), and the server's end on a switchboard.
-#[cfg(feature = "ws")]
-fn idle_ws_conversations() {
-    use converse::switchboard::{Event, Events, Switchboard};
-    const N: usize = 100;
-    let config = config().backlog(1024);
-    let listener = converse::listen_with("ws://127.0.0.1:0", &config).unwrap();
-    let url = listener.local_addr().unwrap().to_string();
-    let before = heap();
-    let mut pairs = Vec::new();
-    for _ in 0..N {
-        let client = spawn({
-            let (url, config) = (url.clone(), config.clone());
-            move || converse::connect_with(&url, &config).unwrap()
-        });
-        let s = listener.accept().unwrap();
-        pairs.push((client.join(), s));
-    }
-    for (c, s) in &mut pairs {
-        c.send("ping").unwrap();
-        assert_eq!(s.recv().unwrap().unwrap(), &b"ping"[..]);
-        s.send("pong").unwrap();
-        assert_eq!(c.recv().unwrap().unwrap(), &b"pong"[..]);
-    }
-    let used = (heap() - before) / (2 * N as u64);
-    println!("WebSocket conversation: {used} bytes idle after a message each way");
-    assert!(
-        used <= 32 * 1024,
-        "an idle WebSocket conversation holds {used} bytes"
-    );
-    drop(pairs);
+/// The conversations of each kind measured by [`blocking_heap`] and
+/// [`board_heap`].
+#[cfg(any(feature = "ws", feature = "tls"))]
+const PAIRS_OF_A_KIND: usize = 100;
 
-    let mut board = Switchboard::with_config(&config).unwrap();
-    let l = board.listen("ws://127.0.0.1:0").unwrap();
-    let url = board.listener_addr(l).unwrap().to_string();
-    let mut events = Events::new();
-    let before = heap();
-    let client_config = config.clone();
-    let clients = spawn(move || {
-        (0..N)
-            .map(|_| {
-                let mut c = converse::connect_with(&url, &client_config).unwrap();
-                c.send("hello").unwrap();
-                assert_eq!(c.recv().unwrap().unwrap(), &b"hi"[..]);
-                c
-            })
-            .collect::<Vec<_>>()
-    });
-    let mut answered = 0;
-    while answered < N {
-        board.wait(&mut events, Some(T)).unwrap();
-        for event in events.drain() {
-            if let Event::Message { id, .. } = event {
-                board.send(id, "hi").unwrap();
-                answered += 1;
-            }
-        }
-    }
-    board
-        .wait(&mut events, Some(Duration::from_millis(50)))
-        .unwrap();
-    let clients = clients.join();
-    let total = heap() - before;
-    let per = total.saturating_sub(used * N as u64) / N as u64;
-    println!("switchboard WebSocket conversation: {per} bytes idle (the client's {used} bytes taken out)");
-    assert!(
-        per <= 16 * 1024,
-        "an idle switchboard WebSocket conversation holds {per} bytes"
-    );
-    drop(clients);
-}
-
-/// The heap of an idle TLS conversation, after a message each way:
-/// blocking (each end) and on a switchboard. Most of it is rustls's
-/// session (keys, record buffers).
-#[cfg(feature = "tls")]
-fn idle_tls_conversations() {
-    use converse::switchboard::{Event, Events, Switchboard};
-    const N: usize = 100;
-    let config = tls::config(config()).backlog(1024);
-    // Certificates and configurations are made once, outside the count.
-    let listener = converse::listen_with("tls://127.0.0.1:0", &config).unwrap();
+/// The heap per conversation of blocking pairs over `scheme` (each end
+/// counted): right after connecting (handshakes done), and idle after a
+/// message each way.
+#[cfg(any(feature = "ws", feature = "tls"))]
+fn blocking_heap(scheme: &str, config: &converse::Config) -> (u64, u64) {
+    const N: usize = PAIRS_OF_A_KIND;
+    // Certificates and configurations are made outside the count.
+    let listener = converse::listen_with(&format!("{scheme}://127.0.0.1:0"), config).unwrap();
     let url = listener.local_addr().unwrap().to_string();
     let before = heap();
     let mut pairs = Vec::new();
@@ -278,16 +208,19 @@ fn idle_tls_conversations() {
         assert_eq!(c.recv().unwrap().unwrap(), &b"pong"[..]);
     }
     let used = (heap() - before) / (2 * N as u64);
-    println!("TLS conversation: {fresh} bytes after the handshake, {used} bytes idle after a message each way");
-    assert!(
-        used <= 96 * 1024,
-        "an idle TLS conversation holds {used} bytes"
-    );
-    drop(pairs);
+    (fresh, used)
+}
 
-    // On a switchboard: the session is most of it.
-    let mut board = Switchboard::with_config(&config).unwrap();
-    let l = board.listen("tls://127.0.0.1:0").unwrap();
+/// The heap per conversation of a switchboard serving blocking clients
+/// over `scheme`, idle after a message each way. Both ends are in this
+/// process: each client's share (`client_share`, known from
+/// [`blocking_heap`]) is taken out.
+#[cfg(any(feature = "ws", feature = "tls"))]
+fn board_heap(scheme: &str, config: &converse::Config, client_share: u64) -> u64 {
+    use converse::switchboard::{Event, Events, Switchboard};
+    const N: usize = PAIRS_OF_A_KIND;
+    let mut board = Switchboard::with_config(config).unwrap();
+    let l = board.listen(&format!("{scheme}://127.0.0.1:0")).unwrap();
     let url = board.listener_addr(l).unwrap().to_string();
     let mut events = Events::new();
     let before = heap();
@@ -316,14 +249,48 @@ fn idle_tls_conversations() {
         .wait(&mut events, Some(Duration::from_millis(50)))
         .unwrap();
     let clients = clients.join();
-    // Both ends are in this process: the blocking clients' share is known
-    // from above, so count what the board holds per conversation.
     let total = heap() - before;
-    let per = total.saturating_sub(used * N as u64) / N as u64;
+    let per = total.saturating_sub(client_share * N as u64) / N as u64;
+    drop(clients);
+    per
+}
+
+/// The heap of an idle WebSocket conversation, after a message each way:
+/// blocking (each end), and the server's end on a switchboard.
+#[cfg(feature = "ws")]
+fn idle_ws_conversations() {
+    let config = config().backlog(1024);
+    let (_, used) = blocking_heap("ws", &config);
+    println!("WebSocket conversation: {used} bytes idle after a message each way");
+    assert!(
+        used <= 32 * 1024,
+        "an idle WebSocket conversation holds {used} bytes"
+    );
+    let per = board_heap("ws", &config, used);
+    println!("switchboard WebSocket conversation: {per} bytes idle (the client's {used} bytes taken out)");
+    assert!(
+        per <= 16 * 1024,
+        "an idle switchboard WebSocket conversation holds {per} bytes"
+    );
+}
+
+/// The heap of an idle TLS conversation, after a message each way:
+/// blocking (each end) and on a switchboard. Most of it is rustls's
+/// session (keys, record buffers).
+#[cfg(feature = "tls")]
+fn idle_tls_conversations() {
+    let config = tls::config(config()).backlog(1024);
+    let (fresh, used) = blocking_heap("tls", &config);
+    println!("TLS conversation: {fresh} bytes after the handshake, {used} bytes idle after a message each way");
+    assert!(
+        used <= 96 * 1024,
+        "an idle TLS conversation holds {used} bytes"
+    );
+    // On a switchboard: the session is most of it.
+    let per = board_heap("tls", &config, used);
     println!(
         "switchboard TLS conversation: {per} bytes idle (the client's {used} bytes taken out)"
     );
-    drop(clients);
 }
 
 /// An idle conversation on a switchboard holds no read buffer and no

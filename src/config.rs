@@ -33,6 +33,18 @@ pub(crate) fn check_timeout(
     }
 }
 
+/// Refuses a zero per-message deadline (by `Config` and by every
+/// `set_message_deadline`).
+pub(crate) fn check_deadline(deadline: Duration) -> Result<Duration, ConfigError> {
+    if deadline.is_zero() {
+        return Err(ConfigError {
+            setting: "message_deadline",
+            reason: "a zero deadline would fail every message that arrives in two pieces",
+        });
+    }
+    Ok(deadline)
+}
+
 /// The default per-message deadline: 30 s.
 pub const DEFAULT_MESSAGE_DEADLINE: Duration = Duration::from_secs(30);
 /// The default time a graceful close waits for the peer's end: 5 s.
@@ -358,12 +370,7 @@ impl Config {
         check_timeout("write_timeout", self.write_timeout)?;
         check_timeout("connect_timeout", self.connect_timeout)?;
         check_timeout("accept_timeout", self.accept_timeout)?;
-        if self.message_deadline.is_zero() {
-            return Err(ConfigError {
-                setting: "message_deadline",
-                reason: "a zero deadline would fail every message that arrives in two pieces",
-            });
-        }
+        check_deadline(self.message_deadline)?;
         if self.handshake_timeout.is_zero() {
             return Err(ConfigError {
                 setting: "handshake_timeout",

@@ -1520,14 +1520,8 @@ impl Receiver for TlsReceiver {
     }
 
     fn set_message_deadline(&mut self, deadline: Duration) -> Result<()> {
-        if deadline.is_zero() {
-            return Err(crate::config::ConfigError {
-                setting: "message_deadline",
-                reason: "a zero deadline would fail every message that arrives in two pieces",
-            }
-            .into());
-        }
-        self.inbound.set_deadline(deadline);
+        self.inbound
+            .set_deadline(crate::config::check_deadline(deadline)?);
         Ok(())
     }
 

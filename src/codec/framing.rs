@@ -231,20 +231,6 @@ enum Kind {
         scanned: usize,
     },
     Raw,
-    /// An HTTP request or response head, up to its blank line (the
-    /// WebSocket handshake).
-    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
-    HttpHead,
-    /// Whole WebSocket frames, header included; `masked`: what this
-    /// direction requires.
-    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
-    WsFrame {
-        masked: bool,
-    },
-    /// Whole NATS server operations (control line, and a `MSG`'s payload);
-    /// `max` bounds the payload.
-    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
-    NatsOp,
 }
 
 /// A [`Framing`] with its largest message: pure decoding and encoding.
@@ -266,37 +252,6 @@ pub struct Codec {
 }
 
 impl Codec {
-    /// Cuts an HTTP head (request or response line and headers, through the
-    /// blank line) of at most `max` bytes.
-    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
-    pub(crate) fn http_head(max: usize) -> Codec {
-        Codec {
-            kind: Kind::HttpHead,
-            max,
-        }
-    }
-
-    /// Cuts whole WebSocket frames whose payload is at most `max` bytes;
-    /// `masked`: whether this direction's frames must be masked (from a
-    /// client) or must not be (from a server).
-    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
-    pub(crate) fn ws_frames(max: usize, masked: bool) -> Codec {
-        Codec {
-            kind: Kind::WsFrame { masked },
-            max,
-        }
-    }
-
-    /// Cuts whole NATS server operations whose payload is at most `max`
-    /// bytes (the control line is bounded on its own).
-    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
-    pub(crate) fn nats_ops(max: usize) -> Codec {
-        Codec {
-            kind: Kind::NatsOp,
-            max,
-        }
-    }
-
     /// The largest message.
     pub fn max_message_len(&self) -> usize {
         self.max
@@ -353,70 +308,6 @@ impl Codec {
                     consumed: n,
                 },
             }),
-            Kind::HttpHead => match buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                Some(i) => Ok(Parse::Frame {
-                    start: 0,
-                    end: i + 4,
-                    consumed: i + 4,
-                }),
-                None if buf.len() > max => Err(FrameError::TooLarge {
-                    len: buf.len() as u64,
-                    max: max as u64,
-                }),
-                None => Ok(Parse::Incomplete { needed: 1 }),
-            },
-            Kind::WsFrame { masked } => {
-                use crate::engine::websocket::{parse_header, FrameFault, OpCode};
-                let header = match parse_header(buf, *masked) {
-                    Ok(Some(h)) => h,
-                    Ok(None) => return Ok(Parse::Incomplete { needed: 1 }),
-                    Err(FrameFault::Invalid(why)) => return Err(FrameError::Invalid(why)),
-                    Err(FrameFault::TooLarge { len, max }) => {
-                        return Err(FrameError::TooLarge { len, max })
-                    }
-                };
-                let data = matches!(
-                    header.opcode,
-                    OpCode::Text | OpCode::Binary | OpCode::Continuation
-                );
-                if data && header.payload > max as u64 {
-                    return Err(FrameError::TooLarge {
-                        len: header.payload,
-                        max: max as u64,
-                    });
-                }
-                // Within the limit, so it fits a usize.
-                let total = header.len + header.payload as usize;
-                if buf.len() < total {
-                    return Ok(Parse::Incomplete {
-                        needed: total - buf.len(),
-                    });
-                }
-                Ok(Parse::Frame {
-                    start: 0,
-                    end: total,
-                    consumed: total,
-                })
-            }
-            #[cfg(feature = "nats")]
-            Kind::NatsOp => {
-                use crate::engine::nats::{cut_op, Cut, NatsFault};
-                match cut_op(buf, max) {
-                    Ok(Cut::Whole(n)) => Ok(Parse::Frame {
-                        start: 0,
-                        end: n,
-                        consumed: n,
-                    }),
-                    Ok(Cut::Need(needed)) => Ok(Parse::Incomplete { needed }),
-                    Err(NatsFault::TooLarge { len, max }) => Err(FrameError::TooLarge { len, max }),
-                    Err(NatsFault::LineTooLong) => Err(FrameError::Invalid(
-                        "a NATS control line longer than 4096 bytes",
-                    )),
-                    Err(NatsFault::Malformed(why)) => Err(FrameError::Invalid(why)),
-                }
-            }
-            #[cfg(not(feature = "nats"))]
-            Kind::NatsOp => Err(FrameError::Invalid("NATS without the `nats` feature")),
         }
     }
 
@@ -465,7 +356,7 @@ impl Codec {
             Kind::Raw if msg.is_empty() => Err(FrameError::Invalid(
                 "an empty message cannot be sent without framing (raw): nothing would arrive",
             )),
-            Kind::Raw | Kind::HttpHead | Kind::WsFrame { .. } | Kind::NatsOp => Ok(Prefix::EMPTY),
+            Kind::Raw => Ok(Prefix::EMPTY),
         }
     }
 
@@ -509,7 +400,7 @@ impl Codec {
             },
             Kind::Varint => Framing::Varint,
             Kind::Lines { .. } => Framing::Lines,
-            Kind::Raw | Kind::HttpHead | Kind::WsFrame { .. } | Kind::NatsOp => Framing::Raw,
+            Kind::Raw => Framing::Raw,
         }
     }
 

@@ -4,9 +4,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{take, FrameError, Parse, Prefix};
 
-/// The default largest message: 8 MiB.
-pub const DEFAULT_MAX_MESSAGE_LEN: usize = 8 * 1024 * 1024;
-
 /// Length-prefixed framing, the crate's TCP wire format (by default).
 ///
 /// ```text
@@ -25,7 +22,7 @@ pub const DEFAULT_MAX_MESSAGE_LEN: usize = 8 * 1024 * 1024;
 /// is refused on send, never sent with a truncated length.
 ///
 /// A header that declares more than [`max_message_len`](Self::max_message_len)
-/// (default [`DEFAULT_MAX_MESSAGE_LEN`], 8 MiB) is an error before anything is
+/// (default [`DEFAULT_MAX_MESSAGE_LEN`](Self::DEFAULT_MAX_MESSAGE_LEN), 8 MiB) is an error before anything is
 /// allocated for it; the stream cannot be resynchronised after it.
 ///
 /// ```
@@ -107,10 +104,13 @@ impl Default for LengthDelimited {
 }
 
 impl LengthDelimited {
+    /// The default largest message: 8 MiB.
+    pub const DEFAULT_MAX_MESSAGE_LEN: usize = 8 * 1024 * 1024;
+
     /// The default codec: 4-byte big-endian lengths, at most 8 MiB.
     pub const fn new() -> Self {
         LengthDelimited {
-            max: DEFAULT_MAX_MESSAGE_LEN,
+            max: Self::DEFAULT_MAX_MESSAGE_LEN,
             width: Width::U32,
             big_endian: true,
         }
@@ -401,7 +401,7 @@ mod tests {
             c.decode(&mut buf),
             Err(FrameError::TooLarge {
                 len: u64::from(u32::MAX),
-                max: DEFAULT_MAX_MESSAGE_LEN as u64
+                max: LengthDelimited::DEFAULT_MAX_MESSAGE_LEN as u64
             })
         );
         assert_eq!(buf.capacity(), cap, "the decoder reserved memory");
@@ -440,13 +440,16 @@ mod tests {
         assert_eq!(be1.max_message_len(), 255);
         assert_eq!(&be1.header(7).unwrap()[..], &[7]);
         let be8 = LengthDelimited::new().with_width(Width::U64);
-        assert_eq!(be8.max_message_len(), DEFAULT_MAX_MESSAGE_LEN);
+        assert_eq!(
+            be8.max_message_len(),
+            LengthDelimited::DEFAULT_MAX_MESSAGE_LEN
+        );
         assert_eq!(&be8.header(0x0102).unwrap()[..], &[0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(
             be8.parse(&[0xff; 8]),
             Err(FrameError::TooLarge {
                 len: u64::MAX,
-                max: DEFAULT_MAX_MESSAGE_LEN as u64
+                max: LengthDelimited::DEFAULT_MAX_MESSAGE_LEN as u64
             })
         );
         let le8 = LengthDelimited::new()

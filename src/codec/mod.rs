@@ -13,18 +13,15 @@
 //! The errors of this module are its own: [`FrameError`] for bytes that
 //! break the framing, [`ParseFramingError`] for a framing name that is not
 //! one. The crate's [`Error`](crate::Error) converts from both.
+//!
+//! The WebSocket and NATS codecs are in their protocols' modules
+//! (`converse::ws`, `converse::nats`).
 
 mod framing;
 mod length;
-#[cfg(feature = "nats")]
-#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
-pub mod nats;
-#[cfg(feature = "ws")]
-#[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
-pub mod ws;
 
 pub use framing::{Codec, Framing, ParseFramingError, Prefix};
-pub use length::{LengthDelimited, Width, DEFAULT_MAX_MESSAGE_LEN};
+pub use length::{LengthDelimited, Width};
 
 use bytes::{Buf, Bytes, BytesMut};
 

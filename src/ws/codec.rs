@@ -1,21 +1,24 @@
-//! WebSocket frames as a pure codec (feature `ws`): the engine that
-//! converse's `ws://` conversations run, for a program that does its own
-//! I/O. Bytes in, messages out; messages in, frames out. Every header is
-//! checked before anything is allocated; fragments are joined (their total
-//! bounded by the same limit); control frames are handed out as they come.
+//! WebSocket frames as a pure codec, for a program that does its own I/O:
+//! the same frames and messages converse's `ws://` conversations run. Bytes in,
+//! messages out; messages in, frames out. Every header is checked before
+//! anything is allocated; fragments are joined (their total bounded by the
+//! same limit); text must be UTF-8; control frames are handed out as they
+//! come.
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Codec, FrameError, Parse};
-use crate::engine::websocket::{self, FrameFault, MaskKeys, OpCode, ReadFault, WsEvent, WsReader};
+use super::frames::{self, cut_frame, FrameFault, OpCode};
+use super::reader::{ReadFault, WsEvent, WsReader};
+use crate::codec::{FrameError, Parse};
 
 /// What a [`WsDecoder`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WsItem {
-    /// A whole message, from a text frame (`text`) or a binary one.
+    /// A whole message, from a text frame (`text`, then UTF-8) or a binary
+    /// one.
     Message {
-        /// Its bytes (a text message's are meant to be UTF-8).
+        /// Its bytes.
         data: Bytes,
         /// Whether it came in a text frame.
         text: bool,
@@ -32,10 +35,10 @@ pub enum WsItem {
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use converse::codec::ws::{WsDecoder, WsEncoder, WsItem};
+/// use converse::ws::{WsDecoder, WsEncoder, WsItem};
 ///
 /// let mut wire = BytesMut::new();
-/// let mut client = WsEncoder::client(0x1234_5678);
+/// let mut client = WsEncoder::client();
 /// client.text("hello", &mut wire);
 /// let mut server = WsDecoder::server(1024);
 /// match server.decode(&mut wire)? {
@@ -46,7 +49,8 @@ pub enum WsItem {
 /// ```
 #[derive(Debug)]
 pub struct WsDecoder {
-    codec: Codec,
+    masked: bool,
+    max: usize,
     reader: WsReader,
 }
 
@@ -64,18 +68,20 @@ impl WsDecoder {
 
     fn new(max: usize, masked: bool) -> WsDecoder {
         WsDecoder {
-            codec: Codec::ws_frames(max, masked),
-            // Time is the driver's business: no deadline here.
+            masked,
+            max,
+            // Time is the caller's business: no deadline here.
             reader: WsReader::new(max, std::time::Duration::from_secs(365 * 24 * 3600)),
         }
     }
 
     /// The next item at the front of `buf` (what it used is taken out);
     /// `Ok(None)`: more bytes are needed. An error means the connection
-    /// must be failed (close status 1002, or 1009 for `TooLarge`).
+    /// must be failed: close status 1009 for [`FrameError::TooLarge`],
+    /// 1007 for text that is not UTF-8, 1002 for the rest.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<WsItem>, FrameError> {
         loop {
-            let consumed = match self.codec.parse(buf)? {
+            let consumed = match cut_frame(buf, self.masked, self.max).map_err(fault)? {
                 Parse::Incomplete { .. } => return Ok(None),
                 Parse::Frame { consumed, .. } => consumed,
             };
@@ -88,42 +94,46 @@ impl WsDecoder {
                 Ok(Some(WsEvent::Ping(payload))) => return Ok(Some(WsItem::Ping(payload))),
                 Ok(Some(WsEvent::Pong)) => return Ok(Some(WsItem::Pong)),
                 Ok(Some(WsEvent::Close { code })) => return Ok(Some(WsItem::Close(code))),
-                Err(ReadFault::Frame(FrameFault::Invalid(why))) => {
-                    return Err(FrameError::Invalid(why))
+                Err(ReadFault::Frame(f)) => return Err(fault(f)),
+                Err(ReadFault::NotUtf8) => {
+                    return Err(FrameError::Invalid("a text message that is not UTF-8"))
                 }
-                Err(ReadFault::Frame(FrameFault::TooLarge { len, max })) => {
-                    return Err(FrameError::TooLarge { len, max })
+                Err(ReadFault::Deadline(_)) => {
+                    return Err(FrameError::Invalid("a message that missed its deadline"))
                 }
-                Err(ReadFault::Deadline(_)) => unreachable!("no deadline"),
             }
         }
     }
 }
 
-/// Encodes frames: a client's are masked (with keys from a generator seeded
-/// by `seed`), a server's are not.
+fn fault(f: FrameFault) -> FrameError {
+    match f {
+        FrameFault::Invalid(why) => FrameError::Invalid(why),
+        FrameFault::TooLarge { len, max } => FrameError::TooLarge { len, max },
+    }
+}
+
+/// Encodes frames: a client's are masked, with keys from the operating
+/// system's random source (RFC 6455 section 5.3); a server's are not.
 #[derive(Debug)]
 pub struct WsEncoder {
-    keys: Option<MaskKeys>,
+    client: bool,
 }
 
 impl WsEncoder {
-    /// A client's encoder; `seed` should be unpredictable (the masking
-    /// keys derive from it).
-    pub fn client(seed: u128) -> WsEncoder {
-        WsEncoder {
-            keys: Some(MaskKeys::new(seed)),
-        }
+    /// A client's encoder.
+    pub fn client() -> WsEncoder {
+        WsEncoder { client: true }
     }
 
     /// A server's encoder.
     pub fn server() -> WsEncoder {
-        WsEncoder { keys: None }
+        WsEncoder { client: false }
     }
 
     fn frame(&mut self, opcode: OpCode, payload: &[u8], dst: &mut BytesMut) {
-        let mask = self.keys.as_mut().map(MaskKeys::next_key);
-        websocket::encode(opcode, payload, mask, dst);
+        let mask = self.client.then(frames::mask_key);
+        frames::encode(opcode, payload, mask, dst);
     }
 
     /// Appends a binary message (one frame).

@@ -20,6 +20,69 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::codec::{cut, Codec, FrameError, Parse};
 
+/// What cuts a stream into its units: messages of a framing, or a protocol
+/// above the stream's own units (an HTTP head, WebSocket frames, NATS
+/// operations), each checked against its limit before anything is kept.
+#[derive(Clone, Debug)]
+pub(crate) enum Cutter {
+    /// Messages of a framing.
+    Framing(Codec),
+    /// An HTTP head, through its blank line (the WebSocket upgrade);
+    /// `scanned`: how much was searched already.
+    #[cfg(feature = "ws")]
+    HttpHead { scanned: usize },
+    /// Whole WebSocket frames whose data payloads are at most `max`;
+    /// `masked`: what this direction requires.
+    #[cfg(feature = "ws")]
+    WsFrames { masked: bool, max: usize },
+    /// Whole NATS server operations whose payloads are at most `max`.
+    #[cfg(feature = "nats")]
+    NatsOps { max: usize },
+}
+
+impl Cutter {
+    #[inline(always)]
+    fn parse(&mut self, buf: &[u8]) -> Result<Parse, FrameError> {
+        match self {
+            Cutter::Framing(codec) => codec.parse(buf),
+            #[cfg(feature = "ws")]
+            Cutter::HttpHead { scanned } => crate::ws::upgrade::cut_head(buf, scanned)
+                .map_err(|_| FrameError::Invalid("an HTTP head over 16 KiB")),
+            #[cfg(feature = "ws")]
+            Cutter::WsFrames { masked, max } => crate::ws::frames::cut_frame(buf, *masked, *max)
+                .map_err(|fault| match fault {
+                    crate::ws::frames::FrameFault::Invalid(why) => FrameError::Invalid(why),
+                    crate::ws::frames::FrameFault::TooLarge { len, max } => {
+                        FrameError::TooLarge { len, max }
+                    }
+                }),
+            #[cfg(feature = "nats")]
+            Cutter::NatsOps { max } => match crate::nats::ops::cut_op(buf, *max) {
+                Ok(crate::nats::ops::Cut::Whole(n)) => Ok(Parse::Frame {
+                    start: 0,
+                    end: n,
+                    consumed: n,
+                }),
+                Ok(crate::nats::ops::Cut::Need(needed)) => Ok(Parse::Incomplete { needed }),
+                Err(fault) => Err(crate::nats::fault(fault)),
+            },
+        }
+    }
+
+    /// The largest unit.
+    fn max(&self) -> usize {
+        match self {
+            Cutter::Framing(codec) => codec.max_message_len(),
+            #[cfg(feature = "ws")]
+            Cutter::HttpHead { .. } => crate::ws::upgrade::MAX_HEAD,
+            #[cfg(feature = "ws")]
+            Cutter::WsFrames { max, .. } => *max,
+            #[cfg(feature = "nats")]
+            Cutter::NatsOps { max } => *max,
+        }
+    }
+}
+
 /// The read buffer of an idle conversation: 8 KiB.
 pub(crate) const INITIAL_READ: usize = 8 * 1024;
 /// How far ahead of the bytes already received the buffer may grow while a
@@ -61,7 +124,7 @@ pub(crate) enum State {
 /// zeroed once per byte of stream rather than once per read.
 #[derive(Debug)]
 pub(crate) struct Inbound {
-    codec: Codec,
+    codec: Cutter,
     buf: BytesMut,
     head: usize,
     filled: usize,
@@ -82,7 +145,7 @@ pub(crate) struct Inbound {
 }
 
 impl Inbound {
-    pub(crate) fn new(codec: Codec, deadline: Duration) -> Inbound {
+    pub(crate) fn new(codec: Cutter, deadline: Duration) -> Inbound {
         Inbound {
             codec,
             buf: BytesMut::new(),
@@ -104,13 +167,13 @@ impl Inbound {
     }
 
     pub(crate) fn max_message_len(&self) -> usize {
-        self.codec.max_message_len()
+        self.codec.max()
     }
 
-    /// Reads with `codec` from now on (a protocol that changes framing
+    /// Cuts with `codec` from now on (a protocol that changes framing
     /// after its handshake); what is buffered stays.
-    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
-    pub(crate) fn set_codec(&mut self, codec: Codec) {
+    #[cfg_attr(not(any(feature = "ws", feature = "nats")), allow(dead_code))]
+    pub(crate) fn set_codec(&mut self, codec: Cutter) {
         self.return_lent();
         self.codec = codec;
         self.needed = 1;
@@ -322,13 +385,22 @@ impl Inbound {
 
     /// Copies `bytes` in, as if read at `now` (for carriers that hand out
     /// bytes rather than read into a buffer).
-    pub(crate) fn extend(&mut self, mut bytes: &[u8], now: Instant) {
-        while !bytes.is_empty() {
-            let space = self.space();
-            let n = space.len().min(bytes.len());
-            space[..n].copy_from_slice(&bytes[..n]);
-            self.filled(n, now);
-            bytes = &bytes[n..];
+    pub(crate) fn extend(&mut self, bytes: &[u8], now: Instant) {
+        if bytes.is_empty() || self.state != State::Open {
+            return;
+        }
+        self.return_lent();
+        // The buffer grows by exactly what came (never by a declared
+        // length), and no scratch space is zeroed first.
+        self.buf.truncate(self.filled);
+        if self.head > 0 && self.buf.capacity() - self.filled < bytes.len() {
+            self.compact();
+        }
+        self.buf.extend_from_slice(bytes);
+        self.filled += bytes.len();
+        self.last_fill = Some(now);
+        if self.started.is_none() {
+            self.started = Some(now);
         }
     }
 
@@ -435,7 +507,7 @@ mod tests {
     const DEADLINE: Duration = Duration::from_secs(30);
 
     fn engine(framing: Framing, max: usize) -> Inbound {
-        Inbound::new(framing.codec(max), DEADLINE)
+        Inbound::new(Cutter::Framing(framing.codec(max)), DEADLINE)
     }
 
     fn frame(msg: &[u8]) -> Vec<u8> {

@@ -1,6 +1,6 @@
-//! The NATS client protocol, pure: where a server operation ends in a
-//! byte stream (limits checked before anything is buffered), what it says,
-//! the bytes of the client's operations, and when to ping the server.
+//! The NATS client protocol's operations, pure: where a server operation
+//! ends in a byte stream (limits checked before anything is buffered),
+//! what it says, and the bytes of the client's operations.
 //!
 //! The server's operations are `INFO {json}`, `MSG <subject> <sid>
 //! [reply-to] <#bytes>` followed by the payload and `\r\n`, `PING`, `PONG`,
@@ -9,8 +9,6 @@
 //! [`MAX_CONTROL_LINE`] bytes (the server's own default), and a payload at
 //! most the limit given: a `MSG` declaring more is refused from its
 //! control line, before a byte of the payload is kept.
-
-use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -120,16 +118,6 @@ fn msg_args<'a>(mut args: impl Iterator<Item = &'a [u8]>) -> Result<MsgArgs<'a>,
     })
 }
 
-/// How long the server operation at the front of `buf` is, if it is all
-/// there: `Ok(Some(len))`; `Ok(None)` while it is incomplete. A payload
-/// over `max` is refused from the control line, before it arrives.
-pub fn op_len(buf: &[u8], max: usize) -> Result<Option<usize>, NatsFault> {
-    Ok(match cut_op(buf, max)? {
-        Cut::Whole(n) => Some(n),
-        Cut::Need(_) => None,
-    })
-}
-
 /// Where the operation at the front of a buffer stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cut {
@@ -140,7 +128,9 @@ pub enum Cut {
     Need(usize),
 }
 
-/// As [`op_len`], saying how much is missing.
+/// How long the server operation at the front of `buf` is, if it is all
+/// there, or how much is missing. A payload over `max` is refused from the
+/// control line, before it arrives.
 pub fn cut_op(buf: &[u8], max: usize) -> Result<Cut, NatsFault> {
     let Some((line, after)) = control_line(buf)? else {
         return Ok(Cut::Need(1));
@@ -229,7 +219,7 @@ pub enum ServerOp {
     Err(String),
 }
 
-/// Reads a whole operation as cut by [`op_len`] (so it is complete and
+/// Reads a whole operation as cut by [`cut_op`] (so it is complete and
 /// within limits). Slices of `op` are returned without copying.
 pub fn parse_op(op: Bytes) -> Result<ServerOp, NatsFault> {
     let Some((line, after)) = control_line(&op)? else {
@@ -399,73 +389,15 @@ pub const PING: &[u8] = b"PING\r\n";
 /// `PONG\r\n`.
 pub const PONG: &[u8] = b"PONG\r\n";
 
-/// Pings left unanswered before the connection is taken for dead.
-pub const MAX_PINGS_OUT: u32 = 2;
-
-/// When to ping the server, and when to give it up: every `interval`
-/// without anything from the server a `PING` goes out; when
-/// [`MAX_PINGS_OUT`] of them are unanswered at the next turn, the
-/// connection is stale.
-#[derive(Clone, Debug)]
-pub struct Keepalive {
-    interval: Duration,
-    next: Instant,
-    out: u32,
-}
-
-/// What [`Keepalive::poll`] says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Beat {
-    /// Nothing to do before this instant.
-    Wait(Instant),
-    /// Send a `PING` now.
-    Ping,
-    /// The server answered none of the pings: the connection is dead.
-    Stale,
-}
-
-impl Keepalive {
-    /// A keepalive starting at `now`.
-    pub fn new(interval: Duration, now: Instant) -> Keepalive {
-        Keepalive {
-            interval,
-            next: now + interval,
-            out: 0,
-        }
-    }
-
-    /// Anything came from the server at `now`: it is alive, and the next
-    /// ping is an interval away.
-    pub fn heard(&mut self, now: Instant) {
-        self.out = 0;
-        self.next = now + self.interval;
-    }
-
-    /// The next instant at which [`poll`](Self::poll) has something to say.
-    pub fn due(&self) -> Instant {
-        self.next
-    }
-
-    /// What to do at `now`.
-    pub fn poll(&mut self, now: Instant) -> Beat {
-        if now < self.next {
-            return Beat::Wait(self.next);
-        }
-        if self.out >= MAX_PINGS_OUT {
-            return Beat::Stale;
-        }
-        self.out += 1;
-        self.next = now + self.interval;
-        Beat::Ping
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn cut(buf: &[u8], max: usize) -> Result<Option<usize>, NatsFault> {
-        op_len(buf, max)
+        Ok(match cut_op(buf, max)? {
+            Cut::Whole(n) => Some(n),
+            Cut::Need(_) => None,
+        })
     }
 
     #[test]
@@ -605,23 +537,5 @@ mod tests {
         }
         assert!(valid_subject("a.*.>", true));
         assert!(!valid_subject("a.b*", true));
-    }
-
-    #[test]
-    fn keepalive_pings_when_quiet_and_gives_up() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs(1);
-        let mut k = Keepalive::new(10 * s, t0);
-        assert_eq!(k.poll(t0 + 9 * s), Beat::Wait(t0 + 10 * s));
-        // Traffic pushes the ping back.
-        k.heard(t0 + 9 * s);
-        assert_eq!(k.poll(t0 + 18 * s), Beat::Wait(t0 + 19 * s));
-        assert_eq!(k.poll(t0 + 19 * s), Beat::Ping);
-        assert_eq!(k.poll(t0 + 20 * s), Beat::Wait(t0 + 29 * s));
-        assert_eq!(k.poll(t0 + 29 * s), Beat::Ping);
-        assert_eq!(k.poll(t0 + 39 * s), Beat::Stale);
-        // A late answer revives it.
-        k.heard(t0 + 39 * s);
-        assert_eq!(k.poll(t0 + 49 * s), Beat::Ping);
     }
 }

@@ -56,14 +56,6 @@ impl Outbound {
         }
     }
 
-    pub(crate) fn max_message_len(&self) -> usize {
-        self.codec.max_message_len()
-    }
-
-    pub(crate) fn limit(&self) -> usize {
-        self.limit
-    }
-
     /// Checks `msg` against the framing and the limit: nothing is queued.
     #[inline]
     pub(crate) fn frame(&self, msg: &[u8]) -> Result<Frame, FrameError> {
@@ -74,13 +66,6 @@ impl Outbound {
             suffix,
             len: prefix.len() + msg.len() + suffix.len(),
         })
-    }
-
-    /// `true` when queueing a frame of `len` bytes would pass the batching
-    /// bound (an empty queue always has room for one frame).
-    #[inline]
-    pub(crate) fn is_full_for(&self, len: usize) -> bool {
-        !self.queue.is_empty() && self.queue.len() + len > self.limit
     }
 
     /// Queues `msg`, framed: taken. On error nothing is queued.
@@ -172,15 +157,108 @@ impl Outbound {
     pub(crate) fn advance(&mut self, n: usize) {
         self.queue.advance(n);
         self.written += n as u64;
-        if self.queue.is_empty() && self.queue.capacity() > 4 * self.limit.max(64 * 1024) {
+        if self.queue.is_empty()
+            && self.queue.capacity() > self.limit.max(64 * 1024).saturating_mul(4)
+        {
             // A burst is over: give its memory back.
             self.queue = BytesMut::new();
         }
     }
 
-    /// Changes the bound (the selector's outbox is its backlog limit).
-    pub(crate) fn set_limit(&mut self, limit: usize) {
-        self.limit = limit;
+    /// Where the queue stands in the stream of every byte ever queued: the
+    /// position of its end.
+    #[inline]
+    pub(crate) fn pushed(&self) -> u64 {
+        self.pushed
+    }
+
+    /// Every byte before this position has been written.
+    #[inline]
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// `n` bytes of a unit that was never queued were written straight to
+    /// the socket (a large message from the caller's slice): the positions
+    /// count them, as if queued and written.
+    pub(crate) fn advanced_outside(&mut self, n: usize) {
+        self.pushed += n as u64;
+        self.written += n as u64;
+    }
+
+    /// Queues bytes that are whole units already (a control frame, a
+    /// protocol's own line): taken.
+    #[cfg_attr(not(any(feature = "ws", feature = "nats")), allow(dead_code))]
+    pub(crate) fn push_raw(&mut self, bytes: &[u8]) -> Mark {
+        self.push_encoded(|dst| dst.extend_from_slice(bytes))
+    }
+
+    /// Moves every byte of `other` (whole units encoded elsewhere) to the
+    /// end of this queue: taken. `other` is left empty.
+    #[cfg_attr(not(any(feature = "ws", feature = "nats")), allow(dead_code))]
+    pub(crate) fn append_bytes(&mut self, other: &mut BytesMut) {
+        let n = other.len() as u64;
+        if self.queue.is_empty() {
+            std::mem::swap(&mut self.queue, other);
+        } else {
+            self.queue.extend_from_slice(other);
+            other.clear();
+        }
+        self.pushed += n;
+    }
+
+    /// Moves what this queue holds (whole units, none of them written) to
+    /// the end of `dst`; the queue is left empty.
+    pub(crate) fn move_into(&mut self, dst: &mut BytesMut) {
+        let n = self.queue.len() as u64;
+        if dst.is_empty() {
+            std::mem::swap(dst, &mut self.queue);
+        } else {
+            dst.extend_from_slice(&self.queue);
+            self.queue.clear();
+        }
+        self.written += n;
+    }
+
+    /// Moves everything `other` holds (whole frames, none of them written)
+    /// to the end of this queue; `other` is left empty. Without copying
+    /// when this queue is empty.
+    pub(crate) fn append(&mut self, other: &mut Outbound) {
+        debug_assert!(other.written == other.pushed - other.queue.len() as u64);
+        let n = other.queue.len() as u64;
+        if n == 0 {
+            return;
+        }
+        if self.queue.is_empty() {
+            std::mem::swap(&mut self.queue, &mut other.queue);
+        } else {
+            self.queue.extend_from_slice(&other.queue);
+            other.queue.clear();
+        }
+        self.pushed += n;
+        other.written += n;
+    }
+
+    /// Takes the bytes to write out of the queue, for a writer that writes
+    /// them while others go on queueing behind them; [`give_back`] returns
+    /// what was not written. Positions count them as queued meanwhile.
+    ///
+    /// [`give_back`]: Self::give_back
+    pub(crate) fn take_pending(&mut self) -> BytesMut {
+        self.queue.split()
+    }
+
+    /// The writer of [`take_pending`](Self::take_pending) wrote `n` bytes
+    /// of `taken`; the rest goes back to the front of the queue.
+    pub(crate) fn give_back(&mut self, mut taken: BytesMut, n: usize) {
+        taken.advance(n);
+        self.written += n as u64;
+        if !taken.is_empty() {
+            // Contiguous with what was queued since (the same buffer), or
+            // copied once if not.
+            taken.unsplit(std::mem::take(&mut self.queue));
+            self.queue = taken;
+        }
     }
 
     /// Gives the queue's memory back when it is empty (an idle conversation
@@ -274,11 +352,51 @@ mod tests {
     }
 
     #[test]
-    fn the_batching_bound_leaves_room_for_one_frame() {
-        let mut o = out(16);
-        assert!(!o.is_full_for(100), "an empty queue takes any one frame");
+    fn a_writer_takes_the_front_and_gives_back_the_rest_in_order() {
+        let mut o = out(1024);
+        queue(&mut o, b"first");
+        let taken = o.take_pending();
+        assert_eq!(taken.len(), 9);
+        // Queued while the writer writes: behind what it took.
+        let second = queue(&mut o, b"second");
+        o.give_back(taken, 4);
+        assert_eq!(o.written(), 4);
+        assert_eq!(&o.pending()[..5], b"first");
+        assert_eq!(o.len(), 5 + 10);
+        assert!(o.untake(second), "the last one, untouched");
+        let taken = o.take_pending();
+        o.give_back(taken, 5);
+        assert!(o.is_empty());
+        assert_eq!((o.pushed(), o.written()), (9, 9));
+    }
+
+    #[test]
+    fn appending_a_staged_queue_moves_whole_frames_without_loss() {
+        let mut wire = out(1024);
+        let mut staged = out(1024);
+        queue(&mut staged, b"a");
+        queue(&mut staged, b"bc");
+        wire.append(&mut staged);
+        assert!(staged.is_empty());
+        assert_eq!(wire.len(), 5 + 6);
+        queue(&mut staged, b"d");
+        wire.advance(2);
+        wire.append(&mut staged);
+        assert_eq!(
+            wire.pending(),
+            &[0, 0, 0, 1, b'a', 0, 0, 0, 2, b'b', b'c', 0, 0, 0, 1, b'd'][2..]
+        );
+        assert_eq!(wire.pushed(), 16);
+        assert_eq!(staged.written(), staged.pushed());
+    }
+
+    #[test]
+    fn the_batching_bound_counts_the_largest_prefix() {
+        let mut o = out(32);
+        assert!(o.has_room_for(21), "21 bytes and a prefix of up to 11");
+        assert!(!o.has_room_for(22));
         queue(&mut o, b"0123456789");
-        assert!(o.is_full_for(4 + 3));
-        assert!(!o.is_full_for(2));
+        assert!(o.has_room_for(7));
+        assert!(!o.has_room_for(8));
     }
 }

@@ -5,7 +5,7 @@
 //! The driver reports each datagram with [`datagram`](Demux::datagram) and
 //! the time it arrived, each datagram a conversation takes out of its queue
 //! with [`taken`](Demux::taken), and asks which peers have gone idle with
-//! [`expire`](Demux::expire). The engine keeps the counts, never the bytes:
+//! [`expire`](Demux::expire). It keeps the counts, never the bytes:
 //! the driver queues them where its conversations wait (a queue per peer for
 //! blocking receives, an event for the selector).
 //!

@@ -1,9 +1,5 @@
-//! TLS settings (feature `tls`): whom a client trusts, what a server
-//! presents, mutual TLS, and the verified identity of the peer.
-//!
-//! rustls does the cryptography, with the ring provider; converse drives it
-//! over its own sockets, in the blocking conversations ([`Tls`](crate::Tls))
-//! and on the switchboard alike.
+//! TLS settings: whom a client trusts, what a server presents, mutual TLS,
+//! and the verified identity of the peer.
 //!
 //! * A client verifies the server's certificate against Mozilla's roots
 //!   ([`TlsClient::new`]) or a CA of your own ([`TlsClient::trusting_ca_pem`]),
@@ -29,14 +25,16 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-use crate::error::{Error, Result};
+use super::CertificateError;
+
+type Result<T, E = CertificateError> = std::result::Result<T, E>;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn bad(what: impl Into<String>, reason: impl fmt::Display) -> Error {
-    Error::InvalidCertificate {
+fn bad(what: impl Into<String>, reason: impl fmt::Display) -> CertificateError {
+    CertificateError {
         what: what.into(),
         reason: reason.to_string(),
     }
@@ -88,8 +86,11 @@ impl fmt::Debug for TlsClient {
 }
 
 impl Default for TlsClient {
+    /// [`TlsClient::new`], made once per process and shared: every
+    /// conversation that trusts the built-in roots shares one store.
     fn default() -> Self {
-        TlsClient::new()
+        static SHARED: std::sync::OnceLock<TlsClient> = std::sync::OnceLock::new();
+        SHARED.get_or_init(TlsClient::new).clone()
     }
 }
 
@@ -124,9 +125,12 @@ impl TlsClient {
     ) -> Result<TlsClient> {
         let chain = certs_pem(chain.as_ref(), "the client certificate")?;
         let key = key_pem(key.as_ref(), "the client key")?;
-        let roots = self.roots.ok_or(Error::Unsupported(
-            "a client certificate on a TLS configuration of your own",
-        ))?;
+        let roots = self.roots.ok_or_else(|| {
+            bad(
+                "the client certificate",
+                "cannot be added to a rustls configuration of your own",
+            )
+        })?;
         TlsClient::with_roots(roots, Some((chain, key)))
     }
 
@@ -252,9 +256,12 @@ impl TlsServer {
     }
 
     fn rebuild(self, auth: ClientAuth) -> Result<TlsServer> {
-        let identity = self.identity.ok_or(Error::Unsupported(
-            "client certificates on a TLS configuration of your own",
-        ))?;
+        let identity = self.identity.ok_or_else(|| {
+            bad(
+                "client certificates",
+                "cannot be required by a rustls configuration of your own",
+            )
+        })?;
         TlsServer::build(identity, auth)
     }
 
@@ -335,125 +342,6 @@ impl PeerIdentity {
         match webpki::EndEntityCert::try_from(&self.certificates[0]) {
             Ok(cert) => cert.verify_is_valid_for_subject_name(&name).is_ok(),
             Err(_) => false,
-        }
-    }
-}
-
-/// Why a TLS conversation failed: one reason, in one line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TlsError {
-    /// The peer's certificate is not signed by a CA this side trusts.
-    UnknownIssuer,
-    /// The server's certificate is not valid for the name connected to.
-    NameMismatch {
-        /// The name (or IP address) connected to.
-        expected: String,
-        /// The names the certificate is valid for.
-        presented: Vec<String>,
-    },
-    /// The peer's certificate has expired.
-    Expired,
-    /// The peer's certificate is not valid yet.
-    NotYetValid,
-    /// Another fault of the peer's certificate (as rustls names it).
-    BadCertificate(String),
-    /// The server requires a client certificate, and the client sent none.
-    NoClientCertificate,
-    /// The peer refused the handshake with a fatal alert (it does not trust
-    /// our certificate, wanted one we did not send …): the alert's name.
-    Refused(String),
-    /// The bytes are not TLS: plaintext, an HTTP request, garbage.
-    NotTls,
-    /// The handshake did not finish within the handshake timeout.
-    HandshakeTimeout,
-    /// The peer closed the connection during the handshake.
-    ClosedDuringHandshake,
-    /// Any other violation of the protocol (as rustls names it).
-    Protocol(String),
-}
-
-impl fmt::Display for TlsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TlsError::UnknownIssuer => {
-                f.write_str("unknown issuer: the certificate is not signed by a CA trusted here")
-            }
-            TlsError::NameMismatch {
-                expected,
-                presented,
-            } => write!(
-                f,
-                "name mismatch: the certificate is not valid for {expected} (it is for {})",
-                if presented.is_empty() {
-                    "no name".to_owned()
-                } else {
-                    presented.join(", ")
-                }
-            ),
-            TlsError::Expired => f.write_str("the certificate has expired"),
-            TlsError::NotYetValid => f.write_str("the certificate is not valid yet"),
-            TlsError::BadCertificate(why) => write!(f, "bad certificate: {why}"),
-            TlsError::NoClientCertificate => {
-                f.write_str("no client certificate: this server requires one")
-            }
-            TlsError::Refused(alert) => write!(f, "the peer refused the handshake: {alert}"),
-            TlsError::NotTls => f.write_str("not TLS: the peer sent plaintext or garbage"),
-            TlsError::HandshakeTimeout => f.write_str("the handshake did not finish in time"),
-            TlsError::ClosedDuringHandshake => {
-                f.write_str("the peer closed the connection during the handshake")
-            }
-            TlsError::Protocol(why) => write!(f, "protocol error: {why}"),
-        }
-    }
-}
-
-impl TlsError {
-    /// The reason rustls gave, as one of these.
-    pub(crate) fn from_rustls(e: &rustls::Error) -> TlsError {
-        use rustls::{AlertDescription, CertificateError, Error as E, InvalidMessage};
-        match e {
-            E::InvalidCertificate(c) => match c {
-                CertificateError::UnknownIssuer => TlsError::UnknownIssuer,
-                CertificateError::NotValidForName => TlsError::NameMismatch {
-                    expected: String::new(),
-                    presented: Vec::new(),
-                },
-                CertificateError::NotValidForNameContext {
-                    expected,
-                    presented,
-                } => TlsError::NameMismatch {
-                    expected: expected.to_str().into_owned(),
-                    presented: presented.clone(),
-                },
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    TlsError::Expired
-                }
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    TlsError::NotYetValid
-                }
-                other => TlsError::BadCertificate(format!("{other:?}")),
-            },
-            E::NoCertificatesPresented => TlsError::NoClientCertificate,
-            E::AlertReceived(alert) => TlsError::Refused(match alert {
-                AlertDescription::CertificateRequired => {
-                    "it requires a client certificate (CertificateRequired)".to_owned()
-                }
-                AlertDescription::UnknownCA => {
-                    "it does not trust our certificate's issuer (UnknownCA)".to_owned()
-                }
-                AlertDescription::BadCertificate => {
-                    "it rejected our certificate (BadCertificate)".to_owned()
-                }
-                AlertDescription::CertificateExpired => {
-                    "our certificate has expired (CertificateExpired)".to_owned()
-                }
-                other => format!("{other:?}"),
-            }),
-            E::InvalidMessage(
-                InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion,
-            ) => TlsError::NotTls,
-            other => TlsError::Protocol(other.to_string()),
         }
     }
 }

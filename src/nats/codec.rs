@@ -1,21 +1,21 @@
-//! The NATS client protocol as a pure codec (feature `nats`): the engine
-//! that converse's `nats://` conversations run, for a program that does its
-//! own I/O. Bytes from the server in, operations out; the client's
-//! operations encoded. A control line is at most [`MAX_CONTROL_LINE`]
+//! The NATS client protocol as a pure codec, for a program that does its
+//! own I/O: the same cutting and parsing converse's `nats://`
+//! conversations run. Bytes from the server in, operations out; the
+//! client's operations encoded. A control line is at most [`MAX_CONTROL_LINE`]
 //! bytes and a payload at most the limit given: a `MSG` declaring more is
 //! refused from its control line, before a byte of its payload is kept.
 
 use bytes::BytesMut;
 
-use super::{Codec, FrameError, Parse};
-use crate::engine::nats::{self, Credentials};
-pub use crate::engine::nats::{ServerInfo, ServerOp, MAX_CONTROL_LINE};
+use super::ops::{self, cut_op, Credentials, Cut, NatsFault};
+use super::ServerOp;
+use crate::codec::FrameError;
 
 /// Decodes what a NATS server sends.
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use converse::codec::nats::{NatsDecoder, ServerOp};
+/// use converse::nats::{NatsDecoder, ServerOp};
 ///
 /// let mut wire = BytesMut::from(&b"PING\r\nMSG chat 1 5\r\nhello\r\n"[..]);
 /// let mut decoder = NatsDecoder::new(1024);
@@ -29,16 +29,14 @@ pub use crate::engine::nats::{ServerInfo, ServerOp, MAX_CONTROL_LINE};
 /// ```
 #[derive(Debug)]
 pub struct NatsDecoder {
-    codec: Codec,
+    max: usize,
 }
 
 impl NatsDecoder {
     /// A decoder of payloads of at most `max_payload` bytes (the server's
     /// `max_payload`, or less).
     pub fn new(max_payload: usize) -> NatsDecoder {
-        NatsDecoder {
-            codec: Codec::nats_ops(max_payload),
-        }
+        NatsDecoder { max: max_payload }
     }
 
     /// The next operation at the front of `buf` (what it used is taken
@@ -47,19 +45,22 @@ impl NatsDecoder {
     /// over the limit, [`FrameError::Invalid`] for anything that is not
     /// the protocol (a control line over 4096 bytes among them).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<ServerOp>, FrameError> {
-        match self.codec.parse(buf)? {
-            Parse::Incomplete { .. } => Ok(None),
-            Parse::Frame { consumed, .. } => {
-                let op = buf.split_to(consumed).freeze();
-                nats::parse_op(op).map(Some).map_err(|fault| match fault {
-                    nats::NatsFault::TooLarge { len, max } => FrameError::TooLarge { len, max },
-                    nats::NatsFault::LineTooLong => {
-                        FrameError::Invalid("a NATS control line longer than 4096 bytes")
-                    }
-                    nats::NatsFault::Malformed(why) => FrameError::Invalid(why),
-                })
+        match cut_op(buf, self.max).map_err(fault)? {
+            Cut::Need(_) => Ok(None),
+            Cut::Whole(n) => {
+                let op = buf.split_to(n).freeze();
+                ops::parse_op(op).map(Some).map_err(fault)
             }
         }
+    }
+}
+
+/// The codec's error for what is wrong with the server's bytes.
+pub(crate) fn fault(fault: NatsFault) -> FrameError {
+    match fault {
+        NatsFault::TooLarge { len, max } => FrameError::TooLarge { len, max },
+        NatsFault::LineTooLong => FrameError::Invalid("a NATS control line longer than 4096 bytes"),
+        NatsFault::Malformed(why) => FrameError::Invalid(why),
     }
 }
 
@@ -70,10 +71,10 @@ impl NatsDecoder {
 /// [`FrameError::Invalid`] for a subject that cannot be published to
 /// (empty, spaces or control characters, wildcards, empty tokens).
 pub fn encode_pub(subject: &str, payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
-    if !nats::valid_subject(subject, false) {
+    if !ops::valid_subject(subject, false) {
         return Err(FrameError::Invalid("not a subject to publish to"));
     }
-    nats::encode_pub(subject, payload, dst);
+    ops::encode_pub(subject, payload, dst);
     Ok(())
 }
 
@@ -88,12 +89,12 @@ pub fn encode_sub(
     sid: u64,
     dst: &mut BytesMut,
 ) -> Result<(), FrameError> {
-    if !nats::valid_subject(subject, true)
-        || queue.is_some_and(|q| !nats::valid_subject(q, false) || q.contains('.'))
+    if !ops::valid_subject(subject, true)
+        || queue.is_some_and(|q| !ops::valid_subject(q, false) || q.contains('.'))
     {
         return Err(FrameError::Invalid("not a subject to subscribe to"));
     }
-    dst.extend_from_slice(&nats::encode_sub(subject, queue, sid));
+    dst.extend_from_slice(&ops::encode_sub(subject, queue, sid));
     Ok(())
 }
 
@@ -111,5 +112,5 @@ pub fn encode_connect(
         user: user.map(|(u, p)| (u.to_owned(), p.to_owned())),
         token: token.map(str::to_owned),
     };
-    dst.extend_from_slice(&nats::encode_connect(&creds, tls, name));
+    dst.extend_from_slice(&ops::encode_connect(&creds, tls, name));
 }

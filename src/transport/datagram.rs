@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use socket2::Socket;
 
 use super::sockopt;
-use super::timer::{earliest, SockTimer, MIN_WAIT};
+use super::sockopt::{earliest, SockTimer, MIN_WAIT};
 use super::{Delivery, Receiver, Sender, Stopper};
 use crate::addr::Addr;
 use crate::config::{check_timeout, Config};

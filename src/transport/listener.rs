@@ -1,6 +1,7 @@
-//! What TCP and Unix stream listeners share: a listening socket whose
-//! `accept` has a timeout, can be stopped from another thread, and skips
-//! connections that died before they were accepted.
+//! What every stream listener shares (TCP, Unix, TLS, WebSocket): a
+//! listening socket whose `accept` has a timeout, can be stopped from
+//! another thread, and skips connections that died before they were
+//! accepted; and what each accepted connection becomes (its recipe).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,9 +10,11 @@ use std::time::Duration;
 
 use socket2::{SockAddr, Socket};
 
+use super::recipe::Recipe;
+use super::stream::{self, StreamReceiver, StreamSender};
 use super::{sockopt, Stopper};
-use crate::addr::Addr;
-use crate::config::check_timeout;
+use crate::addr::{self, Addr};
+use crate::config::{check_timeout, Config};
 use crate::error::{Error, Result};
 
 #[derive(Debug)]
@@ -121,5 +124,77 @@ impl StreamListener {
             shared.stopped.store(true, Ordering::Relaxed);
             sockopt::wake_up(&shared.socket);
         })
+    }
+}
+
+/// A stream listener and what its connections become.
+#[derive(Debug)]
+pub(crate) struct Listening {
+    pub(crate) inner: StreamListener,
+    pub(crate) config: Config,
+    pub(crate) recipe: Recipe,
+}
+
+impl Listening {
+    /// Binds the first of `addrs` that can be bound, for `recipe`.
+    pub(crate) fn bind(
+        addrs: &[std::net::SocketAddr],
+        recipe: Recipe,
+        config: &Config,
+    ) -> Result<Listening> {
+        config.validate()?;
+        let mut last = None;
+        for &at in addrs {
+            match sockopt::tcp_listener(at, config) {
+                Ok(socket) => {
+                    let local = socket
+                        .local_addr()
+                        .ok()
+                        .and_then(|a| a.as_socket())
+                        .map_or(recipe.addr(at), |a| recipe.addr(a));
+                    return Ok(Listening {
+                        inner: StreamListener::new(socket, local, config.accept_timeout),
+                        config: config.clone(),
+                        recipe,
+                    });
+                }
+                Err(e) => last = Some(Error::from_io(e, &recipe.addr(at))),
+            }
+        }
+        Err(last.unwrap_or_else(|| addr::no_address("the listener's address").into()))
+    }
+
+    /// The next connection, its upgrade done if it has one (a WebSocket's:
+    /// bounded by the handshake timeout; a plain HTTP request for the page
+    /// is answered and skipped). A TLS handshake happens in the
+    /// conversation's first use, so a slow peer never holds up `accept`.
+    pub(crate) fn accept(&self) -> Result<(StreamSender, StreamReceiver)> {
+        loop {
+            let (socket, _) = self.inner.accept()?;
+            let (tx, mut rx) = match stream::open(socket, &self.recipe, &self.config) {
+                // Gone between accept and configuring it: skip it.
+                Err(Error::ConnectionReset { .. }) => continue,
+                other => other?,
+            };
+            if self.recipe.upgrades() {
+                match rx.establish(self.config.handshake_timeout) {
+                    Ok(true) => {}
+                    // A page served: not a conversation.
+                    Ok(false) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok((tx, rx));
+        }
+    }
+
+    /// The bound address.
+    pub(crate) fn local_addr(&self) -> Addr {
+        self.inner.local.clone()
+    }
+
+    pub(crate) fn into_parts(self) -> Option<(Socket, Addr, Config, Recipe)> {
+        let (socket, local) = self.inner.into_socket()?;
+        Some((socket, local, self.config, self.recipe))
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::queue::{PopError, PushError, Queue};
+use super::bounded_queue::{PopError, PushError, Queue};
 use super::{Delivery, Receiver, Sender, Stopper, Transport};
 use crate::addr::Addr;
 use crate::config::{check_timeout, Config};

@@ -1,5 +1,5 @@
-//! Transports: carriers paired with engines, as a sending and a receiving
-//! half.
+//! Transports: each a sending and a receiving half, most of them the
+//! blocking driver of a connection over a socket.
 //!
 //! A transport is two halves: a [`Sender`] and a [`Receiver`]
 //! ([`Transport::into_halves`]). [`Conversation`](crate::Conversation) is
@@ -10,7 +10,8 @@
 //! use std::sync::mpsc;
 //! use std::time::{Duration, Instant};
 //! use bytes::Bytes;
-//! use converse::{Addr, Conversation, Receiver, Result, Sender};
+//! use converse::transport::{Receiver, Sender};
+//! use converse::{Addr, Conversation, Result};
 //!
 //! struct Tx(mpsc::Sender<Bytes>);
 //! struct Rx(mpsc::Receiver<Bytes>);
@@ -50,26 +51,24 @@
 //! Listeners hand out transports; [`Conversation::new`](crate::Conversation::new)
 //! wraps them.
 
-#[cfg(any(feature = "ws", feature = "nats"))]
-pub(crate) mod below;
+mod bounded_queue;
 pub(crate) mod datagram;
 pub(crate) mod listener;
 mod memory;
 #[cfg(feature = "nats")]
-pub(crate) mod nats;
-pub(crate) mod queue;
+mod nats;
+pub(crate) mod recipe;
 pub(crate) mod sockopt;
 pub(crate) mod stream;
 pub(crate) mod tcp;
-mod timer;
 #[cfg(feature = "tls")]
-pub(crate) mod tls;
+mod tls;
 pub(crate) mod udp;
-mod udp_listener;
+pub(crate) mod udp_listener;
 #[cfg(unix)]
 pub(crate) mod unix;
 #[cfg(feature = "ws")]
-pub(crate) mod ws;
+mod ws;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,28 +76,28 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::addr::Addr;
-use crate::config::DEFAULT_LINGER;
+use crate::config::Config;
 use crate::error::{Error, Result};
 
+pub use crate::connection::demux::UdpStats;
+pub use crate::connection::Delivery;
 pub use datagram::{DatagramReceiver, DatagramSender};
 pub use memory::{Memory, MemoryReceiver, MemorySender};
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
-pub use nats::{Nats, NatsError, NatsReceiver, NatsSender};
+pub use nats::Nats;
 pub use stream::{StreamReceiver, StreamSender};
 pub use tcp::{Tcp, TcpListener};
 #[cfg(feature = "tls")]
-pub use tls::{Tls, TlsListener, TlsReceiver, TlsSender};
-pub use udp::{Udp, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use tls::{Tls, TlsListener};
+pub use udp::Udp;
 pub use udp_listener::{PeerReceiver, PeerSender, UdpListener, UdpPeer};
 #[cfg(unix)]
-pub use unix::{Unix, UnixDatagram, UnixListener, MAX_UNIX_DATAGRAM};
+pub use unix::{Unix, UnixDatagram, UnixListener};
 #[cfg(feature = "ws")]
-pub use ws::{Ws, WsError, WsListener, WsReceiver, WsSender};
-
-pub use crate::engine::demux::UdpStats;
-
-pub(crate) use udp_listener::bind_any as udp_listener_bind;
+#[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+pub use ws::{Ws, WsListener};
 
 /// A transport: a sending and a receiving half that together carry whole
 /// messages to and from one peer.
@@ -130,36 +129,6 @@ impl<S: Sender, R: Receiver> Transport for (S, R) {
 /// [`connect`](crate::connect) and [`listen`](crate::listen) hand out, and
 /// what `Conversation` (without a type argument) holds.
 pub type DynTransport = (Box<dyn Sender>, Box<dyn Receiver>);
-
-/// Locks `m`, taking it over from a thread that panicked while holding it:
-/// a panic leaves nothing half-done that matters more than the panic
-/// itself, so the data goes on as it is.
-#[cfg_attr(
-    not(any(feature = "tls", feature = "ws", feature = "nats")),
-    allow(dead_code)
-)]
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Whether a graceful close knows that everything sent reached the peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Delivery {
-    /// Everything sent was written, our end was sent after it, and the
-    /// peer then ended its own side cleanly, within the linger time, with no
-    /// reset: the strongest confirmation the socket interface gives. (A TCP
-    /// peer that closes with unread data resets the connection instead,
-    /// which `close` reports as
-    /// [`Error::ConnectionReset`].)
-    Confirmed,
-    /// Everything sent was handed to the system, but this transport cannot
-    /// tell whether it reached the peer: datagrams (UDP and Unix datagram
-    /// sockets have no close to answer), a stream peer that did not end its
-    /// side within the linger time, or a conversation that had already
-    /// failed or been stopped (its error was reported then).
-    Unknown,
-}
 
 /// Stops a blocked operation from another thread: an `accept`, a `recv` or
 /// a `send` waiting on the network returns [`Error::Closed`] at once, and so
@@ -276,7 +245,7 @@ pub trait Sender: Send {
     /// How long closing (or dropping with messages queued) waits for the
     /// peer.
     fn linger(&self) -> Duration {
-        DEFAULT_LINGER
+        Config::DEFAULT_LINGER
     }
 
     /// Sets the linger time.

@@ -37,9 +37,8 @@ pub(crate) const SEND_FLAGS: i32 = libc::MSG_NOSIGNAL;
 )))]
 pub(crate) const SEND_FLAGS: i32 = 0;
 
-/// `MSG_DONTWAIT`: one `send(2)` that does not wait, whatever the socket's
-/// mode.
-#[cfg(all(unix, feature = "tls"))]
+/// `MSG_DONTWAIT`: one `send(2)` or `recv(2)` that does not wait,
+/// whatever the socket's mode.
 pub(crate) const DONTWAIT: i32 = libc::MSG_DONTWAIT;
 
 // ---------------------------------------------------------------------------
@@ -148,10 +147,58 @@ pub(crate) fn send_vectored(socket: &Socket, bufs: &[io::IoSlice<'_>]) -> io::Re
     socket.send_vectored_with_flags(bufs, SEND_FLAGS)
 }
 
+/// A socket as a connection's [`Sink`](crate::connection::link::Sink):
+/// it takes what it can (`now`: without waiting, even on a blocking
+/// socket), several buffers in one system call.
+pub(crate) struct SocketSink<'a> {
+    pub(crate) socket: &'a Socket,
+    pub(crate) now: bool,
+}
+
+impl crate::connection::link::Sink for SocketSink<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let flags = if self.now {
+            SEND_FLAGS | DONTWAIT
+        } else {
+            SEND_FLAGS
+        };
+        self.socket.send_with_flags(bytes, flags)
+    }
+
+    fn put_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let flags = if self.now {
+            SEND_FLAGS | DONTWAIT
+        } else {
+            SEND_FLAGS
+        };
+        self.socket.send_vectored_with_flags(bufs, flags)
+    }
+}
+
 /// Sends as much of `buf` as the socket takes, without `SIGPIPE`.
 #[inline]
 pub(crate) fn send(socket: &Socket, buf: &[u8]) -> io::Result<usize> {
     socket.send_with_flags(buf, SEND_FLAGS)
+}
+
+/// `true` when bytes the application never read wait in the socket's
+/// receive buffer (`MSG_PEEK`, without waiting).
+pub(crate) fn has_unread(socket: &Socket) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    matches!(socket.recv_with_flags(&mut byte, libc::MSG_PEEK | DONTWAIT), Ok(n) if n > 0)
+}
+
+/// The error waiting on the socket (`SO_ERROR`), taken: a reset that came
+/// after the peer's end shows here when reading says only "end". (Linux
+/// records a reset that comes after the peer's end as `EPIPE`: it is the
+/// reset all the same.)
+pub(crate) fn take_error(socket: &Socket) -> Option<io::Error> {
+    let err = socket.take_error().ok().flatten()?;
+    Some(match err.kind() {
+        io::ErrorKind::BrokenPipe => io::Error::from(io::ErrorKind::ConnectionReset),
+        _ => err,
+    })
 }
 
 /// Stops a blocked `accept`, `recv` or `send` on `socket` from another
@@ -281,6 +328,170 @@ pub(crate) fn random_u128() -> u128 {
         out = (out << 64) | u128::from(h.finish());
     }
     out
+}
+
+// ---------------------------------------------------------------------------
+// Socket timeouts, set lazily: `SO_RCVTIMEO` and `SO_SNDTIMEO` are per-call
+// limits, while converse's timeouts bound whole operations, so the blocking
+// drivers set the socket's value to what is left before each call, skipping
+// the system call while the value in force is close enough.
+
+/// One socket timeout (receive or send) and what it is set to.
+#[derive(Debug)]
+pub(crate) struct SockTimer {
+    /// What the socket holds now; `Some(ZERO)` means unknown.
+    current: Option<Duration>,
+}
+
+/// The shortest timeout a socket is given: 1 ms (a zero `SO_RCVTIMEO` means
+/// "never" to the system).
+pub(crate) const MIN_WAIT: Duration = Duration::from_millis(1);
+
+/// The shortest timeout in force that a loose wait for ever keeps: it
+/// wakes the reader at most once a second, to wait again.
+const LOOSE_FOREVER: Duration = Duration::from_secs(1);
+
+impl SockTimer {
+    /// A timer for a socket whose timeout is `current`.
+    pub(crate) fn new(current: Option<Duration>) -> Self {
+        SockTimer { current }
+    }
+
+    /// Forget what the socket holds (something else set it).
+    pub(crate) fn invalidate(&mut self) {
+        self.current = Some(Duration::ZERO);
+    }
+
+    /// Makes the socket's timeout fit a wait of `want` (`None`: block). With
+    /// `exact`, the socket never waits longer than `want` (a user's timeout
+    /// must not be overrun); otherwise up to an eighth longer is good enough
+    /// (a looser limit, such as a deadline, checked again after the wait).
+    /// A shorter value in force is good enough if it is at least seven
+    /// eighths of `want`: the wait may end early, and the caller loops.
+    /// For the same reason a loose "forever" keeps a timeout of a second or
+    /// more already in force: a reader that waits for a message's deadline
+    /// and then for the next message does not set the socket twice a
+    /// message.
+    pub(crate) fn fit(
+        &mut self,
+        want: Option<Duration>,
+        exact: bool,
+        set: impl FnOnce(Option<Duration>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let want = want.map(|w| w.max(MIN_WAIT));
+        let good_enough = match (self.current, want) {
+            (None, None) => true,
+            (Some(cur), None) => !exact && cur >= LOOSE_FOREVER,
+            (None, Some(_)) => false,
+            (Some(cur), Some(w)) => {
+                !cur.is_zero() && cur >= w - w / 8 && cur <= if exact { w } else { w + w / 8 }
+            }
+        };
+        if !good_enough {
+            set(want)?;
+            self.current = want;
+        }
+        Ok(())
+    }
+}
+
+/// The smaller of two optional waits (`None` is "forever"), and whether the
+/// first one (the exact bound) is the one that counts.
+pub(crate) fn earliest(
+    exact: Option<Duration>,
+    loose: Option<Duration>,
+) -> (Option<Duration>, bool) {
+    match (exact, loose) {
+        (Some(e), Some(l)) if e <= l => (Some(e), true),
+        (Some(e), None) => (Some(e), true),
+        (_, Some(l)) => (Some(l), false),
+        (None, None) => (None, false),
+    }
+}
+
+#[cfg(test)]
+mod timer_tests {
+    use super::*;
+
+    #[test]
+    fn sets_only_when_needed_and_never_overruns_an_exact_wait() {
+        let mut t = SockTimer::new(None);
+        let calls = std::cell::RefCell::new(Vec::new());
+        let set = |w: Option<Duration>| {
+            calls.borrow_mut().push(w);
+            Ok(())
+        };
+        t.fit(None, false, set).unwrap();
+        assert!(calls.borrow().is_empty(), "already blocking");
+        t.fit(Some(Duration::from_secs(8)), true, set).unwrap();
+        // 9 s wanted: the 8 s in force is close enough (the wait may end
+        // early and be made again), no system call.
+        t.fit(Some(Duration::from_secs(9)), true, set).unwrap();
+        // 7.5 s left: 8 s would overrun it.
+        t.fit(Some(Duration::from_millis(7500)), true, set).unwrap();
+        // Less than 7 s left: 8 s would overrun it.
+        t.fit(Some(Duration::from_secs(6)), true, set).unwrap();
+        // A loose limit of 5.5 s takes the 6 s in force.
+        t.fit(Some(Duration::from_millis(5500)), false, set)
+            .unwrap();
+        t.fit(Some(Duration::ZERO), true, set).unwrap();
+        assert_eq!(
+            calls.into_inner(),
+            vec![
+                Some(Duration::from_secs(8)),
+                Some(Duration::from_millis(7500)),
+                Some(Duration::from_secs(6)),
+                Some(MIN_WAIT)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_loose_wait_for_ever_keeps_a_long_timeout_and_an_exact_one_does_not() {
+        let mut t = SockTimer::new(Some(Duration::from_secs(30)));
+        let mut calls = Vec::new();
+        t.fit(None, false, |w| {
+            calls.push(w);
+            Ok(())
+        })
+        .unwrap();
+        assert!(calls.is_empty(), "30 s in force is kept for a loose wait");
+        t.fit(None, true, |w| {
+            calls.push(w);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(calls, vec![None], "an exact wait for ever blocks");
+        let mut t = SockTimer::new(Some(Duration::from_millis(20)));
+        t.fit(None, false, |w| {
+            calls.push(w);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(calls, vec![None, None], "a short timeout is not kept");
+    }
+
+    #[test]
+    fn an_unknown_value_is_always_set() {
+        let mut t = SockTimer::new(Some(Duration::from_secs(1)));
+        t.invalidate();
+        let mut n = 0;
+        t.fit(Some(Duration::from_secs(1)), true, |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn the_earliest_wait_says_which_bound_counts() {
+        let s = Duration::from_secs;
+        assert_eq!(earliest(Some(s(1)), Some(s(2))), (Some(s(1)), true));
+        assert_eq!(earliest(Some(s(3)), Some(s(2))), (Some(s(2)), false));
+        assert_eq!(earliest(None, Some(s(2))), (Some(s(2)), false));
+        assert_eq!(earliest(None, None), (None, false));
+    }
 }
 
 #[cfg(all(test, any(target_os = "linux", target_os = "android")))]

@@ -1,16 +1,18 @@
 //! TCP: a framed stream ([`Tcp`]) and its listener ([`TcpListener`]).
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use socket2::Socket;
 
-use super::listener::StreamListener;
+use super::listener::Listening;
+use super::recipe::Recipe;
 use super::stream::{self, StreamReceiver, StreamSender};
 use super::{sockopt, Stopper, Transport};
 use crate::addr::{self, Addr};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::url::Scheme;
 
 /// A TCP conversation's transport: messages framed on a byte stream
 /// ([`Config::framing`], by default a 4-byte big-endian length prefix).
@@ -23,7 +25,7 @@ use crate::error::{Error, Result};
 ///   read buffer without copying, or lent straight out of it
 ///   ([`Conversation::recv_ref`](crate::Conversation::recv_ref)); one `read`
 ///   can yield many messages.
-/// * A read timeout in the middle of a message returns [`Error::Timeout`] and
+/// * A read timeout in the middle of a message returns [`Error::Timeout`](crate::Error::Timeout) and
 ///   the next receive continues the same message: the stream never loses
 ///   sync. A send that times out took nothing of its message.
 /// * Once a message has started arriving it must be whole within the
@@ -62,25 +64,15 @@ impl Tcp {
     /// Connects to `addr` with `config`, trying each resolved address in turn.
     pub fn connect_with(addr: impl ToSocketAddrs, config: &Config) -> Result<Tcp> {
         let addrs = addr::socket_addrs(addr, "TCP address")?;
-        connect_any(&addrs, config)
+        let recipe = Recipe::server_of(Scheme::Tcp, config)?;
+        let (tx, rx) = stream::connect(&addrs, &recipe, config)?;
+        Ok(Tcp { tx, rx })
     }
 
     /// Wraps a connected stream, applying `config`'s socket options.
     pub fn from_stream(stream: TcpStream, config: &Config) -> Result<Tcp> {
-        Tcp::from_socket(sockopt::from_tcp(stream), config)
-    }
-
-    pub(crate) fn from_socket(socket: Socket, config: &Config) -> Result<Tcp> {
-        let addr_of = |a: std::io::Result<socket2::SockAddr>| {
-            a.ok()
-                .and_then(|a| a.as_socket())
-                .map(Addr::Tcp)
-                .unwrap_or(Addr::Unknown)
-        };
-        let peer = addr_of(socket.peer_addr());
-        let local = addr_of(socket.local_addr());
-        sockopt::tcp_stream(&socket, config).map_err(|e| Error::from_io(e, &peer))?;
-        let (tx, rx) = stream::halves(socket, local, peer, config)?;
+        let recipe = Recipe::server_of(Scheme::Tcp, config)?;
+        let (tx, rx) = stream::open(sockopt::from_tcp(stream), &recipe, config)?;
         Ok(Tcp { tx, rx })
     }
 
@@ -89,23 +81,6 @@ impl Tcp {
     pub fn socket(&self) -> &Socket {
         self.tx.socket_ref()
     }
-
-    pub(crate) fn into_parts(self) -> Option<stream::StreamParts> {
-        stream::into_parts(self.tx, self.rx)
-    }
-}
-
-/// Connects to the first address that accepts.
-pub(crate) fn connect_any(addrs: &[SocketAddr], config: &Config) -> Result<Tcp> {
-    config.validate()?;
-    let mut last = None;
-    for &addr in addrs {
-        match sockopt::tcp_connect(addr, config) {
-            Ok(socket) => return Tcp::from_socket(socket, config),
-            Err(e) => last = Some(Error::from_io(e, &Addr::Tcp(addr))),
-        }
-    }
-    Err(last.unwrap_or_else(|| addr::no_address("TCP address").into()))
 }
 
 /// A TCP server socket: every accepted connection is a [`Tcp`] transport,
@@ -132,8 +107,7 @@ pub(crate) fn connect_any(addrs: &[SocketAddr], config: &Config) -> Result<Tcp> 
 /// ```
 #[derive(Debug)]
 pub struct TcpListener {
-    inner: StreamListener,
-    config: Config,
+    inner: Listening,
 }
 
 impl TcpListener {
@@ -145,84 +119,58 @@ impl TcpListener {
     /// Binds `addr` with `config`, trying each resolved address in turn.
     pub fn bind_with(addr: impl ToSocketAddrs, config: &Config) -> Result<TcpListener> {
         let addrs = addr::socket_addrs(addr, "TCP address")?;
-        bind_any(&addrs, config)
+        let recipe = Recipe::server_of(Scheme::Tcp, config)?;
+        Ok(TcpListener {
+            inner: Listening::bind(&addrs, recipe, config)?,
+        })
     }
 
     /// Accepts the next connection.
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] when the accept timeout passes; [`Error::Closed`]
-    /// once stopped; an error for which [`Error::is_transient`] is true when
-    /// the process is out of file descriptors for a moment (pause, then
-    /// accept again).
+    /// [`Error::Timeout`](crate::Error::Timeout) when the accept timeout
+    /// passes; [`Error::Closed`](crate::Error::Closed) once stopped; an
+    /// error for which [`Error::is_transient`](crate::Error::is_transient)
+    /// is true when the process is out of file descriptors for a moment
+    /// (pause, then accept again).
     pub fn accept(&self) -> Result<Tcp> {
-        loop {
-            let (socket, _) = self.inner.accept()?;
-            match Tcp::from_socket(socket, &self.config) {
-                // Gone between accept and configuring it: skip it.
-                Err(Error::ConnectionReset { .. }) => {}
-                other => return other,
-            }
-        }
+        let (tx, rx) = self.inner.accept()?;
+        Ok(Tcp { tx, rx })
     }
 
     /// The bound address (with the real port when port 0 was asked for).
     pub fn local_addr(&self) -> Result<Addr> {
-        Ok(self.inner.local.clone())
+        Ok(self.inner.local_addr())
     }
 
     /// Bounds every later `accept` (`None`: wait as long as it takes).
     pub fn set_accept_timeout(&self, timeout: Option<Duration>) -> Result<()> {
-        self.inner.set_accept_timeout(timeout)
+        self.inner.inner.set_accept_timeout(timeout)
     }
 
     /// The accept timeout.
     pub fn accept_timeout(&self) -> Option<Duration> {
-        self.inner.accept_timeout()
+        self.inner.inner.accept_timeout()
     }
 
     /// A handle that stops a blocked `accept` from another thread (it and
-    /// every later one return [`Error::Closed`]).
+    /// every later one return [`Error::Closed`](crate::Error::Closed)).
     pub fn stopper(&self) -> Stopper {
-        self.inner.stopper()
+        self.inner.inner.stopper()
     }
 
     /// The configuration accepted conversations get.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.inner.config
     }
 
     /// The listening socket.
     pub fn socket(&self) -> &Socket {
-        self.inner.socket()
+        self.inner.inner.socket()
     }
 
-    pub(crate) fn into_parts(self) -> Option<(Socket, Addr, Config)> {
-        let (socket, local) = self.inner.into_socket()?;
-        Some((socket, local, self.config))
+    pub(crate) fn into_listening(self) -> Listening {
+        self.inner
     }
-}
-
-pub(crate) fn bind_any(addrs: &[SocketAddr], config: &Config) -> Result<TcpListener> {
-    config.validate()?;
-    let mut last = None;
-    for &addr in addrs {
-        match sockopt::tcp_listener(addr, config) {
-            Ok(socket) => {
-                let local = socket
-                    .local_addr()
-                    .ok()
-                    .and_then(|a| a.as_socket())
-                    .map(Addr::Tcp)
-                    .unwrap_or(Addr::Tcp(addr));
-                return Ok(TcpListener {
-                    inner: StreamListener::new(socket, local, config.accept_timeout),
-                    config: config.clone(),
-                });
-            }
-            Err(e) => last = Some(Error::from_io(e, &Addr::Tcp(addr))),
-        }
-    }
-    Err(last.unwrap_or_else(|| addr::no_address("TCP address").into()))
 }

@@ -17,19 +17,14 @@ use crate::addr::{self, Addr};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
-/// The largest UDP payload over IPv4: 65,535 − 8 (UDP header) − 20 (IPv4 header).
-pub const MAX_UDP_PAYLOAD_V4: usize = 65_507;
-/// The largest UDP payload over IPv6: 65,535 − 8 (UDP header).
-pub const MAX_UDP_PAYLOAD_V6: usize = 65_527;
-
 /// The largest payload to or from `peer`, lowered to `configured`. It is the
 /// peer's family that counts: an IPv4 peer of a dual-stack socket
 /// (`::ffff:a.b.c.d`) gets the IPv4 limit.
 pub(crate) fn payload_limit(peer: &SocketAddr, configured: usize) -> usize {
     let family_max = match peer {
-        SocketAddr::V4(_) => MAX_UDP_PAYLOAD_V4,
-        SocketAddr::V6(a) if a.ip().to_ipv4_mapped().is_some() => MAX_UDP_PAYLOAD_V4,
-        SocketAddr::V6(_) => MAX_UDP_PAYLOAD_V6,
+        SocketAddr::V4(_) => Udp::MAX_PAYLOAD_V4,
+        SocketAddr::V6(a) if a.ip().to_ipv4_mapped().is_some() => Udp::MAX_PAYLOAD_V4,
+        SocketAddr::V6(_) => Udp::MAX_PAYLOAD_V6,
     };
     configured.min(family_max)
 }
@@ -76,6 +71,12 @@ impl Transport for Udp {
 }
 
 impl Udp {
+    /// The largest UDP payload over IPv4: 65,535 − 8 (UDP header) − 20
+    /// (IPv4 header).
+    pub const MAX_PAYLOAD_V4: usize = 65_507;
+    /// The largest UDP payload over IPv6: 65,535 − 8 (UDP header).
+    pub const MAX_PAYLOAD_V6: usize = 65_527;
+
     /// Connects to `addr` with the default [`Config`].
     pub fn connect(addr: impl ToSocketAddrs) -> Result<Udp> {
         Udp::connect_with(addr, &Config::default())

@@ -1,7 +1,7 @@
 //! The UDP listener: one bound socket, one thread that receives every
 //! datagram and hands it to the conversation of its source. The decisions
 //! (which conversation, kept or dropped, when a silent peer is forgotten)
-//! are the [`Demux`] engine's; this is its blocking driver.
+//! are the [`Demux`]'s (sans-IO); this is its blocking driver.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -20,7 +20,7 @@ use super::udp::payload_limit;
 use super::{sockopt, Delivery, Receiver, Sender, Stopper, Transport};
 use crate::addr::{self, Addr};
 use crate::config::{check_timeout, Config};
-use crate::engine::demux::{Admit, Demux, Limits, Taken, UdpStats};
+use crate::connection::demux::{Admit, Demux, Limits, Taken, UdpStats};
 use crate::error::{Error, Result};
 
 /// What the dispatcher queues for a conversation.

@@ -17,17 +17,13 @@ use socket2::{SockAddr, Socket};
 
 use super::datagram::{self, DatagramReceiver, DatagramSender};
 use super::listener::StreamListener;
+use super::recipe::Recipe;
 use super::stream::{self, StreamReceiver, StreamSender};
 use super::{sockopt, Stopper, Transport};
 use crate::addr::{Addr, AddrError};
 use crate::config::Config;
 use crate::error::{Error, Result};
-
-/// The largest message of a [`UnixDatagram`] (or the lower
-/// [`Config::max_message_len`]): 64 KiB, which fits the default socket
-/// buffers of Linux. (macOS limits Unix datagrams to 2 KiB unless its
-/// `net.local.dgram.maxdgram` is raised.)
-pub const MAX_UNIX_DATAGRAM: usize = 64 * 1024;
+use crate::url::Scheme;
 
 /// A socket's address as an [`Addr`] of `kind` (`Addr::Unix` or
 /// `Addr::UnixDatagram`).
@@ -100,10 +96,9 @@ impl Unix {
         Unix::from_socket(Socket::from(stream), config)
     }
 
-    fn from_socket(socket: Socket, config: &Config) -> Result<Unix> {
-        let local = addr_of(socket.local_addr(), Addr::Unix);
-        let peer = addr_of(socket.peer_addr(), Addr::Unix);
-        let (tx, rx) = stream::halves(socket, local, peer, config)?;
+    pub(crate) fn from_socket(socket: Socket, config: &Config) -> Result<Unix> {
+        let recipe = Recipe::server_of(Scheme::Unix, config)?;
+        let (tx, rx) = stream::open(socket, &recipe, config)?;
         Ok(Unix { tx, rx })
     }
 
@@ -118,10 +113,6 @@ impl Unix {
     /// it directly breaks the framing.
     pub fn socket(&self) -> &Socket {
         self.tx.socket_ref()
-    }
-
-    pub(crate) fn into_parts(self) -> Option<stream::StreamParts> {
-        stream::into_parts(self.tx, self.rx)
     }
 }
 
@@ -238,7 +229,7 @@ impl Drop for UnixListener {
 ///
 /// * Reliable and ordered (it never leaves the machine): when the peer's
 ///   receive queue is full a send waits, up to the write timeout.
-/// * The largest message is [`MAX_UNIX_DATAGRAM`] or the lower
+/// * The largest message is [`UnixDatagram::MAX_DATAGRAM`] or the lower
 ///   [`Config::max_message_len`]; a larger send fails with
 ///   [`Error::MessageTooLarge`] before any system call, and a larger datagram
 ///   received is [`Error::Truncated`], never cut short silently.
@@ -266,6 +257,12 @@ impl Transport for UnixDatagram {
 }
 
 impl UnixDatagram {
+    /// The largest message of a Unix datagram conversation (or the lower
+    /// [`Config::max_message_len`]): 64 KiB, which fits the default socket
+    /// buffers of Linux. (macOS limits Unix datagrams to 2 KiB unless its
+    /// `net.local.dgram.maxdgram` is raised.)
+    pub const MAX_DATAGRAM: usize = 64 * 1024;
+
     /// Connects to the datagram socket at `path` with the default [`Config`].
     pub fn connect(path: impl AsRef<Path>) -> Result<UnixDatagram> {
         UnixDatagram::connect_with(path, &Config::default())
@@ -290,7 +287,7 @@ impl UnixDatagram {
         let socket = Socket::from(socket);
         let local = addr_of(socket.local_addr(), Addr::UnixDatagram);
         let peer = addr_of(socket.peer_addr(), Addr::UnixDatagram);
-        let max = config.max_message_len.min(MAX_UNIX_DATAGRAM);
+        let max = config.max_message_len.min(UnixDatagram::MAX_DATAGRAM);
         let (tx, rx) = datagram::halves(socket, local, peer, max, config)?;
         Ok(UnixDatagram { tx, rx })
     }

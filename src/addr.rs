@@ -1,10 +1,9 @@
-//! Addresses of conversations, and the `scheme://` syntax that picks a
-//! transport at run time.
+//! Addresses of conversations. They print as the URL that selects the
+//! same transport again; `url.rs` parses them.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::str::FromStr;
 
 /// An address that could not be parsed or resolved.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -118,34 +117,6 @@ impl fmt::Display for Addr {
     }
 }
 
-/// The schemes of the transports this crate knows, in the order the
-/// error messages list them.
-pub(crate) const SCHEMES: &[&str] = &["tcp", "udp", "unix", "unixgram", "tls", "ws", "wss", "nats"];
-
-/// Splits `scheme://rest` into the lowercase scheme and the rest. A missing
-/// scheme is an error: the transport must be chosen explicitly. Whether the
-/// scheme is known is for the caller to say.
-pub(crate) fn split_url(input: &str) -> Result<(String, &str)> {
-    let (scheme, rest) = input.split_once("://").ok_or_else(|| {
-        AddrError::new(
-            input,
-            "expected scheme://address, e.g. tcp://127.0.0.1:8090",
-        )
-    })?;
-    if rest.is_empty() {
-        return Err(AddrError::new(input, "missing address after the scheme"));
-    }
-    Ok((scheme.to_ascii_lowercase(), rest))
-}
-
-/// The error for a scheme no transport answers to.
-pub(crate) fn unknown_scheme(input: &str, known: &[&str]) -> AddrError {
-    AddrError::new(
-        input,
-        format!("unknown scheme (expected {})", known.join(", ")),
-    )
-}
-
 /// Resolves `addr` for a transport's constructor (`what`: "TCP address"),
 /// never to an empty list.
 pub(crate) fn socket_addrs(addr: impl ToSocketAddrs, what: &str) -> Result<Vec<SocketAddr>> {
@@ -162,108 +133,4 @@ pub(crate) fn socket_addrs(addr: impl ToSocketAddrs, what: &str) -> Result<Vec<S
 /// The error for an address that resolved to nothing to try.
 pub(crate) fn no_address(what: &str) -> AddrError {
     AddrError::new(what, "resolved to no address")
-}
-
-/// Resolves `HOST:PORT` (an IP literal, `[v6]:port`, or a host name) to its
-/// socket addresses, in the order the resolver gives them.
-pub(crate) fn resolve(input: &str, hostport: &str) -> Result<Vec<SocketAddr>> {
-    let bad = |reason: String| AddrError::new(input, reason);
-    if let Ok(addr) = hostport.parse::<SocketAddr>() {
-        return Ok(vec![addr]);
-    }
-    if !hostport.contains(':') {
-        return Err(bad("expected HOST:PORT".to_owned()));
-    }
-    let addrs: Vec<SocketAddr> = hostport
-        .to_socket_addrs()
-        .map_err(|e| bad(e.to_string()))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(bad("the host name resolved to no address".to_owned()));
-    }
-    Ok(addrs)
-}
-
-impl FromStr for Addr {
-    type Err = AddrError;
-
-    /// Parses `tcp://IP:PORT`, `udp://IP:PORT`, `unix:///path` or
-    /// `unixgram:///path`. Host names are not resolved here (use
-    /// [`connect`](crate::connect), which does).
-    fn from_str(input: &str) -> Result<Addr> {
-        let (scheme, rest) = split_url(input)?;
-        let sock = || {
-            rest.parse::<SocketAddr>().map_err(|_| {
-                AddrError::new(input, "expected IP:PORT (IPv6 in brackets: [::1]:8090)")
-            })
-        };
-        Ok(match scheme.as_str() {
-            "tcp" => Addr::Tcp(sock()?),
-            "udp" => Addr::Udp(sock()?),
-            "tls" => Addr::Tls(sock()?),
-            // A path after the address names a resource, not an endpoint.
-            "ws" | "wss" | "nats" => {
-                let hostport = rest.split('/').next().unwrap_or(rest);
-                let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
-                let a = hostport.parse::<SocketAddr>().map_err(|_| {
-                    AddrError::new(input, "expected IP:PORT (IPv6 in brackets: [::1]:8090)")
-                })?;
-                match scheme.as_str() {
-                    "ws" => Addr::Ws(a),
-                    "wss" => Addr::Wss(a),
-                    _ => Addr::Nats(a),
-                }
-            }
-            "unix" => Addr::Unix(Some(PathBuf::from(rest))),
-            "unixgram" => Addr::UnixDatagram(Some(PathBuf::from(rest))),
-            _ => return Err(unknown_scheme(input, SCHEMES)),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_and_prints_every_scheme() {
-        for s in [
-            "tcp://127.0.0.1:8090",
-            "tcp://[::1]:8090",
-            "udp://127.0.0.1:1",
-            "udp://[::1]:65535",
-            "unix:///tmp/x.sock",
-            "unixgram:///tmp/x.sock",
-        ] {
-            let a: Addr = s.parse().unwrap();
-            assert_eq!(a.to_string(), s);
-        }
-    }
-
-    #[test]
-    fn rejects_bad_addresses_with_the_input_named() {
-        for s in [
-            "127.0.0.1:8090",
-            "ftp://127.0.0.1:1",
-            "tcp://",
-            "tcp://127.0.0.1",
-            "tcp://::1:80",
-            "tcp://127.0.0.1:99999",
-        ] {
-            let err = s.parse::<Addr>().unwrap_err();
-            assert_eq!(err.input, s, "{err:?}");
-            assert!(err.to_string().contains(s), "{err}");
-        }
-    }
-
-    #[test]
-    fn resolve_accepts_literals_and_localhost() {
-        assert_eq!(
-            resolve("x", "127.0.0.1:5").unwrap(),
-            vec!["127.0.0.1:5".parse().unwrap()]
-        );
-        let local = resolve("x", "localhost:5").unwrap();
-        assert!(local.iter().all(|a| a.ip().is_loopback() && a.port() == 5));
-        assert!(resolve("x", "localhost").is_err());
-    }
 }

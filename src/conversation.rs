@@ -45,8 +45,11 @@ static NEXT_PAIR: AtomicU64 = AtomicU64::new(1);
 /// # Ok::<(), converse::Error>(())
 /// ```
 pub struct Conversation<T: Transport = DynTransport> {
-    tx: T::Sender,
+    // The receiving half is dropped first: a sending half dropped after it
+    // knows whether input was left unread (then the connection is reset,
+    // not ended cleanly).
     rx: T::Receiver,
+    tx: T::Sender,
     /// A message lent by `recv_ref` when the receiver has no buffer of its own.
     hold: Option<Bytes>,
 }

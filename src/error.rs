@@ -127,6 +127,7 @@ pub enum Error {
     /// mismatch, expired, no client certificate, not TLS …). The
     /// conversation is over; a listener goes on.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     #[error("{addr}: TLS: {reason}")]
     Tls {
         /// The peer.
@@ -136,29 +137,32 @@ pub enum Error {
     },
 
     /// A WebSocket handshake failed (feature `ws`): not a WebSocket
-    /// request, an upgrade refused, a bad handshake, or one that did not
-    /// finish in time. The conversation is over; a listener goes on.
+    /// request, an upgrade refused, a bad handshake (the connection cut in
+    /// the middle of it among them), or one that did not finish in time.
+    /// The conversation is over; a listener goes on.
     #[cfg(feature = "ws")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
     #[error("{addr}: {reason}")]
     WebSocket {
         /// The peer.
         addr: Addr,
         /// Why.
-        reason: crate::transport::WsError,
+        reason: crate::ws::WsError,
     },
 
     /// A NATS conversation failed (feature `nats`): the server refused
     /// (`-ERR`), broke the protocol, stopped answering pings, or the
-    /// connection to it was lost ([`NatsError::Disconnected`](crate::NatsError::Disconnected):
+    /// connection to it was lost ([`NatsError::Disconnected`](crate::nats::NatsError::Disconnected):
     /// [`Conversation::reconnect`](crate::Conversation::reconnect) connects
     /// again).
     #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     #[error("{addr}: {reason}")]
     Nats {
         /// The server.
         addr: Addr,
         /// Why.
-        reason: crate::transport::NatsError,
+        reason: crate::nats::NatsError,
     },
 
     /// A TLS peer ended the connection without `close_notify`, between two
@@ -177,14 +181,11 @@ pub enum Error {
     },
 
     /// A certificate, key or CA that cannot be used (unreadable, not PEM,
-    /// not a certificate), refused when given.
-    #[error("{what}: {reason}")]
-    InvalidCertificate {
-        /// Which file or text.
-        what: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// not a certificate), refused when given (feature `tls`).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[error(transparent)]
+    InvalidCertificate(#[from] crate::tls::CertificateError),
 
     /// A message received as text was not valid UTF-8. The message itself is
     /// kept, so nothing is lost; the conversation stays usable.
@@ -321,13 +322,31 @@ impl Error {
         matches!(self, Error::Timeout)
     }
 
-    /// `true` for an error that a server's `accept` loop should survive with
-    /// a short pause: the process or the system ran out of file descriptors
-    /// or buffers for a moment (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`), or
-    /// one client gave up during its handshake (`ECONNABORTED`).
+    /// `true` for an error that a server's `accept` loop should survive
+    /// (and accept again): the process or the system ran out of file
+    /// descriptors or buffers for a moment (`EMFILE`, `ENFILE`, `ENOBUFS`,
+    /// `ENOMEM`: pause a little first), or one client failed or gave up
+    /// during its handshake (`ECONNABORTED`, a reset, a TLS or WebSocket
+    /// handshake that failed, one cut short or too slow).
+    ///
+    /// ```no_run
+    /// let listener = converse::listen("ws://127.0.0.1:8092")?;
+    /// loop {
+    ///     match listener.accept() {
+    ///         Ok(conversation) => { /* serve it */ }
+    ///         Err(e) if e.is_transient() => eprintln!("{e}"),
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// }
+    /// # Ok::<(), converse::Error>(())
+    /// ```
     pub fn is_transient(&self) -> bool {
         match self {
             Error::ConnectionReset { .. } | Error::Timeout => true,
+            #[cfg(feature = "tls")]
+            Error::Tls { .. } => true,
+            #[cfg(feature = "ws")]
+            Error::WebSocket { .. } => true,
             Error::Io { source, .. } => {
                 matches!(
                     source.kind(),
@@ -357,5 +376,33 @@ const TRANSIENT_ACCEPT: &[i32] = &[];
 impl From<FrameError> for Error {
     fn from(err: FrameError) -> Error {
         Error::from_frame(err, &Addr::Unknown)
+    }
+}
+
+impl From<Error> for io::Error {
+    /// The error as an `io::Error` of the kind that fits it (a timeout is
+    /// `TimedOut`, a reset `ConnectionReset` …), for code built on `io`;
+    /// the error itself is its inner error.
+    fn from(err: Error) -> io::Error {
+        use io::ErrorKind as K;
+        let kind = match &err {
+            Error::Io { source, .. } => source.kind(),
+            Error::Timeout => K::TimedOut,
+            Error::Closed => K::NotConnected,
+            Error::UnexpectedEof { .. } => K::UnexpectedEof,
+            Error::ConnectionReset { .. } | Error::Unsent { .. } => K::ConnectionReset,
+            Error::BrokenPipe { .. } => K::BrokenPipe,
+            Error::ConnectionRefused { .. } => K::ConnectionRefused,
+            Error::InvalidAddress(_) | Error::InvalidFraming(_) | Error::InvalidConfig(_) => {
+                K::InvalidInput
+            }
+            Error::Unsupported(_) => K::Unsupported,
+            Error::MessageTooLarge { .. }
+            | Error::InvalidFrame { .. }
+            | Error::InvalidText { .. }
+            | Error::Truncated { .. } => K::InvalidData,
+            _ => K::Other,
+        };
+        io::Error::new(kind, err)
     }
 }

@@ -4,16 +4,17 @@
 //! boundaries survive the trip: what one side sends with one call, the other
 //! side receives with one call, whole, in order.
 //!
-//! * A [`Transport`] is a sending and a receiving half ([`Sender`],
-//!   [`Receiver`]) that move whole messages. TCP ([`Tcp`]) and Unix stream
+//! * A [`Transport`](transport::Transport) is a sending and a receiving
+//!   half ([`Sender`](transport::Sender), [`Receiver`](transport::Receiver))
+//!   that move whole messages. TCP ([`Tcp`]) and Unix stream
 //!   sockets keep boundaries with a framing ([`codec::Framing`]: a length
 //!   prefix by default, or varint, lines, raw); UDP ([`Udp`],
 //!   [`UdpListener`]) and Unix datagram sockets carry one message per
 //!   datagram; [`Memory`] is an in-process pair for tests. With their
 //!   features (on by default): TLS (`Tls`, rustls), WebSocket (`Ws`, for
-//!   browsers) and NATS (`Nats`: a subject of a NATS server, to join
-//!   programs across machines). A transport of your own is two small impls
-//!   (see [`transport`]).
+//!   browsers; the [`ws`] module) and NATS (`Nats`: a subject of a NATS
+//!   server, to join programs across machines; the [`nats`] module). A
+//!   transport of your own is two small impls (see [`transport`]).
 //! * [`Conversation`] is the one API over every transport, written once
 //!   over the halves: send and receive bytes or text, timeouts, batching,
 //!   splitting into halves and putting them back, a graceful close that is
@@ -22,7 +23,8 @@
 //!   address such as `tcp://127.0.0.1:8090`, `udp://[::1]:8090`,
 //!   `unix:///tmp/chat.sock` or `nats://127.0.0.1:4222/chat.room`.
 //! * [`Switchboard`] serves thousands of conversations, of every transport,
-//!   from one thread.
+//!   from one thread: it connects, accepts, reads and writes without ever
+//!   blocking it, and keeps the same promises as the blocking halves.
 //!
 //! ## The wire format (TCP)
 //!
@@ -64,14 +66,24 @@
 //! # Ok::<(), converse::Error>(())
 //! ```
 //!
+//! ## One connection, two drivers
+//!
+//! Each protocol stack (a framing, TLS, WebSocket, NATS, and UDP peers
+//! through a demultiplexer) is written once, as a connection with no
+//! socket in it: it takes bytes and `now`, and gives out messages, bytes
+//! to write, its next deadline and one end. The blocking halves and the
+//! switchboard only move bytes and time to it, so every rule (what an end
+//! means, pongs and close frames within the outbox's bound, the NATS
+//! keepalive, what "taken" means for a send) is the same on both.
+//!
 //! ## Time
 //!
-//! Every promise that involves time is kept by a pure state machine that
-//! takes `now` as an argument (the crate's engines), so each is proven with
-//! a fake clock: a send that times out took nothing of its message; a read
-//! timeout loses nothing; the per-message deadline counts from when a
-//! message's bytes arrived; UDP idleness counts from the peer's last
-//! datagram; `close` returns within the linger time.
+//! Every promise that involves time is kept by that connection, which
+//! takes `now` as an argument, so each is proven with a fake clock: a send
+//! that times out took nothing of its message; a read timeout loses
+//! nothing; the per-message deadline counts from when a message's bytes
+//! arrived; UDP idleness counts from the peer's last datagram; `close`
+//! returns within the linger time; a conversation ends exactly once.
 //!
 //! ## Typed messages
 //!
@@ -95,9 +107,13 @@
 mod addr;
 pub mod codec;
 mod config;
+mod connect;
+mod connection;
 mod conversation;
-mod engine;
 mod error;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub mod nats;
 pub mod switchboard;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
@@ -107,32 +123,37 @@ mod url;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod value;
+#[cfg(feature = "ws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+pub mod ws;
 
 pub use addr::{Addr, AddrError};
-pub use config::{
-    Config, ConfigError, DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_LINGER, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_PEERS, DEFAULT_MAX_QUEUED_BYTES,
-    DEFAULT_MESSAGE_DEADLINE, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_DEPTH, DEFAULT_SEND_BUFFER,
-};
+pub use config::{Config, ConfigError};
+pub use connect::{connect, connect_with, listen, listen_with, Accept, Listener};
+pub use connection::Delivery;
 pub use conversation::{Conversation, Messages, RecvHalf, ReuniteError, SendAllError, SendHalf};
 pub use error::{Error, Result};
 pub use switchboard::Switchboard;
-pub use transport::{
-    Delivery, DynTransport, Memory, Receiver, Sender, Stopper, Tcp, TcpListener, Transport, Udp,
-    UdpListener, UdpPeer, UdpStats, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6,
-};
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
-pub use transport::{Nats, NatsError};
+pub use transport::Nats;
+pub use transport::{Memory, Stopper, Tcp, TcpListener, Udp, UdpListener};
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use transport::{Tls, TlsListener};
 #[cfg(unix)]
-pub use transport::{Unix, UnixDatagram, UnixListener, MAX_UNIX_DATAGRAM};
+pub use transport::{Unix, UnixDatagram, UnixListener};
 #[cfg(feature = "ws")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
-pub use transport::{Ws, WsError, WsListener};
-pub use url::{connect, connect_with, listen, listen_with, Accept, Listener};
+pub use transport::{Ws, WsListener};
+
+/// The connection's fuzz target, for `cargo fuzz` (which sets
+/// `cfg(fuzzing)`); not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz {
+    pub use crate::connection::fuzz::connection_pair;
+}
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

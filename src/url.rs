@@ -1,296 +1,543 @@
-//! Choosing the transport at run time, by URL: [`connect`], [`listen`], and
-//! the boxed [`Listener`]. This is the registry of every transport, above
-//! everything it names.
+//! URLs: the one table of schemes, and what a URL names. Both drivers
+//! (`connect`/`listen` and the switchboard) read a URL here, so a scheme
+//! means the same everywhere.
+//!
+//! ```text
+//! scheme://[user[:password]@]host[:port][/path][?query]     tcp udp tls ws wss nats
+//! scheme:///path                                            unix unixgram
+//! ```
+//!
+//! | scheme | default port | listens | feature |
+//! |---|---|---|---|
+//! | `tcp` | — | yes | |
+//! | `udp` | — | yes | |
+//! | `unix` | — | yes | (Unix systems) |
+//! | `unixgram` | — | no (bind a socket and adopt it) | (Unix systems) |
+//! | `tls` | — | yes | `tls` |
+//! | `ws` | 80 | yes | `ws` |
+//! | `wss` | 443 | yes | `ws` and `tls` |
+//! | `nats` | 4222 | no (a NATS server is the listener) | `nats` |
 
-use std::time::Duration;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 
-use crate::addr::{self, AddrError, SCHEMES};
-use crate::config::Config;
-use crate::conversation::Conversation;
-use crate::error::{Error, Result};
-use crate::transport::{self, Stopper, Tcp, TcpListener, UdpListener};
-use crate::Addr;
+use crate::addr::{Addr, AddrError};
 
-/// Connects to a URL with the default [`Config`]. The scheme picks the
-/// transport:
-///
-/// | URL | transport |
-/// |---|---|
-/// | `tcp://HOST:PORT` (IPv6 as `tcp://[::1]:8090`) | [`Tcp`] |
-/// | `tls://HOST:PORT` (feature `tls`) | `Tls`: the server's certificate verified for `HOST` |
-/// | `udp://HOST:PORT` | [`Udp`](crate::Udp) |
-/// | `unix:///path` (Unix systems) | `Unix`, a framed stream |
-/// | `unixgram:///path` (Unix systems) | `UnixDatagram` |
-/// | `ws://HOST:PORT[/path]`, `wss://…` (feature `ws`) | `Ws`: WebSocket, one message per WebSocket message |
-/// | `nats://[USER:PASS@]HOST:PORT/SUBJECT[?queue=NAME]` (feature `nats`) | `Nats`: publish to and receive from a subject of a NATS server |
-///
-/// (`unix` and `unixgram` are the names Go's `net` package gives the two
-/// kinds of Unix sockets.)
-///
-/// ```no_run
-/// let mut conversation = converse::connect("tcp://127.0.0.1:8090")?;
-/// conversation.send_text("hello!")?;
-/// # Ok::<(), converse::Error>(())
-/// ```
-///
-/// # Errors
-///
-/// [`Error::InvalidAddress`] for a URL that is not one (naming it),
-/// [`Error::InvalidConfig`] for a configuration that cannot work,
-/// [`Error::ConnectionRefused`] and the other I/O errors with the address.
-pub fn connect(url: &str) -> Result<Conversation> {
-    connect_with(url, &Config::default())
+/// A transport's scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Scheme {
+    Tcp,
+    Udp,
+    Unix,
+    Unixgram,
+    Tls,
+    Ws,
+    Wss,
+    Nats,
 }
 
-/// Connects to a URL with `config`. See [`connect`].
-pub fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
-    config.validate()?;
-    let (scheme, rest) = addr::split_url(url)?;
-    match scheme.as_str() {
-        "tcp" => {
-            let addrs = addr::resolve(url, rest)?;
-            let tcp: Tcp = transport::tcp::connect_any(&addrs, config)?;
-            Ok(Conversation::new(tcp).boxed())
-        }
-        "udp" => {
-            let addrs = addr::resolve(url, rest)?;
-            Ok(Conversation::new(transport::udp::connect_any(&addrs, config)?).boxed())
-        }
-        #[cfg(feature = "tls")]
-        "tls" => {
-            let addrs = addr::resolve(url, rest)?;
-            let host = transport::tls::host_of(rest)?;
-            Ok(Conversation::new(transport::Tls::connect_to(host, &addrs[..], config)?).boxed())
-        }
-        #[cfg(not(feature = "tls"))]
-        "tls" => Err(Error::Unsupported("tls:// without the `tls` feature")),
-        #[cfg(feature = "ws")]
-        "ws" | "wss" => Ok(Conversation::new(transport::Ws::connect(url, config)?).boxed()),
-        #[cfg(not(feature = "ws"))]
-        "ws" | "wss" => Err(Error::Unsupported("ws:// without the `ws` feature")),
-        #[cfg(feature = "nats")]
-        "nats" => Ok(Conversation::new(transport::Nats::connect(url, config)?).boxed()),
-        #[cfg(not(feature = "nats"))]
-        "nats" => Err(Error::Unsupported("nats:// without the `nats` feature")),
-        #[cfg(unix)]
-        "unix" => Ok(Conversation::new(transport::Unix::connect_with(rest, config)?).boxed()),
-        #[cfg(unix)]
-        "unixgram" => {
-            Ok(Conversation::new(transport::UnixDatagram::connect_with(rest, config)?).boxed())
-        }
-        #[cfg(not(unix))]
-        "unix" | "unixgram" => Err(Error::Unsupported("Unix domain sockets on this system")),
-        _ => Err(addr::unknown_scheme(url, SCHEMES).into()),
-    }
-}
+impl Scheme {
+    /// Every scheme, in the order messages list them.
+    pub(crate) const ALL: [Scheme; 8] = [
+        Scheme::Tcp,
+        Scheme::Udp,
+        Scheme::Unix,
+        Scheme::Unixgram,
+        Scheme::Tls,
+        Scheme::Ws,
+        Scheme::Wss,
+        Scheme::Nats,
+    ];
 
-/// Listens on a URL with the default [`Config`]: `tcp://HOST:PORT`,
-/// `udp://HOST:PORT`, `unix:///path`, or `tls://HOST:PORT` (which needs a
-/// certificate: [`listen_with`] and [`Config::tls_server`]). Port 0 picks a free port;
-/// [`Listener::local_addr`] tells which. (There is no listener for
-/// `unixgram://`: see `UnixDatagram`.)
-///
-/// # Errors
-///
-/// As [`connect`]; a port in use is an [`Error::Io`] that says
-/// `address in use`.
-pub fn listen(url: &str) -> Result<Listener> {
-    listen_with(url, &Config::default())
-}
-
-/// Listens on a URL with `config`. See [`listen`].
-pub fn listen_with(url: &str, config: &Config) -> Result<Listener> {
-    config.validate()?;
-    let (scheme, rest) = addr::split_url(url)?;
-    match scheme.as_str() {
-        "tcp" => {
-            let addrs = addr::resolve(url, rest)?;
-            Ok(Listener::new(transport::tcp::bind_any(&addrs, config)?))
-        }
-        "udp" => {
-            let addrs = addr::resolve(url, rest)?;
-            Ok(Listener::new(transport::udp_listener_bind(&addrs, config)?))
-        }
-        #[cfg(feature = "tls")]
-        "tls" => {
-            let addrs = addr::resolve(url, rest)?;
-            Ok(Listener::new(transport::tls::bind_any(&addrs, config)?))
-        }
-        #[cfg(not(feature = "tls"))]
-        "tls" => Err(Error::Unsupported("tls:// without the `tls` feature")),
-        #[cfg(feature = "ws")]
-        "ws" | "wss" => {
-            let (hostport, _path) = transport::ws::split_path(rest);
-            let addrs = addr::resolve(url, hostport)?;
-            Ok(Listener::new(transport::ws::bind_any(
-                &addrs,
-                scheme == "wss",
-                config,
-            )?))
-        }
-        #[cfg(not(feature = "ws"))]
-        "ws" | "wss" => Err(Error::Unsupported("ws:// without the `ws` feature")),
-        "nats" => Err(Error::Unsupported(
-            "listening on nats:// (a NATS conversation connects to a NATS server: use connect)",
-        )),
-        #[cfg(unix)]
-        "unix" => Ok(Listener::new(transport::UnixListener::bind_with(
-            rest, config,
-        )?)),
-        "unixgram" => Err(Error::Unsupported(
-            "listening on unixgram:// (bind a std UnixDatagram, connect it to its peer, \
-             and wrap it with UnixDatagram::from_socket)",
-        )),
-        #[cfg(not(unix))]
-        "unix" => Err(Error::Unsupported("Unix domain sockets on this system")),
-        _ => Err(unknown(url)),
-    }
-}
-
-fn unknown(url: &str) -> Error {
-    let err: AddrError = addr::unknown_scheme(url, SCHEMES);
-    err.into()
-}
-
-/// The server side of a transport, as [`Listener`] boxes it: each accepted
-/// peer is a conversation (with boxed halves).
-///
-/// Implemented by every listener of the crate; a listener of your own can
-/// implement it too and be used through [`Listener::new`].
-pub trait Accept: Send + Sync {
-    /// Waits for the next peer (see the listeners' `accept` for the errors).
-    fn accept(&self) -> Result<Conversation>;
-    /// The bound address.
-    fn local_addr(&self) -> Result<Addr>;
-    /// Bounds every later `accept`.
-    fn set_accept_timeout(&self, timeout: Option<Duration>) -> Result<()>;
-    /// A handle that stops `accept` from another thread.
-    fn stopper(&self) -> Stopper;
-}
-
-impl Accept for TcpListener {
-    fn accept(&self) -> Result<Conversation> {
-        TcpListener::accept(self).map(|t| Conversation::new(t).boxed())
-    }
-    fn local_addr(&self) -> Result<Addr> {
-        TcpListener::local_addr(self)
-    }
-    fn set_accept_timeout(&self, timeout: Option<Duration>) -> Result<()> {
-        TcpListener::set_accept_timeout(self, timeout)
-    }
-    fn stopper(&self) -> Stopper {
-        TcpListener::stopper(self)
-    }
-}
-
-#[cfg(unix)]
-impl Accept for transport::UnixListener {
-    fn accept(&self) -> Result<Conversation> {
-        transport::UnixListener::accept(self).map(|t| Conversation::new(t).boxed())
-    }
-    fn local_addr(&self) -> Result<Addr> {
-        transport::UnixListener::local_addr(self)
-    }
-    fn set_accept_timeout(&self, timeout: Option<Duration>) -> Result<()> {
-        transport::UnixListener::set_accept_timeout(self, timeout)
-    }
-    fn stopper(&self) -> Stopper {
-        transport::UnixListener::stopper(self)
-    }
-}
-
-#[cfg(feature = "tls")]
-impl Accept for transport::TlsListener {
-    fn accept(&self) -> Result<Conversation> {
-        transport::TlsListener::accept(self).map(|t| Conversation::new(t).boxed())
-    }
-    fn local_addr(&self) -> Result<Addr> {
-        transport::TlsListener::local_addr(self)
-    }
-    fn set_accept_timeout(&self, timeout: Option<Duration>) -> Result<()> {
-        transport::TlsListener::set_accept_timeout(self, timeout)
-    }
-    fn stopper(&self) -> Stopper {
-        transport::TlsListener::stopper(self)
-    }
-}
-
-#[cfg(feature = "ws")]
-impl Accept for transport::WsListener {
-    fn accept(&self) -> Result<Conversation> {
-        transport::WsListener::accept(self).map(|t| Conversation::new(t).boxed())
-    }
-    fn local_addr(&self) -> Result<Addr> {
-        transport::WsListener::local_addr(self)
-    }
-    fn set_accept_timeout(&self, timeout: Option<Duration>) -> Result<()> {
-        transport::WsListener::set_accept_timeout(self, timeout)
-    }
-    fn stopper(&self) -> Stopper {
-        transport::WsListener::stopper(self)
-    }
-}
-
-impl Accept for UdpListener {
-    fn accept(&self) -> Result<Conversation> {
-        UdpListener::accept(self).map(|t| Conversation::new(t).boxed())
-    }
-    fn local_addr(&self) -> Result<Addr> {
-        UdpListener::local_addr(self)
-    }
-    fn set_accept_timeout(&self, timeout: Option<Duration>) -> Result<()> {
-        UdpListener::set_accept_timeout(self, timeout)
-    }
-    fn stopper(&self) -> Stopper {
-        UdpListener::stopper(self)
-    }
-}
-
-/// A listener whose transport was chosen at run time (see [`listen`]).
-pub struct Listener {
-    inner: Box<dyn Accept>,
-}
-
-impl std::fmt::Debug for Listener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listener")
-            .field("local", &self.inner.local_addr().ok())
-            .finish()
-    }
-}
-
-impl Listener {
-    /// Wraps a listener of any transport.
-    pub fn new(inner: impl Accept + 'static) -> Listener {
-        Listener {
-            inner: Box::new(inner),
+    /// The scheme's name, as URLs write it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Scheme::Tcp => "tcp",
+            Scheme::Udp => "udp",
+            Scheme::Unix => "unix",
+            Scheme::Unixgram => "unixgram",
+            Scheme::Tls => "tls",
+            Scheme::Ws => "ws",
+            Scheme::Wss => "wss",
+            Scheme::Nats => "nats",
         }
     }
 
-    /// Waits for the next peer.
+    /// The scheme named `name` (any case).
+    pub(crate) fn from_name(name: &str) -> Option<Scheme> {
+        Scheme::ALL
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The port a URL without one means, where the scheme has one.
+    pub(crate) fn default_port(self) -> Option<u16> {
+        match self {
+            Scheme::Ws => Some(80),
+            Scheme::Wss => Some(443),
+            Scheme::Nats => Some(4222),
+            _ => None,
+        }
+    }
+
+    /// A path names the endpoint (Unix sockets), not a host and a port.
+    pub(crate) fn is_path(self) -> bool {
+        matches!(self, Scheme::Unix | Scheme::Unixgram)
+    }
+
+    /// Why this build cannot use the scheme, if it cannot.
+    pub(crate) fn unavailable(self) -> Option<&'static str> {
+        match self {
+            Scheme::Tls if !cfg!(feature = "tls") => Some("tls:// without the `tls` feature"),
+            Scheme::Ws if !cfg!(feature = "ws") => Some("ws:// without the `ws` feature"),
+            Scheme::Wss if !cfg!(all(feature = "ws", feature = "tls")) => {
+                Some("wss:// without the `ws` and `tls` features")
+            }
+            Scheme::Nats if !cfg!(feature = "nats") => Some("nats:// without the `nats` feature"),
+            Scheme::Unix | Scheme::Unixgram if !cfg!(unix) => {
+                Some("Unix domain sockets on this system")
+            }
+            _ => None,
+        }
+    }
+
+    /// Why nothing can listen on this scheme, if nothing can.
+    pub(crate) fn cannot_listen(self) -> Option<&'static str> {
+        match self {
+            Scheme::Nats => Some(
+                "listening on nats:// (a NATS conversation connects to a NATS server: use connect)",
+            ),
+            Scheme::Unixgram => Some(
+                "listening on unixgram:// (bind a std UnixDatagram, connect it to its peer, \
+                 and wrap it with UnixDatagram::from_socket)",
+            ),
+            _ => None,
+        }
+    }
+
+    /// The address of an endpoint of this scheme.
+    pub(crate) fn addr(self, at: SocketAddr) -> Addr {
+        match self {
+            Scheme::Tcp => Addr::Tcp(at),
+            Scheme::Udp => Addr::Udp(at),
+            Scheme::Tls => Addr::Tls(at),
+            Scheme::Ws => Addr::Ws(at),
+            Scheme::Wss => Addr::Wss(at),
+            Scheme::Nats => Addr::Nats(at),
+            Scheme::Unix | Scheme::Unixgram => Addr::Unknown,
+        }
+    }
+}
+
+/// What a URL names, parsed but not resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Url {
+    /// The URL as it was given (errors name it).
+    pub(crate) input: String,
+    pub(crate) scheme: Scheme,
+    /// What comes after `scheme://`: a host and a port, or a path.
+    pub(crate) place: Place,
+}
+
+/// Where a URL points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// A host (a name, or an IP address without brackets) and a port, and
+    /// what followed them.
+    Net {
+        host: String,
+        port: u16,
+        /// `user[:password]` before the host, `%`-escapes decoded.
+        userinfo: Option<(String, Option<String>)>,
+        /// The path, from its `/` (`/` when there was none).
+        path: String,
+        /// What followed a `?`.
+        query: Option<String>,
+    },
+    /// A Unix socket's path.
+    Path(PathBuf),
+}
+
+impl Url {
+    /// Parses `input`; every error names it.
+    pub(crate) fn parse(input: &str) -> Result<Url, AddrError> {
+        let bad = |why: &str| AddrError::new(input, why);
+        let (name, rest) = input
+            .split_once("://")
+            .ok_or_else(|| bad("expected scheme://address, e.g. tcp://127.0.0.1:8090"))?;
+        let scheme = Scheme::from_name(name).ok_or_else(|| unknown_scheme(input))?;
+        if rest.is_empty() {
+            return Err(bad("missing address after the scheme"));
+        }
+        if scheme.is_path() {
+            return Ok(Url {
+                input: input.to_owned(),
+                scheme,
+                place: Place::Path(PathBuf::from(rest)),
+            });
+        }
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q.to_owned())),
+            None => (rest, None),
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let userinfo = userinfo
+            .map(|u| {
+                let decode = |part: &str| {
+                    percent_decode(part).ok_or_else(|| bad("credentials with a bad %-escape"))
+                };
+                match u.split_once(':') {
+                    Some((user, pass)) => Ok((decode(user)?, Some(decode(pass)?))),
+                    None => Ok((decode(u)?, None)),
+                }
+            })
+            .transpose()?;
+        let (host, port) = split_host_port(hostport).map_err(&bad)?;
+        let port = match (port, scheme.default_port()) {
+            (Some(p), _) => p
+                .parse::<u16>()
+                .map_err(|_| bad("the port is not a number from 0 to 65535"))?,
+            (None, Some(p)) => p,
+            (None, None) => return Err(bad("expected HOST:PORT (IPv6 in brackets: [::1]:8090)")),
+        };
+        if host.is_empty() {
+            return Err(bad("expected HOST:PORT (IPv6 in brackets: [::1]:8090)"));
+        }
+        Ok(Url {
+            input: input.to_owned(),
+            scheme,
+            place: Place::Net {
+                host: host.to_owned(),
+                port,
+                userinfo,
+                path: path.to_owned(),
+                query,
+            },
+        })
+    }
+
+    /// The host and port, for schemes that have them.
+    pub(crate) fn host_port(&self) -> Option<(&str, u16)> {
+        match &self.place {
+            Place::Net { host, port, .. } => Some((host, *port)),
+            Place::Path(_) => None,
+        }
+    }
+
+    /// `HOST:PORT` as a `Host` header says it (IPv6 in brackets).
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
+    pub(crate) fn authority(&self) -> String {
+        match &self.place {
+            Place::Net { host, port, .. } if host.contains(':') => format!("[{host}]:{port}"),
+            Place::Net { host, port, .. } => format!("{host}:{port}"),
+            Place::Path(p) => p.display().to_string(),
+        }
+    }
+
+    /// The path (for WebSocket), `/` by default.
+    #[cfg_attr(not(feature = "ws"), allow(dead_code))]
+    pub(crate) fn path(&self) -> &str {
+        match &self.place {
+            Place::Net { path, .. } => path,
+            Place::Path(_) => "/",
+        }
+    }
+
+    /// The socket addresses of the host and port, in the resolver's order
+    /// (an IP address is not looked up). A host name is looked up here,
+    /// which waits for the system's resolver.
+    pub(crate) fn resolve(&self) -> Result<Vec<SocketAddr>, AddrError> {
+        let Some((host, port)) = self.host_port() else {
+            return Err(AddrError::new(&self.input, "a path, not a host and a port"));
+        };
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let addrs: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| AddrError::new(&self.input, e.to_string()))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(AddrError::new(
+                &self.input,
+                "the host name resolved to no address",
+            ));
+        }
+        Ok(addrs)
+    }
+
+    /// The NATS subscription this URL asks for:
+    /// `nats://[USER:PASS@|TOKEN@]HOST[:PORT]/SUBJECT[?queue=NAME]`.
+    #[cfg(feature = "nats")]
+    pub(crate) fn subscription(&self) -> Result<crate::nats::session::Subscription, AddrError> {
+        use crate::nats::ops::{valid_subject, Credentials};
+        let bad = |why: &str| AddrError::new(&self.input, why);
+        let Place::Net {
+            userinfo,
+            path,
+            query,
+            ..
+        } = &self.place
+        else {
+            return Err(bad("expected nats://HOST:PORT/SUBJECT"));
+        };
+        let subject = path.strip_prefix('/').unwrap_or(path);
+        if subject.is_empty() {
+            return Err(bad(
+                "expected a subject after the address: nats://HOST:PORT/SUBJECT",
+            ));
+        }
+        if !valid_subject(subject, true) {
+            return Err(bad(
+                "expected a NATS subject after the address: dot-separated tokens, no spaces",
+            ));
+        }
+        let mut creds = Credentials::default();
+        match userinfo {
+            None => {}
+            Some((user, Some(pass))) => creds.user = Some((user.clone(), pass.clone())),
+            Some((token, None)) => creds.token = Some(token.clone()),
+        }
+        let mut queue = None;
+        for pair in query.iter().flat_map(|q| q.split('&')) {
+            match pair.split_once('=') {
+                Some(("queue", name)) if valid_subject(name, false) && !name.contains('.') => {
+                    queue = Some(name.to_owned())
+                }
+                _ => return Err(bad("the only query parameter is queue=NAME")),
+            }
+        }
+        Ok(crate::nats::session::Subscription {
+            subject: std::sync::Arc::from(subject),
+            queue,
+            creds,
+        })
+    }
+}
+
+impl std::str::FromStr for Addr {
+    type Err = AddrError;
+
+    /// Parses an address URL of any scheme: an IP address and a port
+    /// (`tcp://[::1]:8090`; a scheme's default port where it has one), or
+    /// a path (`unix:///tmp/chat.sock`). Host names are not looked up
+    /// here ([`connect`](crate::connect) does).
     ///
-    /// # Errors
+    /// ```
+    /// use converse::Addr;
     ///
-    /// [`Error::Timeout`] when the accept timeout passes, [`Error::Closed`]
-    /// once stopped, and errors for which [`Error::is_transient`] says the
-    /// listener is still usable after a short pause.
-    pub fn accept(&self) -> Result<Conversation> {
-        self.inner.accept()
+    /// let addr: Addr = "tcp://[::1]:8090".parse()?;
+    /// assert_eq!(addr.to_string(), "tcp://[::1]:8090");
+    /// assert_eq!(addr.socket_addr(), Some("[::1]:8090".parse()?));
+    /// assert_eq!("ws://127.0.0.1".parse::<Addr>()?.to_string(), "ws://127.0.0.1:80");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn from_str(input: &str) -> Result<Addr, AddrError> {
+        let url = Url::parse(input)?;
+        match (&url.place, url.scheme) {
+            (Place::Path(path), Scheme::Unix) => Ok(Addr::Unix(Some(path.clone()))),
+            (Place::Path(path), _) => Ok(Addr::UnixDatagram(Some(path.clone()))),
+            (Place::Net { host, port, .. }, scheme) => {
+                let ip = host.parse::<std::net::IpAddr>().map_err(|_| {
+                    AddrError::new(input, "expected IP:PORT (IPv6 in brackets: [::1]:8090)")
+                })?;
+                Ok(scheme.addr(SocketAddr::new(ip, *port)))
+            }
+        }
+    }
+}
+
+/// The error for a scheme no transport answers to.
+pub(crate) fn unknown_scheme(input: &str) -> AddrError {
+    let names: Vec<&str> = Scheme::ALL.iter().map(|s| s.name()).collect();
+    AddrError::new(
+        input,
+        format!("unknown scheme (expected {})", names.join(", ")),
+    )
+}
+
+/// `host:port`, `[v6]:port`, `host` or `[v6]` split into the host (no
+/// brackets) and the port, if there is one.
+fn split_host_port(hostport: &str) -> Result<(&str, Option<&str>), &'static str> {
+    if let Some(rest) = hostport.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 address without its closing bracket")?;
+        return match after {
+            "" => Ok((host, None)),
+            _ => match after.strip_prefix(':') {
+                Some(port) => Ok((host, Some(port))),
+                None => Err("expected [IPv6]:PORT"),
+            },
+        };
+    }
+    match hostport.rsplit_once(':') {
+        Some((host, _)) if host.contains(':') => {
+            Err("an IPv6 address must be in brackets: [::1]:8090")
+        }
+        Some((host, port)) => Ok((host, Some(port))),
+        None => Ok((hostport, None)),
+    }
+}
+
+/// `%XX` escapes decoded (so that a password may hold `@`, `:` or `/`);
+/// `None` for a bad escape (two hexadecimal digits each) or bytes that are
+/// not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = |b: u8| (b as char).to_digit(16);
+            let (hi, lo) = (hex(bytes.next()?)?, hex(bytes.next()?)?);
+            out.push((hi * 16 + lo) as u8);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(url: &str) -> (String, u16, String) {
+        match Url::parse(url).unwrap().place {
+            Place::Net {
+                host, port, path, ..
+            } => (host, port, path),
+            other => panic!("{other:?}"),
+        }
     }
 
-    /// The bound address, as a URL that [`connect`] accepts
-    /// (`tcp://127.0.0.1:PORT`, with the real port).
-    pub fn local_addr(&self) -> Result<Addr> {
-        self.inner.local_addr()
+    #[test]
+    fn every_scheme_is_one_row_of_the_table() {
+        for scheme in Scheme::ALL {
+            assert_eq!(Scheme::from_name(scheme.name()), Some(scheme));
+            assert_eq!(
+                Scheme::from_name(&scheme.name().to_uppercase()),
+                Some(scheme)
+            );
+        }
+        assert_eq!(Scheme::from_name("ftp"), None);
+        let err = Url::parse("ftp://127.0.0.1:1").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("tcp, udp, unix, unixgram, tls, ws, wss, nats"),
+            "{err}"
+        );
     }
 
-    /// Bounds every later `accept` (`None`: wait as long as it takes).
-    pub fn set_accept_timeout(&self, timeout: Option<Duration>) -> Result<()> {
-        self.inner.set_accept_timeout(timeout)
+    #[test]
+    fn default_ports_paths_and_trailing_slashes() {
+        assert_eq!(net("ws://127.0.0.1"), ("127.0.0.1".into(), 80, "/".into()));
+        assert_eq!(
+            net("wss://example.invalid/socket"),
+            ("example.invalid".into(), 443, "/socket".into())
+        );
+        assert_eq!(net("nats://127.0.0.1/chat").1, 4222);
+        assert_eq!(
+            net("tcp://localhost:1/"),
+            ("localhost".into(), 1, "/".into())
+        );
+        assert_eq!(net("tcp://[::1]:8090"), ("::1".into(), 8090, "/".into()));
+        assert_eq!(net("WS://[::1]/x?y").0, "::1");
+        for bad in [
+            "tcp://127.0.0.1",
+            "tcp://::1:80",
+            "tcp://127.0.0.1:99999",
+            "tcp://:80",
+            "tcp://[::1",
+            "tcp://",
+            "127.0.0.1:8090",
+        ] {
+            let err = Url::parse(bad).unwrap_err();
+            assert_eq!(err.input, bad);
+            assert!(err.to_string().contains(bad), "{err}");
+        }
     }
 
-    /// A handle that stops `accept` from another thread.
-    pub fn stopper(&self) -> Stopper {
-        self.inner.stopper()
+    #[test]
+    fn resolving_keeps_literals_and_asks_the_resolver_for_names() {
+        let url = Url::parse("tcp://127.0.0.1:5").unwrap();
+        assert_eq!(url.resolve().unwrap(), vec!["127.0.0.1:5".parse().unwrap()]);
+        let url = Url::parse("tcp://localhost:5").unwrap();
+        assert!(url
+            .resolve()
+            .unwrap()
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 5));
+        assert_eq!(Url::parse("tcp://[::1]:7").unwrap().authority(), "[::1]:7");
+    }
+
+    #[test]
+    fn addresses_parse_and_print_as_the_same_url() {
+        for s in [
+            "tcp://127.0.0.1:8090",
+            "tcp://[::1]:8090",
+            "udp://127.0.0.1:1",
+            "udp://[::1]:65535",
+            "tls://127.0.0.1:8443",
+            "ws://127.0.0.1:80",
+            "wss://[::1]:443",
+            "nats://127.0.0.1:4222",
+            "unix:///tmp/x.sock",
+            "unixgram:///tmp/x.sock",
+        ] {
+            let a: Addr = s.parse().unwrap();
+            assert_eq!(a.to_string(), s);
+            assert_eq!(a.scheme(), s.split("://").next().unwrap());
+        }
+        let err = "tcp://localhost:80".parse::<Addr>().unwrap_err();
+        assert!(err.to_string().contains("IP:PORT"), "{err}");
+    }
+
+    #[test]
+    fn percent_escapes_are_two_hex_digits() {
+        assert_eq!(percent_decode("p%40ss%3a").as_deref(), Some("p@ss:"));
+        for bad in ["%+1", "%4", "%zz", "%", "%c3"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
+
+    #[cfg(feature = "nats")]
+    #[test]
+    fn nats_urls_carry_subject_queue_and_escaped_credentials() {
+        let url =
+            Url::parse("nats://me:p%40ss%3Aw%2Frd@127.0.0.1:4222/chat.room?queue=workers").unwrap();
+        let sub = url.subscription().unwrap();
+        assert_eq!(&*sub.subject, "chat.room");
+        assert_eq!(sub.queue.as_deref(), Some("workers"));
+        assert_eq!(sub.creds.user, Some(("me".into(), "p@ss:w/rd".into())));
+        let sub = Url::parse("nats://s3cr%65t@[::1]:4222/a.*")
+            .unwrap()
+            .subscription()
+            .unwrap();
+        assert_eq!(sub.creds.token.as_deref(), Some("s3cret"));
+        assert!(!sub.publishable());
+        let err = Url::parse("nats://127.0.0.1/")
+            .unwrap()
+            .subscription()
+            .unwrap_err();
+        assert_eq!(err.input, "nats://127.0.0.1/", "the whole URL is named");
+        for bad in [
+            "nats://me:%4@127.0.0.1:4222/a",
+            "nats://me:%zz@127.0.0.1:4222/a",
+            "nats://@127.0.0.1:4222",
+            "nats://127.0.0.1:4222/a?x=y",
+        ] {
+            assert!(
+                Url::parse(bad).and_then(|u| u.subscription()).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -142,7 +142,7 @@ fn room(relay: Option<(String, &str)>) -> String {
 }
 
 fn member(url: &str, name: &str) -> Conversation {
-    let config = Config::new().read_timeout(Some(Duration::from_secs(10)));
+    let config = Config::new().with_read_timeout(Some(Duration::from_secs(10)));
     let mut c = converse::connect_with(url, &config).unwrap();
     c.send(name).unwrap();
     c

@@ -97,7 +97,7 @@ fn say_port(port: u16) {
 }
 
 fn serve_converse() {
-    let config = converse::Config::new().backlog(4096);
+    let config = converse::Config::new().with_backlog(4096);
     let mut board = converse::Switchboard::with_config(&config).unwrap();
     let listener = board.listen("tcp://127.0.0.1:0").unwrap();
     let port = board
@@ -183,7 +183,7 @@ fn serve_threads() {
     use converse::{Conversation, SendHalf};
     type Members = HashMap<u64, SendHalf>;
     let members: Arc<Mutex<Members>> = Arc::default();
-    let config = converse::Config::new().backlog(4096);
+    let config = converse::Config::new().with_backlog(4096);
     let listener = converse::TcpListener::bind_with("127.0.0.1:0", &config).unwrap();
     say_port(listener.local_addr().unwrap().socket_addr().unwrap().port());
     let announce = |members: &Mutex<Members>, from: u64, line: &str| {

@@ -55,7 +55,7 @@ fn switchboard_echo() -> (TcpStream, thread::JoinHandle<()>) {
         let config = converse::Config::new();
         let mut board = converse::Switchboard::with_config(&config).unwrap();
         board
-            .adopt_tcp(converse::Tcp::from_stream(server, &config).unwrap())
+            .adopt(converse::Tcp::from_stream(server, &config).unwrap())
             .unwrap();
         let mut events = converse::switchboard::Events::new();
         loop {
@@ -84,10 +84,10 @@ struct BoardSender {
 
 impl BoardSender {
     fn new(stream: TcpStream) -> BoardSender {
-        let config = converse::Config::new().max_backlog(64 << 20);
+        let config = converse::Config::new().with_max_backlog(64 << 20);
         let mut board = converse::Switchboard::with_config(&config).unwrap();
         let id = board
-            .adopt_tcp(converse::Tcp::from_stream(stream, &config).unwrap())
+            .adopt(converse::Tcp::from_stream(stream, &config).unwrap())
             .unwrap();
         BoardSender {
             board,
@@ -138,7 +138,7 @@ fn tcp_pingpong(c: &mut Criterion) {
         if size == 64 {
             impls.push((
                 "converse-spin",
-                converse::Config::new().spin(Some(Duration::from_millis(1))),
+                converse::Config::new().with_spin(Some(Duration::from_millis(1))),
             ));
         }
         for (name, config) in impls {

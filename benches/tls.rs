@@ -51,8 +51,8 @@ impl Setup {
 
     fn converse_config(&self) -> Config {
         Config::new()
-            .tls_server(self.server.clone())
-            .tls_client(self.client.clone())
+            .with_tls_server(self.server.clone())
+            .with_tls_client(self.client.clone())
     }
 }
 
@@ -76,7 +76,7 @@ fn converse_pair(setup: &Setup) -> (Conversation<Tls>, Conversation<Tls>) {
     let config = setup.converse_config();
     let server_config = config.clone();
     let server = thread::spawn(move || {
-        let tls = Tls::server_from_stream(server, &server_config).unwrap();
+        let mut tls = Tls::server_from_stream(server, &server_config).unwrap();
         tls.handshake().unwrap();
         tls
     });
@@ -429,12 +429,12 @@ fn tls_handshake(c: &mut Criterion) {
     group.throughput(criterion::Throughput::Elements(1));
 
     {
-        let config = setup.converse_config().backlog(128);
+        let config = setup.converse_config().with_backlog(128);
         let listener = converse::TlsListener::bind("127.0.0.1:0", &config).unwrap();
         let addr = listener.local_addr().unwrap().socket_addr().unwrap();
         let stop = listener.stopper();
         let server = thread::spawn(move || {
-            while let Ok(tls) = listener.accept() {
+            while let Ok(mut tls) = listener.accept() {
                 let _ = tls.handshake();
             }
         });

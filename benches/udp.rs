@@ -168,7 +168,7 @@ fn udp_stream(c: &mut Criterion) {
             let (a, b) = (bound(), bound());
             a.connect(addr(&b)).unwrap();
             b.connect(addr(&a)).unwrap();
-            let config = converse::Config::new().read_timeout(Some(QUIET));
+            let config = converse::Config::new().with_read_timeout(Some(QUIET));
             let mut sender = Conversation::new(Udp::from_socket(a, &config).unwrap());
             let mut receiver = Conversation::new(Udp::from_socket(b, &config).unwrap());
             let mut counter = Counter::start(move || receiver.recv().is_ok());
@@ -213,7 +213,7 @@ fn udp_listener_stream(c: &mut Criterion) {
     let payload = vec![0x42u8; size];
 
     {
-        let config = converse::Config::new().read_timeout(Some(QUIET));
+        let config = converse::Config::new().with_read_timeout(Some(QUIET));
         let listener = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();
         let sender = bound();
         sender

@@ -35,7 +35,7 @@ fn run(args: &Args) -> Result<(), Failed> {
     let udp = args.endpoint.is_udp();
     // A UDP reply may come however late (a person is typing it): the
     // conversation does not end for silence while the client runs.
-    let config = args.endpoint.client_config()?.idle_timeout(None);
+    let config = args.endpoint.client_config()?.with_idle_timeout(None);
     let sk = common::connect(&url, &config)?; //                sk.connect(('127.0.0.1',8090))
     let (tx, mut rx) = sk.split();
     let tx = Arc::new(Mutex::new(tx));

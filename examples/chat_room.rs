@@ -38,7 +38,7 @@ use std::time::Duration;
 use clap::Parser;
 use common::room::{Printer, Relay, Room};
 use common::{main_with, say, seconds, At, Endpoint, Failed};
-use converse::switchboard::Page;
+use converse::ws::Page;
 use converse::Switchboard;
 
 /// The room's web page, served on a plain `GET /` of a ws:// or wss://
@@ -59,7 +59,7 @@ struct Args {
     listen: Vec<String>,
     /// The most bytes waiting for one member before it is disconnected as a
     /// slow consumer.
-    #[arg(long, value_name = "BYTES", default_value_t = converse::DEFAULT_MAX_BACKLOG)]
+    #[arg(long, value_name = "BYTES", default_value_t = converse::Config::DEFAULT_MAX_BACKLOG)]
     max_backlog: usize,
     /// UDP: seconds of silence after which a member is gone (its client
     /// sends keepalives while it runs).
@@ -88,10 +88,10 @@ fn run(args: &Args) -> Result<(), Failed> {
     let config = args
         .endpoint
         .server_config()?
-        .max_backlog(args.max_backlog)
-        .idle_timeout(Some(args.idle_timeout))
-        .backlog(args.backlog)
-        .max_peers(100_000);
+        .with_max_backlog(args.max_backlog)
+        .with_idle_timeout(Some(args.idle_timeout))
+        .with_backlog(args.backlog)
+        .with_max_peers(100_000);
     let urls = if args.listen.is_empty() {
         vec![args.endpoint.url("127.0.0.1:8091")?]
     } else {

@@ -37,7 +37,7 @@ fn run(args: &Args) -> Result<(), Failed> {
     let url = args.endpoint.url("127.0.0.1:8091")?;
     let udp = args.endpoint.is_udp();
     // The room may be quiet for hours: that is not the end.
-    let config = args.endpoint.client_config()?.idle_timeout(None);
+    let config = args.endpoint.client_config()?.with_idle_timeout(None);
     let mut conversation = common::connect(&url, &config)?;
     conversation.send_text(&args.name).at(&url)?;
     let (tx, mut rx) = conversation.split();

@@ -28,7 +28,7 @@ struct Args {
     #[command(flatten)]
     endpoint: Endpoint,
     /// How many connections wait for `accept` (the tutorial's `listen(5)`).
-    #[arg(long, default_value_t = converse::DEFAULT_BACKLOG)]
+    #[arg(long, default_value_t = converse::Config::DEFAULT_BACKLOG)]
     backlog: i32,
     /// Serve only the first conversation, then exit.
     #[arg(long)]
@@ -81,8 +81,8 @@ fn run(args: &Args) -> Result<(), Failed> {
     let config = args
         .endpoint
         .server_config()?
-        .backlog(args.backlog)
-        .idle_timeout(Some(args.idle_timeout));
+        .with_backlog(args.backlog)
+        .with_idle_timeout(Some(args.idle_timeout));
     let sk = common::listen(&url, &config)?; //     sk.bind(('127.0.0.1',8090)); sk.listen()
     let mut input = Input::new("服务端>> ");
     loop {

@@ -88,8 +88,8 @@ fn run(transport: &str) -> converse::Result<()> {
         let server = TlsServer::from_pem(&kit.server.cert_pem, &kit.server.key_pem)?;
         let client = TlsClient::trusting_ca_pem(kit.ca.cert_pem())?;
         (
-            Config::new().tls_server(server),
-            Config::new().tls_client(client),
+            Config::new().with_tls_server(server),
+            Config::new().with_tls_client(client),
         )
     } else {
         (Config::new(), Config::new())

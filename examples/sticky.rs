@@ -29,7 +29,7 @@ const MESSAGES: [&str; 3] = ["hello", "world", "!"];
 
 /// Sends the three messages, and reports what the receiving side got.
 fn run(framing: Framing) -> converse::Result<Vec<String>> {
-    let config = Config::new().framing(framing);
+    let config = Config::new().with_framing(framing);
     let listener = converse::listen_with("tcp://127.0.0.1:0", &config)?;
     let url = listener.local_addr()?.to_string();
     let (sent_tx, sent) = mpsc::channel();

@@ -179,7 +179,7 @@ impl Endpoint {
 
     /// The configuration these options ask for: the framing.
     pub fn config(&self) -> Config {
-        Config::new().framing(self.framing)
+        Config::new().with_framing(self.framing)
     }
 
     /// A server's configuration: the framing, and for TLS the certificate
@@ -187,7 +187,7 @@ impl Endpoint {
     pub fn server_config(&self) -> Result<Config, Failed> {
         let config = self.config();
         match self.tls.server()? {
-            Some(server) => Ok(config.tls_server(server)),
+            Some(server) => Ok(config.with_tls_server(server)),
             None if matches!(self.transport()?, TransportKind::Tls | TransportKind::Wss) => {
                 Err(Failed::new(
                     self.addr.as_deref().unwrap_or("tls"),
@@ -204,7 +204,7 @@ impl Endpoint {
     pub fn client_config(&self) -> Result<Config, Failed> {
         let config = self.config();
         if matches!(self.transport()?, TransportKind::Tls | TransportKind::Wss) {
-            return Ok(config.tls_client(self.tls.client()?));
+            return Ok(config.with_tls_client(self.tls.client()?));
         }
         Ok(config)
     }

@@ -220,12 +220,12 @@ impl Room {
             _ => return,
         }
         let config = converse::Config::new()
-            .connect_timeout(Some(Duration::from_secs(2)))
-            .handshake_timeout(Duration::from_secs(2))
-            .read_timeout(Some(Duration::from_secs(2)))
-            .write_timeout(Some(Duration::from_secs(2)));
-        let connected = converse::Nats::connect(&relay.url, &config)
-            .and_then(|nats| self.board.adopt_nats(nats));
+            .with_connect_timeout(Some(Duration::from_secs(2)))
+            .with_handshake_timeout(Duration::from_secs(2))
+            .with_read_timeout(Some(Duration::from_secs(2)))
+            .with_write_timeout(Some(Duration::from_secs(2)));
+        let connected =
+            converse::Nats::connect(&relay.url, &config).and_then(|nats| self.board.adopt(nats));
         match connected {
             Ok(id) => {
                 eprintln!("relay: connected to {}", relay.url);

@@ -119,7 +119,7 @@ fn a_reset_mid_frame_is_a_reset_or_an_unexpected_end() {
 
 #[test]
 fn a_peer_that_stops_reading_makes_sends_time_out() {
-    let config = config().write_timeout(Some(Duration::from_millis(300)));
+    let config = config().with_write_timeout(Some(Duration::from_millis(300)));
     let (server, _) = echo(&config);
     let proxy = TcpProxy::start(server, TcpFault::StopReadingAfter(0));
     let mut c = client(proxy.addr, &config);
@@ -139,7 +139,7 @@ fn udp_drops_duplicates_and_reorderings_arrive_exactly_as_scheduled() {
         duplicate_every: Some(7),
         swap_every: Some(5),
     };
-    let config = config().queue_depth(4096);
+    let config = config().with_queue_depth(4096);
     let listener = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();
     let proxy = UdpProxy::start(
         listener.local_addr().unwrap().socket_addr().unwrap(),

@@ -50,7 +50,7 @@ fn rss_bytes() -> Option<u64> {
 fn u32_max_and_max_plus_one_headers_end_only_their_conversation() {
     let config = config();
     let (addr, outcomes) = echo_server(&config);
-    let max = config.get_max_message_len() as u64;
+    let max = config.max_message_len() as u64;
     for declared in [u64::from(u32::MAX), max + 1] {
         let mut hostile = raw_client(addr);
         write_all(&mut hostile, &(declared as u32).to_be_bytes());
@@ -74,8 +74,9 @@ fn u32_max_and_max_plus_one_headers_end_only_their_conversation() {
 fn five_hundred_max_size_headers_cost_what_arrived_not_500_times_the_maximum() {
     const CONNECTIONS: usize = 500;
     let config = config();
-    let max = config.get_max_message_len();
-    let listener = TcpListener::bind_with("127.0.0.1:0", &config.clone().backlog(1024)).unwrap();
+    let max = config.max_message_len();
+    let listener =
+        TcpListener::bind_with("127.0.0.1:0", &config.clone().with_backlog(1024)).unwrap();
     let addr = listener.local_addr().unwrap().socket_addr().unwrap();
     let (ready_tx, ready) = mpsc::channel();
     let (release_tx, release) = mpsc::channel::<()>();
@@ -151,7 +152,7 @@ fn a_reset_in_the_middle_of_a_frame_is_a_reset_error() {
 
 #[test]
 fn random_bytes_from_ten_connections_while_a_good_client_is_served() {
-    let config = config().max_message_len(64 * 1024);
+    let config = config().with_max_message_len(64 * 1024);
     let (addr, outcomes) = echo_server(&config);
     let noisy: Vec<_> = (0..10u64)
         .map(|seed| {
@@ -191,7 +192,8 @@ fn random_bytes_from_ten_connections_while_a_good_client_is_served() {
 fn send_then_close_at_once_delivers_everything_then_the_end_1000_times() {
     const N: usize = 10;
     let config = config();
-    let listener = TcpListener::bind_with("127.0.0.1:0", &config.clone().backlog(128)).unwrap();
+    let listener =
+        TcpListener::bind_with("127.0.0.1:0", &config.clone().with_backlog(128)).unwrap();
     let addr = listener.local_addr().unwrap().socket_addr().unwrap();
     let server = spawn(move || {
         for round in 0..1000 {
@@ -219,7 +221,7 @@ fn send_then_close_at_once_delivers_everything_then_the_end_1000_times() {
 #[test]
 fn a_flood_of_new_udp_sources_is_capped_and_counted() {
     const SOURCES: usize = 500;
-    let config = config().max_peers(100);
+    let config = config().with_max_peers(100);
     let listener = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();
     let to = listener.local_addr().unwrap().socket_addr().unwrap();
     let sockets: Vec<UdpSocket> = (0..SOURCES)
@@ -265,7 +267,7 @@ fn check_datagram(d: &[u8]) -> u32 {
 #[test]
 fn a_flood_of_datagrams_drops_but_never_merges_or_splits() {
     const SENT: u32 = 20_000;
-    let config = config().queue_depth(64);
+    let config = config().with_queue_depth(64);
     let listener = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();
     let to = listener.local_addr().unwrap().socket_addr().unwrap();
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -468,7 +470,7 @@ fn a_connection_cut_at_every_stage_of_tls_is_a_typed_error_for_it_alone() {
 #[cfg(feature = "tls")]
 #[test]
 fn a_client_hello_trickled_past_the_handshake_deadline_is_dropped() {
-    let config = config().handshake_timeout(Duration::from_millis(300));
+    let config = config().with_handshake_timeout(Duration::from_millis(300));
     let echo = tls_echo_server(&config);
     let script = Script::new();
     let mut s = raw_client(echo.addr());
@@ -499,8 +501,8 @@ fn five_hundred_half_open_tls_handshakes_keep_rss_bounded() {
     use converse::switchboard::{Event, Events, Switchboard};
     const HALF_OPEN: usize = 500;
     let config = tls::config(config())
-        .backlog(1024)
-        .handshake_timeout(Duration::from_secs(30));
+        .with_backlog(1024)
+        .with_handshake_timeout(Duration::from_secs(30));
     let mut board = Switchboard::with_config(&config).unwrap();
     let listener = board.listen("tls://127.0.0.1:0").unwrap();
     let url = board.listener_addr(listener).unwrap().to_string();

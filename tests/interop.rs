@@ -34,7 +34,7 @@ fn tokio_codec(two_byte_le: bool) -> LengthDelimitedCodec {
 fn converse_config(two_byte_le: bool) -> Config {
     let c = config();
     if two_byte_le {
-        c.framing(Framing::Length {
+        c.with_framing(Framing::Length {
             width: Width::U16,
             big_endian: false,
         })
@@ -184,7 +184,7 @@ s.close()
 
 #[test]
 fn python_lines_peer() {
-    let (addr, server) = converse_echo(config().framing(Framing::Lines));
+    let (addr, server) = converse_echo(config().with_framing(Framing::Lines));
     let script = r#"
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
@@ -230,7 +230,7 @@ for msg in [b"hello", b"", b"y" * 65507]:
 /// message-io's framing: the length as an unsigned LEB128 varint.
 #[test]
 fn python_varint_peer() {
-    let (addr, server) = converse_echo(config().framing(Framing::Varint));
+    let (addr, server) = converse_echo(config().with_framing(Framing::Varint));
     let script = PY_CONNECT.to_owned()
         + r#"
 def varint(n):

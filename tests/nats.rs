@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::nats::{have_nats_server, NatsServer};
 use common::{config, spawn, T};
-use converse::{Config, Conversation, Error, NatsError};
+use converse::nats::NatsError;
+use converse::{Config, Conversation, Error};
 
 fn connect(url: &str) -> Conversation {
     converse::connect_with(url, &config()).expect("connect to nats-server")
@@ -95,7 +96,7 @@ fn sizes_up_to_max_payload_and_not_beyond() {
     assert_eq!(recv(&mut b), b"still here");
     // Converse's own smaller limit wins.
     let small =
-        converse::connect_with(&server.url("sizes"), &config().max_message_len(100)).unwrap();
+        converse::connect_with(&server.url("sizes"), &config().with_max_message_len(100)).unwrap();
     assert_eq!(small.max_message_len(), 100);
 }
 
@@ -392,7 +393,7 @@ fn a_silent_server_times_out_the_handshake() {
         let _ = r.read(&mut [0u8; 16]);
     });
     let started = Instant::now();
-    let cfg = config().handshake_timeout(Duration::from_millis(300));
+    let cfg = config().with_handshake_timeout(Duration::from_millis(300));
     match converse::connect_with(&url, &cfg) {
         Err(Error::Nats {
             reason: NatsError::HandshakeTimeout,
@@ -434,7 +435,7 @@ fn pings_are_answered_and_a_dead_server_is_found_by_pinging() {
         }
         assert_eq!(pings, 2, "two pings, then the client gave up");
     });
-    let cfg: Config = config().ping_interval(Duration::from_millis(100));
+    let cfg: Config = config().with_ping_interval(Duration::from_millis(100));
     let mut c = converse::connect_with(&url, &cfg).unwrap();
     assert_eq!(expect_nats(c.recv()), NatsError::Stale);
     drop(c);
@@ -467,6 +468,15 @@ fn wait_for<R>(
     }
 }
 
+/// Picks the moment conversation `id` is connected.
+fn connected(id: Id) -> impl FnMut(Event) -> Option<()> {
+    move |event| match event {
+        Event::Connected { id: of } if of == id => Some(()),
+        Event::Ended { id: of, end } if of == id => panic!("ended: {end:?}"),
+        _ => None,
+    }
+}
+
 /// Picks the end of conversation `id`.
 fn end_of(id: Id) -> impl FnMut(Event) -> Option<End> {
     move |event| match event {
@@ -493,7 +503,9 @@ fn a_switchboard_publishes_and_subscribes_and_hears_the_server_go() {
     let mut events = Events::new();
     let id = board.connect(&server.url("board")).unwrap();
     let mut b = connect(&server.url("board"));
+    // Sent before the connect is done: it goes out once it is.
     board.send(id, "from the board").unwrap();
+    wait_for(&mut board, &mut events, connected(id));
     board.flush();
     assert_eq!(recv(&mut b), b"from the board");
     let big = vec![7u8; 16384];
@@ -511,18 +523,40 @@ fn a_switchboard_publishes_and_subscribes_and_hears_the_server_go() {
         }) => {}
         other => panic!("{other:?}"),
     }
-    drop(server);
-    let end = wait_for(&mut board, &mut events, end_of(id));
+    let port = server.kill();
+    // Told, then it connects again by itself, without blocking the board.
+    let error = wait_for(&mut board, &mut events, |event| match event {
+        Event::Disconnected { id: of, error, .. } if of == id => Some(error),
+        Event::Ended { end, .. } => panic!("ended: {end:?}"),
+        _ => None,
+    });
     assert!(
         matches!(
-            end,
-            End::Failed(Error::Nats {
+            error,
+            Error::Nats {
                 reason: NatsError::Disconnected,
                 ..
-            })
+            }
         ),
-        "{end:?}"
+        "{error:?}"
     );
+    let server = NatsServer::start_with(Some(port), "max_payload: 16384\n");
+    wait_for(&mut board, &mut events, connected(id));
+    // Subscribed anew: it hears what is published now.
+    let mut b = connect(&server.url("board"));
+    b.send("after the outage").unwrap();
+    assert_eq!(
+        wait_for(&mut board, &mut events, message_for(id)),
+        b"after the outage"
+    );
+    board.send(id, "back").unwrap();
+    board.flush();
+    assert_eq!(recv(&mut b), b"back");
+    board.close(id);
+    assert!(matches!(
+        wait_for(&mut board, &mut events, end_of(id)),
+        End::Closed(_)
+    ));
 }
 
 #[test]
@@ -544,24 +578,40 @@ fn a_switchboard_answers_pings_pings_a_quiet_server_and_gives_up_a_dead_one() {
         }
         assert_eq!(pings, 2);
     });
-    let cfg = config().ping_interval(Duration::from_millis(100));
+    let cfg = config().with_ping_interval(Duration::from_millis(100));
     let mut board = Switchboard::with_config(&cfg).unwrap();
     let mut events = Events::new();
     let id = board.connect(&url).unwrap();
     assert_eq!(wait_for(&mut board, &mut events, message_for(id)), b"hello");
-    let end = wait_for(&mut board, &mut events, end_of(id));
+    // Given up: told, and it connects again by itself, backing off.
+    let (error, retry_in) = wait_for(&mut board, &mut events, |event| match event {
+        Event::Disconnected {
+            id: of,
+            error,
+            retry_in,
+        } if of == id => Some((error, retry_in)),
+        Event::Ended { end, .. } => panic!("ended: {end:?}"),
+        _ => None,
+    });
     assert!(
         matches!(
-            end,
-            End::Failed(Error::Nats {
+            error,
+            Error::Nats {
                 reason: NatsError::Stale,
                 ..
-            })
+            }
         ),
-        "{end:?}"
+        "{error:?}"
     );
-    drop(board);
+    assert_eq!(retry_in, Duration::from_millis(250));
     j.join();
+    // Closed while it waits to connect again: ended, once.
+    board.close(id);
+    assert!(matches!(
+        wait_for(&mut board, &mut events, end_of(id)),
+        End::Closed(_)
+    ));
+    assert!(board.is_empty());
 }
 
 /// A server that requires TLS gets it (after its plain INFO, as NATS
@@ -585,7 +635,7 @@ fn a_server_that_requires_tls_gets_it() {
     );
     let server = NatsServer::start_with(None, &conf);
     let url = server.url("secure.room");
-    let tls = config().tls_client(common::tls::client());
+    let tls = config().with_tls_client(common::tls::client());
     let mut a = converse::connect_with(&url, &tls).unwrap();
     let mut b = converse::connect_with(&url, &tls).unwrap();
     a.send("encrypted").unwrap();
@@ -595,6 +645,7 @@ fn a_server_that_requires_tls_gets_it() {
     let mut events = Events::new();
     let id = board.connect(&url).unwrap();
     board.send(id, "from the board, encrypted").unwrap();
+    wait_for(&mut board, &mut events, connected(id));
     board.flush();
     assert_eq!(recv(&mut b), b"from the board, encrypted");
     a.send("to the board").unwrap();
@@ -642,8 +693,9 @@ fn an_err_then_the_end_is_reported_with_the_servers_reason() {
     });
     let mut board = Switchboard::with_config(&config()).unwrap();
     let mut events = Events::new();
+    // The connect does not wait: the handshake goes on while the board
+    // waits.
     let id = board.connect(&url).unwrap();
-    j.join();
     let end = wait_for(&mut board, &mut events, end_of(id));
     match end {
         End::Failed(Error::Nats {
@@ -652,6 +704,7 @@ fn an_err_then_the_end_is_reported_with_the_servers_reason() {
         }) => assert_eq!(reason, "Maximum Connections Exceeded"),
         other => panic!("{other:?}"),
     }
+    j.join();
 }
 
 #[test]

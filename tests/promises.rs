@@ -17,7 +17,7 @@ use converse::{Config, Conversation, Delivery, Error, Udp, UdpListener};
 #[test]
 fn a_message_that_arrived_whole_in_time_is_delivered_however_late_recv_comes() {
     let deadline = Duration::from_millis(100);
-    let config = config().message_deadline(deadline);
+    let config = config().with_message_deadline(deadline);
     let (listener, addr) = listener(&config);
     let mut raw = raw_client(addr);
     let mut server = accept(&listener);
@@ -45,11 +45,12 @@ fn a_message_that_arrived_whole_in_time_is_delivered_however_late_recv_comes() {
 #[test]
 fn udp_datagrams_already_waiting_are_delivered_before_the_end() {
     let idle = Duration::from_millis(150);
-    let config = config().idle_timeout(Some(idle));
+    let config = config().with_idle_timeout(Some(idle));
     let l = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();
     let addr = l.local_addr().unwrap().socket_addr().unwrap();
-    let mut c =
-        Conversation::new(Udp::connect_with(addr, &config.clone().idle_timeout(None)).unwrap());
+    let mut c = Conversation::new(
+        Udp::connect_with(addr, &config.clone().with_idle_timeout(None)).unwrap(),
+    );
     for i in 0..3u8 {
         c.send([i]).unwrap();
     }
@@ -94,7 +95,7 @@ fn a_udp_reply_already_waiting_is_received_not_taken_for_the_end() {
     let idle = Duration::from_millis(150);
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     server.set_read_timeout(Some(T)).unwrap();
-    let config = config().idle_timeout(Some(idle));
+    let config = config().with_idle_timeout(Some(idle));
     let mut c =
         Conversation::new(Udp::connect_with(server.local_addr().unwrap(), &config).unwrap());
     c.send("question").unwrap();
@@ -122,9 +123,9 @@ fn a_udp_reply_already_waiting_is_received_not_taken_for_the_end() {
 fn close_is_bounded_with_megabytes_queued_for_a_peer_that_never_reads() {
     let linger = Duration::from_millis(300);
     let config = config()
-        .linger(linger)
-        .write_timeout(None)
-        .send_buffer(16 << 20);
+        .with_linger(linger)
+        .with_write_timeout(None)
+        .with_send_buffer(16 << 20);
     let (listener, addr) = listener(&config);
     let mut raw = raw_client(addr);
     raw.set_read_timeout(Some(T)).unwrap();
@@ -202,8 +203,8 @@ fn close_confirms_when_the_peer_ends_after_reading() {
 #[test]
 fn dropping_with_a_queue_the_peer_never_reads_is_a_visible_reset() {
     let config = config()
-        .linger(Duration::from_millis(200))
-        .send_buffer(16 << 20);
+        .with_linger(Duration::from_millis(200))
+        .with_send_buffer(16 << 20);
     let (listener, addr) = listener(&config);
     let mut raw = raw_client(addr);
     let mut server = accept(&listener);
@@ -228,7 +229,7 @@ fn dropping_with_a_queue_the_peer_never_reads_is_a_visible_reset() {
 /// `BrokenPipe` a send into the shut socket would give).
 #[test]
 fn after_a_fatal_receive_error_sending_is_closed() {
-    let config = config().max_message_len(100);
+    let config = config().with_max_message_len(100);
     let (listener, addr) = listener(&config);
     let mut raw = raw_client(addr);
     let mut server = accept(&listener);
@@ -253,12 +254,24 @@ fn after_a_fatal_receive_error_sending_is_closed() {
 fn a_configuration_that_cannot_work_is_refused_when_it_is_made() {
     let zero = Duration::ZERO;
     let bad = [
-        (Config::new().read_timeout(Some(zero)), "read_timeout"),
-        (Config::new().write_timeout(Some(zero)), "write_timeout"),
-        (Config::new().connect_timeout(Some(zero)), "connect_timeout"),
-        (Config::new().accept_timeout(Some(zero)), "accept_timeout"),
-        (Config::new().message_deadline(zero), "message_deadline"),
-        (Config::new().idle_timeout(Some(zero)), "idle_timeout"),
+        (Config::new().with_read_timeout(Some(zero)), "read_timeout"),
+        (
+            Config::new().with_write_timeout(Some(zero)),
+            "write_timeout",
+        ),
+        (
+            Config::new().with_connect_timeout(Some(zero)),
+            "connect_timeout",
+        ),
+        (
+            Config::new().with_accept_timeout(Some(zero)),
+            "accept_timeout",
+        ),
+        (
+            Config::new().with_message_deadline(zero),
+            "message_deadline",
+        ),
+        (Config::new().with_idle_timeout(Some(zero)), "idle_timeout"),
     ];
     let path = SocketPath::new("refused");
     for (config, setting) in bad {
@@ -284,7 +297,7 @@ fn a_configuration_that_cannot_work_is_refused_when_it_is_made() {
 #[test]
 fn the_udp_client_applies_its_write_timeout() {
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let config = Config::new().write_timeout(Some(Duration::from_millis(700)));
+    let config = Config::new().with_write_timeout(Some(Duration::from_millis(700)));
     let mut c =
         Conversation::new(Udp::connect_with(server.local_addr().unwrap(), &config).unwrap());
     let socket_timeout = |c: &Conversation<Udp>| c.socket().unwrap().write_timeout().unwrap();
@@ -302,25 +315,22 @@ fn a_dual_stack_listener_gives_an_ipv4_peer_the_ipv4_limit() {
     if !have_ipv6() {
         return;
     }
-    let config = config().only_v6(false);
+    let config = config().with_only_v6(false);
     let l = UdpListener::bind_with("[::]:0", &config).unwrap();
     let port = l.local_addr().unwrap().socket_addr().unwrap().port();
     let mut c = Conversation::new(Udp::connect_with(("127.0.0.1", port), &config).unwrap());
     c.send("from v4").unwrap();
     let mut s = Conversation::new(l.accept().unwrap());
     assert_eq!(s.recv().unwrap().unwrap(), &b"from v4"[..]);
-    assert_eq!(s.max_message_len(), converse::MAX_UDP_PAYLOAD_V4);
-    match s.send(vec![0u8; converse::MAX_UDP_PAYLOAD_V4 + 1]) {
+    assert_eq!(s.max_message_len(), Udp::MAX_PAYLOAD_V4);
+    match s.send(vec![0u8; Udp::MAX_PAYLOAD_V4 + 1]) {
         Err(Error::MessageTooLarge { len, max }) => {
             assert_eq!((len, max), (65_508, 65_507))
         }
         other => panic!("{other:?}"),
     }
-    s.send(vec![1u8; converse::MAX_UDP_PAYLOAD_V4]).unwrap();
-    assert_eq!(
-        c.recv().unwrap().unwrap().len(),
-        converse::MAX_UDP_PAYLOAD_V4
-    );
+    s.send(vec![1u8; Udp::MAX_PAYLOAD_V4]).unwrap();
+    assert_eq!(c.recv().unwrap().unwrap().len(), Udp::MAX_PAYLOAD_V4);
 }
 
 /// `TcpListener::accept` skips a connection that was reset before it was
@@ -370,7 +380,7 @@ fn every_listener_accept_times_out_and_can_be_stopped() {
         "udp://127.0.0.1:0".to_owned(),
         path.url("unix"),
     ] {
-        let config = Config::new().accept_timeout(Some(Duration::from_millis(50)));
+        let config = Config::new().with_accept_timeout(Some(Duration::from_millis(50)));
         let listener = converse::listen_with(&url, &config).unwrap();
         let started = Instant::now();
         assert!(matches!(listener.accept(), Err(Error::Timeout)), "{url}");

@@ -1,20 +1,38 @@
-//! One scenario suite, run over every transport: in-memory, TCP, TCP through
-//! the fault-injecting proxy (writes sliced to 1..512 bytes), UDP, Unix
-//! stream and datagram sockets, and TLS (directly and through the proxy,
-//! so records arrive split at any byte).
+//! One scenario suite, run over every transport and both drivers.
 //!
-//! Each scenario is a function of the transport kind; the macro at the end
-//! instantiates it for each. Where the SPEC says UDP differs (loss is
-//! possible, close is local and the peer is not told), the scenario asserts
-//! the difference rather than skipping it.
+//! The transports: in-memory, TCP, TCP through the fault-injecting proxy
+//! (writes sliced to 1..512 bytes), UDP, Unix stream and datagram
+//! sockets, TLS (directly and through the proxy, so records arrive split
+//! at any byte), WebSocket (likewise) and WebSocket over TLS.
+//!
+//! The drivers: the blocking halves, and the switchboard, whose
+//! conversations are seen through the same API by a transport of the
+//! tests' own (`common/board.rs` says what each promise is on a
+//! switchboard). On the switchboard both ends of a pair are switchboard
+//! conversations, each on a switchboard of its own: the client connects
+//! without blocking, the server side is accepted by a switchboard's
+//! listener (a Unix datagram socket, which nothing listens on, is handed
+//! over instead). The in-memory pair has no switchboard.
+//!
+//! Each scenario is a function of the transport kind and the driver; the
+//! macro at the end instantiates it for each pair of them. Where the SPEC
+//! says UDP differs (loss is possible, close is local and the peer is not
+//! told), the scenario asserts the difference rather than skipping it.
 
+#[path = "common/board.rs"]
+mod board;
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use board::Host;
 
 use common::proxy::{TcpFault, TcpProxy};
 use common::*;
-use converse::{Config, Conversation, Delivery, Error, Memory, TcpListener, UdpListener};
+use converse::{
+    Config, Conversation, Delivery, Error, Memory, TcpListener, Udp, UdpListener, UnixDatagram,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -40,12 +58,21 @@ enum Kind {
     Wss,
 }
 
+/// Who runs a conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Driver {
+    Blocking,
+    Switchboard,
+}
+
 /// Two connected conversations, and whatever must live as long as they do.
 struct Pair {
     a: Conversation,
     b: Conversation,
     /// A listener or a proxy that must outlive the conversations.
     _guard: Option<Box<dyn std::any::Any>>,
+    /// The switchboard `b` is on, if it is on one.
+    b_host: Option<Arc<Host>>,
 }
 
 /// A TLS pair: the server accepts and completes the handshake on a thread
@@ -83,10 +110,11 @@ fn threaded_pair(scheme: &str, config: &Config, sliced: bool) -> Pair {
         a,
         b,
         _guard: proxy.map(|p| Box::new(p) as Box<dyn std::any::Any>),
+        b_host: None,
     }
 }
 
-fn pair(kind: Kind, config: &Config) -> Pair {
+fn blocking_pair(kind: Kind, config: &Config) -> Pair {
     match kind {
         Kind::Tls => tls_pair(config, false),
         Kind::TlsSliced => tls_pair(config, true),
@@ -100,13 +128,19 @@ fn pair(kind: Kind, config: &Config) -> Pair {
                 a: a.boxed(),
                 b: b.boxed(),
                 _guard: None,
+                b_host: None,
             }
         }
         Kind::Tcp => {
             let l = TcpListener::bind_with("127.0.0.1:0", config).unwrap();
             let a = converse::connect_with(&l.local_addr().unwrap().to_string(), config).unwrap();
             let b = Conversation::new(l.accept().unwrap()).boxed();
-            Pair { a, b, _guard: None }
+            Pair {
+                a,
+                b,
+                _guard: None,
+                b_host: None,
+            }
         }
         Kind::TcpSliced => {
             let l = TcpListener::bind_with("127.0.0.1:0", config).unwrap();
@@ -118,6 +152,7 @@ fn pair(kind: Kind, config: &Config) -> Pair {
                 a,
                 b,
                 _guard: Some(Box::new(proxy)),
+                b_host: None,
             }
         }
         Kind::Udp => {
@@ -132,6 +167,7 @@ fn pair(kind: Kind, config: &Config) -> Pair {
                 a,
                 b,
                 _guard: Some(Box::new(l)),
+                b_host: None,
             }
         }
         Kind::Unix => {
@@ -144,6 +180,7 @@ fn pair(kind: Kind, config: &Config) -> Pair {
                 a,
                 b,
                 _guard: Some(Box::new((l, path))),
+                b_host: None,
             }
         }
         Kind::UnixDatagram => {
@@ -164,13 +201,101 @@ fn pair(kind: Kind, config: &Config) -> Pair {
                 a,
                 b: Conversation::new(b).boxed(),
                 _guard: Some(Box::new(path)),
+                b_host: None,
             }
         }
     }
 }
 
-fn echo_1000_messages_in_order(kind: Kind) {
-    let Pair { mut a, b, _guard } = pair(kind, &config());
+fn pair(kind: Kind, driver: Driver, config: &Config) -> Pair {
+    match driver {
+        Driver::Blocking => blocking_pair(kind, config),
+        Driver::Switchboard => board_pair(kind, config),
+    }
+}
+
+/// A pair of switchboard conversations: `a` connected by one switchboard,
+/// `b` accepted by another's listener.
+fn board_pair(kind: Kind, config: &Config) -> Pair {
+    let config = match kind {
+        Kind::Tls | Kind::TlsSliced | Kind::Wss => common::tls::config(config.clone()),
+        _ => config.clone(),
+    };
+    let a_host = Arc::new(Host::new(&config));
+    let b_host = Arc::new(Host::new(&config));
+    let conversation = |t: board::BoardTransport| Conversation::new(t.with_config(&config)).boxed();
+    let (scheme, sliced) = match kind {
+        Kind::Tcp => ("tcp", false),
+        Kind::TcpSliced => ("tcp", true),
+        Kind::Udp => ("udp", false),
+        Kind::Tls => ("tls", false),
+        Kind::TlsSliced => ("tls", true),
+        Kind::Ws => ("ws", false),
+        Kind::WsSliced => ("ws", true),
+        Kind::Wss => ("wss", false),
+        Kind::Unix => {
+            let path = SocketPath::new("board-scenario");
+            let (addr, accepted) = b_host.listen(&path.url("unix"), &config);
+            assert_eq!(addr.to_string(), path.url("unix"));
+            let a = conversation(a_host.connect(&path.url("unix"), &config));
+            let b = conversation(accepted.next(&b_host));
+            return Pair {
+                a,
+                b,
+                _guard: Some(Box::new((path, a_host))),
+                b_host: Some(b_host),
+            };
+        }
+        Kind::UnixDatagram => {
+            let path = SocketPath::new("board-scenario-dgram");
+            let server = std::os::unix::net::UnixDatagram::bind(&path.0).unwrap();
+            server.set_read_timeout(Some(T)).unwrap();
+            let mut a = conversation(a_host.connect(&path.url("unixgram"), &config));
+            a.send("hello, server").unwrap();
+            let mut first = [0u8; 64];
+            let (n, from) = server.recv_from(&mut first).unwrap();
+            assert_eq!(&first[..n], b"hello, server");
+            server.connect_addr(&from).unwrap();
+            let b = UnixDatagram::from_socket(server, &config).unwrap();
+            let b = conversation(b_host.adopt(b));
+            return Pair {
+                a,
+                b,
+                _guard: Some(Box::new((path, a_host))),
+                b_host: Some(b_host),
+            };
+        }
+        Kind::Memory => unreachable!("an in-memory pair has no switchboard"),
+    };
+    let (addr, accepted) = b_host.listen(&format!("{scheme}://127.0.0.1:0"), &config);
+    assert_eq!(addr.scheme(), scheme);
+    let (url, proxy) = if sliced {
+        let proxy = TcpProxy::start(addr.socket_addr().unwrap(), TcpFault::Slice { max: 512 });
+        (format!("{scheme}://{}", proxy.addr), Some(proxy))
+    } else {
+        (addr.to_string(), None)
+    };
+    let mut a = conversation(a_host.connect(&url, &config));
+    if kind == Kind::Udp {
+        // A UDP listener learns of a peer from its first datagram.
+        a.send("hello, listener").unwrap();
+    }
+    let mut b = conversation(accepted.next(&b_host));
+    if kind == Kind::Udp {
+        assert_eq!(b.recv().unwrap().unwrap(), &b"hello, listener"[..]);
+    }
+    Pair {
+        a,
+        b,
+        _guard: Some(Box::new((proxy, a_host))),
+        b_host: Some(b_host),
+    }
+}
+
+fn echo_1000_messages_in_order(kind: Kind, driver: Driver) {
+    let Pair {
+        mut a, b, _guard, ..
+    } = pair(kind, driver, &config());
     let echo = spawn(move || {
         let mut b = b;
         for _ in 0..1000 {
@@ -186,24 +311,27 @@ fn echo_1000_messages_in_order(kind: Kind) {
     echo.join();
 }
 
-fn an_empty_message(kind: Kind) {
+fn an_empty_message(kind: Kind, driver: Driver) {
     let Pair {
         mut a,
         mut b,
         _guard,
-    } = pair(kind, &config());
+        ..
+    } = pair(kind, driver, &config());
     a.send("").unwrap();
     a.send("after").unwrap();
     assert_eq!(b.recv().unwrap().unwrap(), &b""[..]);
     assert_eq!(b.recv().unwrap().unwrap(), &b"after"[..]);
 }
 
-fn the_largest_message_and_one_more(kind: Kind) {
-    let Pair { a, mut b, _guard } = pair(kind, &config());
+fn the_largest_message_and_one_more(kind: Kind, driver: Driver) {
+    let Pair {
+        a, mut b, _guard, ..
+    } = pair(kind, driver, &config());
     let max = a.max_message_len();
     let expected_max = match kind {
-        Kind::Udp => converse::MAX_UDP_PAYLOAD_V4,
-        Kind::UnixDatagram => converse::MAX_UNIX_DATAGRAM,
+        Kind::Udp => Udp::MAX_PAYLOAD_V4,
+        Kind::UnixDatagram => UnixDatagram::MAX_DATAGRAM,
         _ => 8 * 1024 * 1024,
     };
     assert_eq!(max, expected_max);
@@ -225,12 +353,13 @@ fn the_largest_message_and_one_more(kind: Kind) {
     drop(sender.join());
 }
 
-fn text_and_invalid_utf8(kind: Kind) {
+fn text_and_invalid_utf8(kind: Kind, driver: Driver) {
     let Pair {
         mut a,
         mut b,
         _guard,
-    } = pair(kind, &config());
+        ..
+    } = pair(kind, driver, &config());
     a.send_text("你好, héllo").unwrap();
     a.send([0xc3, 0x28]).unwrap();
     a.send_text("still fine").unwrap();
@@ -242,10 +371,10 @@ fn text_and_invalid_utf8(kind: Kind) {
     assert_eq!(b.recv_text().unwrap().as_deref(), Some("still fine"));
 }
 
-fn split_halves_from_two_threads(kind: Kind) {
+fn split_halves_from_two_threads(kind: Kind, driver: Driver) {
     // UDP is unpaced here; keep within what loopback buffers hold.
     let n: u32 = if kind == Kind::Udp { 100 } else { 1000 };
-    let Pair { a, b, _guard } = pair(kind, &config());
+    let Pair { a, b, _guard, .. } = pair(kind, driver, &config());
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
     for (name, conversation) in [("a", a), ("b", b)] {
@@ -267,12 +396,13 @@ fn split_halves_from_two_threads(kind: Kind) {
     senders.into_iter().for_each(|s| drop(s.join()));
 }
 
-fn a_timeout_loses_nothing(kind: Kind) {
+fn a_timeout_loses_nothing(kind: Kind, driver: Driver) {
     let Pair {
         mut a,
         mut b,
         _guard,
-    } = pair(kind, &config());
+        ..
+    } = pair(kind, driver, &config());
     b.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     assert!(matches!(b.recv(), Err(Error::Timeout)));
     assert!(matches!(b.recv(), Err(Error::Timeout)));
@@ -285,8 +415,10 @@ fn a_timeout_loses_nothing(kind: Kind) {
     );
 }
 
-fn close(kind: Kind) {
-    let Pair { a, mut b, _guard } = pair(kind, &config());
+fn close(kind: Kind, driver: Driver) {
+    let Pair {
+        a, mut b, _guard, ..
+    } = pair(kind, driver, &config());
     let closer = spawn(move || {
         let mut a = a;
         for i in 0..10u8 {
@@ -326,8 +458,10 @@ fn is_datagram(kind: Kind) -> bool {
     matches!(kind, Kind::Udp | Kind::UnixDatagram)
 }
 
-fn a_stopped_conversation_refuses_use(kind: Kind) {
-    let Pair { mut a, b, _guard } = pair(kind, &config());
+fn a_stopped_conversation_refuses_use(kind: Kind, driver: Driver) {
+    let Pair {
+        mut a, b, _guard, ..
+    } = pair(kind, driver, &config());
     a.stopper()
         .expect("every transport of the crate has one")
         .stop();
@@ -338,8 +472,8 @@ fn a_stopped_conversation_refuses_use(kind: Kind) {
     drop(b);
 }
 
-fn a_stopper_wakes_a_blocked_receive(kind: Kind) {
-    let Pair { a, b, _guard } = pair(kind, &config().read_timeout(None));
+fn a_stopper_wakes_a_blocked_receive(kind: Kind, driver: Driver) {
+    let Pair { a, b, _guard, .. } = pair(kind, driver, &config().with_read_timeout(None));
     let stop = b.stopper().unwrap();
     let (entered_tx, entered) = std::sync::mpsc::channel();
     let receiver = spawn(move || {
@@ -360,8 +494,10 @@ fn a_stopper_wakes_a_blocked_receive(kind: Kind) {
     drop(a);
 }
 
-fn zero_timeouts_are_refused_alike(kind: Kind) {
-    let Pair { mut a, b, _guard } = pair(kind, &config());
+fn zero_timeouts_are_refused_alike(kind: Kind, driver: Driver) {
+    let Pair {
+        mut a, b, _guard, ..
+    } = pair(kind, driver, &config());
     for result in [
         a.set_read_timeout(Some(Duration::ZERO)),
         a.set_write_timeout(Some(Duration::ZERO)),
@@ -383,12 +519,22 @@ fn zero_timeouts_are_refused_alike(kind: Kind) {
 /// short write timeout, resending whatever timed out, until it has seen a
 /// few timeouts; then the peer reads everything. Every number arrives
 /// exactly once, in order: a send that timed out had taken nothing.
-fn resending_after_a_timeout_never_duplicates(kind: Kind) {
+fn resending_after_a_timeout_never_duplicates(kind: Kind, driver: Driver) {
     let config = config()
-        .write_timeout(Some(Duration::from_millis(20)))
-        .queue_depth(64)
-        .send_buffer(4096);
-    let Pair { mut a, b, _guard } = pair(kind, &config);
+        .with_write_timeout(Some(Duration::from_millis(20)))
+        .with_queue_depth(64)
+        .with_send_buffer(4096);
+    let Pair {
+        mut a,
+        b,
+        _guard,
+        b_host,
+    } = pair(kind, driver, &config);
+    // `b` does not read: a blocking `b` reads only when asked; a
+    // switchboard is held (it reads and writes nothing).
+    if let Some(host) = &b_host {
+        host.pause(true);
+    }
     if kind == Kind::Udp {
         // A UDP send never waits for the peer: nothing times out, and
         // what the peer's buffer cannot hold is lost (counted by a listener).
@@ -423,6 +569,10 @@ fn resending_after_a_timeout_never_duplicates(kind: Kind) {
             Err(e) => panic!("{kind:?}: {e}"),
         }
     }
+    // Now `b` reads everything.
+    if let Some(host) = &b_host {
+        host.pause(false);
+    }
     let reader = spawn(move || {
         let mut b = b;
         let mut got = Vec::new();
@@ -447,13 +597,22 @@ fn resending_after_a_timeout_never_duplicates(kind: Kind) {
     assert_eq!(got, (0..next).collect::<Vec<_>>(), "{kind:?}");
 }
 
-fn close_is_bounded_when_the_peer_never_ends(kind: Kind) {
+fn close_is_bounded_when_the_peer_never_ends(kind: Kind, driver: Driver) {
     let linger = Duration::from_millis(300);
-    let Pair { a, b, _guard } = pair(kind, &config().linger(linger));
+    let Pair {
+        a,
+        b,
+        _guard,
+        b_host,
+    } = pair(kind, driver, &config().with_linger(linger));
+    // b is alive and never ends its side (a switchboard ends its side
+    // after the peer's end by itself: it is held).
+    if let Some(host) = &b_host {
+        host.pause(true);
+    }
     let started = Instant::now();
     let delivery = a.close().unwrap();
     let took = started.elapsed();
-    // b is alive and never ends its side.
     assert_eq!(delivery, Delivery::Unknown, "{kind:?}");
     if is_datagram(kind) {
         assert!(
@@ -467,12 +626,13 @@ fn close_is_bounded_when_the_peer_never_ends(kind: Kind) {
     drop(b);
 }
 
-fn dropping_after_feed_delivers_what_was_fed(kind: Kind) {
+fn dropping_after_feed_delivers_what_was_fed(kind: Kind, driver: Driver) {
     let Pair {
         mut a,
         mut b,
         _guard,
-    } = pair(kind, &config());
+        ..
+    } = pair(kind, driver, &config());
     for i in 0..100u32 {
         a.feed(i.to_be_bytes()).unwrap();
     }
@@ -485,12 +645,13 @@ fn dropping_after_feed_delivers_what_was_fed(kind: Kind) {
     }
 }
 
-fn send_all_says_how_many_were_taken(kind: Kind) {
+fn send_all_says_how_many_were_taken(kind: Kind, driver: Driver) {
     let Pair {
         mut a,
         mut b,
         _guard,
-    } = pair(kind, &config());
+        ..
+    } = pair(kind, driver, &config());
     let too_large = vec![0u8; a.max_message_len() + 1];
     let msgs: Vec<&[u8]> = vec![b"one", b"two", &too_large, b"four"];
     let err = a.send_all(&msgs).unwrap_err();
@@ -505,9 +666,11 @@ fn send_all_says_how_many_were_taken(kind: Kind) {
     assert!(matches!(into, Error::MessageTooLarge { .. }));
 }
 
-fn halves_reunite_and_strangers_do_not(kind: Kind) {
-    let Pair { a, mut b, _guard } = pair(kind, &config());
-    let Pair { a: other, .. } = pair(kind, &config());
+fn halves_reunite_and_strangers_do_not(kind: Kind, driver: Driver) {
+    let Pair {
+        a, mut b, _guard, ..
+    } = pair(kind, driver, &config());
+    let Pair { a: other, .. } = pair(kind, driver, &config());
     let (tx, rx) = a.split();
     let (other_tx, other_rx) = other.split();
     let converse::ReuniteError(tx, _) = tx.reunite(other_rx).unwrap_err();
@@ -519,12 +682,13 @@ fn halves_reunite_and_strangers_do_not(kind: Kind) {
     assert_eq!(a.recv_text().unwrap().as_deref(), Some("both ways"));
 }
 
-fn lent_and_owned_receives_mix(kind: Kind) {
+fn lent_and_owned_receives_mix(kind: Kind, driver: Driver) {
     let Pair {
         mut a,
         mut b,
         _guard,
-    } = pair(kind, &config());
+        ..
+    } = pair(kind, driver, &config());
     // Small messages, and (where the transport takes them) some larger
     // than a lending buffer keeps (64 KiB).
     let big = a.max_message_len() >= 100_000;
@@ -555,17 +719,33 @@ fn lent_and_owned_receives_mix(kind: Kind) {
 
 macro_rules! over_every_transport {
     ($($scenario:ident),* $(,)?) => {
-        mod memory { $( #[test] fn $scenario() { super::$scenario(super::Kind::Memory) } )* }
-        mod tcp { $( #[test] fn $scenario() { super::$scenario(super::Kind::Tcp) } )* }
-        mod tcp_sliced { $( #[test] fn $scenario() { super::$scenario(super::Kind::TcpSliced) } )* }
-        mod udp { $( #[test] fn $scenario() { super::$scenario(super::Kind::Udp) } )* }
-        mod unix { $( #[test] fn $scenario() { super::$scenario(super::Kind::Unix) } )* }
-        mod unix_datagram { $( #[test] fn $scenario() { super::$scenario(super::Kind::UnixDatagram) } )* }
-        mod tls { $( #[test] fn $scenario() { super::$scenario(super::Kind::Tls) } )* }
-        mod tls_sliced { $( #[test] fn $scenario() { super::$scenario(super::Kind::TlsSliced) } )* }
-        mod ws { $( #[test] fn $scenario() { super::$scenario(super::Kind::Ws) } )* }
-        mod ws_sliced { $( #[test] fn $scenario() { super::$scenario(super::Kind::WsSliced) } )* }
-        mod wss { $( #[test] fn $scenario() { super::$scenario(super::Kind::Wss) } )* }
+        mod blocking {
+            use super::{Driver, Kind};
+            mod memory { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Memory, super::Driver::Blocking) } )* }
+            mod tcp { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Tcp, super::Driver::Blocking) } )* }
+            mod tcp_sliced { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::TcpSliced, super::Driver::Blocking) } )* }
+            mod udp { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Udp, super::Driver::Blocking) } )* }
+            mod unix { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Unix, super::Driver::Blocking) } )* }
+            mod unix_datagram { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::UnixDatagram, super::Driver::Blocking) } )* }
+            mod tls { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Tls, super::Driver::Blocking) } )* }
+            mod tls_sliced { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::TlsSliced, super::Driver::Blocking) } )* }
+            mod ws { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Ws, super::Driver::Blocking) } )* }
+            mod ws_sliced { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::WsSliced, super::Driver::Blocking) } )* }
+            mod wss { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Wss, super::Driver::Blocking) } )* }
+        }
+        mod switchboard {
+            use super::{Driver, Kind};
+            mod tcp { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Tcp, super::Driver::Switchboard) } )* }
+            mod tcp_sliced { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::TcpSliced, super::Driver::Switchboard) } )* }
+            mod udp { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Udp, super::Driver::Switchboard) } )* }
+            mod unix { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Unix, super::Driver::Switchboard) } )* }
+            mod unix_datagram { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::UnixDatagram, super::Driver::Switchboard) } )* }
+            mod tls { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Tls, super::Driver::Switchboard) } )* }
+            mod tls_sliced { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::TlsSliced, super::Driver::Switchboard) } )* }
+            mod ws { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Ws, super::Driver::Switchboard) } )* }
+            mod ws_sliced { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::WsSliced, super::Driver::Switchboard) } )* }
+            mod wss { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Wss, super::Driver::Switchboard) } )* }
+        }
     };
 }
 
@@ -591,8 +771,8 @@ over_every_transport!(
 #[test]
 fn memory_backpressure_times_out_without_taking_the_message() {
     let config = config()
-        .queue_depth(2)
-        .write_timeout(Some(Duration::from_millis(50)));
+        .with_queue_depth(2)
+        .with_write_timeout(Some(Duration::from_millis(50)));
     let (mut a, mut b) = memory_pair(&config);
     a.send("1").unwrap();
     a.send("2").unwrap();

@@ -130,9 +130,9 @@ fn tcp_soak(conversations: u64, messages: u64) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let wait = Some(patience(conversations));
     let config = config()
-        .backlog(1024)
-        .read_timeout(wait)
-        .write_timeout(wait);
+        .with_backlog(1024)
+        .with_read_timeout(wait)
+        .with_write_timeout(wait);
     let fds_before = open_fds();
     let rss_before = rss_kib();
     let (listener, addr) = listener(&config);
@@ -197,10 +197,10 @@ fn udp_soak(peers: u64, messages: u64) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let wait = patience(peers);
     let config = config()
-        .max_peers(peers as usize + 16)
-        .read_timeout(Some(wait))
-        .write_timeout(Some(wait))
-        .accept_timeout(Some(wait));
+        .with_max_peers(peers as usize + 16)
+        .with_read_timeout(Some(wait))
+        .with_write_timeout(Some(wait))
+        .with_accept_timeout(Some(wait));
     let fds_before = open_fds();
     let rss_before = rss_kib();
     let listener = UdpListener::bind_with("127.0.0.1:0", &config).unwrap();

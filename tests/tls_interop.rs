@@ -180,7 +180,7 @@ fn python_ssl_client_against_a_converse_server() {
     );
 
     // Mutual TLS: with the client certificate, and without.
-    let server_config = config().tls_server(
+    let server_config = config().with_tls_server(
         tls::server()
             .require_client_certs(tls::kit().ca.cert_pem())
             .unwrap(),
@@ -299,7 +299,7 @@ fn a_converse_client_against_python_ssl_servers() {
         return;
     };
     let url = format!("tls://127.0.0.1:{port}");
-    let mut c = converse::connect_with(&url, &config().tls_client(tls::client())).unwrap();
+    let mut c = converse::connect_with(&url, &config().with_tls_client(tls::client())).unwrap();
     for size in [0usize, 5, 70_000] {
         let msg = vec![b'p'; size];
         c.send(&msg).unwrap();
@@ -314,7 +314,7 @@ fn a_converse_client_against_python_ssl_servers() {
     let (mut child, port, lines) = python_server(&files, true).unwrap();
     let url = format!("tls://127.0.0.1:{port}");
     let mut c =
-        converse::connect_with(&url, &config().tls_client(tls::client_with_cert())).unwrap();
+        converse::connect_with(&url, &config().with_tls_client(tls::client_with_cert())).unwrap();
     c.send("hi").unwrap();
     assert_eq!(c.recv_text().unwrap().as_deref(), Some("hi"));
     assert_eq!(lines.recv_timeout(T).unwrap(), "client: alice");
@@ -324,7 +324,7 @@ fn a_converse_client_against_python_ssl_servers() {
     // Without a client certificate: Python refuses; converse says why.
     let (mut child, port, lines) = python_server(&files, true).unwrap();
     let url = format!("tls://127.0.0.1:{port}");
-    let outcome = converse::connect_with(&url, &config().tls_client(tls::client()))
+    let outcome = converse::connect_with(&url, &config().with_tls_client(tls::client()))
         .and_then(|mut c| c.recv().map(|_| ()));
     let err = outcome.unwrap_err();
     assert!(matches!(reason(&err), TlsError::Refused(_)), "{err}");
@@ -337,7 +337,7 @@ fn a_converse_client_against_python_ssl_servers() {
     let client = TlsClient::trusting_ca_pem(stranger.cert_pem()).unwrap();
     let err = converse::connect_with(
         &format!("tls://127.0.0.1:{port}"),
-        &config().tls_client(client),
+        &config().with_tls_client(client),
     )
     .unwrap_err();
     assert_eq!(reason(&err), TlsError::UnknownIssuer);
@@ -370,7 +370,8 @@ fn openssl_s_client_against_a_converse_server() {
                 .unwrap();
         }
         let listener =
-            converse::listen_with("tls://127.0.0.1:0", &config().tls_server(server_tls)).unwrap();
+            converse::listen_with("tls://127.0.0.1:0", &config().with_tls_server(server_tls))
+                .unwrap();
         let port = listener.local_addr().unwrap().socket_addr().unwrap().port();
         let server = spawn(move || {
             let mut c = listener.accept().unwrap();
@@ -482,7 +483,7 @@ fn tokio_rustls_against_converse_both_ways() {
     });
     let mut c = converse::connect_with(
         &format!("tls://127.0.0.1:{port}"),
-        &config().tls_client(tls::client()),
+        &config().with_tls_client(tls::client()),
     )
     .unwrap();
     for i in 0..100usize {

@@ -7,9 +7,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::*;
-use converse::{
-    Config, Conversation, Error, Udp, UdpListener, UdpStats, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6,
-};
+use converse::transport::UdpStats;
+use converse::{Config, Conversation, Error, Udp, UdpListener};
 
 /// A plain UDP socket on loopback with a receive timeout.
 fn raw_udp(ip: &str) -> UdpSocket {
@@ -88,7 +87,7 @@ fn largest_payload_round(ip: &str, max: usize) {
 
 #[test]
 fn the_largest_ipv4_payload_is_accepted_and_one_more_rejected() {
-    largest_payload_round("127.0.0.1", MAX_UDP_PAYLOAD_V4);
+    largest_payload_round("127.0.0.1", Udp::MAX_PAYLOAD_V4);
 }
 
 #[test]
@@ -96,12 +95,12 @@ fn the_largest_ipv6_payload_is_accepted_and_one_more_rejected() {
     if !have_ipv6() {
         return;
     }
-    largest_payload_round("::1", MAX_UDP_PAYLOAD_V6);
+    largest_payload_round("::1", Udp::MAX_PAYLOAD_V6);
 }
 
 #[test]
 fn an_oversize_datagram_is_reported_not_truncated_and_the_next_arrives() {
-    let config = config().max_message_len(100);
+    let config = config().with_max_message_len(100);
     let server = raw_udp("127.0.0.1");
     let mut c = udp_client(addr_of(&server), &config);
     let me = c.local_addr().unwrap().socket_addr().unwrap();
@@ -123,7 +122,7 @@ fn an_oversize_datagram_is_reported_not_truncated_and_the_next_arrives() {
 
 #[test]
 fn an_oversize_datagram_to_a_listener_conversation_is_reported_too() {
-    let config = config().max_message_len(100);
+    let config = config().with_max_message_len(100);
     let (l, addr) = udp_listener(&config);
     let raw = raw_udp("127.0.0.1");
     raw.send_to(b"first", addr).unwrap();
@@ -262,7 +261,7 @@ fn a_hundred_peers_each_get_exactly_their_own_messages_in_order() {
 
 #[test]
 fn a_full_queue_drops_and_counts() {
-    let config = config().queue_depth(4);
+    let config = config().with_queue_depth(4);
     let (l, addr) = udp_listener(&config);
     let mut c = udp_client(addr, &config);
     for i in 0..20u8 {
@@ -287,7 +286,7 @@ fn a_full_queue_drops_and_counts() {
 #[test]
 fn every_stats_snapshot_accounts_for_each_datagram() {
     const SENT: u32 = 5_000;
-    let config = config().queue_depth(8);
+    let config = config().with_queue_depth(8);
     let (l, addr) = udp_listener(&config);
     let l = std::sync::Arc::new(l);
     let mut c = udp_client(addr, &config);
@@ -340,7 +339,7 @@ fn every_stats_snapshot_accounts_for_each_datagram() {
 
 #[test]
 fn the_peer_cap_drops_and_counts_new_sources() {
-    let config = config().max_peers(3);
+    let config = config().with_max_peers(3);
     let (l, addr) = udp_listener(&config);
     let clients: Vec<_> = (0..5)
         .map(|i| {
@@ -369,7 +368,7 @@ fn the_peer_cap_drops_and_counts_new_sources() {
 
 #[test]
 fn the_byte_cap_drops_and_counts() {
-    let config = config().max_queued_bytes(10_000);
+    let config = config().with_max_queued_bytes(10_000);
     let (l, addr) = udp_listener(&config);
     let mut c = udp_client(addr, &config);
     for _ in 0..5 {
@@ -393,7 +392,7 @@ fn the_byte_cap_drops_and_counts() {
 #[test]
 fn an_idle_peer_is_evicted_and_its_conversation_ends() {
     let idle = Duration::from_millis(300);
-    let config = config().idle_timeout(Some(idle));
+    let config = config().with_idle_timeout(Some(idle));
     let (l, addr) = udp_listener(&config);
     let mut c = udp_client(addr, &config);
     c.send("one").unwrap();
@@ -411,7 +410,7 @@ fn an_idle_peer_is_evicted_and_its_conversation_ends() {
     // The client conversation ends for silence too.
     assert_eq!(c.recv().unwrap(), None);
     // A later datagram from the same source starts a new conversation.
-    let mut c2 = udp_client(addr, &config.clone().idle_timeout(None));
+    let mut c2 = udp_client(addr, &config.clone().with_idle_timeout(None));
     c2.send("again").unwrap();
     let mut s2 = Conversation::new(l.accept().unwrap());
     assert_eq!(s2.recv().unwrap().unwrap(), &b"again"[..]);

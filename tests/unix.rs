@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use common::*;
 use converse::codec::Framing;
-use converse::{Conversation, Error, Unix, UnixDatagram, UnixListener, MAX_UNIX_DATAGRAM};
+use converse::{Conversation, Error, Unix, UnixDatagram, UnixListener};
 
 #[test]
 fn every_framing_over_a_unix_stream() {
     for framing in ["length", "length16le", "varint", "lines", "length8be"] {
-        let config = config().framing(framing.parse::<Framing>().unwrap());
+        let config = config().with_framing(framing.parse::<Framing>().unwrap());
         let (a, b) = Unix::pair_with(&config).unwrap();
         let (mut a, mut b) = (Conversation::new(a), Conversation::new(b));
         for msg in ["one", "", "three, a longer one"] {
@@ -31,7 +31,7 @@ fn every_framing_over_a_unix_stream() {
 fn lines_from_a_plain_unix_stream_peer() {
     let (mine, mut theirs) = StdStream::pair().unwrap();
     let mut c =
-        Conversation::new(Unix::from_stream(mine, &config().framing(Framing::Lines)).unwrap());
+        Conversation::new(Unix::from_stream(mine, &config().with_framing(Framing::Lines)).unwrap());
     theirs.write_all(b"hello\r\nworld\n").unwrap();
     assert_eq!(c.recv_text().unwrap().as_deref(), Some("hello"));
     assert_eq!(c.recv_text().unwrap().as_deref(), Some("world"));
@@ -107,18 +107,23 @@ fn datagram_pair() -> (Conversation<UnixDatagram>, StdDatagram) {
 #[test]
 fn a_datagram_too_large_is_refused_on_send_and_detected_on_receive() {
     let (mut c, theirs) = datagram_pair();
-    assert_eq!(c.max_message_len(), MAX_UNIX_DATAGRAM);
-    match c.send(vec![1; MAX_UNIX_DATAGRAM + 1]) {
+    assert_eq!(c.max_message_len(), UnixDatagram::MAX_DATAGRAM);
+    match c.send(vec![1; UnixDatagram::MAX_DATAGRAM + 1]) {
         Err(Error::MessageTooLarge { len, max }) => {
             assert_eq!(
                 (len, max),
-                (MAX_UNIX_DATAGRAM as u64 + 1, MAX_UNIX_DATAGRAM as u64)
+                (
+                    UnixDatagram::MAX_DATAGRAM as u64 + 1,
+                    UnixDatagram::MAX_DATAGRAM as u64
+                )
             )
         }
         other => panic!("{other:?}"),
     }
     // A peer that ignores the limit: detected, never cut short silently.
-    theirs.send(&vec![2; MAX_UNIX_DATAGRAM + 100]).unwrap();
+    theirs
+        .send(&vec![2; UnixDatagram::MAX_DATAGRAM + 100])
+        .unwrap();
     theirs.send(b"").unwrap();
     theirs.send(b"next").unwrap();
     assert!(matches!(c.recv(), Err(Error::Truncated { .. })));
@@ -133,7 +138,7 @@ fn a_datagram_too_large_is_refused_on_send_and_detected_on_receive() {
 #[test]
 fn a_full_receiver_makes_the_sender_wait_and_nothing_is_lost() {
     let (mine, theirs) = StdDatagram::pair().unwrap();
-    let config = config().write_timeout(Some(Duration::from_millis(50)));
+    let config = config().with_write_timeout(Some(Duration::from_millis(50)));
     let mut c = Conversation::new(UnixDatagram::from_socket(mine, &config).unwrap());
     // Fill the peer's queue until a send times out.
     let mut sent = 0u32;

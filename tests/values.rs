@@ -155,7 +155,7 @@ impl Serialize for Unencodable {
 
 #[test]
 fn an_unencodable_value_sends_nothing() {
-    let (mut a, mut b) = memory_pair(&config().read_timeout(Some(Duration::from_millis(50))));
+    let (mut a, mut b) = memory_pair(&config().with_read_timeout(Some(Duration::from_millis(50))));
     match a.send_value(&Unencodable) {
         // (postcard does not keep the custom message, only its kind.)
         Err(Error::Encode { reason }) => assert!(reason.contains("Serializ"), "{reason}"),
@@ -166,7 +166,7 @@ fn an_unencodable_value_sends_nothing() {
 
 #[test]
 fn a_value_over_the_limit_is_refused_before_sending() {
-    let config = Config::new().max_message_len(16);
+    let config = Config::new().with_max_message_len(16);
     let (mut a, _b) = memory_pair(&config);
     match a.send_value(&"x".repeat(100)) {
         Err(Error::MessageTooLarge { len, max }) => assert_eq!((len, max), (101, 16)),

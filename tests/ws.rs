@@ -11,74 +11,18 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::ws::*;
 use common::*;
-use converse::switchboard::{End, Event, Events, Page, Switchboard};
-use converse::{Config, Delivery, Error, WsError};
+use converse::switchboard::{End, Event, Switchboard};
+use converse::ws::Page;
+use converse::ws::WsError;
+use converse::{Config, Delivery, Error};
 use futures_util::{SinkExt, StreamExt};
 
 /// A ws:// echo server: each conversation on a thread, text answered as
 /// text and binary as binary; outcomes as [`Echo`]'s.
 fn ws_echo(config: &Config) -> Echo {
     Echo::serve(converse::listen_with("ws://127.0.0.1:0", config).unwrap())
-}
-
-/// Opens a raw TCP connection and sends an upgrade request by hand (for
-/// writing frames a well-behaved client never would).
-fn raw_request(addr: std::net::SocketAddr) -> TcpStream {
-    let mut s = raw_client(addr);
-    s.write_all(
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .unwrap();
-    s
-}
-
-/// Reads the answer to [`raw_request`]: the upgrade, with the right key.
-fn upgraded(s: &mut TcpStream) {
-    let head = read_head(s);
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
-}
-
-/// [`raw_request`], then [`upgraded`].
-fn raw_upgraded(addr: std::net::SocketAddr) -> TcpStream {
-    let mut s = raw_request(addr);
-    upgraded(&mut s);
-    s
-}
-
-fn read_head(s: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
-/// A frame from a client (masked with a fixed key), `fin` and `opcode` as
-/// given, or with its first byte replaced.
-fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x11, 0x22, 0x33, 0x44];
-    let mut f = vec![first];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&key);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    f
 }
 
 /// After a protocol violation: the server's close frame with `code`, or
@@ -138,7 +82,7 @@ fn messages_of_every_size_round_trip_and_close_is_the_close_handshake() {
 
 #[test]
 fn a_message_over_the_limit_is_refused_before_allocation_on_both_sides() {
-    let config = config().max_message_len(1000);
+    let config = config().with_max_message_len(1000);
     let echo = ws_echo(&config);
     let mut c = converse::connect_with(&echo.url, &config).unwrap();
     assert!(matches!(
@@ -302,7 +246,7 @@ fn a_client_refused_or_answered_badly_says_why() {
     let started = Instant::now();
     match converse::connect_with(
         &url,
-        &config().handshake_timeout(Duration::from_millis(200)),
+        &config().with_handshake_timeout(Duration::from_millis(200)),
     ) {
         Err(Error::WebSocket {
             reason: WsError::HandshakeTimeout,
@@ -315,7 +259,7 @@ fn a_client_refused_or_answered_badly_says_why() {
 
 #[test]
 fn fragments_that_never_end_miss_the_deadline_and_pings_are_answered() {
-    let config = config().message_deadline(Duration::from_millis(300));
+    let config = config().with_message_deadline(Duration::from_millis(300));
     let echo = ws_echo(&config);
     let mut s = raw_upgraded(echo.addr());
     // A ping flood first: each answered with its own bytes (or the latest).
@@ -382,19 +326,25 @@ fn full_duplex_from_two_threads_with_pings_answered_by_the_receiver() {
         let _ = tx.close();
         n
     });
-    // The client pings while it sends and reads.
+    // The client pings while it sends and reads. A ping that comes while
+    // the answer to an earlier one still waits may be answered with the
+    // latest only (RFC 6455 §5.5.3), so the pongs come in order and the
+    // last ping is answered.
     let mut s = raw_upgraded(addr);
     let mut reader = s.try_clone().unwrap();
     let read = spawn(move || {
-        let (mut messages, mut pongs) = (0, 0);
-        while messages < 500 || pongs < 10 {
+        let (mut messages, mut pongs) = (0, Vec::new());
+        while messages < 500 || pongs.last() != Some(&90u8) {
             let (first, payload) = server_frame(&mut reader);
             match first {
                 0x82 => {
                     assert_eq!(payload, (messages as u32).to_be_bytes());
                     messages += 1;
                 }
-                0x8a => pongs += 1,
+                0x8a => {
+                    assert_eq!(payload.len(), 1);
+                    pongs.push(payload[0]);
+                }
                 other => panic!("{other:#x}"),
             }
         }
@@ -403,10 +353,13 @@ fn full_duplex_from_two_threads_with_pings_answered_by_the_receiver() {
     for i in 0..100u8 {
         s.write_all(&client_frame(0x82, &[i; 100])).unwrap();
         if i % 10 == 0 {
-            s.write_all(&client_frame(0x89, b"ping")).unwrap();
+            s.write_all(&client_frame(0x89, &[i])).unwrap();
         }
     }
-    assert_eq!(read.join(), (500, 10));
+    let (messages, pongs) = read.join();
+    assert_eq!(messages, 500);
+    assert!(pongs.windows(2).all(|w| w[0] < w[1]), "{pongs:?}");
+    assert!(pongs.iter().all(|p| p % 10 == 0), "{pongs:?}");
     s.write_all(&client_frame(0x88, &1000u16.to_be_bytes()))
         .unwrap();
     assert_eq!(server.join(), 100);
@@ -426,35 +379,70 @@ fn wss_is_websocket_over_verified_tls() {
     // A client that trusts another CA.
     let stranger = common::certs::Authority::new("stranger");
     let other = common::config()
-        .tls_client(converse::tls::TlsClient::trusting_ca_pem(stranger.cert_pem()).unwrap());
+        .with_tls_client(converse::tls::TlsClient::trusting_ca_pem(stranger.cert_pem()).unwrap());
     assert!(matches!(
         converse::connect_with(&echo.url, &other),
         Err(Error::Tls { .. })
     ));
 }
 
+/// A blocking listener serves its page as the switchboard does: an HTTP
+/// answer for every method, and `accept` goes on to the next connection
+/// that is a WebSocket.
+#[test]
+fn a_blocking_listener_serves_its_page_and_goes_on_to_websockets() {
+    let mut listener = converse::WsListener::bind("127.0.0.1:0", false, &config()).unwrap();
+    listener.serve_page(Page::html("<p>the room</p>"));
+    let addr = listener.local_addr().unwrap().socket_addr().unwrap();
+    let server = spawn(move || {
+        // The refused requests are each a transient error; the page is
+        // not a conversation at all.
+        let mut refused = 0;
+        let ws = loop {
+            match listener.accept() {
+                Ok(ws) => break ws,
+                Err(e @ Error::WebSocket { .. }) if e.is_transient() => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let mut c = converse::Conversation::new(ws);
+        let m = c.recv_text().unwrap();
+        c.send_text("welcome").unwrap();
+        (refused, m)
+    });
+    let answer = |request: &str| {
+        let mut s = raw_client(addr);
+        s.write_all(request.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let page = answer("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.ends_with("<p>the room</p>"),
+        "{page}"
+    );
+    let head = answer("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    let post = answer("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    let missing = answer("GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    let mut c = converse::connect_with(&format!("ws://{addr}"), &config()).unwrap();
+    c.send_text("hello").unwrap();
+    assert_eq!(c.recv_text().unwrap().as_deref(), Some("welcome"));
+    assert_eq!(server.join(), (2, Some("hello".to_owned())));
+}
+
 // ---------------------------------------------------------------------------
 // The switchboard
 
-fn run_until(board: &mut Switchboard, mut done: impl FnMut(&mut Switchboard, Event) -> bool) {
-    let until = Instant::now() + 2 * T;
-    let mut events = Events::new();
-    loop {
-        assert!(Instant::now() < until, "the switchboard did not get there");
-        board
-            .wait(&mut events, Some(Duration::from_millis(50)))
-            .unwrap();
-        for event in events.drain() {
-            if done(board, event) {
-                return;
-            }
-        }
-    }
-}
-
 #[test]
 fn the_switchboard_upgrades_by_readiness_and_serves_its_page() {
-    let config = config().handshake_timeout(Duration::from_millis(300));
+    let config = config().with_handshake_timeout(Duration::from_millis(300));
     let mut board = Switchboard::with_config(&config).unwrap();
     let listener = board.listen("ws://127.0.0.1:0").unwrap();
     board

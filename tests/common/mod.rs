@@ -6,6 +6,7 @@
 
 pub mod nats;
 pub mod proxy;
+pub mod ws;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -21,10 +22,10 @@ pub const T: Duration = Duration::from_secs(10);
 /// The default config with timeouts on every blocking call.
 pub fn config() -> Config {
     Config::new()
-        .read_timeout(Some(T))
-        .write_timeout(Some(T))
-        .connect_timeout(Some(T))
-        .accept_timeout(Some(T))
+        .with_read_timeout(Some(T))
+        .with_write_timeout(Some(T))
+        .with_connect_timeout(Some(T))
+        .with_accept_timeout(Some(T))
 }
 
 /// A listener on 127.0.0.1, port 0, and its address.
@@ -51,6 +52,30 @@ pub fn raw_client(addr: SocketAddr) -> TcpStream {
 /// A converse client.
 pub fn client(addr: SocketAddr, config: &Config) -> Conversation<Tcp> {
     Conversation::new(Tcp::connect_with(addr, config).expect("connect"))
+}
+
+/// Runs `board` until `done` says so (given every event), bounded by
+/// twice the test timeout.
+pub fn run_until(
+    board: &mut converse::Switchboard,
+    mut done: impl FnMut(&mut converse::Switchboard, converse::switchboard::Event) -> bool,
+) {
+    let until = std::time::Instant::now() + 2 * T;
+    let mut events = converse::switchboard::Events::new();
+    loop {
+        assert!(
+            std::time::Instant::now() < until,
+            "the switchboard did not get there in time"
+        );
+        board
+            .wait(&mut events, Some(Duration::from_millis(50)))
+            .unwrap();
+        for event in events.drain() {
+            if done(board, event) {
+                return;
+            }
+        }
+    }
 }
 
 /// Two conversations joined in memory.
@@ -162,7 +187,9 @@ impl Echo {
 }
 
 /// Echoes `c` until its end; the number of messages, or the error's text.
-pub fn echo_conversation<X: converse::Transport>(mut c: Conversation<X>) -> Result<usize, String> {
+pub fn echo_conversation<X: converse::transport::Transport>(
+    mut c: Conversation<X>,
+) -> Result<usize, String> {
     let mut echoed = 0;
     let outcome = loop {
         match c.recv() {
@@ -312,6 +339,6 @@ pub mod tls {
 
     /// `config` with both sides of the kit.
     pub fn config(config: Config) -> Config {
-        config.tls_server(server()).tls_client(client())
+        config.with_tls_server(server()).with_tls_client(client())
     }
 }

@@ -161,12 +161,12 @@ pub fn conversation_ops(data: &[u8]) {
     const MAX: usize = 64;
     let tiny = Some(Duration::from_nanos(1));
     let config = Config::new()
-        .queue_depth(DEPTH)
-        .max_message_len(MAX)
-        .read_timeout(tiny)
-        .write_timeout(tiny)
+        .with_queue_depth(DEPTH)
+        .with_max_message_len(MAX)
+        .with_read_timeout(tiny)
+        .with_write_timeout(tiny)
         // A close does not wait for the other side's end.
-        .linger(Duration::ZERO);
+        .with_linger(Duration::ZERO);
     let (a, b) = Memory::pair_with(&config).expect("a valid config");
     let (a, b) = (Conversation::new(a), Conversation::new(b));
     let mut ends: [Option<Conversation<Memory>>; 2] = [Some(a), Some(b)];
@@ -255,7 +255,7 @@ pub fn conversation_ops(data: &[u8]) {
 /// the same place; every message encodes again (as the peer would send it)
 /// and decodes to itself.
 pub fn ws_frames(data: &[u8]) {
-    use converse::codec::ws::{WsDecoder, WsEncoder, WsItem};
+    use converse::ws::{WsDecoder, WsEncoder, WsItem};
     let [role, m0, m1, n, ..] = *data else {
         return;
     };
@@ -308,7 +308,7 @@ pub fn ws_frames(data: &[u8]) {
 
     // Encoded again as the peer would send it, decoded to itself.
     let mut encoder = if server {
-        WsEncoder::client(u128::from(role) << 64 | 0x9e37)
+        WsEncoder::client()
     } else {
         WsEncoder::server()
     };
@@ -343,7 +343,7 @@ pub fn ws_frames(data: &[u8]) {
 /// and a payload at the limit; every `MSG` written again as a server would
 /// decodes to itself.
 pub fn nats_ops(data: &[u8]) {
-    use converse::codec::nats::{NatsDecoder, ServerOp, MAX_CONTROL_LINE};
+    use converse::nats::{NatsDecoder, ServerOp, MAX_CONTROL_LINE};
     let [m0, m1, n, ..] = *data else {
         return;
     };

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::ws::{client_frame, read_head, UPGRADE};
 use common::*;
-use converse::switchboard::{serve, Event, Events, Id, Switchboard};
+use converse::switchboard::{serve, Event, Events, Switchboard};
 use converse::{Delivery, Error};
 
 // ---------------------------------------------------------------------------
@@ -206,11 +206,7 @@ fn a_tls_close_notify_then_a_reset_is_one_end() {
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let client = spawn(move || {
         let tcp = raw_client(addr);
-        let conn = rustls::ClientConnection::new(
-            tls::client().rustls_config().clone(),
-            "127.0.0.1".try_into().unwrap(),
-        )
-        .unwrap();
+        let conn = tls::rustls_client();
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         tls.write_all(&frame(b"hello")).unwrap();
         tls.flush().unwrap();
@@ -380,20 +376,14 @@ fn the_switchboard_closes_a_websocket_protocol_violation_with_a_close_frame() {
     for (what, bytes, code) in cases {
         let mut s = raw_client(addr);
         s.write_all(UPGRADE).unwrap();
-        let mut id: Option<Id> = None;
-        run_until(&mut board, |_, event| {
-            if let Event::Accepted { id: i, .. } = event {
-                id = Some(i);
-            }
-            id.is_some()
-        });
+        let id = accepted(&mut board);
         let head = read_head(&mut s);
         assert!(head.starts_with("HTTP/1.1 101"), "{what}: {head}");
         s.write_all(&bytes).unwrap();
         let mut end = None;
         run_until(&mut board, |_, event| {
             if let Event::Ended { id: i, end: e } = event {
-                if Some(i) == id {
+                if i == id {
                     end = Some(format!("{e:?}"));
                 }
             }
@@ -432,14 +422,7 @@ fn pongs_to_a_client_that_never_reads_stay_within_the_backlog_limit() {
     let mut s = small_window_client(addr);
     s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
     s.write_all(UPGRADE).unwrap();
-    let mut id = None;
-    run_until(&mut board, |_, event| {
-        if let Event::Accepted { id: i, .. } = event {
-            id = Some(i);
-        }
-        id.is_some()
-    });
-    let id = id.unwrap();
+    let id = accepted(&mut board);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let (done_tx, done) = mpsc::channel();

@@ -284,11 +284,7 @@ fn board_heap(
 #[cfg(feature = "tls")]
 fn tls_exchange(addr: std::net::SocketAddr) -> std::net::TcpStream {
     use std::io::{Read, Write};
-    let conn = rustls::ClientConnection::new(
-        tls::client().rustls_config().clone(),
-        "127.0.0.1".try_into().unwrap(),
-    )
-    .unwrap();
+    let conn = tls::rustls_client();
     let mut s = rustls::StreamOwned::new(conn, raw_client(addr));
     s.write_all(&frame(b"hello")).unwrap();
     s.flush().unwrap();

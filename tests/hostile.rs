@@ -351,11 +351,7 @@ struct Script {
 #[cfg(feature = "tls")]
 impl Script {
     fn client() -> rustls::ClientConnection {
-        rustls::ClientConnection::new(
-            tls::client().rustls_config().clone(),
-            "127.0.0.1".try_into().unwrap(),
-        )
-        .unwrap()
+        tls::rustls_client()
     }
 
     fn new() -> Script {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::proxy::{TcpFault, TcpProxy};
 use common::*;
-use converse::switchboard::{serve, End, Event, Events, Id, Switchboard};
+use converse::switchboard::{serve, End, Event, Events, Switchboard};
 use converse::{Config, Delivery, Error, Tcp, Udp};
 
 /// An echo server on a switchboard, on a thread; returns the listening URL
@@ -293,14 +293,7 @@ fn try_send_lets_the_caller_decide_and_says_when_it_drained() {
         .socket_addr()
         .unwrap();
     let mut raw = raw_client(addr);
-    let mut id = None;
-    run_until(&mut board, |_, event| {
-        if let Event::Accepted { id: i, .. } = event {
-            id = Some(i);
-        }
-        id.is_some()
-    });
-    let id = id.unwrap();
+    let id = accepted(&mut board);
     // Fill the socket's buffers and the outbox.
     let mut full = false;
     for _ in 0..100_000 {
@@ -612,14 +605,7 @@ fn closing_an_id_that_names_nothing_does_nothing() {
         .socket_addr()
         .unwrap();
     let mut c = raw_client(addr);
-    let mut id: Option<Id> = None;
-    run_until(&mut board, |_, event| {
-        if let Event::Accepted { id: i, .. } = event {
-            id = Some(i);
-        }
-        id.is_some()
-    });
-    let id = id.unwrap();
+    let id = accepted(&mut board);
     board.abort(id);
     let mut ended = false;
     run_until(&mut board, |_, event| {

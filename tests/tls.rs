@@ -270,11 +270,7 @@ fn close_notify_between_messages_is_the_end_and_without_it_is_told_apart() {
             (first, c.recv())
         });
         let mut tcp = raw_client(addr);
-        let conn = rustls::ClientConnection::new(
-            tls::client().rustls_config().clone(),
-            "127.0.0.1".try_into().unwrap(),
-        )
-        .unwrap();
+        let conn = tls::rustls_client();
         let mut tls = rustls::StreamOwned::new(conn, tcp.try_clone().unwrap());
         tls.write_all(&frame(b"whole")).unwrap();
         if cut_mid_message {
@@ -320,11 +316,7 @@ fn a_read_timeout_in_the_middle_of_a_record_loses_nothing() {
         }
     });
     let tcp = raw_client(addr);
-    let conn = rustls::ClientConnection::new(
-        tls::client().rustls_config().clone(),
-        "127.0.0.1".try_into().unwrap(),
-    )
-    .unwrap();
+    let conn = tls::rustls_client();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     // Complete the handshake, then encrypt without writing.
     while tls.conn.is_handshaking() {

@@ -22,6 +22,18 @@ fn texts(got: &[Bytes]) -> Vec<&str> {
         .collect()
 }
 
+/// A closes; B sees the end and finishes its side at its next turn; A's
+/// close is confirmed and both are released (bytes moved in `chunk`s).
+fn close_and_confirm(p: &mut Pair, chunk: usize) {
+    p.a.conn.close(p.now);
+    p.drive_with(chunk);
+    assert_eq!(p.b.ends, ["Peer"], "chunk {chunk}");
+    p.b.conn.finish(p.now);
+    p.drive_with(chunk);
+    assert_eq!(p.a.ends, ["Closed(Confirmed)"], "chunk {chunk}");
+    assert!(p.a.released && p.b.released, "chunk {chunk}");
+}
+
 #[test]
 fn messages_cross_split_at_any_byte_and_a_close_is_confirmed() {
     for chunk in [1, 3, 7, 1 << 20] {
@@ -31,14 +43,7 @@ fn messages_cross_split_at_any_byte_and_a_close_is_confirmed() {
         }
         p.drive_with(chunk);
         assert_eq!(texts(&p.b.got), ["one", "", "three"]);
-        p.a.conn.close(p.now);
-        p.drive_with(chunk);
-        assert_eq!(p.b.ends, ["Peer"]);
-        // B finishes its side at its next turn: A's close is confirmed.
-        p.b.conn.finish(p.now);
-        p.drive_with(chunk);
-        assert_eq!(p.a.ends, ["Closed(Confirmed)"], "chunk {chunk}");
-        assert!(p.a.released && p.b.released);
+        close_and_confirm(&mut p, chunk);
     }
 }
 
@@ -360,13 +365,8 @@ mod tls {
             p.drive_with(chunk);
             assert_eq!(texts(&p.b.got), ["early"]);
             assert_eq!(texts(&p.a.got), ["late"]);
-            p.a.conn.close(p.now);
-            p.drive_with(chunk);
-            assert_eq!(p.b.ends, ["Peer"], "close_notify, then the end");
-            p.b.conn.finish(p.now);
-            p.drive_with(chunk);
-            assert_eq!(p.a.ends, ["Closed(Confirmed)"]);
-            assert!(p.a.released && p.b.released);
+            // close_notify, then the end.
+            close_and_confirm(&mut p, chunk);
         }
     }
 
@@ -551,12 +551,7 @@ mod ws {
             p.b.conn.send(b"hi", true).unwrap();
             p.drive_with(chunk);
             assert_eq!(texts(&p.a.got), ["hi"]);
-            p.a.conn.close(p.now);
-            p.drive_with(chunk);
-            assert_eq!(p.b.ends, ["Peer"]);
-            p.b.conn.finish(p.now);
-            p.drive_with(chunk);
-            assert_eq!(p.a.ends, ["Closed(Confirmed)"], "chunk {chunk}");
+            close_and_confirm(&mut p, chunk);
         }
     }
 

@@ -78,6 +78,19 @@ pub fn run_until(
     }
 }
 
+/// Runs `board` until a conversation is accepted: its id.
+#[allow(dead_code)]
+pub fn accepted(board: &mut converse::Switchboard) -> converse::switchboard::Id {
+    let mut id = None;
+    run_until(board, |_, event| {
+        if let converse::switchboard::Event::Accepted { id: i, .. } = event {
+            id = Some(i);
+        }
+        id.is_some()
+    });
+    id.expect("accepted")
+}
+
 /// Two conversations joined in memory.
 pub fn memory_pair(config: &Config) -> (Conversation<Memory>, Conversation<Memory>) {
     let (a, b) = Memory::pair_with(config).expect("a valid config");
@@ -340,5 +353,16 @@ pub mod tls {
     /// `config` with both sides of the kit.
     pub fn config(config: Config) -> Config {
         config.with_tls_server(server()).with_tls_client(client())
+    }
+
+    /// A plain rustls client session for `127.0.0.1`, trusting the kit's
+    /// CA: a peer written without converse.
+    #[allow(dead_code)]
+    pub fn rustls_client() -> rustls::ClientConnection {
+        rustls::ClientConnection::new(
+            client().rustls_config().clone(),
+            "127.0.0.1".try_into().unwrap(),
+        )
+        .unwrap()
     }
 }

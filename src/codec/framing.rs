@@ -258,8 +258,28 @@ impl Codec {
     }
 
     /// Looks at the front of `buf` (see [`Parse`]).
-    #[inline]
+    #[inline(always)]
     pub fn parse(&mut self, buf: &[u8]) -> Result<Parse, FrameError> {
+        // The common case inlined where messages are cut (its result stays
+        // in registers); the others out of line.
+        match &self.kind {
+            Kind::Length(c) => c.parse(buf),
+            _ => self.parse_other(buf),
+        }
+    }
+
+    /// The length-prefixed framing, if this is one (for the fast path
+    /// where messages are cut).
+    #[inline(always)]
+    pub(crate) fn length(&self) -> Option<&LengthDelimited> {
+        match &self.kind {
+            Kind::Length(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    #[inline(never)]
+    fn parse_other(&mut self, buf: &[u8]) -> Result<Parse, FrameError> {
         let max = self.max;
         match &mut self.kind {
             Kind::Length(c) => c.parse(buf),

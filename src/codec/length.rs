@@ -172,6 +172,37 @@ impl LengthDelimited {
     /// awaited.
     #[inline(always)]
     pub fn parse(&self, buf: &[u8]) -> Result<Parse, FrameError> {
+        self.parse_at(buf)
+    }
+
+    /// How many bytes the whole frame at the front of `buf` takes (its
+    /// payload starts after [`header_len`](Self::header_len)), when one is
+    /// there and within the limit; `None` for everything else, which
+    /// [`parse`](Self::parse) tells apart. Small enough to stay in
+    /// registers where messages are cut one after another.
+    #[inline(always)]
+    pub(crate) fn whole_frame(&self, buf: &[u8]) -> Option<usize> {
+        let width = self.header_len();
+        if buf.len() < width {
+            return None;
+        }
+        let declared = if width == 4 && self.big_endian {
+            u64::from(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]))
+        } else {
+            return match self.parse_at(buf) {
+                Ok(Parse::Frame { consumed, .. }) => Some(consumed),
+                _ => None,
+            };
+        };
+        if declared > self.max as u64 {
+            return None;
+        }
+        let consumed = width + declared as usize;
+        (buf.len() >= consumed).then_some(consumed)
+    }
+
+    #[inline(always)]
+    fn parse_at(&self, buf: &[u8]) -> Result<Parse, FrameError> {
         let width = self.header_len();
         if buf.len() < width {
             return Ok(Parse::Incomplete {
@@ -277,6 +308,34 @@ impl LengthDelimited {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The fast path agrees with `parse`: a whole frame within the
+        /// limit where `parse` finds one, nothing where it does not.
+        #[test]
+        fn whole_frame_agrees_with_parse(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+            width in proptest::sample::select(
+                (1..=8).filter(|&w| Width::from_bytes(w).is_some()).collect::<Vec<usize>>()
+            ),
+            little in proptest::prelude::any::<bool>(),
+            max in 0usize..300,
+        ) {
+            let mut c = LengthDelimited::new().with_width(Width::from_bytes(width).unwrap());
+            if little {
+                c = c.little_endian();
+            }
+            let c = c.with_max_message_len(max);
+            let expected = match c.parse(&bytes) {
+                Ok(Parse::Frame { start, consumed, .. }) => {
+                    proptest::prop_assert_eq!(start, c.header_len());
+                    Some(consumed)
+                }
+                _ => None,
+            };
+            proptest::prop_assert_eq!(c.whole_frame(&bytes), expected);
+        }
+    }
 
     fn decode_all(c: &LengthDelimited, buf: &mut BytesMut) -> Result<Vec<Bytes>, FrameError> {
         let mut out = Vec::new();

@@ -41,6 +41,16 @@ pub(crate) enum Cutter {
 }
 
 impl Cutter {
+    /// The length-prefixed framing, if this cuts one.
+    #[inline(always)]
+    fn length(&self) -> Option<&crate::codec::LengthDelimited> {
+        match self {
+            Cutter::Framing(codec) => codec.length(),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
     #[inline(always)]
     fn parse(&mut self, buf: &[u8]) -> Result<Parse, FrameError> {
         match self {
@@ -234,6 +244,13 @@ impl Inbound {
     #[inline]
     pub(crate) fn next(&mut self) -> Result<Option<Bytes>, InboundError> {
         self.return_lent();
+        if let Some((start, consumed)) = self.whole_length_frame() {
+            self.compact();
+            let msg = cut(&mut self.buf, start, consumed, consumed);
+            self.filled -= consumed;
+            self.after_message(consumed);
+            return Ok(Some(msg));
+        }
         match self.parse()? {
             Some((start, end, consumed)) => {
                 self.compact();
@@ -252,6 +269,11 @@ impl Inbound {
     #[inline]
     pub(crate) fn lend_next(&mut self) -> Result<bool, InboundError> {
         self.return_lent();
+        if let Some((start, consumed)) = self.whole_length_frame() {
+            self.lent = consumed;
+            self.lent_payload = (self.head + start, self.head + consumed);
+            return Ok(true);
+        }
         match self.parse()? {
             Some((start, end, consumed)) => {
                 self.lent = consumed;
@@ -278,6 +300,20 @@ impl Inbound {
         } else {
             None
         })
+    }
+
+    /// The common case, cut without building a [`Parse`]: a whole frame
+    /// of a length-prefixed framing at the front, within the limit (where
+    /// its payload starts, and its length on the wire). Everything else,
+    /// errors included, is [`parse`](Self::parse)'s.
+    #[inline(always)]
+    fn whole_length_frame(&self) -> Option<(usize, usize)> {
+        if self.state != State::Open {
+            return None;
+        }
+        let c = self.codec.length()?;
+        let consumed = c.whole_frame(&self.buf[self.head..self.filled])?;
+        Some((c.header_len(), consumed))
     }
 
     #[inline(always)]

@@ -56,6 +56,15 @@ impl Outbound {
         }
     }
 
+    /// `true` when the framing surely takes a message of `len` bytes
+    /// (a length prefix within its limit), without building its frame.
+    #[inline(always)]
+    pub(crate) fn surely_takes(&self, len: usize) -> bool {
+        self.codec
+            .length()
+            .is_some_and(|c| len <= c.max_message_len())
+    }
+
     /// Checks `msg` against the framing and the limit: nothing is queued.
     #[inline]
     pub(crate) fn frame(&self, msg: &[u8]) -> Result<Frame, FrameError> {

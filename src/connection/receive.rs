@@ -491,49 +491,69 @@ impl Rx {
     /// The next message, in order (lent, if `lend`, when it can be);
     /// control frames and operations are answered on the way.
     #[allow(irrefutable_let_patterns)]
+    #[inline]
     pub(crate) fn next(&mut self, link: &mut impl LinkRef, now: impl Clock, lend: bool) -> Next {
-        self.lent_scratch = false;
-        loop {
-            if let Proto::Framed = self.proto {
-                // The common case, without the link.
-                let got = if lend {
-                    self.inbound
-                        .lend_next()
-                        .map(|lent| lent.then_some(Next::Lent))
-                } else {
-                    self.inbound.next().map(|m| m.map(Next::Message))
-                };
-                match got {
-                    Ok(Some(next)) => return next,
-                    Ok(None) if self.tls_closed => {
-                        let mut link = link.link();
-                        if !link.is_down() && !link.has_peer_ended() {
-                            self.clean_end(&mut link, now.now());
-                        }
-                        return Next::End;
-                    }
-                    Ok(None) => {
-                        return match self.inbound.state() {
-                            InState::Open => {
-                                let link = link.link();
-                                if link.is_down() || link.has_peer_ended() {
-                                    Next::End
-                                } else {
-                                    Next::More
-                                }
-                            }
-                            _ => Next::End,
-                        }
-                    }
-                    Err(e) => {
-                        self.inbound_failed(&mut link.link(), e, now.now());
-                        return Next::End;
+        if let Proto::Framed = self.proto {
+            // The common case, inlined into the driver: a whole message of
+            // a plain framing already in the buffer.
+            self.lent_scratch = false;
+            let got = if lend {
+                self.inbound
+                    .lend_next()
+                    .map(|lent| lent.then_some(Next::Lent))
+            } else {
+                self.inbound.next().map(|m| m.map(Next::Message))
+            };
+            if let Ok(Some(next)) = got {
+                return next;
+            }
+            return self.framed_none(got, link, now);
+        }
+        self.next_unframed(link, now, lend)
+    }
+
+    /// What no message of a plain framing means: more to wait for, the
+    /// end, or a framing error.
+    #[cold]
+    fn framed_none(
+        &mut self,
+        got: Result<Option<Next>, InboundError>,
+        link: &mut impl LinkRef,
+        now: impl Clock,
+    ) -> Next {
+        match got {
+            Ok(Some(next)) => next,
+            Ok(None) if self.tls_closed => {
+                let mut link = link.link();
+                if !link.is_down() && !link.has_peer_ended() {
+                    self.clean_end(&mut link, now.now());
+                }
+                Next::End
+            }
+            Ok(None) => match self.inbound.state() {
+                InState::Open => {
+                    let link = link.link();
+                    if link.is_down() || link.has_peer_ended() {
+                        Next::End
+                    } else {
+                        Next::More
                     }
                 }
+                _ => Next::End,
+            },
+            Err(e) => {
+                self.inbound_failed(&mut link.link(), e, now.now());
+                Next::End
             }
-            match self.next_unit(link, now.now(), lend) {
-                Some(next) => return next,
-                None => continue,
+        }
+    }
+
+    /// [`next`](Self::next) for a protocol above the stream.
+    fn next_unframed(&mut self, link: &mut impl LinkRef, now: impl Clock, lend: bool) -> Next {
+        self.lent_scratch = false;
+        loop {
+            if let Some(next) = self.next_unit(link, now.now(), lend) {
+                return next;
             }
         }
     }

@@ -106,6 +106,7 @@ impl Tx {
             });
         }
         match &self.proto {
+            Proto::Framed if self.staged.surely_takes(msg.len()) => {}
             Proto::Framed => {
                 self.staged
                     .frame(msg)

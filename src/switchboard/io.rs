@@ -85,10 +85,12 @@ impl Switchboard {
                     // A large message under way is read straight into its
                     // own buffer; anything else into the shared scratch.
                     let direct = conn.rx.buffered() > 0 && conn.link.tls_free();
-                    let read = if direct {
-                        (&*socket).read(conn.rx.space())
+                    let (read, offered) = if direct {
+                        let space = conn.rx.space();
+                        let offered = space.len();
+                        ((&*socket).read(space), offered)
                     } else {
-                        (&*socket).read(&mut scratch)
+                        ((&*socket).read(&mut scratch), scratch.len())
                     };
                     match read {
                         Ok(0) => {
@@ -114,6 +116,12 @@ impl Switchboard {
                                 }
                             } else {
                                 conn.on_bytes(&scratch[..n], now, &mut emit);
+                            }
+                            if n < offered && !conv.read_to_end {
+                                // A short read: the socket is drained (an
+                                // edge comes with the next bytes), no read
+                                // to learn it would block.
+                                break;
                             }
                         }
                         Err(e) if would_block(&e) => break,

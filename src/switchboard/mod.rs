@@ -94,8 +94,9 @@ const SCRATCH: usize = 64 * 1024;
 pub struct Switchboard {
     poll: Poll,
     mio_events: mio::Events,
-    /// What the last poll said, per token (kept between waits).
-    ready: Vec<(Token, bool, bool)>,
+    /// What the last poll said, per token: (readable, with the peer's end
+    /// or an error), writable (kept between waits).
+    ready: Vec<(Token, (bool, bool), bool)>,
     shared: Arc<handle::Shared>,
     entries: Arena<Entry>,
     timers: BinaryHeap<Reverse<(Instant, Key)>>,
@@ -775,13 +776,14 @@ impl Switchboard {
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         ready.extend(self.mio_events.iter().map(|e| {
+            let closed = e.is_read_closed() || e.is_error();
             (
                 e.token(),
-                e.is_readable() || e.is_read_closed() || e.is_error(),
+                (e.is_readable() || closed, closed),
                 e.is_writable() || e.is_write_closed() || e.is_error(),
             )
         }));
-        for &(token, readable, writable) in &ready {
+        for &(token, (readable, closed), writable) in &ready {
             if token == WAKE {
                 self.apply_commands(events);
                 continue;
@@ -793,6 +795,11 @@ impl Switchboard {
                 self.on_writable(key, events);
             }
             if readable {
+                if closed {
+                    if let Some(conv) = self.conv_mut(key) {
+                        conv.read_to_end = true;
+                    }
+                }
                 self.push_backlog(key);
             }
         }

@@ -70,6 +70,10 @@ pub(super) struct Conv {
     pub(super) dirty: bool,
     /// In `backlog`: may have more to read.
     pub(super) backlogged: bool,
+    /// The peer's end or an error was signalled: read until the socket
+    /// says so, even after a short read (which otherwise shows the socket
+    /// drained: readiness is edge-triggered, and new bytes signal again).
+    pub(super) read_to_end: bool,
     /// `try_send` found it full: say when it drains.
     pub(super) wants_drained: bool,
     /// The peer's end was reported: our side finishes at the next turn
@@ -92,6 +96,7 @@ impl Conv {
             writable: true,
             dirty: false,
             backlogged: false,
+            read_to_end: false,
             wants_drained: false,
             finish_next: false,
             timer: None,

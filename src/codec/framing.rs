@@ -257,17 +257,6 @@ impl Codec {
         self.max
     }
 
-    /// Looks at the front of `buf` (see [`Parse`]).
-    #[inline(always)]
-    pub fn parse(&mut self, buf: &[u8]) -> Result<Parse, FrameError> {
-        // The common case inlined where messages are cut (its result stays
-        // in registers); the others out of line.
-        match &self.kind {
-            Kind::Length(c) => c.parse(buf),
-            _ => self.parse_other(buf),
-        }
-    }
-
     /// The length-prefixed framing, if this is one (for the fast path
     /// where messages are cut).
     #[inline(always)]
@@ -278,8 +267,9 @@ impl Codec {
         }
     }
 
-    #[inline(never)]
-    fn parse_other(&mut self, buf: &[u8]) -> Result<Parse, FrameError> {
+    /// Looks at the front of `buf` (see [`Parse`]).
+    #[inline]
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Parse, FrameError> {
         let max = self.max;
         match &mut self.kind {
             Kind::Length(c) => c.parse(buf),

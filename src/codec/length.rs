@@ -172,37 +172,6 @@ impl LengthDelimited {
     /// awaited.
     #[inline(always)]
     pub fn parse(&self, buf: &[u8]) -> Result<Parse, FrameError> {
-        self.parse_at(buf)
-    }
-
-    /// How many bytes the whole frame at the front of `buf` takes (its
-    /// payload starts after [`header_len`](Self::header_len)), when one is
-    /// there and within the limit; `None` for everything else, which
-    /// [`parse`](Self::parse) tells apart. Small enough to stay in
-    /// registers where messages are cut one after another.
-    #[inline(always)]
-    pub(crate) fn whole_frame(&self, buf: &[u8]) -> Option<usize> {
-        let width = self.header_len();
-        if buf.len() < width {
-            return None;
-        }
-        let declared = if width == 4 && self.big_endian {
-            u64::from(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]))
-        } else {
-            return match self.parse_at(buf) {
-                Ok(Parse::Frame { consumed, .. }) => Some(consumed),
-                _ => None,
-            };
-        };
-        if declared > self.max as u64 {
-            return None;
-        }
-        let consumed = width + declared as usize;
-        (buf.len() >= consumed).then_some(consumed)
-    }
-
-    #[inline(always)]
-    fn parse_at(&self, buf: &[u8]) -> Result<Parse, FrameError> {
         let width = self.header_len();
         if buf.len() < width {
             return Ok(Parse::Incomplete {
@@ -242,6 +211,32 @@ impl LengthDelimited {
                 consumed,
             }
         })
+    }
+
+    /// How many bytes the whole frame at the front of `buf` takes (its
+    /// payload starts after [`header_len`](Self::header_len)), when one is
+    /// there and within the limit; `None` for everything else, which
+    /// [`parse`](Self::parse) tells apart. Small enough to stay in
+    /// registers where messages are cut one after another.
+    #[inline(always)]
+    pub(crate) fn whole_frame(&self, buf: &[u8]) -> Option<usize> {
+        let width = self.header_len();
+        if buf.len() < width {
+            return None;
+        }
+        let declared = if width == 4 && self.big_endian {
+            u64::from(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]))
+        } else {
+            return match self.parse(buf) {
+                Ok(Parse::Frame { consumed, .. }) => Some(consumed),
+                _ => None,
+            };
+        };
+        if declared > self.max as u64 {
+            return None;
+        }
+        let consumed = width + declared as usize;
+        (buf.len() >= consumed).then_some(consumed)
     }
 
     /// Cuts the next message out of `buf` without copying it.

@@ -310,7 +310,6 @@ impl Conn {
 
     /// The next message already received (for drivers that read into the
     /// connection's own buffer).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn next(&mut self, now: Instant) -> Next {
         self.rx.next(&mut &mut self.link, now, false)
     }

@@ -5,6 +5,7 @@
 //! `CONVERSE_REQUIRE_ALL=1`).
 #![cfg(feature = "tls")]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -33,7 +33,7 @@
 //! too low for the members asked).
 
 #[allow(dead_code)]
-#[path = "../examples/common/room.rs"]
+#[path = "../../examples/common/room.rs"]
 mod room;
 
 use std::collections::HashMap;

@@ -11,11 +11,11 @@
 //!   --relay`): the one-way time from `send` to `recv`.
 
 #[allow(dead_code)]
-#[path = "../examples/common/room.rs"]
+#[path = "../../examples/common/room.rs"]
 mod room;
 
 #[allow(dead_code)]
-#[path = "../tests/common/nats_server.rs"]
+#[path = "../../tests/common/nats_server.rs"]
 mod nats_server;
 
 use std::sync::mpsc;

@@ -3,6 +3,7 @@
 //!
 //! Run `cargo test --test footprint -- --nocapture` to see the figures.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;

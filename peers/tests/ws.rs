@@ -4,6 +4,7 @@
 //! suite runs over `ws://` and `wss://` too (`tests/scenarios.rs`).
 #![cfg(feature = "ws")]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::{Read, Write};

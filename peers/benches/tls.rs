@@ -6,7 +6,7 @@
 //! kind. All of them use the same rustls configurations (ring, TLS 1.3,
 //! the same certificates), so the cryptography is the same work.
 
-#[path = "../examples/common/certs.rs"]
+#[path = "../../examples/common/certs.rs"]
 mod certs;
 mod common;
 

@@ -4,6 +4,7 @@
 //! lines, UDP `sendto`). Without `python3` the Python tests are skipped,
 //! with a message, or fail under `CONVERSE_REQUIRE_ALL=1`.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::net::TcpStream;

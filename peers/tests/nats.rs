@@ -3,6 +3,7 @@
 //! `CONVERSE_REQUIRE_ALL=1`), and against a fake hostile server.
 #![cfg(feature = "nats")]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -17,6 +17,12 @@
 //! | `ws` | 80 | yes | `ws` |
 //! | `wss` | 443 | yes | `ws` and `tls` |
 //! | `nats` | 4222 | no (a NATS server is the listener) | `nats` |
+//!
+//! The grammar is the subset of RFC 3986 that these schemes use, parsed
+//! here rather than by the `url` crate: `url` treats `ws`/`wss` as special
+//! schemes (it drops a port equal to the default, so an address no longer
+//! prints as given), and its IDNA support brings the ICU crates into every
+//! build for host names that the system's resolver takes as they are.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -388,21 +394,25 @@ fn split_host_port(hostport: &str) -> Result<(&str, Option<&str>), &'static str>
 }
 
 /// `%XX` escapes decoded (so that a password may hold `@`, `:` or `/`);
-/// `None` for a bad escape (two hexadecimal digits each) or bytes that are
-/// not UTF-8.
+/// `None` for a bad escape or bytes that are not UTF-8. `percent-encoding`
+/// decodes; it passes a `%` that starts no escape through as it is, which
+/// would hide a mistyped password, so every `%` is checked first to start
+/// two hexadecimal digits.
 fn percent_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hex = |b: u8| (b as char).to_digit(16);
-            let (hi, lo) = (hex(bytes.next()?)?, hex(bytes.next()?)?);
-            out.push((hi * 16 + lo) as u8);
-        } else {
-            out.push(b);
-        }
+    let bytes = s.as_bytes();
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| decoded.into_owned())
 }
 
 #[cfg(test)]
@@ -503,7 +513,8 @@ mod tests {
     #[test]
     fn percent_escapes_are_two_hex_digits() {
         assert_eq!(percent_decode("p%40ss%3a").as_deref(), Some("p@ss:"));
-        for bad in ["%+1", "%4", "%zz", "%", "%c3"] {
+        assert_eq!(percent_decode("%E4%BD%A0").as_deref(), Some("你"));
+        for bad in ["%+1", "%4", "%zz", "%", "%c3", "a%2", "%%41"] {
             assert_eq!(percent_decode(bad), None, "{bad}");
         }
     }

@@ -28,7 +28,8 @@ use clap::Parser;
 use common::certs::Kit;
 use common::{main_with, say, At, Failed};
 
-/// Writes a CA, a server certificate and a client certificate (PEM).
+/// Writes a CA, a server certificate and a client certificate (PEM); the
+/// private keys readable by their owner only.
 #[derive(Parser)]
 struct Args {
     /// The directory to write them to (created if missing).
@@ -40,10 +41,32 @@ struct Args {
     client_name: String,
 }
 
-fn write(dir: &Path, name: &str, pem: &str) -> Result<(), Failed> {
+/// Writes `pem` to `dir/name`, readable by its owner only if `private`
+/// (0600; certificates 0644). A file already there is truncated and given
+/// those permissions before anything is written to it.
+fn write(dir: &Path, name: &str, pem: &str, private: bool) -> Result<(), Failed> {
+    use std::io::Write;
     let path = dir.join(name);
     let place = path.display().to_string();
-    std::fs::write(&path, pem).at(&place)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    let mode = if private { 0o600 } else { 0o644 };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = options.open(&path).at(&place)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .at(&place)?;
+    }
+    file.write_all(pem.as_bytes()).at(&place)?;
     say(place);
     Ok(())
 }
@@ -52,11 +75,11 @@ fn run(args: &Args) -> Result<(), Failed> {
     let dir = &args.out;
     std::fs::create_dir_all(dir).at(&dir.display().to_string())?;
     let kit = Kit::new(&args.client_name);
-    write(dir, "ca.pem", &kit.ca.cert_pem())?;
-    write(dir, "server.pem", &kit.server.cert_pem)?;
-    write(dir, "server.key", &kit.server.key_pem)?;
-    write(dir, "client.pem", &kit.client.cert_pem)?;
-    write(dir, "client.key", &kit.client.key_pem)?;
+    write(dir, "ca.pem", &kit.ca.cert_pem(), false)?;
+    write(dir, "server.pem", &kit.server.cert_pem, false)?;
+    write(dir, "server.key", &kit.server.key_pem, true)?;
+    write(dir, "client.pem", &kit.client.cert_pem, false)?;
+    write(dir, "client.key", &kit.client.key_pem, true)?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! the room relays.
 //!
 //! ```text
+//! cargo run --example chat_room_client                # named as the login user
 //! cargo run --example chat_room_client -- --name 明威
 //! cargo run --example chat_room_client -- --name 明威 --transport udp
 //! ```
@@ -25,12 +26,21 @@ use common::{main_with, note, say, seconds, text, At, Endpoint, Failed, Input, K
 struct Args {
     #[command(flatten)]
     endpoint: Endpoint,
-    /// The name the others see.
+    /// The name the others see (default: the login name, from `USER`,
+    /// `LOGNAME` or `USERNAME`).
     #[arg(long)]
-    name: String,
+    name: Option<String>,
     /// UDP: seconds between keepalives.
     #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "30")]
     keepalive: Duration,
+}
+
+/// The user's login name, as the environment says it.
+fn login_name() -> Option<String> {
+    ["USER", "LOGNAME", "USERNAME"]
+        .into_iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .find(|name| !name.trim().is_empty())
 }
 
 fn run(args: &Args) -> Result<(), Failed> {
@@ -38,8 +48,17 @@ fn run(args: &Args) -> Result<(), Failed> {
     let udp = args.endpoint.is_udp();
     // The room may be quiet for hours: that is not the end.
     let config = args.endpoint.client_config()?.with_idle_timeout(None);
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => login_name().ok_or_else(|| {
+            Failed::new(
+                "--name",
+                "no --name given, and no login name in USER, LOGNAME or USERNAME",
+            )
+        })?,
+    };
     let mut conversation = common::connect(&url, &config)?;
-    conversation.send_text(&args.name).at(&url)?;
+    conversation.send_text(&name).at(&url)?;
     let (tx, mut rx) = conversation.split();
 
     let (done_tx, done) = mpsc::channel();

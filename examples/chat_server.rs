@@ -19,7 +19,7 @@ mod common;
 use std::time::Duration;
 
 use clap::Parser;
-use common::{accept, main_with, note, say, seconds, text, Endpoint, Failed, Input};
+use common::{accept_while, main_with, note, say, seconds, text, Endpoint, Failed, Input};
 use converse::{Conversation, Error};
 
 /// Serves chat conversations one after another.
@@ -38,6 +38,9 @@ struct Args {
     #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "120")]
     idle_timeout: Duration,
 }
+
+/// How often `accept` looks at whether stdin has ended.
+const STDIN_LOOK: Duration = Duration::from_millis(200);
 
 /// How a conversation ended.
 enum End {
@@ -86,7 +89,11 @@ fn run(args: &Args) -> Result<(), Failed> {
     let sk = common::listen(&url, &config)?; //     sk.bind(('127.0.0.1',8090)); sk.listen()
     let mut input = Input::new("服务端>> ");
     loop {
-        let mut conn = accept(&sk, &url)?; //       conn,addr = sk.accept()
+        // conn,addr = sk.accept(), watching stdin: its end stops the server
+        // even while no client is there.
+        let Some(mut conn) = accept_while(&sk, &url, Some(STDIN_LOOK), || !input.ended())? else {
+            return Ok(());
+        };
         let peer = common::peer(&conn);
         note(format!("talking with {peer}"));
         let end = chat(&mut conn, &mut input);

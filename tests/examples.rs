@@ -370,14 +370,37 @@ fn the_end_of_stdin_counts_as_bye_on_both_sides() {
     client.expect_success();
     server.expect_success();
 
-    // The server's stdin ends: it says bye and exits (no --once needed).
+    // The server's stdin ends in a conversation: it says bye and exits
+    // (no --once needed).
     let mut server = Program::start("chat_server", &["--addr", "127.0.0.1:0"]);
     let addr = server.listening("tcp");
-    server.close_stdin();
     let mut client = Program::start("chat_client", &["--addr", &addr]);
     client.write("anyone?");
     assert_eq!(server.line(), "anyone?");
+    server.close_stdin();
     assert_eq!(client.line(), "bye");
+    client.expect_success();
+    server.expect_success();
+
+    // The server's stdin ends while it waits for a client: it exits.
+    let mut server = Program::start("chat_server", &["--addr", "127.0.0.1:0"]);
+    server.listening("tcp");
+    server.close_stdin();
+    server.expect_success();
+}
+
+#[test]
+fn lines_typed_before_a_client_comes_are_said_to_it_even_after_stdin_ends() {
+    let mut server = Program::start("chat_server", &["--addr", "127.0.0.1:0", "--once"]);
+    let addr = server.listening("tcp");
+    server.write("welcome");
+    server.close_stdin();
+    let mut client = Program::start("chat_client", &["--addr", &addr]);
+    client.write("hello");
+    assert_eq!(server.line(), "hello");
+    assert_eq!(client.line(), "welcome");
+    client.close_stdin();
+    assert_eq!(server.line(), "bye");
     client.expect_success();
     server.expect_success();
 }
@@ -904,6 +927,46 @@ fn one_room_over_tcp_udp_and_unix() {
     alice.expect_success();
 }
 
+/// Without `--name`, a member is named as its login user.
+#[test]
+fn chat_room_client_is_named_as_the_login_user_without_name() {
+    let room = Program::start("chat_room", &["--addr", "127.0.0.1:0"]);
+    let addr = room.listening("tcp");
+    let mut alice = Program::start("chat_room_client", &["--addr", &addr, "--name", "alice"]);
+    assert_eq!(room.line(), "* alice joined");
+    let mut command = Command::new(example_path("chat_room_client"));
+    command
+        .args(["--addr", &addr])
+        .env("USER", "明威")
+        .env_remove("LOGNAME")
+        .env_remove("USERNAME");
+    let mut user = Program::spawn("chat_room_client", &mut command);
+    assert_eq!(room.line(), "* 明威 joined");
+    assert_eq!(alice.line(), "* 明威 joined");
+    user.write("你好");
+    assert_eq!(alice.line(), "明威: 你好");
+    user.close_stdin();
+    user.expect_success();
+    alice.close_stdin();
+    alice.expect_success();
+
+    // No name at all: a one-line error that says what to do.
+    let mut command = Command::new(example_path("chat_room_client"));
+    command
+        .args(["--addr", &addr])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("USERNAME");
+    let mut nameless = Program::spawn("chat_room_client", &mut command);
+    let status = nameless.wait();
+    assert!(!status.success());
+    assert!(
+        nameless.stderr().contains("--name"),
+        "{}",
+        nameless.stderr()
+    );
+}
+
 /// A member that stops reading is disconnected once its backlog passes
 /// --max-backlog, announced as having left, with a line on stderr; the
 /// others hear every line.
@@ -974,6 +1037,18 @@ impl Certs {
             assert!(p.line().ends_with(name));
         }
         p.expect_success();
+        #[cfg(unix)]
+        for (name, mode) in [
+            ("ca.pem", 0o644),
+            ("server.pem", 0o644),
+            ("server.key", 0o600),
+            ("client.pem", 0o644),
+            ("client.key", 0o600),
+        ] {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(dir.join(name)).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, mode, "{name}");
+        }
         Certs { dir }
     }
 

@@ -273,10 +273,31 @@ pub fn listen(url: &str, config: &Config) -> Result<Listener, Failed> {
 /// mid-handshake costs one line on stderr and a short pause, then the next
 /// client is served; anything else is a failure.
 pub fn accept(listener: &Listener, url: &str) -> Result<Conversation, Failed> {
+    loop {
+        if let Some(conversation) = accept_while(listener, url, None, || true)? {
+            return Ok(conversation);
+        }
+    }
+}
+
+/// Accepts as [`accept`] does; with `every`, looks at `go_on` that often
+/// while it waits, and gives `None` once `go_on` says to stop.
+pub fn accept_while(
+    listener: &Listener,
+    url: &str,
+    every: Option<Duration>,
+    mut go_on: impl FnMut() -> bool,
+) -> Result<Option<Conversation>, Failed> {
+    listener.set_accept_timeout(every).at(url)?;
     let mut pause = Duration::from_millis(50);
     loop {
+        if !go_on() {
+            return Ok(None);
+        }
         match listener.accept() {
-            Ok(conversation) => return Ok(conversation),
+            Ok(conversation) => return Ok(Some(conversation)),
+            // The accept timeout: time to look at `go_on` again.
+            Err(converse::Error::Timeout) => {}
             Err(e) if e.is_transient() => {
                 note(format!("{url}: accept: {e} (retrying in {pause:?})"));
                 std::thread::sleep(pause);
@@ -317,9 +338,13 @@ pub fn note(line: impl Display) {
 }
 
 /// Lines of stdin, with a prompt on stderr before each when stdin is a
-/// terminal. `None` at end of input.
+/// terminal. `None` at end of input. A thread reads stdin, so that a
+/// program waiting for something else can still see stdin end
+/// ([`Input::ended`]).
 pub struct Input {
-    lines: io::Lines<io::StdinLock<'static>>,
+    lines: mpsc::Receiver<String>,
+    /// A line taken from the channel by `ended`, not yet given out.
+    ahead: Option<String>,
     prompt: Option<String>,
 }
 
@@ -327,24 +352,55 @@ impl Input {
     pub fn new(prompt: &str) -> Input {
         let stdin = io::stdin();
         let prompt = stdin.is_terminal().then(|| prompt.to_owned());
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in io::stdin().lock().lines() {
+                match line {
+                    Ok(line) => {
+                        let line = line.strip_suffix('\r').unwrap_or(&line).to_owned();
+                        if tx.send(line).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        note(format!("stdin: {e}"));
+                        return;
+                    }
+                }
+            }
+        });
         Input {
-            lines: stdin.lock().lines(),
+            lines,
+            ahead: None,
             prompt,
         }
     }
 
     /// The next line without its line ending; `None` at end of input.
     pub fn line(&mut self) -> Option<String> {
+        if let Some(line) = self.ahead.take() {
+            return Some(line);
+        }
         if let Some(prompt) = &self.prompt {
             eprint!("{prompt}");
             let _ = io::stderr().flush();
         }
-        match self.lines.next()? {
-            Ok(line) => Some(line.strip_suffix('\r').unwrap_or(&line).to_owned()),
-            Err(e) => {
-                note(format!("stdin: {e}"));
-                None
+        self.lines.recv().ok()
+    }
+
+    /// Stdin has ended and every line of it has been given out (without
+    /// waiting).
+    pub fn ended(&mut self) -> bool {
+        if self.ahead.is_some() {
+            return false;
+        }
+        match self.lines.try_recv() {
+            Ok(line) => {
+                self.ahead = Some(line);
+                false
             }
+            Err(mpsc::TryRecvError::Empty) => false,
+            Err(mpsc::TryRecvError::Disconnected) => true,
         }
     }
 

@@ -223,27 +223,42 @@ fn a_hundred_peers_each_get_exactly_their_own_messages_in_order() {
         let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
         (results, l.stats())
     });
+    // Every client keeps its socket until all have finished, so that no
+    // two of them ever have the same local address (the OS may give a
+    // closed client's port to the next one).
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..PEERS)
         .map(|p| {
             let config = config.clone();
+            let finished = std::sync::Arc::clone(&finished);
             spawn(move || {
                 let mut c = udp_client(addr, &config);
                 for i in 0..MESSAGES {
-                    // Lockstep: loopback does not drop at this pace.
+                    // Lockstep: at most one datagram in flight per client.
                     c.send(format!("{p}/{i}")).unwrap();
                     assert_eq!(c.recv_text().unwrap().unwrap(), format!("ack {p}/{i}"));
                 }
-                c.local_addr().unwrap()
+                finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let until = Instant::now() + T;
+                while finished.load(std::sync::atomic::Ordering::SeqCst) < PEERS {
+                    assert!(Instant::now() < until, "the other clients did not finish");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                (p, c.local_addr().unwrap())
             })
         })
         .collect();
     let client_addrs: Vec<_> = clients.into_iter().map(|c| c.join()).collect();
     let (results, stats) = server.join();
+    let mut seen = vec![false; PEERS];
     for (peer, got) in results {
-        let p = client_addrs
+        // Which client this was, by its address (unique while all were open).
+        let &(p, _) = client_addrs
             .iter()
-            .position(|a| *a == peer)
+            .find(|(_, a)| *a == peer)
             .expect("a known peer");
+        assert!(!seen[p], "two conversations for client {p}");
+        seen[p] = true;
         let want: Vec<String> = (0..MESSAGES).map(|i| format!("{p}/{i}")).collect();
         assert_eq!(got, want, "peer {p}");
     }

@@ -197,6 +197,8 @@ impl UdpFaults {
 /// Counts of what the UDP proxy did.
 #[derive(Debug, Default)]
 pub struct UdpProxyStats {
+    /// Datagrams received from the client (before any fault).
+    pub seen: AtomicU64,
     pub forwarded: AtomicU64,
     pub dropped: AtomicU64,
     pub duplicated: AtomicU64,
@@ -244,6 +246,7 @@ impl UdpProxy {
                 };
                 *c2.lock().unwrap() = Some(from);
                 n += 1;
+                st.seen.fetch_add(1, Ordering::Relaxed);
                 let d = &buf[..len];
                 if faults.drop_every.is_some_and(|k| n % k == 0) {
                     st.dropped.fetch_add(1, Ordering::Relaxed);

@@ -134,6 +134,11 @@ pub enum Error {
         addr: Addr,
         /// Why.
         reason: crate::tls::TlsError,
+        /// rustls's own error, where the reason came from one (`None` for
+        /// reasons of converse's: a handshake timeout, a connection closed
+        /// during the handshake). It is the error's
+        /// [`source`](std::error::Error::source).
+        source: Option<rustls::Error>,
     },
 
     /// A WebSocket handshake failed (feature `ws`): not a WebSocket
@@ -404,5 +409,31 @@ impl From<Error> for io::Error {
             _ => K::Other,
         };
         io::Error::new(kind, err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_an_io_error_each_keeps_its_kind_and_itself() {
+        use io::ErrorKind as K;
+        let addr = Addr::Unknown;
+        for (err, kind) in [
+            (Error::Timeout, K::TimedOut),
+            (Error::Closed, K::NotConnected),
+            (
+                Error::UnexpectedEof { addr: addr.clone() },
+                K::UnexpectedEof,
+            ),
+            (Error::MessageTooLarge { len: 9, max: 8 }, K::InvalidData),
+        ] {
+            let shown = err.to_string();
+            let io = io::Error::from(err);
+            assert_eq!(io.kind(), kind, "{shown}");
+            assert_eq!(io.to_string(), shown);
+            assert!(io.get_ref().is_some_and(|e| e.is::<Error>()));
+        }
     }
 }

@@ -130,6 +130,21 @@ fn an_unknown_issuer_and_an_expired_certificate_are_refused_with_their_reason() 
     let err = converse::connect_with(&echo.url, &client).unwrap_err();
     assert_eq!(reason(&err), TlsError::UnknownIssuer, "{err}");
     assert!(err.to_string().contains("unknown issuer"), "{err}");
+    // rustls's own error is the source, for code that walks the chain.
+    let source = std::error::Error::source(&err).expect("rustls's error as the source");
+    assert!(
+        matches!(
+            source.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))
+        ),
+        "{source:?}"
+    );
+    // As an io::Error (code built on `io`), the error itself is inside.
+    let io = std::io::Error::from(err);
+    assert_eq!(io.kind(), std::io::ErrorKind::Other);
+    assert!(io.get_ref().is_some_and(|e| e.is::<Error>()));
     let server_side = echo.outcome().unwrap_err();
     assert!(server_side.contains("UnknownCA"), "{server_side}");
 

@@ -399,11 +399,8 @@ impl Link {
             Plain::Data(chunk) => early.extend_from_slice(chunk),
         });
         tls.early = early;
-        if let Err(reason) = result {
-            let err = Error::Tls {
-                addr: self.peer.clone(),
-                reason,
-            };
+        if let Err(failure) = result {
+            let err = failure.at(self.peer.clone());
             self.fail_with_goodbye(err, now);
             return;
         }
@@ -1112,6 +1109,7 @@ impl Link {
             return Error::Tls {
                 addr: self.peer.clone(),
                 reason: crate::tls::TlsError::HandshakeTimeout,
+                source: None,
             };
         }
         match &self.proto {

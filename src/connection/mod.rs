@@ -278,12 +278,9 @@ impl Conn {
     #[cfg(feature = "tls")]
     fn start_tls(
         &mut self,
-        session: Result<crate::tls::session::TlsSession, crate::tls::TlsError>,
+        session: Result<crate::tls::session::TlsSession, crate::tls::error::TlsFailure>,
     ) -> Result<(), Error> {
-        let session = session.map_err(|reason| Error::Tls {
-            addr: self.link.peer.clone(),
-            reason,
-        })?;
+        let session = session.map_err(|failure| failure.at(self.link.peer.clone()))?;
         self.link.tls = Some(Box::new(session));
         self.rx.set_tls();
         Ok(())

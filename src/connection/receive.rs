@@ -348,11 +348,8 @@ impl Rx {
             Plain::Data(chunk) => plain(chunk, now),
         });
         let closed = tls.peer_closed();
-        if let Err(reason) = result {
-            let err = Error::Tls {
-                addr: link.peer.clone(),
-                reason,
-            };
+        if let Err(failure) = result {
+            let err = failure.at(link.peer.clone());
             // The alert rustls queued says why, if the socket takes it.
             link.fail_with_goodbye(err, now);
             return;
@@ -398,6 +395,7 @@ impl Rx {
                 return Some(Error::Tls {
                     addr: peer,
                     reason: crate::tls::TlsError::ClosedDuringHandshake,
+                    source: None,
                 });
             }
         }
@@ -891,11 +889,8 @@ impl Rx {
                     link.tls = Some(Box::new(session));
                     self.tls = true;
                 }
-                Err(reason) => {
-                    let err = Error::Tls {
-                        addr: link.peer.clone(),
-                        reason,
-                    };
+                Err(failure) => {
+                    let err = failure.at(link.peer.clone());
                     link.fail(err);
                 }
             }

@@ -83,6 +83,42 @@ impl fmt::Display for TlsError {
     }
 }
 
+/// A TLS failure inside the crate: the reason, and rustls's error where
+/// the reason came from one (it becomes [`crate::Error::Tls`]'s source).
+#[derive(Debug)]
+pub(crate) struct TlsFailure {
+    pub(crate) reason: TlsError,
+    pub(crate) source: Option<rustls::Error>,
+}
+
+impl TlsFailure {
+    /// rustls's error, and the reason it means.
+    pub(crate) fn rustls(e: rustls::Error) -> TlsFailure {
+        TlsFailure {
+            reason: TlsError::from_rustls(&e),
+            source: Some(e),
+        }
+    }
+
+    /// The conversation's error, naming the peer.
+    pub(crate) fn at(self, addr: crate::Addr) -> crate::Error {
+        crate::Error::Tls {
+            addr,
+            reason: self.reason,
+            source: self.source,
+        }
+    }
+}
+
+impl From<TlsError> for TlsFailure {
+    fn from(reason: TlsError) -> TlsFailure {
+        TlsFailure {
+            reason,
+            source: None,
+        }
+    }
+}
+
 impl TlsError {
     /// The reason rustls gave, as one of these.
     pub(crate) fn from_rustls(e: &rustls::Error) -> TlsError {

@@ -19,7 +19,7 @@
 //! mismatch, expired, no client certificate, not TLS at all …; settings
 //! that cannot be used are refused when given ([`CertificateError`]).
 
-mod error;
+pub(crate) mod error;
 pub(crate) mod session;
 mod settings;
 

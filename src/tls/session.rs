@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 
+use super::error::TlsFailure;
 use super::{PeerIdentity, TlsClient, TlsError, TlsServer};
 
 /// What ciphertext brought, in order.
@@ -60,17 +61,17 @@ impl TlsSession {
     pub(crate) fn client(
         settings: &TlsClient,
         name: ServerName<'static>,
-    ) -> Result<TlsSession, TlsError> {
+    ) -> Result<TlsSession, TlsFailure> {
         let shown = name.to_str().into_owned();
         let conn = rustls::ClientConnection::new(Arc::clone(settings.rustls_config()), name)
-            .map_err(|e| TlsError::from_rustls(&e))?;
+            .map_err(TlsFailure::rustls)?;
         Ok(TlsSession::new(conn.into(), Some(shown)))
     }
 
     /// A server session presenting `settings`.
-    pub(crate) fn server(settings: &TlsServer) -> Result<TlsSession, TlsError> {
+    pub(crate) fn server(settings: &TlsServer) -> Result<TlsSession, TlsFailure> {
         let conn = rustls::ServerConnection::new(Arc::clone(settings.rustls_config()))
-            .map_err(|e| TlsError::from_rustls(&e))?;
+            .map_err(TlsFailure::rustls)?;
         Ok(TlsSession::new(conn.into(), None))
     }
 
@@ -94,7 +95,7 @@ impl TlsSession {
         &mut self,
         mut data: &[u8],
         mut plain: impl FnMut(Plain<'_>),
-    ) -> Result<(), TlsError> {
+    ) -> Result<(), TlsFailure> {
         self.records.feed(data);
         while !data.is_empty() && !self.peer_closed {
             // As much as rustls's buffer takes (a record and then some),
@@ -107,14 +108,17 @@ impl TlsSession {
                     Err(_) if took > 0 => break,
                     // Nothing taken into an empty buffer: a record too
                     // large, or worse.
-                    Err(e) => return Err(TlsError::Protocol(e.to_string())),
+                    Err(e) => return Err(TlsError::Protocol(e.to_string()).into()),
                 }
             }
             if took == 0 {
                 break;
             }
             if let Err(e) = self.conn.process_new_packets() {
-                return Err(self.error(&e));
+                return Err(TlsFailure {
+                    reason: self.error(&e),
+                    source: Some(e),
+                });
             }
             if !self.established && !self.conn.is_handshaking() {
                 self.established = true;

@@ -141,6 +141,7 @@ impl StreamSender {
                 Ok(0) => link.fail(Error::Tls {
                     addr: shared.peer.clone(),
                     reason: crate::tls::TlsError::ClosedDuringHandshake,
+                    source: None,
                 }),
                 Ok(n) => link.handshake_read(&self.hs_buf[..n], Instant::now()),
                 Err(e) => match e.kind() {

@@ -283,6 +283,40 @@ fn a_peer_that_never_reads_is_dropped_and_nobody_waits_for_it() {
 }
 
 #[test]
+fn stats_count_the_bytes_each_way() {
+    let config = config();
+    let mut board = Switchboard::with_config(&config).unwrap();
+    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
+    let addr = board.listener_addr(listener).unwrap();
+    let mut client = std::net::TcpStream::connect(addr.socket_addr().unwrap()).unwrap();
+    client.set_read_timeout(Some(T)).unwrap();
+    client.write_all(&frame(&[7u8; 100])).unwrap();
+    let mut events = Events::new();
+    let until = Instant::now() + T;
+    let mut echoed = false;
+    while !echoed {
+        assert!(Instant::now() < until, "no message");
+        board
+            .wait(&mut events, Some(Duration::from_millis(50)))
+            .unwrap();
+        for event in events.drain() {
+            if let Event::Message { id, message } = event {
+                board.send(id, &message).unwrap();
+                echoed = true;
+            }
+        }
+    }
+    board.flush();
+    let mut back = [0u8; 104];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(back.to_vec(), frame(&[7u8; 100]));
+    let stats = board.stats();
+    assert_eq!((stats.bytes_in, stats.bytes_out), (104, 104), "{stats:?}");
+    assert_eq!((stats.received, stats.sent), (1, 1), "{stats:?}");
+    assert_eq!(stats.handshake_failures, 0);
+}
+
+#[test]
 fn try_send_lets_the_caller_decide_and_says_when_it_drained() {
     let config = config().with_max_backlog(16 * 1024);
     let mut board = Switchboard::with_config(&config).unwrap();

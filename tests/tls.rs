@@ -528,6 +528,7 @@ fn the_switchboard_serves_tls_with_handshakes_driven_by_readiness() {
         "{failures:?}"
     );
     assert_eq!(board.stats().accepted, 1);
+    assert_eq!(board.stats().handshake_failures, 21);
     drop(silent);
 }
 

@@ -165,6 +165,7 @@ impl Switchboard {
                 // ICMP errors on the shared socket, signals: go on.
                 Err(_) => continue,
             };
+            self.stats.bytes_in += n as u64;
             let peer_max = payload_limit(&from, config.max_message_len);
             let truncated = n > peer_max;
             let size = if truncated { 0 } else { n };
@@ -266,6 +267,7 @@ impl Switchboard {
                 return;
             }
             match socket.send_to(&msg, to) {
+                Ok(n) => self.stats.bytes_out += n as u64,
                 Err(e) if would_block(&e) => {
                     *writable = false;
                     waiting.push_back(key);

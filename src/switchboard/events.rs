@@ -244,4 +244,14 @@ pub struct Stats {
     pub slow_consumers: u64,
     /// Conversations ended, for any reason.
     pub ended: u64,
+    /// Bytes read from sockets (framing, TLS records and protocol
+    /// overhead included; UDP: datagrams' payloads).
+    pub bytes_in: u64,
+    /// Bytes written to sockets (as `bytes_in`).
+    pub bytes_out: u64,
+    /// TLS and WebSocket handshakes that failed: accepted ones
+    /// ([`Event::HandshakeFailed`]) and conversations being connected
+    /// that ended with [`Error::Tls`](crate::Error) or
+    /// [`Error::WebSocket`](crate::Error) before their first event.
+    pub handshake_failures: u64,
 }

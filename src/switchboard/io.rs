@@ -42,6 +42,7 @@ impl Switchboard {
         let id = Id(key);
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut received = 0u64;
+        let mut bytes_in = 0u64;
         let mut more = false;
         let Some(Entry::Conv(conv)) = self.entries.get_mut(key) else {
             self.scratch = scratch;
@@ -105,6 +106,7 @@ impl Switchboard {
                         }
                         Ok(n) => {
                             taken += n;
+                            bytes_in += n as u64;
                             if direct {
                                 conn.rx.on_read(&mut &mut conn.link, n, now);
                                 loop {
@@ -146,7 +148,10 @@ impl Switchboard {
                         break;
                     }
                     match (&*socket).read(&mut scratch[..room]) {
-                        Ok(n) => match dg.on_datagram(&scratch[..n], now) {
+                        Ok(n) => match {
+                            bytes_in += n as u64;
+                            dg.on_datagram(&scratch[..n], now)
+                        } {
                             Some(Arrival::Message(message)) => {
                                 received += 1;
                                 events.push(Event::Message { id, message });
@@ -171,6 +176,7 @@ impl Switchboard {
         }
         self.scratch = scratch;
         self.stats.received += received;
+        self.stats.bytes_in += bytes_in;
         self.settle(key, Some(events));
         more
     }
@@ -190,8 +196,14 @@ impl Switchboard {
         match &mut conv.carrier {
             Carrier::Stream { socket, conn } => {
                 if conv.writable {
-                    let mut sink = sockopt::SocketSink { socket, now: false };
-                    match conn.link.transmit(&mut sink) {
+                    let mut sink = sockopt::SocketSink {
+                        socket,
+                        now: false,
+                        sent: 0,
+                    };
+                    let wrote = conn.link.transmit(&mut sink);
+                    self.stats.bytes_out += sink.sent;
+                    match wrote {
                         Ok(true) => conn.link.out.release_if_empty(),
                         Ok(false) => conv.writable = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -205,7 +217,10 @@ impl Switchboard {
                         break;
                     };
                     match socket.send(msg) {
-                        Ok(_) => dg.sent(),
+                        Ok(n) => {
+                            self.stats.bytes_out += n as u64;
+                            dg.sent()
+                        }
                         Err(e) if would_block(&e) => conv.writable = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) if bounced(&e) => {

@@ -276,13 +276,22 @@ impl Switchboard {
             return;
         };
         let event = match (conv.origin, end) {
-            (Origin::Accepted(listener), End::Failed(error)) => Some(Event::HandshakeFailed {
-                listener,
-                peer: conv.peer.clone(),
-                error,
-            }),
+            (Origin::Accepted(listener), End::Failed(error)) => {
+                let peer = conv.peer.clone();
+                self.stats.handshake_failures += 1;
+                Some(Event::HandshakeFailed {
+                    listener,
+                    peer,
+                    error,
+                })
+            }
             (Origin::Accepted(_), _) => None,
-            (_, end) => {
+            (origin, end) => {
+                if origin == Origin::Connecting
+                    && matches!(&end, End::Failed(e) if handshake_error(e))
+                {
+                    self.stats.handshake_failures += 1;
+                }
                 self.stats.ended += 1;
                 if matches!(&end, End::Failed(Error::SlowConsumer { .. })) {
                     self.stats.slow_consumers += 1;
@@ -371,5 +380,16 @@ impl Switchboard {
             None => return,
         }
         self.backlog.push_back(key);
+    }
+}
+
+/// A TLS or WebSocket handshake's failure.
+fn handshake_error(error: &Error) -> bool {
+    match error {
+        #[cfg(feature = "tls")]
+        Error::Tls { .. } => true,
+        #[cfg(feature = "ws")]
+        Error::WebSocket { .. } => true,
+        _ => false,
     }
 }

@@ -153,6 +153,8 @@ pub(crate) fn send_vectored(socket: &Socket, bufs: &[io::IoSlice<'_>]) -> io::Re
 pub(crate) struct SocketSink<'a> {
     pub(crate) socket: &'a Socket,
     pub(crate) now: bool,
+    /// Bytes the socket took, counted.
+    pub(crate) sent: u64,
 }
 
 impl crate::connection::link::Sink for SocketSink<'_> {
@@ -163,7 +165,9 @@ impl crate::connection::link::Sink for SocketSink<'_> {
         } else {
             SEND_FLAGS
         };
-        self.socket.send_with_flags(bytes, flags)
+        let n = self.socket.send_with_flags(bytes, flags)?;
+        self.sent += n as u64;
+        Ok(n)
     }
 
     fn put_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
@@ -172,7 +176,9 @@ impl crate::connection::link::Sink for SocketSink<'_> {
         } else {
             SEND_FLAGS
         };
-        self.socket.send_vectored_with_flags(bufs, flags)
+        let n = self.socket.send_vectored_with_flags(bufs, flags)?;
+        self.sent += n as u64;
+        Ok(n)
     }
 }
 

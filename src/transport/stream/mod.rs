@@ -134,6 +134,7 @@ impl Shared {
             let mut sink = sockopt::SocketSink {
                 socket: &self.socket,
                 now: true,
+                sent: 0,
             };
             let _ = link.transmit(&mut sink);
         }
@@ -170,6 +171,7 @@ impl Shared {
         let mut sink = sockopt::SocketSink {
             socket: &self.socket,
             now: true,
+            sent: 0,
         };
         if let Err(e) = link.transmit(&mut sink) {
             if e.kind() != io::ErrorKind::Interrupted {

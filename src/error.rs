@@ -134,11 +134,12 @@ pub enum Error {
         addr: Addr,
         /// Why.
         reason: crate::tls::TlsError,
-        /// rustls's own error, where the reason came from one (`None` for
-        /// reasons of converse's: a handshake timeout, a connection closed
-        /// during the handshake). It is the error's
+        /// rustls's own error (a `rustls::Error`: downcast to read it),
+        /// where the reason came from one; `None` for reasons of
+        /// converse's (a handshake timeout, a connection closed during the
+        /// handshake). It is the error's
         /// [`source`](std::error::Error::source).
-        source: Option<rustls::Error>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
     /// A WebSocket handshake failed (feature `ws`): not a WebSocket

@@ -118,6 +118,7 @@ pub mod switchboard;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
+mod trace;
 pub mod transport;
 mod url;
 #[cfg(feature = "serde")]

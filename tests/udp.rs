@@ -250,7 +250,7 @@ fn a_hundred_peers_each_get_exactly_their_own_messages_in_order() {
         .collect();
     let client_addrs: Vec<_> = clients.into_iter().map(|c| c.join()).collect();
     let (results, stats) = server.join();
-    let mut seen = vec![false; PEERS];
+    let mut seen = [false; PEERS];
     for (peer, got) in results {
         // Which client this was, by its address (unique while all were open).
         let &(p, _) = client_addrs

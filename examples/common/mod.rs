@@ -254,10 +254,39 @@ impl<T, E: std::error::Error> At<T> for Result<T, E> {
 /// Runs an example's `run`, and on failure prints its one error line and
 /// exits 1.
 pub fn main_with(run: impl FnOnce() -> Result<(), Failed>) {
+    trace_as_rust_log_says();
     if let Err(failed) = run() {
         eprintln!("error: {failed}");
         std::process::exit(1);
     }
+}
+
+/// Prints converse's `tracing` events and spans on stderr at the levels
+/// `RUST_LOG` names (`RUST_LOG=debug`, `RUST_LOG=converse=debug,warn`),
+/// when the crate is built with its `tracing` feature.
+fn trace_as_rust_log_says() {
+    let Ok(spec) = std::env::var("RUST_LOG") else {
+        return;
+    };
+    #[cfg(feature = "tracing")]
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        match spec.parse::<tracing_subscriber::filter::Targets>() {
+            Ok(filter) => {
+                let _ = tracing_subscriber::registry()
+                    .with(tracing_subscriber::fmt::layer().with_writer(io::stderr))
+                    .with(filter)
+                    .try_init();
+            }
+            Err(e) => note(format!("RUST_LOG={spec}: {e}")),
+        }
+    }
+    #[cfg(not(feature = "tracing"))]
+    note(format!(
+        "RUST_LOG={spec} is set, but converse was built without its `tracing` \
+         feature: run with --features tracing to see its events"
+    ));
 }
 
 /// Binds a server and prints the one `listening on …` line, flushed.

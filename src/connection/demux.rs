@@ -161,11 +161,13 @@ impl Demux {
     ) -> Admit {
         self.stats.datagrams += 1;
         if self.queued_bytes + size > self.limits.max_queued_bytes {
+            crate::trace::udp_dropped(from, size, "the listener's byte cap is reached");
             self.stats.dropped_bytes_cap += 1;
             return Admit::Dropped;
         }
         if let Some(peer) = self.peers.get_mut(&from) {
             if peer.queued >= self.limits.queue_depth {
+                crate::trace::udp_dropped(from, size, "the peer's queue is full");
                 self.stats.dropped_queue_full += 1;
                 return Admit::Dropped;
             }
@@ -184,6 +186,7 @@ impl Demux {
             return Admit::Deliver(id);
         }
         if self.peers.len() >= self.limits.max_peers || !self.accepting {
+            crate::trace::udp_dropped(from, size, "no room for a new peer");
             self.stats.dropped_peer_cap += 1;
             return Admit::Dropped;
         }

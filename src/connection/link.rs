@@ -192,6 +192,8 @@ pub(crate) struct Link {
     pub(crate) limits: Limits,
     /// The peer, for errors.
     pub(crate) peer: Addr,
+    /// The conversation's span (feature `tracing`; zero-sized without).
+    pub(crate) span: crate::trace::Span,
 }
 
 /// A place that takes bytes as a non-blocking socket does: as many as it
@@ -251,6 +253,7 @@ impl Wire {
 impl Link {
     pub(crate) fn new(out: Outbound, proto: Proto, limits: Limits, peer: Addr) -> Link {
         Link {
+            span: crate::trace::conversation(&peer),
             out,
             #[cfg(feature = "tls")]
             tls: None,
@@ -333,6 +336,7 @@ impl Link {
     )]
     pub(crate) fn check_established(&mut self) {
         if !self.state.established && !self.is_down() && self.handshakes_done() {
+            crate::trace::established(&self.span);
             self.state.established = true;
             self.state.established_news = true;
             self.state.handshake_until = None;
@@ -1171,6 +1175,7 @@ impl Link {
             Decided::Closed(d) => End::Closed(d),
             Decided::Peer => End::Peer,
         };
+        crate::trace::ended(&self.span, &end);
         self.state.reported = true;
         Some(end)
     }

@@ -84,6 +84,7 @@ impl Switchboard {
                 Err(e) => {
                     let error = Error::from_io(e, local);
                     let retry_in = *backoff;
+                    crate::trace::accept_error(local, &error, Some(retry_in));
                     *backoff = (*backoff * 2).min(Duration::from_secs(1));
                     *paused = true;
                     self.timer_at(Instant::now() + retry_in, key);

@@ -66,6 +66,7 @@ impl Switchboard {
                             config: config.clone(),
                             backoff: Backoff::new(),
                             retry_at: Instant::now(),
+                            lost: false,
                         }));
                     }
                 }
@@ -192,6 +193,7 @@ impl Switchboard {
         conv.origin = Origin::Connecting;
         let wait = match &mut conv.redial {
             Some(redial) => {
+                redial.lost = true;
                 let wait = redial.backoff.next_wait();
                 redial.retry_at = Instant::now() + wait;
                 wait

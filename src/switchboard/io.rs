@@ -148,17 +148,19 @@ impl Switchboard {
                         break;
                     }
                     match (&*socket).read(&mut scratch[..room]) {
-                        Ok(n) => match {
+                        Ok(n) => {
                             bytes_in += n as u64;
-                            dg.on_datagram(&scratch[..n], now)
-                        } {
-                            Some(Arrival::Message(message)) => {
-                                received += 1;
-                                events.push(Event::Message { id, message });
+                            match dg.on_datagram(&scratch[..n], now) {
+                                Some(Arrival::Message(message)) => {
+                                    received += 1;
+                                    events.push(Event::Message { id, message });
+                                }
+                                Some(Arrival::Lost(error)) => {
+                                    events.push(Event::Lost { id, error })
+                                }
+                                None => {}
                             }
-                            Some(Arrival::Lost(error)) => events.push(Event::Lost { id, error }),
-                            None => {}
-                        },
+                        }
                         Err(e) if would_block(&e) => break,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) if bounced(&e) => events.push(Event::Lost {
@@ -275,7 +277,7 @@ impl Switchboard {
                     };
                     conv.origin = Origin::Told;
                     if let Some(redial) = &mut conv.redial {
-                        redial.stood();
+                        redial.stood(&conv.peer);
                     }
                 }
                 let end = conn.link.poll_end();
@@ -305,6 +307,9 @@ impl Switchboard {
             if let End::Failed(error) = end {
                 if self.redial_after(key, &error) {
                     let retry_in = self.start_redial(key);
+                    if let Some(conv) = self.conv(key) {
+                        crate::trace::reconnecting(&conv.peer, &error, retry_in);
+                    }
                     let event = Event::Disconnected {
                         id,
                         error,

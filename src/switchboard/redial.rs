@@ -15,12 +15,17 @@ pub(super) struct Redial {
     pub(super) backoff: Backoff,
     /// When it tries next (while between connections).
     pub(super) retry_at: Instant,
+    /// A connection was lost, and none has stood since.
+    pub(super) lost: bool,
 }
 
 impl Redial {
     /// A connection stood: the next loss waits the least again.
-    pub(super) fn stood(&mut self) {
+    pub(super) fn stood(&mut self, peer: &crate::addr::Addr) {
         self.backoff.reset();
+        if std::mem::take(&mut self.lost) {
+            crate::trace::reconnected(peer);
+        }
     }
 }
 

@@ -88,7 +88,7 @@ impl fmt::Display for TlsError {
 #[derive(Debug)]
 pub(crate) struct TlsFailure {
     pub(crate) reason: TlsError,
-    pub(crate) source: Option<rustls::Error>,
+    pub(crate) source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl TlsFailure {
@@ -96,7 +96,7 @@ impl TlsFailure {
     pub(crate) fn rustls(e: rustls::Error) -> TlsFailure {
         TlsFailure {
             reason: TlsError::from_rustls(&e),
-            source: Some(e),
+            source: Some(Box::new(e)),
         }
     }
 

@@ -117,7 +117,7 @@ impl TlsSession {
             if let Err(e) = self.conn.process_new_packets() {
                 return Err(TlsFailure {
                     reason: self.error(&e),
-                    source: Some(e),
+                    source: Some(Box::new(e)),
                 });
             }
             if !self.established && !self.conn.is_handshaking() {

@@ -86,7 +86,11 @@ impl StreamListener {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                         return Err(Error::Timeout)
                     }
-                    _ => return Err(Error::from_io(e, &self.local)),
+                    _ => {
+                        let error = Error::from_io(e, &self.local);
+                        crate::trace::accept_error(&self.local, &error, None);
+                        return Err(error);
+                    }
                 },
             }
         }

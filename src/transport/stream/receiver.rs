@@ -491,6 +491,7 @@ impl Receiver for StreamReceiver {
         *old.successor.lock().unwrap_or_else(|e| e.into_inner()) = Some(next);
         old.down.fetch_or(FAILED, Ordering::Relaxed);
         sockopt::wake_up(&old.socket);
+        crate::trace::reconnected(&self.shared.peer);
         Ok(())
     }
 }

@@ -1,0 +1,122 @@
+//! What converse tells [`tracing`](https://docs.rs/tracing) (feature
+//! `tracing`): a span per conversation, and events for what a server's
+//! owner wants to see without the program printing it: handshakes done and
+//! failed, every conversation's end (slow consumers, deadlines, resets …),
+//! accept errors, NATS disconnects and reconnects, UDP datagrams dropped.
+//!
+//! Every function here is empty without the feature, and [`Span`] is then
+//! a zero-sized stand-in, so the callers never mention the feature.
+//!
+//! | event | level | fields |
+//! |---|---|---|
+//! | a conversation's span | `DEBUG` span `conversation` | `peer` |
+//! | handshakes done (TLS, WebSocket upgrade, NATS subscription) | `DEBUG` | (the span's) |
+//! | a handshake failed | `WARN` | `error` |
+//! | a slow consumer dropped | `WARN` | `queued`, `limit` |
+//! | a per-message deadline missed | `INFO` | `error` |
+//! | another failure | `INFO` | `error` |
+//! | a clean end (peer, closed, idle, aborted) | `DEBUG` | `end` |
+//! | an accept error | `WARN` | `listener`, `error`, `retry_in` |
+//! | a NATS connection lost, retried (switchboard) | `WARN` | `peer`, `error`, `retry_in` |
+//! | a NATS connection back (either driver) | `INFO` | `peer` |
+//! | a UDP datagram dropped | `DEBUG` | `from`, `bytes`, `reason` |
+
+#[cfg(feature = "tracing")]
+use tracing::{debug, info, warn};
+
+use crate::addr::Addr;
+use crate::connection::End;
+use crate::error::Error;
+
+/// The span of one conversation (zero-sized without the feature).
+#[cfg(feature = "tracing")]
+pub(crate) type Span = tracing::Span;
+
+/// The span of one conversation (zero-sized without the feature).
+#[cfg(not(feature = "tracing"))]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Span;
+
+/// A new conversation's span.
+pub(crate) fn conversation(peer: &Addr) -> Span {
+    #[cfg(feature = "tracing")]
+    return tracing::debug_span!("conversation", peer = %peer);
+    #[cfg(not(feature = "tracing"))]
+    {
+        let _ = peer;
+        Span
+    }
+}
+
+/// Every handshake of the conversation is done.
+pub(crate) fn established(span: &Span) {
+    #[cfg(feature = "tracing")]
+    debug!(parent: span, "handshakes done");
+    #[cfg(not(feature = "tracing"))]
+    let _ = span;
+}
+
+/// The conversation's end, as it is reported (once).
+pub(crate) fn ended(span: &Span, end: &End) {
+    #[cfg(feature = "tracing")]
+    match end {
+        End::Failed(error) if handshake_error(error) => {
+            warn!(parent: span, error = %error, "handshake failed")
+        }
+        End::Failed(Error::SlowConsumer { queued, limit, .. }) => {
+            warn!(parent: span, queued, limit, "slow consumer dropped")
+        }
+        End::Failed(error @ Error::DeadlineExceeded { .. }) => {
+            info!(parent: span, error = %error, "message deadline missed")
+        }
+        End::Failed(error) => info!(parent: span, error = %error, "failed"),
+        other => debug!(parent: span, end = ?other, "ended"),
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = (span, end);
+}
+
+/// A TLS or WebSocket handshake's failure.
+#[cfg(feature = "tracing")]
+fn handshake_error(error: &Error) -> bool {
+    match error {
+        #[cfg(feature = "tls")]
+        Error::Tls { .. } => true,
+        #[cfg(feature = "ws")]
+        Error::WebSocket { .. } => true,
+        _ => false,
+    }
+}
+
+/// An accept failed in a way that pauses the listener.
+pub(crate) fn accept_error(listener: &Addr, error: &Error, retry_in: Option<std::time::Duration>) {
+    #[cfg(feature = "tracing")]
+    warn!(listener = %listener, error = %error, retry_in = ?retry_in, "accept failed");
+    #[cfg(not(feature = "tracing"))]
+    let _ = (listener, error, retry_in);
+}
+
+/// A connection that reconnects (NATS on the switchboard) was lost;
+/// connecting again in `retry_in`.
+pub(crate) fn reconnecting(peer: &Addr, error: &Error, retry_in: std::time::Duration) {
+    #[cfg(feature = "tracing")]
+    warn!(peer = %peer, error = %error, retry_in = ?retry_in, "connection lost, reconnecting");
+    #[cfg(not(feature = "tracing"))]
+    let _ = (peer, error, retry_in);
+}
+
+/// A connection that was lost is back (NATS, on either driver).
+pub(crate) fn reconnected(peer: &Addr) {
+    #[cfg(feature = "tracing")]
+    info!(peer = %peer, "reconnected");
+    #[cfg(not(feature = "tracing"))]
+    let _ = peer;
+}
+
+/// A UDP datagram of `bytes` bytes from `from` was dropped.
+pub(crate) fn udp_dropped(from: std::net::SocketAddr, bytes: usize, reason: &'static str) {
+    #[cfg(feature = "tracing")]
+    debug!(from = %from, bytes, reason, "UDP datagram dropped");
+    #[cfg(not(feature = "tracing"))]
+    let _ = (from, bytes, reason);
+}

@@ -5,17 +5,21 @@
 //! accept errors, NATS disconnects and reconnects, UDP datagrams dropped.
 //!
 //! Every function here is empty without the feature, and [`Span`] is then
-//! a zero-sized stand-in, so the callers never mention the feature.
+//! zero-sized, so the callers never mention the feature.
 //!
 //! | event | level | fields |
 //! |---|---|---|
 //! | a conversation's span | `DEBUG` span `conversation` | `peer` |
-//! | handshakes done (TLS, WebSocket upgrade, NATS subscription) | `DEBUG` | (the span's) |
-//! | a handshake failed | `WARN` | `error` |
-//! | a slow consumer dropped | `WARN` | `queued`, `limit` |
-//! | a per-message deadline missed | `INFO` | `error` |
-//! | another failure | `INFO` | `error` |
-//! | a clean end (peer, closed, idle, aborted) | `DEBUG` | `end` |
+//! | handshakes done (TLS, WebSocket upgrade, NATS subscription) | `DEBUG` | `peer` |
+//! | a handshake failed | `WARN` | `peer`, `error` |
+//! | a slow consumer dropped | `WARN` | `peer`, `queued`, `limit` |
+//! | a per-message deadline missed | `INFO` | `peer`, `error` |
+//! | another failure | `INFO` | `peer`, `error` |
+//! | a clean end (peer, closed, idle, aborted) | `DEBUG` | `peer`, `end` |
+//!
+//! Events name the peer themselves, so a subscriber that keeps only
+//! warnings still says whose they are; the span (allocated only when a
+//! subscriber wants `DEBUG` spans) groups a conversation's events.
 //! | an accept error | `WARN` | `listener`, `error`, `retry_in` |
 //! | a NATS connection lost, retried (switchboard) | `WARN` | `peer`, `error`, `retry_in` |
 //! | a NATS connection back (either driver) | `INFO` | `peer` |
@@ -28,52 +32,67 @@ use crate::addr::Addr;
 use crate::connection::End;
 use crate::error::Error;
 
-/// The span of one conversation (zero-sized without the feature).
-#[cfg(feature = "tracing")]
-pub(crate) type Span = tracing::Span;
+/// The span of one conversation: a pointer, and nothing allocated unless a
+/// subscriber wants the span (zero-sized without the feature).
+#[derive(Debug, Default)]
+pub(crate) struct Span {
+    #[cfg(feature = "tracing")]
+    span: Option<Box<tracing::Span>>,
+}
 
-/// The span of one conversation (zero-sized without the feature).
-#[cfg(not(feature = "tracing"))]
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Span;
+impl Span {
+    /// The span's id, as events name their parent.
+    #[cfg(feature = "tracing")]
+    fn id(&self) -> Option<tracing::Id> {
+        self.span.as_ref().and_then(|s| s.id())
+    }
+}
 
 /// A new conversation's span.
 pub(crate) fn conversation(peer: &Addr) -> Span {
     #[cfg(feature = "tracing")]
-    return tracing::debug_span!("conversation", peer = %peer);
+    {
+        let span = tracing::debug_span!("conversation", peer = %peer);
+        Span {
+            span: (!span.is_disabled()).then(|| Box::new(span)),
+        }
+    }
     #[cfg(not(feature = "tracing"))]
     {
         let _ = peer;
-        Span
+        Span {}
     }
 }
 
 /// Every handshake of the conversation is done.
-pub(crate) fn established(span: &Span) {
+pub(crate) fn established(span: &Span, peer: &Addr) {
     #[cfg(feature = "tracing")]
-    debug!(parent: span, "handshakes done");
+    debug!(parent: span.id(), peer = %peer, "handshakes done");
     #[cfg(not(feature = "tracing"))]
-    let _ = span;
+    let _ = (span, peer);
 }
 
 /// The conversation's end, as it is reported (once).
-pub(crate) fn ended(span: &Span, end: &End) {
+pub(crate) fn ended(span: &Span, peer: &Addr, end: &End) {
     #[cfg(feature = "tracing")]
-    match end {
-        End::Failed(error) if handshake_error(error) => {
-            warn!(parent: span, error = %error, "handshake failed")
+    {
+        let parent = span.id();
+        match end {
+            End::Failed(error) if handshake_error(error) => {
+                warn!(parent: parent, peer = %peer, error = %error, "handshake failed")
+            }
+            End::Failed(Error::SlowConsumer { queued, limit, .. }) => {
+                warn!(parent: parent, peer = %peer, queued, limit, "slow consumer dropped")
+            }
+            End::Failed(error @ Error::DeadlineExceeded { .. }) => {
+                info!(parent: parent, peer = %peer, error = %error, "message deadline missed")
+            }
+            End::Failed(error) => info!(parent: parent, peer = %peer, error = %error, "failed"),
+            other => debug!(parent: parent, peer = %peer, end = ?other, "ended"),
         }
-        End::Failed(Error::SlowConsumer { queued, limit, .. }) => {
-            warn!(parent: span, queued, limit, "slow consumer dropped")
-        }
-        End::Failed(error @ Error::DeadlineExceeded { .. }) => {
-            info!(parent: span, error = %error, "message deadline missed")
-        }
-        End::Failed(error) => info!(parent: span, error = %error, "failed"),
-        other => debug!(parent: span, end = ?other, "ended"),
     }
     #[cfg(not(feature = "tracing"))]
-    let _ = (span, end);
+    let _ = (span, peer, end);
 }
 
 /// A TLS or WebSocket handshake's failure.

@@ -336,7 +336,7 @@ impl Link {
     )]
     pub(crate) fn check_established(&mut self) {
         if !self.state.established && !self.is_down() && self.handshakes_done() {
-            crate::trace::established(&self.span);
+            crate::trace::established(&self.span, &self.peer);
             self.state.established = true;
             self.state.established_news = true;
             self.state.handshake_until = None;
@@ -1175,7 +1175,7 @@ impl Link {
             Decided::Closed(d) => End::Closed(d),
             Decided::Peer => End::Peer,
         };
-        crate::trace::ended(&self.span, &end);
+        crate::trace::ended(&self.span, &self.peer, &end);
         self.state.reported = true;
         Some(end)
     }

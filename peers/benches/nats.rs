@@ -51,7 +51,7 @@ fn lost(id: &str, got: u64, sent: u64) {
     }
 }
 
-fn pubsub(c: &mut Criterion) {
+pub fn pubsub(c: &mut Criterion) {
     let Some(server) = server() else {
         eprintln!("nats_pubsub: skipped, nats-server is not installed");
         return;

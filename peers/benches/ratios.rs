@@ -1,48 +1,227 @@
-//! The ratio table: reads criterion's results under `target/criterion/`
-//! (each benchmark's `new/estimates.json` and `new/sample.json`) and prints,
-//! per group and size, the median time of each implementation, its min–max
-//! spread over the samples, and converse's speed relative to raw `std::net`
-//! and to tokio-util (other's median time ÷ converse's: above 1 means
-//! converse is faster).
+//! Interleaved ratios: every speed goal of the README, checked in one
+//! process in alternating rounds.
 //!
-//! `cargo bench --bench ratios` prints the table of the last `cargo bench`
-//! without measuring anything (a plain `cargo bench` does not run it).
+//! On a shared machine the drift between two measurements taken a minute
+//! apart is often larger than the difference being measured, and criterion
+//! measures each implementation of a group once, one after the other. Here
+//! each goal's two implementations (converse and the peer it is compared
+//! with) are measured in turn, round after round (A B, B A, A B …, so that
+//! neither is always first), each time a short criterion measurement of
+//! exactly that benchmark, with the same code as `cargo bench` runs. Each
+//! round gives one ratio, the peer's median time ÷ converse's (above 1:
+//! converse is faster); the table gives the median of those ratios and
+//! their spread, and says whether the goal holds.
+//!
+//! ```text
+//! cargo bench --bench ratios                  # every goal, 5 rounds (about 15 minutes on 2 cores)
+//! cargo bench --bench ratios -- tcp_stream    # the goals whose IDs contain tcp_stream
+//! RATIOS_ROUNDS=9 cargo bench --bench ratios  # more rounds, a steadier median
+//! cargo bench --bench ratios -- --quiet       # criterion's lines kept short
+//! ```
+//!
+//! The table is printed at the end and written to
+//! `target/criterion-ratios/ratios.md`.
 
-use std::collections::BTreeMap;
-use std::fs;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-/// Median time per iteration, and the fastest and slowest sample, in ns.
-#[derive(Clone, Copy)]
-struct Figure {
-    median: f64,
-    min: f64,
-    max: f64,
+use criterion::{BenchmarkFilter, Criterion};
+
+#[allow(dead_code, unused_imports)]
+#[path = "tcp.rs"]
+mod tcp;
+
+#[allow(dead_code, unused_imports)]
+#[path = "udp.rs"]
+mod udp;
+
+#[cfg(feature = "tls")]
+#[allow(dead_code, unused_imports)]
+#[path = "tls.rs"]
+mod tls;
+
+#[cfg(feature = "ws")]
+#[allow(dead_code, unused_imports)]
+#[path = "ws.rs"]
+mod ws;
+
+#[cfg(feature = "nats")]
+#[allow(dead_code, unused_imports)]
+#[path = "nats.rs"]
+mod nats;
+
+/// One goal: converse's benchmark, the peer's, and the least ratio that
+/// meets it.
+struct Goal {
+    /// The criterion group function that holds both benchmarks.
+    group: fn(&mut Criterion),
+    /// converse's benchmark ID (`GROUP/IMPL/SIZE`).
+    ours: &'static str,
+    /// The peer's benchmark ID.
+    peer: &'static str,
+    /// The goal: peer time ÷ converse time at least this.
+    at_least: f64,
 }
 
-fn criterion_dir() -> PathBuf {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    target.join("criterion")
+/// The README's goals: as fast as the raw library underneath (raw
+/// `std::net`, rustls, tungstenite), and on the switchboard as fast as
+/// tokio-util, async-nats.
+fn goals() -> Vec<Goal> {
+    let goal = |group: fn(&mut Criterion), ours, peer| Goal {
+        group,
+        ours,
+        peer,
+        at_least: 1.0,
+    };
+    #[allow(unused_mut)]
+    let mut goals = vec![
+        goal(
+            tcp::tcp_stream_batched,
+            "tcp_stream_batched/converse/64",
+            "tcp_stream_batched/raw/64",
+        ),
+        goal(
+            tcp::tcp_stream,
+            "tcp_stream/converse/64",
+            "tcp_stream/raw/64",
+        ),
+        goal(
+            tcp::tcp_stream,
+            "tcp_stream/converse/65536",
+            "tcp_stream/raw/65536",
+        ),
+        goal(
+            tcp::tcp_pingpong,
+            "tcp_pingpong/converse/64",
+            "tcp_pingpong/raw/64",
+        ),
+        goal(
+            tcp::tcp_pingpong,
+            "tcp_pingpong/converse-switchboard/64",
+            "tcp_pingpong/tokio-util/64",
+        ),
+        goal(
+            tcp::tcp_pingpong,
+            "tcp_pingpong/converse-switchboard/4096",
+            "tcp_pingpong/tokio-util/4096",
+        ),
+        goal(
+            tcp::tcp_stream,
+            "tcp_stream/converse-switchboard/64",
+            "tcp_stream/tokio-util/64",
+        ),
+        goal(
+            tcp::tcp_stream,
+            "tcp_stream/converse-switchboard/65536",
+            "tcp_stream/tokio-util/65536",
+        ),
+        goal(
+            tcp::tcp_stream_batched,
+            "tcp_stream_batched/converse-switchboard/64",
+            "tcp_stream_batched/tokio-util/64",
+        ),
+        goal(
+            udp::udp_stream,
+            "udp_stream/converse/64",
+            "udp_stream/raw/64",
+        ),
+        goal(
+            udp::udp_pingpong,
+            "udp_pingpong/converse/64",
+            "udp_pingpong/raw/64",
+        ),
+    ];
+    #[cfg(feature = "tls")]
+    goals.extend([
+        goal(
+            tls::tls_pingpong,
+            "tls_pingpong/converse/64",
+            "tls_pingpong/rustls/64",
+        ),
+        goal(
+            tls::tls_pingpong,
+            "tls_pingpong/converse/4096",
+            "tls_pingpong/rustls/4096",
+        ),
+        goal(
+            tls::tls_stream,
+            "tls_stream/converse/65536",
+            "tls_stream/rustls/65536",
+        ),
+        goal(
+            tls::tls_stream_batched,
+            "tls_stream_batched/converse/64",
+            "tls_stream_batched/rustls/64",
+        ),
+    ]);
+    #[cfg(feature = "ws")]
+    goals.extend([
+        goal(
+            ws::ws_pingpong,
+            "ws_pingpong/converse/64",
+            "ws_pingpong/tungstenite/64",
+        ),
+        goal(
+            ws::ws_stream,
+            "ws_stream/converse/64",
+            "ws_stream/tungstenite/64",
+        ),
+        goal(
+            ws::ws_stream,
+            "ws_stream/converse/65536",
+            "ws_stream/tungstenite/65536",
+        ),
+        goal(
+            ws::ws_stream_batched,
+            "ws_stream_batched/converse/64",
+            "ws_stream_batched/tungstenite/64",
+        ),
+    ]);
+    #[cfg(feature = "nats")]
+    goals.push(goal(
+        nats::pubsub,
+        "nats_pubsub/converse/64",
+        "nats_pubsub/async-nats/64",
+    ));
+    goals
 }
 
-fn read_json(path: &Path) -> Option<serde_json::Value> {
-    serde_json::from_str(&fs::read_to_string(path).ok()?).ok()
+/// Each measurement: short, as many as the rounds make up for.
+const WARM_UP: Duration = Duration::from_millis(300);
+const MEASURE: Duration = Duration::from_millis(1200);
+const SAMPLES: usize = 10;
+
+/// Where these measurements go (not criterion's usual folder, so that a
+/// plain `cargo bench`'s results and baselines are left alone).
+fn out_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || {
+            let peers = Path::new(env!("CARGO_MANIFEST_DIR"));
+            peers.parent().unwrap_or(peers).join("target")
+        },
+        PathBuf::from,
+    );
+    target.join("criterion-ratios")
 }
 
-fn figure(dir: &Path) -> Option<Figure> {
-    let estimates = read_json(&dir.join("new/estimates.json"))?;
-    let median = estimates["median"]["point_estimate"].as_f64()?;
-    let sample = read_json(&dir.join("new/sample.json"))?;
-    let per_iter: Vec<f64> = sample["iters"]
-        .as_array()?
-        .iter()
-        .zip(sample["times"].as_array()?)
-        .filter_map(|(i, t)| Some(t.as_f64()? / i.as_f64()?))
-        .collect();
-    let min = per_iter.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = per_iter.iter().copied().fold(0.0, f64::max);
-    Some(Figure { median, min, max })
+/// The median time per iteration of benchmark `id`, in ns, measured now
+/// (`None` if the group did not run it: a peer that is not installed).
+fn measure(group: fn(&mut Criterion), id: &str, out: &Path) -> Option<f64> {
+    let estimates = out.join(id).join("new/estimates.json");
+    let _ = std::fs::remove_file(&estimates);
+    let mut criterion = Criterion::default()
+        .configure_from_args()
+        .with_benchmark_filter(BenchmarkFilter::Exact(id.to_owned()))
+        .output_directory(out)
+        .without_plots()
+        .warm_up_time(WARM_UP)
+        .measurement_time(MEASURE)
+        .sample_size(SAMPLES);
+    group(&mut criterion);
+    let text = std::fs::read_to_string(&estimates).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json["median"]["point_estimate"].as_f64()
 }
 
 fn human(ns: f64) -> String {
@@ -53,68 +232,129 @@ fn human(ns: f64) -> String {
     }
 }
 
-fn subdirs(dir: &Path) -> Vec<(String, PathBuf)> {
-    let mut out: Vec<_> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-        .filter(|(name, _)| name != "report")
-        .collect();
-    out.sort();
-    out
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// What one goal's rounds gave.
+struct Outcome {
+    ours: Vec<f64>,
+    peer: Vec<f64>,
+    ratios: Vec<f64>,
 }
 
 fn main() {
-    // Criterion passes `--bench`; this target takes no other arguments.
-    let root = criterion_dir();
-    // (group, size) -> implementation -> figure
-    let mut table: BTreeMap<(String, u64), BTreeMap<String, Figure>> = BTreeMap::new();
-    for (group, group_dir) in subdirs(&root) {
-        for (implementation, impl_dir) in subdirs(&group_dir) {
-            for (size, size_dir) in subdirs(&impl_dir) {
-                let (Ok(size), Some(fig)) = (size.parse::<u64>(), figure(&size_dir)) else {
-                    continue;
-                };
-                table
-                    .entry((group.clone(), size))
-                    .or_default()
-                    .insert(implementation.clone(), fig);
-            }
+    let rounds: usize = std::env::var("RATIOS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(5);
+    // The first argument that is not an option (cargo passes `--bench`)
+    // keeps the goals whose IDs contain it.
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    let goals: Vec<Goal> = goals()
+        .into_iter()
+        .filter(|g| g.ours.contains(&filter) || g.peer.contains(&filter))
+        .collect();
+    let out = out_dir();
+    let started = Instant::now();
+    let mut outcomes = Vec::new();
+    for (n, goal) in goals.iter().enumerate() {
+        let mut outcome = Outcome {
+            ours: Vec::new(),
+            peer: Vec::new(),
+            ratios: Vec::new(),
+        };
+        for round in 0..rounds {
+            eprintln!(
+                "== ratios: goal {}/{}, round {}/{}: {} vs {}",
+                n + 1,
+                goals.len(),
+                round + 1,
+                rounds,
+                goal.ours,
+                goal.peer
+            );
+            // A B, then B A: neither is always measured first.
+            let (ours, peer) = if round % 2 == 0 {
+                let ours = measure(goal.group, goal.ours, &out);
+                (ours, measure(goal.group, goal.peer, &out))
+            } else {
+                let peer = measure(goal.group, goal.peer, &out);
+                (measure(goal.group, goal.ours, &out), peer)
+            };
+            let (Some(ours), Some(peer)) = (ours, peer) else {
+                eprintln!("== ratios: {} not measured (a peer missing?)", goal.ours);
+                break;
+            };
+            outcome.ours.push(ours);
+            outcome.peer.push(peer);
+            outcome.ratios.push(peer / ours);
         }
-    }
-    if table.is_empty() {
-        println!(
-            "no criterion results under {}: run `cargo bench` first",
-            root.display()
-        );
-        return;
+        outcomes.push(outcome);
     }
 
-    println!("| group | size | implementation | median | min – max | speed vs raw | speed vs tokio-util |");
-    println!("|---|---:|---|---:|---:|---:|---:|");
-    for ((group, size), impls) in &table {
-        let raw = impls.get("raw").map(|f| f.median);
-        let tokio = impls.get("tokio-util").map(|f| f.median);
-        for (name, fig) in impls {
-            let ratio = |other: Option<f64>| match other {
-                Some(other) if name.starts_with("converse") => {
-                    format!("{:.2}×", other / fig.median)
-                }
-                _ => String::new(),
-            };
-            println!(
-                "| {group} | {size} | {name} | {} | {} – {} | {} | {} |",
-                human(fig.median),
-                human(fig.min),
-                human(fig.max),
-                ratio(raw),
-                ratio(tokio),
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "{rounds} alternating rounds per goal, each measurement {MEASURE:?} \
+         ({WARM_UP:?} warm-up, {SAMPLES} samples); ratio = peer's median time ÷ \
+         converse's (above 1: converse is faster); {:.0} s in all.\n",
+        started.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(
+        table,
+        "| converse | peer | converse (median) | peer (median) | ratio (median) | min – max | goal | holds |"
+    );
+    let _ = writeln!(table, "|---|---|---:|---:|---:|---:|---:|---|");
+    let (mut held, mut measured) = (0, 0);
+    for (goal, outcome) in goals.iter().zip(&mut outcomes) {
+        let peer_name = goal.peer.split('/').nth(1).unwrap_or(goal.peer);
+        if outcome.ratios.is_empty() {
+            let _ = writeln!(
+                table,
+                "| `{}` | {peer_name} | — | — | — | — | ≥ {:.2}× | not measured |",
+                goal.ours, goal.at_least
             );
+            continue;
         }
+        measured += 1;
+        let ratio = median(&mut outcome.ratios);
+        let (min, max) = (outcome.ratios[0], outcome.ratios[outcome.ratios.len() - 1]);
+        let holds = if ratio >= goal.at_least {
+            held += 1;
+            "yes"
+        } else if max >= goal.at_least {
+            "no (within the spread)"
+        } else {
+            "no"
+        };
+        let _ = writeln!(
+            table,
+            "| `{}` | {peer_name} | {} | {} | {ratio:.2}× | {min:.2} – {max:.2} | ≥ {:.2}× | {holds} |",
+            goal.ours,
+            human(median(&mut outcome.ours)),
+            human(median(&mut outcome.peer)),
+            goal.at_least
+        );
     }
-    println!();
-    println!("Times are per iteration (one message, or one round trip for *_pingpong).");
-    println!("Plots: {}", root.join("report/index.html").display());
+    let _ = writeln!(
+        table,
+        "\n{held} of {measured} goals measured hold (median ratio at or above the goal)."
+    );
+    println!("\n{table}");
+    let _ = std::fs::create_dir_all(&out);
+    let file = out.join("ratios.md");
+    if std::fs::write(&file, &table).is_ok() {
+        println!("(written to {})", file.display());
+    }
 }

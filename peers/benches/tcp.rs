@@ -128,7 +128,7 @@ fn raw_read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> std::io::Res
 
 // ---------------------------------------------------------------------------
 
-fn tcp_pingpong(c: &mut Criterion) {
+pub fn tcp_pingpong(c: &mut Criterion) {
     let mut group = c.benchmark_group("tcp_pingpong");
     for size in [64usize, 4096] {
         group.throughput(common::throughput(1, size));
@@ -358,7 +358,7 @@ fn tokio_sink(server: TcpStream) -> Sink {
     })
 }
 
-fn tcp_stream(c: &mut Criterion) {
+pub fn tcp_stream(c: &mut Criterion) {
     let mut group = c.benchmark_group("tcp_stream");
     for size in [64usize, 65536] {
         group.throughput(common::throughput(1, size));
@@ -440,7 +440,7 @@ fn tcp_stream(c: &mut Criterion) {
     group.finish();
 }
 
-fn tcp_stream_batched(c: &mut Criterion) {
+pub fn tcp_stream_batched(c: &mut Criterion) {
     let mut group = c.benchmark_group("tcp_stream_batched");
     let size = 64usize;
     group.throughput(common::throughput(1, size));

@@ -150,7 +150,7 @@ fn raw_read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> std::io::Res
 
 // ---------------------------------------------------------------------------
 
-fn tls_pingpong(c: &mut Criterion) {
+pub fn tls_pingpong(c: &mut Criterion) {
     let setup = Setup::new();
     let mut group = c.benchmark_group("tls_pingpong");
     for size in [64usize, 4096] {
@@ -410,11 +410,11 @@ fn tls_stream_group(c: &mut Criterion, group_name: &str, size: usize, batched: b
     group.finish();
 }
 
-fn tls_stream(c: &mut Criterion) {
+pub fn tls_stream(c: &mut Criterion) {
     tls_stream_group(c, "tls_stream", 65536, false);
 }
 
-fn tls_stream_batched(c: &mut Criterion) {
+pub fn tls_stream_batched(c: &mut Criterion) {
     tls_stream_group(c, "tls_stream_batched", 64, true);
 }
 

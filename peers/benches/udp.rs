@@ -74,7 +74,7 @@ impl Drop for Echo {
 /// How long a ping waits for its echo before it is sent again.
 const RESEND: Duration = Duration::from_secs(1);
 
-fn udp_pingpong(c: &mut Criterion) {
+pub fn udp_pingpong(c: &mut Criterion) {
     let mut group = c.benchmark_group("udp_pingpong");
     let size = 64usize;
     group.throughput(common::throughput(1, size));
@@ -180,7 +180,7 @@ impl Counter {
     }
 }
 
-fn udp_stream(c: &mut Criterion) {
+pub fn udp_stream(c: &mut Criterion) {
     let mut group = c.benchmark_group("udp_stream");
     for size in [64usize, 1400] {
         group.throughput(common::throughput(1, size));

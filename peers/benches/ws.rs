@@ -68,7 +68,7 @@ fn tokio_server(rt: &tokio::runtime::Runtime, listener: TcpListener) -> TokioWs 
 
 // ---------------------------------------------------------------------------
 
-fn ws_pingpong(c: &mut Criterion) {
+pub fn ws_pingpong(c: &mut Criterion) {
     let mut group = c.benchmark_group("ws_pingpong");
     let size = 64usize;
     group.throughput(common::throughput(1, size));
@@ -305,11 +305,11 @@ fn ws_stream_group(c: &mut Criterion, name: &str, sizes: &[usize], batched: bool
     group.finish();
 }
 
-fn ws_stream(c: &mut Criterion) {
+pub fn ws_stream(c: &mut Criterion) {
     ws_stream_group(c, "ws_stream", &[64, 65536], false);
 }
 
-fn ws_stream_batched(c: &mut Criterion) {
+pub fn ws_stream_batched(c: &mut Criterion) {
     ws_stream_group(c, "ws_stream_batched", &[64], true);
 }
 

@@ -90,8 +90,9 @@ pub struct TlsFiles {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
     /// TLS: the CA (PEM) the peer's certificate must be signed by. A client
-    /// verifies the server against it instead of the system's roots; a
-    /// server requires client certificates signed by it (mutual TLS).
+    /// verifies the server against it instead of the Mozilla root
+    /// certificates converse bundles (webpki-roots); a server requires
+    /// client certificates signed by it (mutual TLS).
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<std::path::PathBuf>,
 }

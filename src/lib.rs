@@ -26,6 +26,19 @@
 //!   from one thread: it connects, accepts, reads and writes without ever
 //!   blocking it, and keeps the same promises as the blocking halves.
 //!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tls` | on | `tls://` and `wss://`: rustls with the ring provider, Mozilla's roots bundled ([`tls`]) |
+//! | `ws` | on | `ws://` and `wss://`: tungstenite for the HTTP upgrade only ([`ws`]) |
+//! | `nats` | on | `nats://`: a subject of a NATS server ([`nats`]) |
+//! | `serde` | off | typed messages: `send_value` / `recv_value`, encoded with postcard (the `value` module) |
+//! | `tracing` | off | a span per conversation; events for handshakes, ends (slow consumers, deadlines, failures), accept errors, reconnects and UDP datagrams dropped, for any `tracing` subscriber |
+//!
+//! Without default features the crate is the small core: TCP, UDP, Unix
+//! sockets, the in-memory pair and the switchboard.
+//!
 //! ## The wire format (TCP)
 //!
 //! ```text
@@ -156,7 +169,31 @@ pub mod fuzz {
     pub use crate::connection::fuzz::connection_pair;
 }
 
-/// The README's examples, compiled as doctests.
+/// The README's and the guide's examples, compiled as doctests.
 #[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;
+mod guide_doctests {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/tutorial.md")]
+    struct Tutorial;
+    #[doc = include_str!("../docs/conversations.md")]
+    struct Conversations;
+    #[doc = include_str!("../docs/switchboard.md")]
+    struct Switchboard;
+    #[doc = include_str!("../docs/transports.md")]
+    struct Transports;
+    #[doc = include_str!("../docs/tls.md")]
+    struct Tls;
+    #[doc = include_str!("../docs/websocket.md")]
+    struct WebSocket;
+    #[doc = include_str!("../docs/nats.md")]
+    struct Nats;
+    #[doc = include_str!("../docs/promises.md")]
+    struct Promises;
+    #[doc = include_str!("../docs/architecture.md")]
+    struct Architecture;
+    #[doc = include_str!("../docs/performance.md")]
+    struct Performance;
+    #[doc = include_str!("../docs/development.md")]
+    struct Development;
+}

@@ -80,7 +80,10 @@ fn every_example_a_readme_runs_exists() {
             let path = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("examples")
                 .join(format!("{name}.rs"));
-            assert!(path.exists(), "{readme}: `{command}` runs a missing example");
+            assert!(
+                path.exists(),
+                "{readme}: `{command}` runs a missing example"
+            );
         }
     }
 }
@@ -97,7 +100,10 @@ fn every_document_a_readme_links_to_exists() {
             }
             links += 1;
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(target);
-            assert!(path.exists(), "{readme} links to {target}, which is missing");
+            assert!(
+                path.exists(),
+                "{readme} links to {target}, which is missing"
+            );
         }
         assert!(links >= 5, "{readme}: only {links} local links");
     }

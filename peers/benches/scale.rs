@@ -31,7 +31,15 @@
 //! `CONVERSE_SCALE_CAP` seconds per scenario, default 60). The run raises
 //! its file-descriptor soft limit to the hard one (and says so if that is
 //! too low for the members asked).
+//!
+//! Besides its table, the run draws what it measured as SVG plots
+//! (`plot/`), in `docs/` at the workspace's root or in the folder
+//! `CONVERSE_SCALE_PLOTS` names: `scale-joins.svg` and `scale-rss.svg`
+//! (the join storm's rate and the server's resident memory as the room
+//! fills, sampled every twentieth of the members), `scale-fanout.svg` and
+//! `scale-idle-memory.svg`.
 
+mod plot;
 #[allow(dead_code)]
 #[path = "../../examples/common/room.rs"]
 mod room;
@@ -39,6 +47,7 @@ mod room;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -318,10 +327,35 @@ fn drain(stream: TcpStream) {
     });
 }
 
+/// Where a join storm stood when its first member had heard a number of
+/// joins.
+struct Sample {
+    /// Members in the room by then: the first, and those it heard join.
+    members: usize,
+    at: Duration,
+    /// The server's resident memory.
+    rss: u64,
+}
+
 struct Storm {
     took: Option<Duration>,
     threads: usize,
     rss: u64,
+    /// Before the storm, at every `members / 20` members, and at its end.
+    samples: Vec<Sample>,
+}
+
+/// Joins per second over each step between two samples, at the step's
+/// end: (members, joins/s).
+fn step_rates(samples: &[Sample]) -> Vec<(f64, f64)> {
+    samples
+        .windows(2)
+        .filter_map(|w| {
+            let joins = w[1].members.saturating_sub(w[0].members);
+            let secs = w[1].at.saturating_sub(w[0].at).as_secs_f64();
+            (joins > 0 && secs > 0.0).then(|| (w[1].members as f64, joins as f64 / secs))
+        })
+        .collect()
 }
 
 fn join_storm(
@@ -344,6 +378,12 @@ fn join_storm(
         let heard = first.next().await;
         assert_eq!(heard.unwrap().unwrap(), &b"* m1 joined"[..]);
         let started = Instant::now();
+        let mut samples = vec![Sample {
+            members: 2,
+            at: Duration::ZERO,
+            rss: server.status().1,
+        }];
+        let step = (members / 20).max(1);
         let mut joiners = Vec::new();
         for i in 2..members {
             let gate = Arc::clone(&gate);
@@ -356,15 +396,33 @@ fn join_storm(
         let outcome = tokio::time::timeout(cap, async {
             while joins < members - 1 {
                 match first.next().await {
-                    Some(Ok(m)) if m.ends_with(b" joined") => joins += 1,
+                    Some(Ok(m)) if m.ends_with(b" joined") => {
+                        joins += 1;
+                        if (joins + 1) % step == 0 {
+                            samples.push(Sample {
+                                members: joins + 1,
+                                at: started.elapsed(),
+                                rss: server.status().1,
+                            });
+                        }
+                    }
                     Some(Ok(_)) => {}
                     _ => break,
                 }
             }
         })
         .await;
-        let took = (outcome.is_ok() && joins == members - 1).then(|| started.elapsed());
+        let elapsed = started.elapsed();
+        let took = (outcome.is_ok() && joins == members - 1).then_some(elapsed);
         let (threads, rss) = server.status();
+        if samples.last().is_some_and(|s| s.members == joins + 1) {
+            samples.pop();
+        }
+        samples.push(Sample {
+            members: joins + 1,
+            at: elapsed,
+            rss,
+        });
         if took.is_none() {
             println!(
                 "  (the storm did not finish within {cap:?}: {joins} of {} joins heard)",
@@ -374,7 +432,12 @@ fn join_storm(
         for j in joiners {
             j.abort();
         }
-        Storm { took, threads, rss }
+        Storm {
+            took,
+            threads,
+            rss,
+            samples,
+        }
     })
 }
 
@@ -562,11 +625,15 @@ fn run() {
         drop(server);
 
         let mut rates = Vec::new();
+        let mut slow_dropped = false;
         for slow in [false, true] {
             let server = Server::start(kind);
             let messages = if slow { 4 * messages } else { messages };
             let f = fan_out(&rt, &server, receivers, messages, slow, cap);
             let total = receivers * messages;
+            if slow {
+                slow_dropped = f.slow_dropped;
+            }
             let what = if slow {
                 "fan-out with a slow member"
             } else {
@@ -606,12 +673,25 @@ fn run() {
         let per = idle_memory(&rt, &server, members);
         println!("  idle: {:.0} bytes resident per idle connection", per);
         drop(server);
-        rows.push((kind.to_owned(), storm, rates, per));
+        rows.push(Row {
+            kind: kind.to_owned(),
+            storm,
+            rates,
+            slow_dropped,
+            idle: per,
+        });
     }
     println!();
     println!("| server | join storm ({members}) | joins/s | threads | RSS | fan-out msg/s | with a slow member | idle bytes/conn |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (kind, storm, rates, per) in rows {
+    for Row {
+        kind,
+        storm,
+        rates,
+        idle: per,
+        ..
+    } in &rows
+    {
         let secs = storm
             .took
             .map_or("—".to_owned(), |t| format!("{:.2} s", t.as_secs_f64()));
@@ -627,4 +707,320 @@ fn run() {
             rate(&rates[1]),
         );
     }
+    let run = Run {
+        members,
+        receivers,
+        messages,
+        cap,
+        rows,
+    };
+    let dir = std::env::var_os("CONVERSE_SCALE_PLOTS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs"),
+        PathBuf::from,
+    );
+    println!();
+    match write_plots(&run, &dir) {
+        Ok(paths) => {
+            for path in paths {
+                println!("wrote {}", path.display());
+            }
+        }
+        Err(e) => println!("could not write the plots in {}: {e}", dir.display()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The plots.
+
+/// One server's figures.
+struct Row {
+    kind: String,
+    storm: Storm,
+    /// Delivered messages per second: the fan-out, then the same with a
+    /// slow member (`None`: did not finish).
+    rates: Vec<Option<f64>>,
+    slow_dropped: bool,
+    /// Resident bytes per idle connection.
+    idle: f64,
+}
+
+/// What a run measured, and with what sizes.
+struct Run {
+    members: usize,
+    receivers: usize,
+    messages: usize,
+    cap: Duration,
+    rows: Vec<Row>,
+}
+
+/// The servers a run can start.
+const KINDS: [&str; 3] = ["converse", "tokio", "threads"];
+
+/// A server's name in the plots, and its colour, the same in each.
+fn design(kind: &str) -> (String, &'static str) {
+    let (name, color) = match kind {
+        "converse" => ("converse (switchboard)", "#1f6fb4"),
+        "tokio" => ("tokio chat design", "#e8831f"),
+        "threads" => ("thread per member", "#3a9a4a"),
+        other => (other, "#888888"),
+    };
+    (name.to_owned(), color)
+}
+
+fn count(n: usize) -> String {
+    plot::thousands(n as u64)
+}
+
+/// A plot's subtitle: what it shows, the machine and the cap, and what it
+/// does not show (the servers not run, and `left_out`).
+fn subtitle(run: &Run, what: String, mut left_out: Vec<String>) -> Vec<String> {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut lines = vec![
+        what,
+        format!(
+            "One run, {cores} cores, each scenario capped at {} s.",
+            run.cap.as_secs()
+        ),
+    ];
+    for kind in KINDS {
+        if !run.rows.iter().any(|r| r.kind == kind) {
+            left_out.push(format!("{} (not run)", design(kind).0));
+        }
+    }
+    if !left_out.is_empty() {
+        lines.push(format!("Left out: {}.", left_out.join("; ")));
+    }
+    lines
+}
+
+fn joins_plot(run: &Run) -> String {
+    let mut lines = Vec::new();
+    let mut left_out = Vec::new();
+    for row in &run.rows {
+        let (name, color) = design(&row.kind);
+        let points = step_rates(&row.storm.samples);
+        if points.is_empty() {
+            left_out.push(format!("{name} (no join heard)"));
+            continue;
+        }
+        let heard = row.storm.samples.last().map_or(0, |s| s.members - 1);
+        let note = match row.storm.took {
+            Some(t) => format!(
+                "{} joins/s overall ({:.2} s)",
+                count((run.members as f64 / t.as_secs_f64()).round() as usize),
+                t.as_secs_f64()
+            ),
+            None => format!(
+                "{} of {} joins in {} s",
+                count(heard),
+                count(run.members - 1),
+                run.cap.as_secs()
+            ),
+        };
+        lines.push(plot::Line {
+            name,
+            note: Some(note),
+            color,
+            points,
+        });
+    }
+    storm_chart(
+        run,
+        "Join storm: how fast members join as the room fills",
+        format!(
+            "joins/s as the first member heard them, over each {} joins.",
+            count((run.members / 20).max(1))
+        ),
+        plot::Axis {
+            label: "joins/s (log scale)".to_owned(),
+            unit: "",
+            scale: plot::Scale::Log,
+        },
+        lines,
+        left_out,
+    )
+}
+
+/// A line chart of the join storm against the members in the room.
+fn storm_chart(
+    run: &Run,
+    title: &str,
+    what: String,
+    y: plot::Axis,
+    lines: Vec<plot::Line>,
+    left_out: Vec<String>,
+) -> String {
+    plot::line_chart(&plot::LineChart {
+        title: title.to_owned(),
+        subtitle: subtitle(
+            run,
+            format!(
+                "{} members join, each join announced to everyone present; {what}",
+                count(run.members)
+            ),
+            left_out,
+        ),
+        x: plot::Axis {
+            label: "members in the room".to_owned(),
+            unit: "",
+            scale: plot::Scale::Linear,
+        },
+        y,
+        lines,
+    })
+}
+
+fn rss_plot(run: &Run) -> String {
+    let mut lines = Vec::new();
+    let mut left_out = Vec::new();
+    for row in &run.rows {
+        let (name, color) = design(&row.kind);
+        let points: Vec<(f64, f64)> = row
+            .storm
+            .samples
+            .iter()
+            .filter(|s| s.rss > 0)
+            .map(|s| (s.members as f64, s.rss as f64))
+            .collect();
+        if points.is_empty() {
+            left_out.push(format!("{name} (no memory read)"));
+            continue;
+        }
+        let last = row.storm.samples.last().map_or(0, |s| s.members);
+        lines.push(plot::Line {
+            name,
+            note: Some(format!(
+                "{} at {} members\n{} server threads",
+                plot::value_label(row.storm.rss as f64, "B"),
+                count(last),
+                count(row.storm.threads)
+            )),
+            color,
+            points,
+        });
+    }
+    storm_chart(
+        run,
+        "Join storm: the server's memory as the room fills",
+        format!(
+            "the server's resident memory (VmRSS) before the storm, when the first member had heard each {} joins, and at the end.",
+            count((run.members / 20).max(1))
+        ),
+        plot::Axis {
+            label: "server resident memory (log scale)".to_owned(),
+            unit: "B",
+            scale: plot::Scale::Log,
+        },
+        lines,
+        left_out,
+    )
+}
+
+fn fanout_plot(run: &Run) -> String {
+    let mut bars = Vec::new();
+    let mut left_out = Vec::new();
+    for row in &run.rows {
+        let (name, color) = design(&row.kind);
+        if row.rates.iter().all(Option::is_none) {
+            left_out.push(format!(
+                "{name} (did not finish within {} s)",
+                run.cap.as_secs()
+            ));
+            continue;
+        }
+        let note = row.rates.get(1).copied().flatten().map(|_| {
+            if row.slow_dropped {
+                "the slow member dropped".to_owned()
+            } else {
+                "the slow member never dropped".to_owned()
+            }
+        });
+        bars.push(plot::Bars {
+            name,
+            note,
+            color,
+            values: row.rates.clone(),
+        });
+    }
+    plot::bar_chart(&plot::BarChart {
+        title: "Fan-out: messages delivered per second".to_owned(),
+        subtitle: subtitle(
+            run,
+            format!(
+                "1 sender, {} receivers, 64-byte messages; deliveries (messages × receivers) per second.",
+                count(run.receivers)
+            ),
+            left_out,
+        ),
+        groups: vec![
+            format!("{} messages", count(run.messages)),
+            format!(
+                "{} messages, one member never reads",
+                count(4 * run.messages)
+            ),
+        ],
+        y: plot::Axis {
+            label: "messages delivered/s".to_owned(),
+            unit: "",
+            scale: plot::Scale::Linear,
+        },
+        bars,
+        missing: "did not finish".to_owned(),
+    })
+}
+
+fn idle_plot(run: &Run) -> String {
+    let mut bars = Vec::new();
+    let mut left_out = Vec::new();
+    for row in &run.rows {
+        let (name, color) = design(&row.kind);
+        if row.idle.is_nan() || row.idle <= 0.0 {
+            left_out.push(format!("{name} (no memory read)"));
+            continue;
+        }
+        bars.push(plot::Bars {
+            name,
+            note: None,
+            color,
+            values: vec![Some(row.idle)],
+        });
+    }
+    plot::bar_chart(&plot::BarChart {
+        title: "Memory per idle connection".to_owned(),
+        subtitle: subtitle(
+            run,
+            format!(
+                "The server's resident memory (VmRSS) with {} idle TCP connections, less before them, per connection.",
+                count(run.members)
+            ),
+            left_out,
+        ),
+        groups: vec![format!("{} idle TCP connections", count(run.members))],
+        y: plot::Axis {
+            label: "server resident memory per connection".to_owned(),
+            unit: "B",
+            scale: plot::Scale::Linear,
+        },
+        bars,
+        missing: "not measured".to_owned(),
+    })
+}
+
+/// Writes the four plots in `dir` (made if missing); their paths.
+fn write_plots(run: &Run, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let dir = dir.canonicalize()?;
+    let plots = [
+        ("scale-joins.svg", joins_plot(run)),
+        ("scale-rss.svg", rss_plot(run)),
+        ("scale-fanout.svg", fanout_plot(run)),
+        ("scale-idle-memory.svg", idle_plot(run)),
+    ];
+    let mut paths = Vec::new();
+    for (name, svg) in plots {
+        let path = dir.join(name);
+        std::fs::write(&path, svg)?;
+        paths.push(path);
+    }
+    Ok(paths)
 }

@@ -23,6 +23,13 @@
 //! the others as `* NAME joined` and `* NAME left`, and printed here too.
 //! Runs until interrupted.
 //!
+//! A name is refused with its reason (`* NAME refused: REASON`, then the
+//! member is closed) when it is taken here (case aside), longer than 32
+//! characters, empty or padded, holds a control or invisible character,
+//! `@` or `:`, or starts with `*`. Line ends, terminal escapes and
+//! invisible characters in what members say are shown as escapes
+//! (`\u{1b}`) to everyone and here: one message is one line.
+//!
 //! What converse changes: the tutorial's servers talk to one client at a
 //! time; here one thread serves every member, through a switchboard
 //! (thousands of members, over TCP, UDP and Unix sockets in one room). A

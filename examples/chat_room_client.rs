@@ -8,7 +8,11 @@
 //! cargo run --example chat_room_client -- --name 明威 --transport udp
 //! ```
 //!
-//! At the end of stdin it sends `bye` and exits. Over UDP it keeps its
+//! At the end of stdin it sends `bye` and exits. A name the room refuses
+//! (taken, too long, with control characters …) ends it with the reason
+//! and exit status 1. What it prints is what was sent, one message per
+//! line: line ends, terminal escapes and invisible characters are shown as
+//! escapes (`\u{1b}`), never obeyed. Over UDP it keeps its
 //! place in the room with a keepalive (an empty message) while it runs,
 //! however long its user is silent.
 
@@ -19,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
+use common::room::names;
 use common::{main_with, note, say, seconds, text, At, Endpoint, Failed, Input, KeepAlive};
 
 /// Joins a chat_room under a name.
@@ -62,11 +67,25 @@ fn run(args: &Args) -> Result<(), Failed> {
     let (tx, mut rx) = conversation.split();
 
     let (done_tx, done) = mpsc::channel();
+    // The room's answer to a name it refuses: the first line, then the end.
+    let refused = format!("* {} refused: ", names::shown(&name));
+    let mut first = true;
     std::thread::spawn(move || {
         loop {
             match rx.recv() {
                 Ok(Some(message)) if message.is_empty() => {}
-                Ok(Some(message)) => say(text(&message)),
+                Ok(Some(message)) => {
+                    // Shown as sent: one message, one line, with nothing
+                    // the terminal would obey (line ends, escapes).
+                    let line = text(&message);
+                    if std::mem::take(&mut first) {
+                        if let Some(why) = line.strip_prefix(&refused) {
+                            note(format!("error: the room refused the name: {why}"));
+                            std::process::exit(1);
+                        }
+                    }
+                    say(names::visible(&line));
+                }
                 Ok(None) => break,
                 Err(e @ converse::Error::Truncated { .. }) => note(e),
                 Err(e) => {

@@ -1586,3 +1586,157 @@ fn members_of_a_room_whose_server_died_leave_the_other_rooms() {
     alice.close_stdin();
     alice.expect_success();
 }
+
+#[allow(dead_code)]
+#[path = "../examples/common/room.rs"]
+mod room;
+
+#[test]
+fn names_and_visible_text() {
+    use room::names::{refusal, same, shown, visible};
+    for ok in [
+        "alice",
+        "明威",
+        "bob smith",
+        "o'brien",
+        "x".repeat(32).as_str(),
+    ] {
+        assert_eq!(refusal(ok), None, "{ok}");
+    }
+    for bad in [
+        "",
+        " alice",
+        "alice ",
+        "a\nb",
+        "a\u{1b}[2J",
+        "a\u{7f}",
+        "a\u{85}",
+        "a\u{200b}b",
+        "a\u{202e}b",
+        "\u{feff}a",
+        "bob@A",
+        "bob: hi",
+        "* bob",
+        "x".repeat(33).as_str(),
+    ] {
+        assert!(refusal(bad).is_some(), "{bad:?}");
+    }
+    assert!(same("Alice", "aLICE") && !same("alice", "alice2"));
+    assert!(matches!(
+        visible("你好, bob"),
+        std::borrow::Cow::Borrowed(_)
+    ));
+    assert_eq!(
+        visible("a\tb\n\u{1b}[0m\u{202e}"),
+        "a\\u{9}b\\u{a}\\u{1b}[0m\\u{202e}"
+    );
+    assert_eq!(shown(&"y".repeat(50)), format!("{}…", "y".repeat(40)));
+    assert_eq!(shown("a\nb"), "a\\u{a}b");
+}
+
+/// A name that could pass for another member's or forge the room's lines
+/// is refused with its reason, on one line, and the member is closed;
+/// nobody else hears of it.
+#[test]
+fn names_that_could_lie_are_refused_with_the_reason() {
+    let room = Program::start("chat_room", &["--addr", "127.0.0.1:0"]);
+    let addr = room.listening("tcp");
+    let url = format!("tcp://{addr}");
+    let alice = Program::start("chat_room_client", &["--addr", &addr, "--name", "alice"]);
+    assert_eq!(room.line(), "* alice joined");
+    let long = "x".repeat(4000);
+    for (name, why) in [
+        ("alice", "the name is taken"),
+        ("ALICE", "the name is taken"),
+        ("bob\n* alice left", "control or invisible"),
+        ("\u{1b}[2Jbob", "control or invisible"),
+        ("bo\u{200b}b", "control or invisible"),
+        (long.as_str(), "at most 32 characters"),
+        ("bob@A", "'@'"),
+        ("bob: hi", "':'"),
+        ("* bob", "'*'"),
+        (" bob", "start or end with a space"),
+    ] {
+        let mut c = converse::connect_with(&url, &config()).unwrap();
+        c.set_read_timeout(Some(T)).unwrap();
+        c.send_text(name).unwrap();
+        let line = c.recv_text().unwrap().expect("the refusal");
+        assert!(
+            line.starts_with("* ") && line.contains(" refused: ") && line.contains(why),
+            "{name:?}: {line}"
+        );
+        assert!(
+            !line.chars().any(|c| c.is_control()) && line.chars().count() < 200,
+            "{line:?}"
+        );
+        assert_eq!(c.recv_text().unwrap(), None, "{name:?}: closed after it");
+    }
+    room.wait_stderr("refused: the name is taken");
+    // Nobody heard of them: the next lines are bob's.
+    let mut bob = Program::start("chat_room_client", &["--addr", &addr, "--name", "bob"]);
+    assert_eq!(room.line(), "* bob joined");
+    assert_eq!(alice.line(), "* bob joined");
+    // The client told its name is taken says so, and exits 1.
+    let mut alice2 = Program::start("chat_room_client", &["--addr", &addr, "--name", "Alice"]);
+    assert!(!alice2.wait().success());
+    assert!(
+        alice2
+            .stderr()
+            .contains("the room refused the name: the name is taken"),
+        "{}",
+        alice2.stderr()
+    );
+    bob.write("still only one alice?");
+    assert_eq!(alice.line(), "bob: still only one alice?");
+    for mut member in [alice, bob] {
+        member.close_stdin();
+        member.expect_success();
+    }
+}
+
+/// A line cannot forge others: line ends, terminal escapes and direction
+/// overrides reach every member, and the server's own output, as visible
+/// escapes on the one line of the one message.
+#[test]
+fn a_line_is_one_line_with_hidden_characters_shown() {
+    let room = Program::start("chat_room", &["--addr", "127.0.0.1:0"]);
+    let addr = room.listening("tcp");
+    let mut alice = Program::start("chat_room_client", &["--addr", &addr, "--name", "alice"]);
+    assert_eq!(room.line(), "* alice joined");
+    let mut mallory = converse::connect_with(&format!("tcp://{addr}"), &config()).unwrap();
+    mallory.send_text("mallory").unwrap();
+    assert_eq!(room.line(), "* mallory joined");
+    assert_eq!(alice.line(), "* mallory joined");
+    mallory
+        .send_text("hi\n* alice left\r\u{1b}[2J\u{202e}olleh")
+        .unwrap();
+    let shown = "mallory: hi\\u{a}* alice left\\u{d}\\u{1b}[2J\\u{202e}olleh";
+    assert_eq!(room.line(), shown);
+    assert_eq!(alice.line(), shown);
+    mallory.close().unwrap();
+    assert_eq!(alice.line(), "* mallory left");
+    alice.close_stdin();
+    alice.expect_success();
+}
+
+/// `chat_room_client` shows what a hostile room sends as it was sent: one
+/// message, one line, nothing the terminal would obey.
+#[test]
+fn chat_room_client_shows_a_hostile_rooms_escapes_instead_of_obeying_them() {
+    let listener = converse::listen_with("tcp://127.0.0.1:0", &config()).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let fake = spawn(move || {
+        let mut c = listener.accept().unwrap();
+        c.set_read_timeout(Some(T)).unwrap();
+        assert_eq!(c.recv_text().unwrap().as_deref(), Some("alice"));
+        c.send_text("\u{1b}[31mred\n* bob left\u{7}").unwrap();
+        // The client's bye, then its end.
+        while c.recv().unwrap().is_some() {}
+        c.close().unwrap();
+    });
+    let mut alice = Program::start("chat_room_client", &["--addr", &addr, "--name", "alice"]);
+    assert_eq!(alice.line(), "\\u{1b}[31mred\\u{a}* bob left\\u{7}");
+    alice.close_stdin();
+    alice.expect_success();
+    fake.join();
+}

@@ -350,7 +350,9 @@ impl Room {
         if origin == relay.origin {
             return;
         }
-        let (origin, label) = (origin.to_owned(), label.to_owned());
+        // Another room's words are shown, never obeyed: its names and lines
+        // with hidden characters made visible, as this room's own.
+        let (origin, label) = (origin.to_owned(), names::visible(label).into_owned());
         let room = relay.remote.entry(origin).or_insert_with(|| Remote {
             label: label.clone(),
             members: HashMap::new(),
@@ -361,7 +363,7 @@ impl Room {
         let mut lines = Vec::new();
         match kind {
             "J" => {
-                let name = fields.next().unwrap_or("").to_owned();
+                let name = names::visible(fields.next().unwrap_or("")).into_owned();
                 let count = room.members.entry(name.clone()).or_insert(0);
                 *count += 1;
                 if *count == 1 {
@@ -369,18 +371,18 @@ impl Room {
                 }
             }
             "L" => {
-                let name = fields.next().unwrap_or("");
-                if let Some(count) = room.members.get_mut(name) {
+                let name = names::visible(fields.next().unwrap_or("")).into_owned();
+                if let Some(count) = room.members.get_mut(&name) {
                     *count -= 1;
                     if *count == 0 {
-                        room.members.remove(name);
+                        room.members.remove(&name);
                         lines.push(format!("* {name}@{label} left"));
                     }
                 }
             }
             "M" => {
-                let name = fields.next().unwrap_or("");
-                let said = fields.next().unwrap_or("");
+                let name = names::visible(fields.next().unwrap_or(""));
+                let said = names::visible(fields.next().unwrap_or(""));
                 lines.push(format!("{name}@{label}: {said}"));
             }
             "W" => {
@@ -388,7 +390,7 @@ impl Room {
                 let mut now: HashMap<String, usize> = HashMap::new();
                 for rest in fields {
                     for name in rest.split('\t') {
-                        *now.entry(name.to_owned()).or_insert(0) += 1;
+                        *now.entry(names::visible(name).into_owned()).or_insert(0) += 1;
                     }
                 }
                 let mut gone: Vec<&String> = room
@@ -467,27 +469,50 @@ impl Room {
             return; // a keepalive: it kept the member's place
         }
         let text = String::from_utf8_lossy(message).into_owned();
-        let Some(member) = self.members.get_mut(&id) else {
+        let Some(member) = self.members.get(&id) else {
             return;
         };
-        match &member.name {
+        match member.name.clone() {
             None if text == "bye" => self.board.close(id),
-            None => {
-                member.name = Some(text.clone());
-                self.announce(Some(id), format!("* {text} joined"));
-                self.publish('J', &text, None);
-            }
+            None => self.named(id, text),
             Some(_) if text == "bye" => {
                 self.leave(id);
                 self.board.close(id);
             }
             Some(name) => {
-                let line = format!("{name}: {text}");
-                let name = name.clone();
-                self.announce(Some(id), line);
+                // One message is one line, as it was sent: no line end,
+                // escape or invisible character reaches anyone as itself.
+                let text = names::visible(&text);
+                self.announce(Some(id), format!("{name}: {text}"));
                 self.publish('M', &name, Some(&text));
             }
         }
+    }
+
+    /// The member's first message, its name: taken if it is a name and
+    /// nobody here has it; refused with the reason otherwise (the member
+    /// is told, then closed).
+    fn named(&mut self, id: Id, name: String) {
+        let taken = self
+            .members
+            .values()
+            .filter_map(|m| m.name.as_deref())
+            .any(|other| names::same(other, &name));
+        let refusal = names::refusal(&name).or(taken.then_some("the name is taken"));
+        if let Some(why) = refusal {
+            let shown = names::shown(&name);
+            eprintln!("{}: name {shown} refused: {why}", self.name_of(id));
+            let _ = self
+                .board
+                .send_text(id, &format!("* {shown} refused: {why}"));
+            self.board.close(id);
+            return;
+        }
+        if let Some(member) = self.members.get_mut(&id) {
+            member.name = Some(name.clone());
+        }
+        self.announce(Some(id), format!("* {name} joined"));
+        self.publish('J', &name, None);
     }
 
     fn ended(&mut self, id: Id, end: End) {
@@ -517,5 +542,87 @@ impl Room {
             }
         }
         self.printer.say(line);
+    }
+}
+
+/// What a name may be, and text made safe to show: a member cannot pass
+/// for another, nor forge the room's lines (`* alice left`) with line
+/// ends, terminal escapes or invisible characters.
+pub mod names {
+    use std::borrow::Cow;
+
+    /// The longest name, in characters.
+    pub const MAX_NAME: usize = 32;
+
+    /// Why `name` cannot be a member's name, if it cannot: empty, too
+    /// long, spaces around it, a control, invisible or direction-changing
+    /// character, or a character the room's own lines use (`@` names a
+    /// member of another server, `:` ends a name in `NAME: TEXT`, a
+    /// leading `*` starts the room's announcements).
+    pub fn refusal(name: &str) -> Option<&'static str> {
+        if name.is_empty() {
+            return Some("a name cannot be empty");
+        }
+        if name.chars().count() > MAX_NAME {
+            return Some("a name has at most 32 characters");
+        }
+        if name.trim() != name {
+            return Some("a name cannot start or end with a space");
+        }
+        if name.chars().any(hidden) {
+            return Some("a name cannot hold control or invisible characters");
+        }
+        if name.contains(['@', ':']) || name.starts_with('*') {
+            return Some("a name cannot hold '@' or ':' or start with '*'");
+        }
+        None
+    }
+
+    /// `true` for what a terminal would not show as itself: controls (line
+    /// ends, escapes, DEL, C1), zero-width and direction-changing
+    /// characters, and the byte-order mark.
+    pub fn hidden(c: char) -> bool {
+        c.is_control()
+            || matches!(c,
+                '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}')
+    }
+
+    /// `text` with every hidden character shown as its escape (`\u{1b}`),
+    /// so that one message is one line, as it was sent.
+    pub fn visible(text: &str) -> Cow<'_, str> {
+        if !text.chars().any(hidden) {
+            return Cow::Borrowed(text);
+        }
+        let mut shown = String::with_capacity(text.len() + 8);
+        for c in text.chars() {
+            if hidden(c) {
+                shown.extend(c.escape_unicode());
+            } else {
+                shown.push(c);
+            }
+        }
+        Cow::Owned(shown)
+    }
+
+    /// A name as the room quotes it back: hidden characters visible, and
+    /// cut after 40 characters (a refusal never echoes megabytes).
+    pub fn shown(name: &str) -> String {
+        let visible = visible(name);
+        let mut chars = visible.chars();
+        let mut shown: String = chars.by_ref().take(40).collect();
+        if chars.next().is_some() {
+            shown.push('…');
+        }
+        shown
+    }
+
+    /// Two names that a reader could take for one another: the same but
+    /// for case.
+    pub fn same(a: &str, b: &str) -> bool {
+        a.to_lowercase() == b.to_lowercase()
     }
 }

@@ -23,6 +23,11 @@
 //! the others as `* NAME joined` and `* NAME left`, and printed here too.
 //! Runs until interrupted.
 //!
+//! A connection that has not said its name within `--name-timeout` (30 s)
+//! is closed. Output and diagnostics leave the serving thread through
+//! queues bounded in bytes: a stdout or stderr that nobody reads costs
+//! lines (counted), never the room's time.
+//!
 //! A name is refused with its reason (`* NAME refused: REASON`, then the
 //! member is closed) when it is taken here (case aside), longer than 32
 //! characters, empty or padded, holds a control or invisible character,
@@ -72,6 +77,10 @@ struct Args {
     /// sends keepalives while it runs).
     #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "120")]
     idle_timeout: Duration,
+    /// Seconds a connection has to say its name (its first message) before
+    /// it is closed.
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "30")]
+    name_timeout: Duration,
     /// How many connections wait for the room to accept them.
     #[arg(long, default_value_t = 1024)]
     backlog: i32,
@@ -136,7 +145,7 @@ fn run(args: &Args) -> Result<(), Failed> {
                 .map_or(bound.to_string(), |a| a.to_string())
         });
     }
-    let mut room = Room::new(board, Printer::stdout());
+    let mut room = Room::new(board, Printer::stdout()).name_timeout(args.name_timeout);
     if let Some(url) = &args.relay {
         let label = args.relay_label.clone().or(first).unwrap_or_default();
         room = room.relay(Relay::new(url, &label).heartbeat(args.relay_heartbeat));

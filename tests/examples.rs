@@ -35,6 +35,8 @@ struct Program {
     stderr: Arc<Mutex<String>>,
     /// Says when stderr has reached its end (the program has exited).
     stderr_done: Receiver<()>,
+    /// While held, nobody reads stderr (a pipe that fills).
+    stderr_held: Option<mpsc::Sender<()>>,
 }
 
 impl Program {
@@ -54,6 +56,13 @@ impl Program {
     }
 
     fn spawn(name: &str, command: &mut Command) -> Program {
+        let mut p = Program::spawn_holding_stderr(name, command);
+        p.read_stderr();
+        p
+    }
+
+    /// Starts `name` with nobody reading its stderr until `read_stderr`.
+    fn spawn_holding_stderr(name: &str, command: &mut Command) -> Program {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -74,7 +83,10 @@ impl Program {
         let mut err = child.stderr.take().unwrap();
         let sink = Arc::clone(&stderr);
         let (done_tx, stderr_done) = mpsc::channel();
+        let (held, go) = mpsc::channel::<()>();
         std::thread::spawn(move || {
+            // Until the hold is let go (its sender dropped).
+            let _ = go.recv();
             let mut buf = [0u8; 1024];
             while let Ok(n) = err.read(&mut buf) {
                 if n == 0 {
@@ -93,7 +105,13 @@ impl Program {
             stdout,
             stderr,
             stderr_done,
+            stderr_held: Some(held),
         }
+    }
+
+    /// Lets stderr be read (and collected) from now on.
+    fn read_stderr(&mut self) {
+        self.stderr_held = None;
     }
 
     /// The next line of stdout.
@@ -1739,4 +1757,65 @@ fn chat_room_client_shows_a_hostile_rooms_escapes_instead_of_obeying_them() {
     alice.close_stdin();
     alice.expect_success();
     fake.join();
+}
+
+/// A connection that never says its name is closed after --name-timeout;
+/// the members go on.
+#[test]
+fn a_connection_that_never_names_itself_is_closed() {
+    let room = Program::start(
+        "chat_room",
+        &["--addr", "127.0.0.1:0", "--name-timeout", "0.3"],
+    );
+    let addr = room.listening("tcp");
+    let mut alice = Program::start("chat_room_client", &["--addr", &addr, "--name", "alice"]);
+    assert_eq!(room.line(), "* alice joined");
+    let mut silent = std::net::TcpStream::connect(&addr).unwrap();
+    silent.set_read_timeout(Some(T)).unwrap();
+    assert_eq!(
+        read_to_end(&mut silent).unwrap(),
+        Vec::<u8>::new(),
+        "closed, told nothing"
+    );
+    room.wait_stderr("closed: no name within 300ms");
+    alice.write("still here");
+    assert_eq!(room.line(), "alice: still here");
+    alice.close_stdin();
+    alice.expect_success();
+}
+
+/// A stderr that nobody reads never stops the room: its diagnostics wait
+/// in a queue bounded in bytes (and are dropped, counted, past it) while
+/// the members chat.
+#[test]
+fn a_stderr_nobody_reads_never_stops_the_room() {
+    let mut command = Command::new(example_path("chat_room"));
+    command.args(["--addr", "127.0.0.1:0"]);
+    let mut room = Program::spawn_holding_stderr("chat_room", &mut command);
+    let addr = room.listening("tcp");
+    let url = format!("tcp://{addr}");
+    // Each refused name is a diagnostic of about a hundred bytes: far more
+    // than a pipe holds (64 KiB).
+    let started = Instant::now();
+    for i in 0..1500 {
+        let mut c = converse::connect_with(&url, &config()).unwrap();
+        c.set_read_timeout(Some(T)).unwrap();
+        c.send_text(&format!("refused@{i}")).unwrap();
+        let line = c.recv_text().unwrap().expect("the refusal");
+        assert!(line.contains("refused"), "{line}");
+        assert!(started.elapsed() < 6 * T, "{i} refusals took too long");
+    }
+    let mut alice = Program::start("chat_room_client", &["--addr", &addr, "--name", "alice"]);
+    let bob = Program::start("chat_room_client", &["--addr", &addr, "--name", "bob"]);
+    assert_eq!(room.line(), "* alice joined");
+    assert_eq!(room.line(), "* bob joined");
+    assert_eq!(alice.line(), "* bob joined");
+    alice.write("hello");
+    assert_eq!(bob.line(), "alice: hello");
+    // What stderr said, once read: the refusals (some perhaps dropped and
+    // counted, never lost silently).
+    room.read_stderr();
+    room.wait_stderr("refused@1499");
+    alice.close_stdin();
+    alice.expect_success();
 }

@@ -1,9 +1,9 @@
 //! The chat room on a switchboard: every member, over every transport, on
 //! one thread. Shared by the `chat_room` example and the scale benchmark.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,54 +11,77 @@ use std::time::{Duration, Instant};
 use converse::switchboard::{End, Event, Events, Id, Switchboard};
 use converse::Error;
 
-/// Lines for stdout, written by a thread of their own: a stdout that does
-/// not keep up costs lines (counted, and said on stderr), never the room's
-/// time.
+/// Lines for stdout (or stderr), written by a thread of their own: an
+/// output that does not keep up costs lines (counted, and said), never the
+/// room's time. What waits is bounded in bytes, not only in lines.
 pub struct Printer {
     tx: Option<SyncSender<String>>,
+    /// Bytes waiting to be written.
+    queued: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
 }
+
+/// The most bytes a printer holds for an output that does not keep up.
+pub const PRINTER_BYTES: usize = 4 << 20;
 
 impl Printer {
     /// A printer to stdout, flushing each line.
     pub fn stdout() -> Printer {
-        Printer::to(std::io::stdout())
+        Printer::to(std::io::stdout(), "stdout")
+    }
+
+    /// A printer to stderr: the room's diagnostics.
+    pub fn stderr() -> Printer {
+        Printer::to(std::io::stderr(), "stderr")
     }
 
     /// A printer that writes nowhere (for benchmarks).
     pub fn none() -> Printer {
-        Printer::to(std::io::sink())
+        Printer::to(std::io::sink(), "nowhere")
     }
 
-    fn to(mut out: impl Write + Send + 'static) -> Printer {
+    fn to(mut out: impl Write + Send + 'static, name: &'static str) -> Printer {
         let (tx, rx) = sync_channel::<String>(64 * 1024);
+        let queued = Arc::new(AtomicUsize::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
-        let lost = Arc::clone(&dropped);
+        let (written, lost) = (Arc::clone(&queued), Arc::clone(&dropped));
         std::thread::Builder::new()
-            .name("stdout".into())
+            .name(name.into())
             .spawn(move || {
                 for line in rx {
-                    // A closed stdout is not a reason to stop the room.
+                    // A closed output is not a reason to stop the room.
                     let _ = writeln!(out, "{line}");
                     let _ = out.flush();
+                    written.fetch_sub(line.len() + 1, Ordering::Relaxed);
                     let n = lost.swap(0, Ordering::Relaxed);
                     if n > 0 {
-                        eprintln!("({n} lines not printed: stdout was not keeping up)");
+                        let _ = writeln!(out, "({n} lines not written: {name} was not keeping up)");
                     }
                 }
             })
-            .expect("a thread for stdout");
+            .expect("a thread for the output");
         Printer {
             tx: Some(tx),
+            queued,
             dropped,
         }
     }
 
+    /// Queues `line`, or counts it as dropped if the output is that far
+    /// behind (never waits).
     pub fn say(&self, line: String) {
-        if let Some(tx) = &self.tx {
-            if let Err(TrySendError::Full(_)) = tx.try_send(line) {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let size = line.len() + 1;
+        if self.queued.fetch_add(size, Ordering::Relaxed) + size > PRINTER_BYTES {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(line) {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -166,8 +189,19 @@ pub struct Room {
     board: Switchboard,
     members: HashMap<Id, Member>,
     printer: Printer,
+    /// Diagnostics: stderr, through a queue of their own (a stderr nobody
+    /// reads never stops the room).
+    log: Printer,
     relay: Option<Relay>,
+    /// How long a connection may stay without saying its name.
+    name_timeout: Duration,
+    /// Connections that had not named themselves, with their deadlines,
+    /// in the order they came (so the deadlines are in order too).
+    unnamed: VecDeque<(Instant, Id)>,
 }
+
+/// The default time a connection has to say its name.
+pub const NAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Room {
     pub fn new(board: Switchboard, printer: Printer) -> Room {
@@ -175,8 +209,18 @@ impl Room {
             board,
             members: HashMap::new(),
             printer,
+            log: Printer::stderr(),
             relay: None,
+            name_timeout: NAME_TIMEOUT,
+            unnamed: VecDeque::new(),
         }
+    }
+
+    /// How long a connection may stay in the room without saying its name
+    /// before it is closed (default 30 s).
+    pub fn name_timeout(mut self, timeout: Duration) -> Room {
+        self.name_timeout = timeout;
+        self
     }
 
     /// Joins this room to the rooms of other servers relaying to the same
@@ -196,14 +240,38 @@ impl Room {
         loop {
             self.connect_relay();
             self.beat();
-            let timeout = self
-                .relay
-                .as_ref()
-                .and_then(Relay::due)
-                .map(|at| at.saturating_duration_since(Instant::now()));
+            let due = [
+                self.relay.as_ref().and_then(Relay::due),
+                self.unnamed.front().map(|&(at, _)| at),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let timeout = due.map(|at| at.saturating_duration_since(Instant::now()));
             self.board.wait(&mut events, timeout)?;
             for event in events.drain() {
                 self.handle(event);
+            }
+            self.close_the_nameless(Instant::now());
+        }
+    }
+
+    /// Closes the connections whose time to say their name has passed
+    /// without it.
+    fn close_the_nameless(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.unnamed.front() {
+            if at > now {
+                break;
+            }
+            self.unnamed.pop_front();
+            if self.members.get(&id).is_some_and(|m| m.name.is_none()) {
+                self.log.say(format!(
+                    "{}: closed: no name within {:?}",
+                    self.name_of(id),
+                    self.name_timeout
+                ));
+                self.members.remove(&id);
+                self.board.close(id);
             }
         }
     }
@@ -228,7 +296,7 @@ impl Room {
             converse::Nats::connect(&relay.url, &config).and_then(|nats| self.board.adopt(nats));
         match connected {
             Ok(id) => {
-                eprintln!("relay: connected to {}", relay.url);
+                self.log.say(format!("relay: connected to {}", relay.url));
                 relay.id = Some(id);
                 relay.retry_at = None;
                 relay.backoff = FIRST_RETRY;
@@ -245,7 +313,9 @@ impl Room {
             }
             Err(e) => {
                 if relay.backoff == FIRST_RETRY {
-                    eprintln!("relay: {e}; the room goes on here alone, and tries again");
+                    self.log.say(format!(
+                        "relay: {e}; the room goes on here alone, and tries again"
+                    ));
                 }
                 relay.retry_at = Some(Instant::now() + relay.backoff);
                 relay.backoff = (relay.backoff * 2).min(LAST_RETRY);
@@ -275,10 +345,10 @@ impl Room {
         let mut lines = Vec::new();
         for origin in gone {
             if let Some(room) = relay.remote.remove(&origin) {
-                eprintln!(
+                self.log.say(format!(
                     "relay: the room at {} has not been heard for {silent:?}: its members leave",
                     room.label
-                );
+                ));
                 let mut names: Vec<_> = room.members.into_keys().collect();
                 names.sort();
                 lines.extend(
@@ -332,7 +402,7 @@ impl Room {
             msg.push_str(f);
         }
         if let Err(e) = self.board.send(*id, msg) {
-            eprintln!("relay: {e}");
+            self.log.say(format!("relay: {e}"));
         }
     }
 
@@ -432,22 +502,28 @@ impl Room {
                         End::Failed(e) => e.to_string(),
                         other => format!("{other:?}"),
                     };
-                    eprintln!("relay down: {why}; the room goes on here alone, and reconnects");
+                    self.log.say(format!(
+                        "relay down: {why}; the room goes on here alone, and reconnects"
+                    ));
                 }
             }
             Event::Accepted { id, .. } | Event::Adopted { id } => {
                 self.members.insert(id, Member { name: None });
+                self.unnamed
+                    .push_back((Instant::now() + self.name_timeout, id));
             }
             Event::Message { id, message } => self.said(id, &message),
             Event::Lost { id, error } => {
                 let who = self.name_of(id);
-                eprintln!("{who}: {error}");
+                self.log.say(format!("{who}: {error}"));
             }
             Event::AcceptPaused {
                 error, retry_in, ..
-            } => eprintln!("accept: {error} (retrying in {retry_in:?})"),
+            } => self
+                .log
+                .say(format!("accept: {error} (retrying in {retry_in:?})")),
             // Not TLS, a refused certificate, too slow: never a member.
-            Event::HandshakeFailed { error, .. } => eprintln!("{error}"),
+            Event::HandshakeFailed { error, .. } => self.log.say(format!("{error}")),
             Event::Ended { id, end } => self.ended(id, end),
             _ => {}
         }
@@ -501,7 +577,8 @@ impl Room {
         let refusal = names::refusal(&name).or(taken.then_some("the name is taken"));
         if let Some(why) = refusal {
             let shown = names::shown(&name);
-            eprintln!("{}: name {shown} refused: {why}", self.name_of(id));
+            self.log
+                .say(format!("{}: name {shown} refused: {why}", self.name_of(id)));
             let _ = self
                 .board
                 .send_text(id, &format!("* {shown} refused: {why}"));
@@ -517,9 +594,10 @@ impl Room {
 
     fn ended(&mut self, id: Id, end: End) {
         if let End::Failed(e @ Error::SlowConsumer { .. }) = &end {
-            eprintln!("{}: disconnected: {e}", self.name_of(id));
+            self.log
+                .say(format!("{}: disconnected: {e}", self.name_of(id)));
         } else if let End::Failed(e) = &end {
-            eprintln!("{}: {e}", self.name_of(id));
+            self.log.say(format!("{}: {e}", self.name_of(id)));
         }
         self.leave(id);
     }

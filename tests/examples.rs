@@ -1806,8 +1806,8 @@ fn a_stderr_nobody_reads_never_stops_the_room() {
         assert!(started.elapsed() < 6 * T, "{i} refusals took too long");
     }
     let mut alice = Program::start("chat_room_client", &["--addr", &addr, "--name", "alice"]);
-    let bob = Program::start("chat_room_client", &["--addr", &addr, "--name", "bob"]);
     assert_eq!(room.line(), "* alice joined");
+    let bob = Program::start("chat_room_client", &["--addr", &addr, "--name", "bob"]);
     assert_eq!(room.line(), "* bob joined");
     assert_eq!(alice.line(), "* bob joined");
     alice.write("hello");

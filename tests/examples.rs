@@ -1819,3 +1819,47 @@ fn a_stderr_nobody_reads_never_stops_the_room() {
     alice.close_stdin();
     alice.expect_success();
 }
+
+/// WebSocket to the letter, through the room: a text frame that is not
+/// UTF-8 is closed with 1007, a frame over the limit with 1009 (before
+/// anything is allocated), and a bad upgrade is answered 400.
+#[test]
+fn the_rooms_websocket_listener_answers_to_the_letter() {
+    let room = Program::start("chat_room", &["--listen", "ws://127.0.0.1:0"]);
+    let addr: std::net::SocketAddr = room.listening("ws").parse().unwrap();
+    let mut huge = vec![0x81, 0x80 | 127];
+    huge.extend_from_slice(&(1u64 << 62).to_be_bytes());
+    huge.extend_from_slice(&[1, 2, 3, 4]);
+    for (what, name, bad, code) in [
+        (
+            "text that is not UTF-8",
+            "bob",
+            common::ws::client_frame(0x81, &[b'a', 0xff]),
+            1007u16,
+        ),
+        ("a 2^62-byte frame header", "carol", huge, 1009),
+    ] {
+        let mut s = common::ws::raw_upgraded(addr);
+        s.write_all(&common::ws::client_frame(0x81, name.as_bytes()))
+            .unwrap();
+        assert_eq!(room.line(), format!("* {name} joined"), "{what}");
+        s.write_all(&bad).unwrap();
+        let got = read_to_end(&mut s).unwrap_or_default();
+        let mut close = vec![0x88, 0x02];
+        close.extend_from_slice(&code.to_be_bytes());
+        assert!(
+            got.windows(4).any(|w| w == close.as_slice()),
+            "{what}: expected a close frame {close:02x?} in {got:02x?}"
+        );
+        assert_eq!(room.line(), format!("* {name} left"), "{what}");
+    }
+    // An upgrade without its key.
+    let mut s = raw_client(addr);
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let head = common::ws::read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+}

@@ -328,6 +328,18 @@ impl Error {
         matches!(self, Error::Timeout)
     }
 
+    /// A TLS or WebSocket handshake's failure (what the switchboard counts
+    /// and tracing reports as one).
+    pub(crate) fn is_handshake(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Error::Tls { .. } => true,
+            #[cfg(feature = "ws")]
+            Error::WebSocket { .. } => true,
+            _ => false,
+        }
+    }
+
     /// `true` for an error that a server's `accept` loop should survive
     /// (and accept again): the process or the system ran out of file
     /// descriptors or buffers for a moment (`EMFILE`, `ENFILE`, `ENOBUFS`,

@@ -78,7 +78,7 @@ pub(crate) fn ended(span: &Span, peer: &Addr, end: &End) {
     {
         let parent = span.id();
         match end {
-            End::Failed(error) if handshake_error(error) => {
+            End::Failed(error) if error.is_handshake() => {
                 warn!(parent: parent, peer = %peer, error = %error, "handshake failed")
             }
             End::Failed(Error::SlowConsumer { queued, limit, .. }) => {
@@ -93,18 +93,6 @@ pub(crate) fn ended(span: &Span, peer: &Addr, end: &End) {
     }
     #[cfg(not(feature = "tracing"))]
     let _ = (span, peer, end);
-}
-
-/// A TLS or WebSocket handshake's failure.
-#[cfg(feature = "tracing")]
-fn handshake_error(error: &Error) -> bool {
-    match error {
-        #[cfg(feature = "tls")]
-        Error::Tls { .. } => true,
-        #[cfg(feature = "ws")]
-        Error::WebSocket { .. } => true,
-        _ => false,
-    }
 }
 
 /// An accept failed in a way that pauses the listener.

@@ -288,7 +288,7 @@ impl Switchboard {
             (Origin::Accepted(_), _) => None,
             (origin, end) => {
                 if origin == Origin::Connecting
-                    && matches!(&end, End::Failed(e) if handshake_error(e))
+                    && matches!(&end, End::Failed(e) if e.is_handshake())
                 {
                     self.stats.handshake_failures += 1;
                 }
@@ -380,16 +380,5 @@ impl Switchboard {
             None => return,
         }
         self.backlog.push_back(key);
-    }
-}
-
-/// A TLS or WebSocket handshake's failure.
-fn handshake_error(error: &Error) -> bool {
-    match error {
-        #[cfg(feature = "tls")]
-        Error::Tls { .. } => true,
-        #[cfg(feature = "ws")]
-        Error::WebSocket { .. } => true,
-        _ => false,
     }
 }

@@ -291,21 +291,13 @@ fn stats_count_the_bytes_each_way() {
     let mut client = std::net::TcpStream::connect(addr.socket_addr().unwrap()).unwrap();
     client.set_read_timeout(Some(T)).unwrap();
     client.write_all(&frame(&[7u8; 100])).unwrap();
-    let mut events = Events::new();
-    let until = Instant::now() + T;
-    let mut echoed = false;
-    while !echoed {
-        assert!(Instant::now() < until, "no message");
-        board
-            .wait(&mut events, Some(Duration::from_millis(50)))
-            .unwrap();
-        for event in events.drain() {
-            if let Event::Message { id, message } = event {
-                board.send(id, &message).unwrap();
-                echoed = true;
-            }
+    run_until(&mut board, |board, event| match event {
+        Event::Message { id, message } => {
+            board.send(id, &message).unwrap();
+            true
         }
-    }
+        _ => false,
+    });
     board.flush();
     let mut back = [0u8; 104];
     client.read_exact(&mut back).unwrap();

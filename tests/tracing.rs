@@ -35,25 +35,9 @@ impl Write for Captured {
     }
 }
 
-/// Serves `board` on this thread until `done` says so (bounded).
-fn serve_until(board: &mut Switchboard, mut done: impl FnMut(&mut Switchboard, Event) -> bool) {
-    let mut events = Events::new();
-    let until = Instant::now() + T;
-    loop {
-        assert!(Instant::now() < until, "not done in time");
-        board
-            .wait(&mut events, Some(Duration::from_millis(20)))
-            .unwrap();
-        for event in events.drain().collect::<Vec<_>>() {
-            if done(board, event) {
-                return;
-            }
-        }
-    }
-}
-
-#[test]
-fn a_servers_life_shows_in_tracing_events() {
+/// A subscriber at `DEBUG` printing into what it returns, the default on
+/// this thread while the guard lives.
+fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -61,7 +45,12 @@ fn a_servers_life_shows_in_tracing_events() {
         .with_max_level(tracing::Level::DEBUG)
         .with_ansi(false)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[test]
+fn a_servers_life_shows_in_tracing_events() {
+    let (captured, _guard) = capture();
 
     // A TLS listener, and a client that speaks plaintext.
     let config = config()
@@ -73,7 +62,7 @@ fn a_servers_life_shows_in_tracing_events() {
     let tls_addr = board.listener_addr(tls_listener).unwrap();
     let mut plain = TcpStream::connect(tls_addr.socket_addr().unwrap()).unwrap();
     plain.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-    serve_until(&mut board, |_, event| {
+    run_until(&mut board, |_, event| {
         matches!(event, Event::HandshakeFailed { .. })
     });
     let log = captured.text();
@@ -94,7 +83,7 @@ fn a_servers_life_shows_in_tracing_events() {
     let tcp_addr = board.listener_addr(tcp_listener).unwrap();
     let stuck = TcpStream::connect(tcp_addr.socket_addr().unwrap()).unwrap();
     let chunk = vec![0u8; 60_000];
-    serve_until(&mut board, |board, event| match event {
+    run_until(&mut board, |board, event| match event {
         Event::Accepted { id, .. } => {
             for _ in 0..100 {
                 if board.send(id, &chunk).is_err() {
@@ -129,7 +118,7 @@ fn a_servers_life_shows_in_tracing_events() {
     let first = UdpSocket::bind("127.0.0.1:0").unwrap();
     let second = UdpSocket::bind("127.0.0.1:0").unwrap();
     first.send_to(b"hello", udp_addr).unwrap();
-    serve_until(&mut board, |_, event| {
+    run_until(&mut board, |_, event| {
         matches!(event, Event::Message { .. })
     });
     let until = Instant::now() + T;
@@ -163,14 +152,7 @@ fn a_servers_life_shows_in_tracing_events() {
 
 #[test]
 fn a_blocking_conversations_end_shows_in_its_span() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture();
 
     // A peer that declares a message larger than the limit.
     let config = config().with_max_message_len(1024);

@@ -91,7 +91,7 @@ fn run(args: &Args) -> Result<(), Failed> {
     loop {
         // conn,addr = sk.accept(), watching stdin: its end stops the server
         // even while no client is there.
-        let Some(mut conn) = accept_while(&sk, &url, Some(STDIN_LOOK), || !input.ended())? else {
+        let Some(mut conn) = accept_while(&sk, &url, STDIN_LOOK, || !input.ended())? else {
             return Ok(());
         };
         let peer = common::peer(&conn);

@@ -304,21 +304,33 @@ pub fn listen(url: &str, config: &Config) -> Result<Listener, Failed> {
 /// client is served; anything else is a failure.
 pub fn accept(listener: &Listener, url: &str) -> Result<Conversation, Failed> {
     loop {
-        if let Some(conversation) = accept_while(listener, url, None, || true)? {
+        if let Some(conversation) = accept_or_stop(listener, url, || true)? {
             return Ok(conversation);
         }
     }
 }
 
-/// Accepts as [`accept`] does; with `every`, looks at `go_on` that often
-/// while it waits, and gives `None` once `go_on` says to stop.
+/// Accepts as [`accept`] does, looking at `go_on` every `every` while it
+/// waits; `None` once `go_on` says to stop.
 pub fn accept_while(
     listener: &Listener,
     url: &str,
-    every: Option<Duration>,
+    every: Duration,
+    go_on: impl FnMut() -> bool,
+) -> Result<Option<Conversation>, Failed> {
+    listener.set_accept_timeout(Some(every)).at(url)?;
+    let accepted = accept_or_stop(listener, url, go_on);
+    listener.set_accept_timeout(None).at(url)?;
+    accepted
+}
+
+/// The accept loop of both: `go_on` is looked at before each try (each
+/// accept timeout, if the listener has one).
+fn accept_or_stop(
+    listener: &Listener,
+    url: &str,
     mut go_on: impl FnMut() -> bool,
 ) -> Result<Option<Conversation>, Failed> {
-    listener.set_accept_timeout(every).at(url)?;
     let mut pause = Duration::from_millis(50);
     loop {
         if !go_on() {

@@ -532,6 +532,33 @@ fn the_switchboard_serves_tls_with_handshakes_driven_by_readiness() {
     drop(silent);
 }
 
+/// A switchboard's own connect whose handshake fails ends with the TLS
+/// reason, and counts as a failed handshake.
+#[test]
+fn a_switchboard_connect_refused_by_tls_counts_as_a_failed_handshake() {
+    let config = config();
+    let echo = tls_echo(tls::server(), &config);
+    let stranger = Authority::new("stranger");
+    let client = config
+        .clone()
+        .with_tls_client(TlsClient::trusting_ca_pem(stranger.cert_pem()).unwrap());
+    let mut board = Switchboard::with_config(&client).unwrap();
+    let id = board.connect(&echo.url).unwrap();
+    run_until(&mut board, |_, event| match event {
+        Event::Ended { id: e, end } => {
+            assert_eq!(e, id);
+            match end {
+                End::Failed(err) => assert_eq!(reason(&err), TlsError::UnknownIssuer),
+                other => panic!("{other:?}"),
+            }
+            true
+        }
+        other => panic!("{other:?}"),
+    });
+    let stats = board.stats();
+    assert_eq!((stats.handshake_failures, stats.ended), (1, 1), "{stats:?}");
+}
+
 #[test]
 fn a_switchboard_connects_over_tls_and_closes_with_close_notify() {
     let config = config();

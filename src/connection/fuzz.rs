@@ -319,11 +319,6 @@ mod tests {
         assert!(count > 0, "no corpus in {}", dir.display());
     }
 
-    #[test]
-    fn probe_case() {
-        connection_pair(&std::fs::read("/tmp/case1").unwrap());
-    }
-
     proptest::proptest! {
         /// Random inputs on the stable toolchain, between fuzzing runs
         /// (`PROPTEST_CASES` says how many; 256 by default).

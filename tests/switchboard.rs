@@ -683,3 +683,209 @@ fn an_oversize_datagram_is_lost_and_the_conversation_goes_on() {
     });
     assert_eq!(seen, vec!["first", "lost (limit 100)", "third"]);
 }
+
+#[test]
+fn a_paused_conversation_pushes_back_on_its_peer_and_loses_nothing() {
+    let config = config();
+    let mut board = Switchboard::with_config(&config).unwrap();
+    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
+    let addr = board
+        .listener_addr(listener)
+        .unwrap()
+        .socket_addr()
+        .unwrap();
+    let mut raw = raw_client(addr);
+    write_all(&mut raw, &frame(b"first"));
+    let mut id = None;
+    run_until(&mut board, |_, event| {
+        if let Event::Message { id: i, message } = event {
+            assert_eq!(&message[..], b"first");
+            id = Some(i);
+        }
+        id.is_some()
+    });
+    let id = id.unwrap();
+    board.pause(id);
+    assert!(board.is_paused(id));
+    // The peer writes until the kernel's buffers are full: nothing of it
+    // is read meanwhile, and its writes are made to wait.
+    raw.set_nonblocking(true).unwrap();
+    let message = [7u8; 1000];
+    let framed = frame(&message);
+    let mut sent = 0usize;
+    let mut partial = 0usize;
+    let mut events = Events::new();
+    let until = Instant::now() + T;
+    'fill: while Instant::now() < until {
+        for _ in 0..64 {
+            match raw.write(&framed[partial..]) {
+                Ok(n) => {
+                    partial += n;
+                    if partial == framed.len() {
+                        partial = 0;
+                        sent += 1;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break 'fill,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        board.wait(&mut events, Some(Duration::ZERO)).unwrap();
+        for event in events.drain() {
+            assert!(
+                !matches!(event, Event::Message { .. }),
+                "a paused conversation delivered {event:?}"
+            );
+        }
+    }
+    assert!(
+        Instant::now() < until,
+        "the peer was never pushed back ({sent} messages taken)"
+    );
+    assert!(sent > 0);
+    // The message cut in the middle is finished while still paused: it
+    // waits in the socket with the rest.
+    raw.set_nonblocking(false).unwrap();
+    let rest = framed[partial..].to_vec();
+    let writer = (partial > 0).then(|| {
+        sent += 1;
+        let mut w = raw.try_clone().unwrap();
+        spawn(move || w.write_all(&rest).unwrap())
+    });
+    board.resume(id);
+    assert!(!board.is_paused(id));
+    let mut got = 0usize;
+    run_until(&mut board, |_, event| {
+        if let Event::Message { id: i, message: m } = event {
+            assert_eq!(i, id);
+            assert_eq!(&m[..], &message[..]);
+            got += 1;
+        }
+        got == sent
+    });
+    if let Some(writer) = writer {
+        writer.join();
+    }
+    board.abort(id);
+}
+
+#[test]
+fn a_message_under_way_is_not_failed_for_the_time_it_was_paused() {
+    let config = config().with_message_deadline(Duration::from_secs(1));
+    let mut board = Switchboard::with_config(&config).unwrap();
+    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
+    let addr = board
+        .listener_addr(listener)
+        .unwrap()
+        .socket_addr()
+        .unwrap();
+    let mut raw = raw_client(addr);
+    write_all(&mut raw, &frame(b"hello"));
+    let mut id = None;
+    run_until(&mut board, |_, event| {
+        if let Event::Message { id: i, .. } = event {
+            id = Some(i);
+        }
+        id.is_some()
+    });
+    let id = id.unwrap();
+    // Half a message, read; then paused for longer than the deadline,
+    // while the rest waits in the socket.
+    let whole = frame(b"a message in two halves");
+    write_all(&mut raw, &whole[..10]);
+    let mut events = Events::new();
+    let until = Instant::now() + T;
+    while board.queued(id).is_some() && Instant::now() < until {
+        board
+            .wait(&mut events, Some(Duration::from_millis(10)))
+            .unwrap();
+        assert!(events.is_empty(), "{:?}", events.drain().next());
+        // Read once the half has been taken in (the stats count it).
+        if board.stats().bytes_in >= (frame(b"hello").len() + 10) as u64 {
+            break;
+        }
+    }
+    board.pause(id);
+    let paused = Instant::now();
+    while paused.elapsed() < Duration::from_millis(1500) {
+        board
+            .wait(&mut events, Some(Duration::from_millis(50)))
+            .unwrap();
+        if let Some(event) = events.drain().next() {
+            panic!("while paused: {event:?}");
+        }
+    }
+    // Resumed past the deadline counted from its first byte: the pause
+    // does not count, so the rest may still come.
+    board.resume(id);
+    for _ in 0..3 {
+        board
+            .wait(&mut events, Some(Duration::from_millis(20)))
+            .unwrap();
+        if let Some(event) = events.drain().next() {
+            panic!("just resumed: {event:?}");
+        }
+    }
+    write_all(&mut raw, &whole[10..]);
+    let mut got = None;
+    run_until(&mut board, |_, event| match event {
+        Event::Message { message, .. } => {
+            got = Some(message);
+            true
+        }
+        Event::Ended { end, .. } => panic!("ended: {end:?}"),
+        _ => false,
+    });
+    assert_eq!(&got.unwrap()[..], b"a message in two halves");
+    board.abort(id);
+}
+
+#[test]
+fn a_paused_udp_peer_stays_and_its_datagrams_are_counted_as_dropped() {
+    let config = config().with_idle_timeout(Some(Duration::from_secs(60)));
+    let mut board = Switchboard::with_config(&config).unwrap();
+    let listener = board.listen("udp://127.0.0.1:0").unwrap();
+    let addr = board
+        .listener_addr(listener)
+        .unwrap()
+        .socket_addr()
+        .unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.send_to(b"one", addr).unwrap();
+    let mut id = None;
+    run_until(&mut board, |_, event| {
+        if let Event::Message { id: i, .. } = event {
+            id = Some(i);
+        }
+        id.is_some()
+    });
+    let id = id.unwrap();
+    board.pause(id);
+    // Loopback UDP may lose datagrams: send until some are counted.
+    let mut events = Events::new();
+    let until = Instant::now() + T;
+    while board.stats().paused_drops == 0 && Instant::now() < until {
+        peer.send_to(b"dropped", addr).unwrap();
+        board
+            .wait(&mut events, Some(Duration::from_millis(20)))
+            .unwrap();
+        for event in events.drain() {
+            assert!(
+                !matches!(event, Event::Message { .. }),
+                "a paused peer delivered {event:?}"
+            );
+        }
+    }
+    assert!(board.stats().paused_drops > 0);
+    board.resume(id);
+    peer.send_to(b"again", addr).unwrap();
+    let mut again = false;
+    run_until(&mut board, |_, event| {
+        if let Event::Message { id: i, message } = event {
+            // The same peer: it was never forgotten.
+            assert_eq!(i, id);
+            again = &message[..] == b"again";
+        }
+        again
+    });
+}

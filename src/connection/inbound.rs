@@ -457,6 +457,14 @@ impl Inbound {
         }
     }
 
+    /// Gives the message under way `by` more time (its reading was paused
+    /// that long).
+    pub(crate) fn postpone(&mut self, by: Duration) {
+        if let Some(s) = &mut self.started {
+            *s = s.checked_add(by).unwrap_or(*s);
+        }
+    }
+
     /// When the message now arriving must be whole: its first bytes' arrival
     /// plus the deadline. `None` when no message is under way.
     pub(crate) fn deadline(&self) -> Option<Instant> {
@@ -602,6 +610,24 @@ mod tests {
         );
         assert_eq!(e.state(), State::Failed);
         assert_eq!(e.next().unwrap(), None, "nothing comes out after a failure");
+    }
+
+    #[test]
+    fn a_postponed_message_gets_the_paused_time_and_no_more() {
+        let t0 = Instant::now();
+        let mut e = engine(Framing::default(), 1024);
+        // Nothing under way: nothing to postpone.
+        e.postpone(Duration::from_secs(5));
+        assert_eq!(e.deadline(), None);
+        feed(&mut e, &frame(b"abc")[..2], t0);
+        let paused = Duration::from_secs(7);
+        e.postpone(paused);
+        assert_eq!(e.deadline(), Some(t0 + paused + DEADLINE));
+        e.check_deadline(t0 + DEADLINE).unwrap();
+        assert_eq!(
+            e.check_deadline(t0 + paused + DEADLINE),
+            Err(InboundError::Deadline(DEADLINE))
+        );
     }
 
     #[test]

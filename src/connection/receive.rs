@@ -185,6 +185,16 @@ impl Rx {
         }
     }
 
+    /// Gives the message under way `by` more time: its reading was paused
+    /// that long.
+    pub(crate) fn postpone(&mut self, by: Duration) {
+        self.inbound.postpone(by);
+        #[cfg(feature = "ws")]
+        if let Proto::Ws(ws) = &mut self.proto {
+            ws.reader.postpone(by);
+        }
+    }
+
     pub(crate) fn max_message_len(&self) -> usize {
         self.inbound.max_message_len()
     }

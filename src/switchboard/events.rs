@@ -254,4 +254,7 @@ pub struct Stats {
     /// that ended with [`Error::Tls`](crate::Error) or
     /// [`Error::WebSocket`](crate::Error) before their first event.
     pub handshake_failures: u64,
+    /// Datagrams from UDP listeners' peers dropped because the program had
+    /// paused reading them ([`Switchboard::pause`](super::Switchboard::pause)).
+    pub paused_drops: u64,
 }

@@ -49,7 +49,9 @@ impl Switchboard {
             return false;
         };
         let conv = &mut **conv;
-        if conv.connecting {
+        if conv.connecting || conv.paused.is_some() {
+            // Paused: what comes waits in the socket (its `resume` reads
+            // it), and TCP's window tells the peer to wait too.
             self.scratch = scratch;
             return false;
         }

@@ -600,6 +600,89 @@ impl Switchboard {
         Some(self.conv(id.0)?.queued())
     }
 
+    /// Stops reading conversation `id` until [`resume`](Self::resume):
+    /// backpressure. No [`Event::Message`] comes from it meanwhile; over a
+    /// stream (TCP, TLS, Unix, WebSocket, NATS) what the peer sends waits
+    /// in the socket, and once the kernel's buffers are full the peer's
+    /// writes wait too, so a peer that sends faster than the program wants
+    /// is slowed down rather than buffered. Its deadlines (a message under
+    /// way, idle and handshake timeouts) wait as well and run again from
+    /// `resume`; a message under way gets the paused time added to its
+    /// deadline. Sending to it, and its writes, go on.
+    ///
+    /// A datagram cannot be held back: a UDP listener's peer that is
+    /// paused stays a peer (what it sends keeps it from expiring), and its
+    /// datagrams are dropped, counted in [`Stats::paused_drops`]; a
+    /// connected UDP or Unix datagram socket is not read, and the kernel
+    /// drops what its buffer cannot hold.
+    ///
+    /// Pausing an id that names nothing, or one already paused, does
+    /// nothing; [`close`](Self::close) and [`abort`](Self::abort) resume
+    /// first.
+    ///
+    /// ```no_run
+    /// # fn main() -> converse::Result<()> {
+    /// use converse::switchboard::{Event, Events, Switchboard};
+    ///
+    /// let mut board = Switchboard::new()?;
+    /// board.listen("tcp://127.0.0.1:0")?;
+    /// let mut events = Events::new();
+    /// loop {
+    ///     board.wait(&mut events, None)?;
+    ///     for event in events.drain() {
+    ///         if let Event::Message { id, message } = event {
+    ///             board.send(id, &message)?;
+    ///             // Echo no more until this reply has gone out.
+    ///             if board.queued(id).unwrap_or(0) > 64 * 1024 {
+    ///                 board.pause(id);
+    ///             }
+    ///         }
+    ///     }
+    ///     # break;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn pause(&mut self, id: Id) {
+        if let Some(conv) = self.conv_mut(id.0) {
+            conv.paused.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Reads conversation `id` again after [`pause`](Self::pause): what
+    /// waited in its socket comes at the next [`wait`](Self::wait), and its
+    /// deadlines run again. Resuming an id that is not paused does
+    /// nothing.
+    pub fn resume(&mut self, id: Id) {
+        let Some(conv) = self.conv_mut(id.0) else {
+            return;
+        };
+        let Some(since) = conv.paused.take() else {
+            return;
+        };
+        if let Carrier::Stream { conn, .. } = &mut conv.carrier {
+            // A message under way loses no time to the pause.
+            conn.rx.postpone(since.elapsed());
+        }
+        // Readiness is edge-triggered: what came while paused was
+        // signalled and not read, so it is read now.
+        if matches!(
+            conv.carrier,
+            Carrier::Stream { .. } | Carrier::Datagram { .. }
+        ) {
+            self.push_backlog(id.0);
+        }
+        if let Some(conv) = self.conv_mut(id.0) {
+            conv.timer = None;
+        }
+        self.schedule(id.0);
+    }
+
+    /// `true` while conversation `id` is paused ([`pause`](Self::pause)).
+    pub fn is_paused(&self, id: Id) -> bool {
+        self.conv(id.0).is_some_and(|c| c.paused.is_some())
+    }
+
     /// Closes `id` gracefully: writes what is queued, ends our side (a
     /// close frame, `close_notify`, then the end of the bytes), and waits
     /// for the peer's end, within the linger time; then an
@@ -608,6 +691,8 @@ impl Switchboard {
     /// written). Sending to it afterwards is [`Error::Closed`]. Closing an
     /// id that names nothing does nothing.
     pub fn close(&mut self, id: Id) {
+        // The peer's end must be read to be known.
+        self.resume(id);
         let now = Instant::now();
         let Some(conv) = self.conv_mut(id.0) else {
             return;
@@ -633,6 +718,7 @@ impl Switchboard {
     /// Ends `id` at once, discarding what is queued (TCP: a reset); an
     /// [`Event::Ended`] with [`End::Aborted`] follows.
     pub fn abort(&mut self, id: Id) {
+        self.resume(id);
         let Some(conv) = self.conv_mut(id.0) else {
             return;
         };

@@ -81,6 +81,8 @@ pub(super) struct Conv {
     pub(super) finish_next: bool,
     /// The earliest instant it has in the timer heap.
     pub(super) timer: Option<Instant>,
+    /// The program paused reading it (`Switchboard::pause`), then.
+    pub(super) paused: Option<Instant>,
     /// How to connect again (a NATS client).
     pub(super) redial: Option<Box<super::redial::Redial>>,
 }
@@ -100,6 +102,7 @@ impl Conv {
             wants_drained: false,
             finish_next: false,
             timer: None,
+            paused: None,
             redial: None,
         }
     }

@@ -58,6 +58,12 @@ impl Switchboard {
                     if conv.timer == Some(at) {
                         conv.timer = None;
                     }
+                    if conv.paused.is_some() && !matches!(conv.carrier, Carrier::Between) {
+                        // Its deadlines wait with its reading (a message
+                        // is never failed for bytes we chose not to read):
+                        // `resume` schedules them again.
+                        continue;
+                    }
                     if conv.backlogged {
                         // Unread bytes wait: read them first, then judge (a
                         // message whole in the socket is never refused).

@@ -79,6 +79,14 @@ impl WsReader {
         self.deadline = deadline;
     }
 
+    /// Gives the message of fragments under way `by` more time (its
+    /// reading was paused that long).
+    pub(crate) fn postpone(&mut self, by: Duration) {
+        if let Some(p) = &mut self.partial {
+            p.started = p.started.checked_add(by).unwrap_or(p.started);
+        }
+    }
+
     /// The largest message.
     pub(crate) fn max(&self) -> usize {
         self.max

@@ -87,6 +87,7 @@ pub struct Config {
     pub(crate) spin: Option<Duration>,
     pub(crate) framing: Framing,
     pub(crate) max_backlog: usize,
+    pub(crate) memory_budget: usize,
     pub(crate) handshake_timeout: Duration,
     pub(crate) ping_interval: Duration,
     #[cfg(feature = "tls")]
@@ -130,6 +131,9 @@ impl Config {
     pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
     /// The default backlog of a conversation on a switchboard: 1 MiB.
     pub const DEFAULT_MAX_BACKLOG: usize = 1024 * 1024;
+    /// The default memory budget of a switchboard, all its conversations
+    /// together: 256 MiB.
+    pub const DEFAULT_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
 
     /// The defaults: messages up to 8 MiB, a 30 s per-message deadline, a
     /// 5 s linger on close, no read or write timeout, no connect timeout
@@ -155,6 +159,7 @@ impl Config {
             max_queued_bytes: Self::DEFAULT_MAX_QUEUED_BYTES,
             spin: None,
             max_backlog: Self::DEFAULT_MAX_BACKLOG,
+            memory_budget: Self::DEFAULT_MEMORY_BUDGET,
             handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
             ping_interval: Self::DEFAULT_PING_INTERVAL,
             #[cfg(feature = "tls")]
@@ -396,6 +401,28 @@ impl Config {
     /// A switchboard conversation's backlog limit.
     pub fn max_backlog(&self) -> usize {
         self.max_backlog
+    }
+
+    /// The most bytes a switchboard holds for all its conversations
+    /// together (default 256 MiB): what they have received of messages not
+    /// yet whole, and their outboxes. Each conversation's own bounds (the
+    /// largest message, the backlog) hold each one; this one holds their
+    /// sum, so that many peers each within their bounds (a thousand
+    /// unfinished 8 MiB messages, one large message relayed to every
+    /// member) cannot take the server's memory. When a read or a send
+    /// would pass it, the conversations holding the most are ended
+    /// ([`Error::OverBudget`](crate::Error::OverBudget), reset) until it
+    /// fits; the others go on. A switchboard refuses a budget smaller than
+    /// its largest message.
+    #[must_use]
+    pub fn with_memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = bytes;
+        self
+    }
+
+    /// A switchboard's memory budget.
+    pub fn memory_budget(&self) -> usize {
+        self.memory_budget
     }
 
     /// How long a handshake may take, from the connection on (default

@@ -122,6 +122,22 @@ pub enum Error {
         limit: u64,
     },
 
+    /// A switchboard's memory budget
+    /// ([`Config::memory_budget`](crate::Config::memory_budget)) was
+    /// reached, and this conversation held the most of it (a message under
+    /// way, or its outbox): it was ended (and reset) so that the others
+    /// could go on.
+    #[error("{addr}: ended holding {held} bytes when the switchboard's {budget}-byte memory budget was reached")]
+    OverBudget {
+        /// The peer.
+        addr: Addr,
+        /// What it held: received of a message not yet whole, and queued
+        /// for it.
+        held: u64,
+        /// The switchboard's budget.
+        budget: u64,
+    },
+
     /// A TLS conversation failed (feature `tls`): the handshake was refused
     /// or broken, and the reason says why in one line (unknown issuer, name
     /// mismatch, expired, no client certificate, not TLS …). The

@@ -84,6 +84,9 @@ pub(crate) fn ended(span: &Span, peer: &Addr, end: &End) {
             End::Failed(Error::SlowConsumer { queued, limit, .. }) => {
                 warn!(parent: parent, peer = %peer, queued, limit, "slow consumer dropped")
             }
+            End::Failed(Error::OverBudget { held, budget, .. }) => {
+                warn!(parent: parent, peer = %peer, held, budget, "ended over the memory budget")
+            }
             End::Failed(error @ Error::DeadlineExceeded { .. }) => {
                 info!(parent: parent, peer = %peer, error = %error, "message deadline missed")
             }

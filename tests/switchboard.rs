@@ -889,3 +889,155 @@ fn a_paused_udp_peer_stays_and_its_datagrams_are_counted_as_dropped() {
         again
     });
 }
+
+/// Every unfinished message is within the largest message's bound, and
+/// their sum within the switchboard's memory budget: the ones holding the
+/// most are ended, and an honest peer is served meanwhile.
+#[test]
+fn unfinished_messages_together_stay_within_the_memory_budget() {
+    const MAX: usize = 1 << 20;
+    const BUDGET: usize = 4 << 20;
+    let config = config()
+        .with_max_message_len(MAX)
+        .with_memory_budget(BUDGET)
+        .with_backlog(64);
+    let mut board = Switchboard::with_config(&config).unwrap();
+    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
+    let addr = board
+        .listener_addr(listener)
+        .unwrap()
+        .socket_addr()
+        .unwrap();
+    // Eight peers each declare a whole message and send most of it:
+    // 7 MiB in all, each within its own bound.
+    let mut hostile = Vec::new();
+    for _ in 0..8 {
+        let mut raw = raw_client(addr);
+        write_all(&mut raw, &(MAX as u32).to_be_bytes());
+        hostile.push(raw);
+    }
+    let part = vec![0x55u8; 7 * MAX / 8];
+    let writers: Vec<_> = hostile
+        .iter()
+        .map(|raw| {
+            let (mut w, part) = (raw.try_clone().unwrap(), part.clone());
+            spawn(move || {
+                let _ = w.write_all(&part); // reset if ended
+            })
+        })
+        .collect();
+    let mut over = 0;
+    let mut most = 0;
+    run_until(&mut board, |board, event| {
+        most = most.max(board.stats().held);
+        match event {
+            Event::Ended {
+                end: End::Failed(Error::OverBudget { held, budget, .. }),
+                ..
+            } => {
+                assert_eq!(budget, BUDGET as u64);
+                assert!(held > 0 && held <= MAX as u64);
+                over += 1;
+            }
+            Event::Ended { end, .. } => panic!("{end:?}"),
+            _ => {}
+        }
+        // Seven eighths of a MiB each: four fit the budget, and so at
+        // least four are ended once all eight have sent.
+        over >= 4
+    });
+    for w in writers {
+        w.join();
+    }
+    let stats = board.stats();
+    assert_eq!(stats.over_budget, over);
+    // Past the budget by one turn's read at most.
+    assert!(most <= BUDGET + 256 * 1024, "{most} held at most");
+    assert!(stats.held <= BUDGET, "{} held", stats.held);
+    // An honest peer is served meanwhile.
+    let mut honest = raw_client(addr);
+    write_all(&mut honest, &frame(b"still here"));
+    run_until(&mut board, |board, event| {
+        if let Event::Message { id, message } = event {
+            assert_eq!(&message[..], b"still here");
+            board.send(id, message).unwrap();
+            return true;
+        }
+        false
+    });
+    board.flush();
+    let mut reply = vec![0u8; frame(b"still here").len()];
+    honest.read_exact(&mut reply).unwrap();
+    assert_eq!(reply, frame(b"still here"));
+}
+
+/// Outboxes count against the budget too: a send that would pass it ends
+/// the conversation holding the most (a peer that does not read), not the
+/// one being sent to if it holds less.
+#[test]
+fn a_send_past_the_memory_budget_ends_the_largest_holder() {
+    const BUDGET: usize = 2 << 20;
+    let config = config()
+        .with_max_message_len(256 * 1024)
+        .with_max_backlog(BUDGET)
+        .with_memory_budget(BUDGET);
+    let mut board = Switchboard::with_config(&config).unwrap();
+    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
+    let addr = board
+        .listener_addr(listener)
+        .unwrap()
+        .socket_addr()
+        .unwrap();
+    let _stuck = raw_client(addr);
+    let stuck = accepted(&mut board);
+    let mut other = raw_client(addr);
+    let other_id = accepted(&mut board);
+    // The stuck peer never reads: its outbox grows until the budget is
+    // reached.
+    let chunk = vec![1u8; 200 * 1024];
+    let mut events = Events::new();
+    let mut sent = 0;
+    while board.stats().held + chunk.len() <= BUDGET {
+        board.send(stuck, &chunk).unwrap();
+        board.wait(&mut events, Some(Duration::ZERO)).unwrap();
+        sent += 1;
+        assert!(sent < 1000, "the stuck peer's outbox never grew");
+    }
+    assert!(board.queued(stuck).unwrap() > BUDGET / 2);
+    // A message to the other one does not fit: the stuck one goes.
+    board.send(other_id, &chunk).unwrap();
+    let mut ended = false;
+    run_until(&mut board, |_, event| {
+        if let Event::Ended { id, end } = event {
+            assert_eq!(id, stuck);
+            assert!(
+                matches!(end, End::Failed(Error::OverBudget { .. })),
+                "{end:?}"
+            );
+            ended = true;
+        }
+        ended
+    });
+    assert_eq!(board.stats().over_budget, 1);
+    // The other one gets its message.
+    let mut got = vec![0u8; frame(&chunk).len()];
+    let reader = spawn(move || {
+        other.read_exact(&mut got).unwrap();
+        got
+    });
+    run_until(&mut board, |board, _| board.queued(other_id) == Some(0));
+    assert_eq!(reader.join(), frame(&chunk));
+}
+
+#[test]
+fn a_memory_budget_below_the_largest_message_is_refused() {
+    let config = config()
+        .with_max_message_len(1 << 20)
+        .with_memory_budget((1 << 20) - 1);
+    match Switchboard::with_config(&config) {
+        Err(Error::InvalidConfig(e)) => assert_eq!(e.setting, "memory_budget"),
+        other => panic!("{other:?}"),
+    }
+    let fits = config.with_memory_budget(1 << 20);
+    assert!(Switchboard::with_config(&fits).is_ok());
+}

@@ -257,4 +257,11 @@ pub struct Stats {
     /// Datagrams from UDP listeners' peers dropped because the program had
     /// paused reading them ([`Switchboard::pause`](super::Switchboard::pause)).
     pub paused_drops: u64,
+    /// Bytes the conversations hold now, together: received of messages
+    /// not yet whole, and queued to send (what
+    /// [`Config::memory_budget`](crate::Config::memory_budget) bounds).
+    pub held: usize,
+    /// Conversations ended because the memory budget was reached
+    /// ([`Error::OverBudget`](crate::Error::OverBudget)).
+    pub over_budget: u64,
 }

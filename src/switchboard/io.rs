@@ -182,6 +182,9 @@ impl Switchboard {
         self.stats.received += received;
         self.stats.bytes_in += bytes_in;
         self.settle(key, Some(events));
+        if self.held > self.config.memory_budget {
+            self.make_room(0, None, Some(events));
+        }
         more
     }
 
@@ -263,6 +266,7 @@ impl Switchboard {
     /// marked, its timer set, and its release once nothing is left to do.
     pub(super) fn settle(&mut self, key: Key, mut events: Option<&mut Events>) {
         let id = Id(key);
+        self.account(key);
         let Some(conv) = self.conv_mut(key) else {
             return;
         };

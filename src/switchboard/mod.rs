@@ -56,6 +56,7 @@
 
 mod accept;
 mod arena;
+mod budget;
 mod dial;
 mod events;
 mod handle;
@@ -112,6 +113,8 @@ pub struct Switchboard {
     scratch: Vec<u8>,
     config: Config,
     stats: Stats,
+    /// What the conversations hold together (see `budget`).
+    held: usize,
     /// A shutdown is under way: `wait` reports the ends, then `is_empty`.
     shutting_down: bool,
 }
@@ -290,8 +293,22 @@ impl Switchboard {
     /// [`listen`](Self::listen)) get `config`: framing, limits, deadline,
     /// linger, idle timeout, TLS settings, and the backlog limit
     /// ([`Config::max_backlog`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a configuration that cannot work
+    /// (see [`Config::validate`]), or a memory budget
+    /// ([`Config::memory_budget`]) smaller than the largest message; an
+    /// error of the system's polling.
     pub fn with_config(config: &Config) -> Result<Switchboard> {
         config.validate()?;
+        if config.memory_budget < config.max_message_len {
+            return Err(Error::InvalidConfig(crate::config::ConfigError {
+                setting: "memory_budget",
+                reason: "a memory budget smaller than the largest message would end \
+                         every conversation receiving one",
+            }));
+        }
         let io = |e| Error::from_io(e, &Addr::Unknown);
         let poll = Poll::new().map_err(io)?;
         let waker = Waker::new(poll.registry(), WAKE).map_err(io)?;
@@ -312,6 +329,7 @@ impl Switchboard {
             scratch: vec![0u8; SCRATCH],
             config: config.clone(),
             stats: Stats::default(),
+            held: 0,
             shutting_down: false,
         })
     }
@@ -319,6 +337,7 @@ impl Switchboard {
     /// What the switchboard has done so far.
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats;
+        stats.held = self.held;
         stats.conversations = 0;
         stats.listeners = 0;
         for key in self.entries.keys() {
@@ -527,7 +546,11 @@ impl Switchboard {
     /// being closed); [`Error::MessageTooLarge`] (nothing queued; the
     /// conversation goes on); [`Error::SlowConsumer`] when the outbox would
     /// pass its bound: the conversation is ended (reset), and its
-    /// [`Event::Ended`] follows.
+    /// [`Event::Ended`] follows. When the message would pass the
+    /// switchboard's memory budget ([`Config::memory_budget`]), the
+    /// conversations holding the most are ended first
+    /// ([`Error::OverBudget`]); if that is this one, it is ended and the
+    /// error returned.
     pub fn send(&mut self, id: Id, msg: impl AsRef<[u8]>) -> Result<()> {
         self.send_as(id, msg.as_ref(), false)
     }
@@ -539,6 +562,18 @@ impl Switchboard {
     }
 
     fn send_as(&mut self, id: Id, msg: &[u8], text: bool) -> Result<()> {
+        if !self.within_budget(id, msg.len()) {
+            // It holds the most of the budget, with this message: it goes.
+            let Some((held, addr)) = self.conv(id.0).map(|c| (c.held, c.peer.clone())) else {
+                return Err(Error::Closed);
+            };
+            self.end_over_budget(id.0, None);
+            return Err(Error::OverBudget {
+                addr,
+                held: (held + msg.len()) as u64,
+                budget: self.config.memory_budget as u64,
+            });
+        }
         if self.queue(id, msg, text)? {
             return Ok(());
         }
@@ -557,11 +592,13 @@ impl Switchboard {
     }
 
     /// Queues `msg` only if it fits the outbox: `Ok(false)` when it would
-    /// pass the backlog limit (nothing queued; an [`Event::Drained`]
-    /// follows when the outbox is empty again). Errors as
+    /// pass the backlog limit, or this conversation would hold the most of
+    /// the memory budget (nothing queued; an [`Event::Drained`] follows
+    /// when the outbox is empty again). Errors as
     /// [`send`](Self::send), but never `SlowConsumer`.
     pub fn try_send(&mut self, id: Id, msg: impl AsRef<[u8]>) -> Result<bool> {
-        let queued = self.queue(id, msg.as_ref(), false)?;
+        let msg = msg.as_ref();
+        let queued = self.within_budget(id, msg.len()) && self.queue(id, msg, false)?;
         if !queued {
             if let Some(conv) = self.conv_mut(id.0) {
                 conv.wants_drained = true;
@@ -590,9 +627,19 @@ impl Switchboard {
         };
         if queued {
             self.stats.sent += 1;
+            self.account(id.0);
             self.mark_dirty(id.0);
         }
         Ok(queued)
+    }
+
+    /// `true` when `len` more bytes for `id` fit the memory budget, after
+    /// ending the conversations that hold more than `id` would, if need
+    /// be; `false` when `id` itself would hold the most.
+    fn within_budget(&mut self, id: Id, len: usize) -> bool {
+        self.held + len <= self.config.memory_budget
+            || self.conv(id.0).is_none()
+            || self.make_room(len, Some(id.0), None)
     }
 
     /// Bytes waiting in conversation `id`'s outbox.

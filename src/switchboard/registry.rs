@@ -81,6 +81,8 @@ pub(super) struct Conv {
     pub(super) finish_next: bool,
     /// The earliest instant it has in the timer heap.
     pub(super) timer: Option<Instant>,
+    /// What it holds, as last counted in the switchboard's total.
+    pub(super) held: usize,
     /// The program paused reading it (`Switchboard::pause`), then.
     pub(super) paused: Option<Instant>,
     /// How to connect again (a NATS client).
@@ -102,8 +104,21 @@ impl Conv {
             wants_drained: false,
             finish_next: false,
             timer: None,
+            held: 0,
             paused: None,
             redial: None,
+        }
+    }
+
+    /// What it holds against the switchboard's memory budget: received
+    /// of a message not yet whole, and its outbox; nothing once it has
+    /// failed (what it held goes with it).
+    pub(super) fn holding(&self) -> usize {
+        match &self.carrier {
+            Carrier::Stream { conn, .. } if conn.link.is_down() => 0,
+            Carrier::Stream { conn, .. } => conn.queued() + conn.rx.buffered(),
+            Carrier::Datagram { dg, .. } | Carrier::UdpPeer { dg, .. } => dg.queued(),
+            Carrier::Between => 0,
         }
     }
 
@@ -316,6 +331,7 @@ impl Switchboard {
         let Some(Entry::Conv(conv)) = self.entries.remove(key) else {
             return;
         };
+        self.held -= conv.held;
         match conv.carrier {
             Carrier::Stream { socket, conn } => {
                 self.deregister(&socket);

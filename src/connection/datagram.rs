@@ -32,6 +32,8 @@ pub(crate) struct Datagrams {
     /// Datagrams to send, in order, and their bytes.
     out: VecDeque<Bytes>,
     out_bytes: usize,
+    /// Bytes of the outbox sent so far.
+    written: u64,
     /// The outbox's bound (a switchboard's); `None` for none.
     backlog: Option<usize>,
     closing: bool,
@@ -56,6 +58,7 @@ impl Datagrams {
             last_arrival: now,
             out: VecDeque::new(),
             out_bytes: 0,
+            written: 0,
             backlog,
             closing: false,
             end: None,
@@ -113,6 +116,11 @@ impl Datagrams {
         Ok(true)
     }
 
+    /// Bytes of the outbox sent so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
     /// Bytes queued to send.
     pub(crate) fn queued(&self) -> usize {
         self.out_bytes
@@ -127,6 +135,7 @@ impl Datagrams {
     pub(crate) fn sent(&mut self) {
         if let Some(d) = self.out.pop_front() {
             self.out_bytes -= d.len();
+            self.written += d.len() as u64;
         }
         self.check_closed();
     }

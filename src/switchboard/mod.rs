@@ -647,6 +647,19 @@ impl Switchboard {
         Some(self.conv(id.0)?.queued())
     }
 
+    /// Bytes of conversation `id`'s outbox written to its socket so far
+    /// (framing and protocol units included; for datagrams, their
+    /// payloads): a count that grows as long as its peer reads. With
+    /// [`queued`](Self::queued) it tells a peer that reads slowly from one
+    /// that is stuck, as a server deciding whom to drop needs to.
+    pub fn written(&self, id: Id) -> Option<u64> {
+        Some(match &self.conv(id.0)?.carrier {
+            Carrier::Stream { conn, .. } => conn.link.out.written(),
+            Carrier::Datagram { dg, .. } | Carrier::UdpPeer { dg, .. } => dg.written(),
+            Carrier::Between => 0,
+        })
+    }
+
     /// Stops reading conversation `id` until [`resume`](Self::resume):
     /// backpressure. No [`Event::Message`] comes from it meanwhile; over a
     /// stream (TCP, TLS, Unix, WebSocket, NATS) what the peer sends waits

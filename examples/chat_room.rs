@@ -48,7 +48,7 @@ mod common;
 use std::time::Duration;
 
 use clap::Parser;
-use common::room::{Printer, Relay, Room};
+use common::room::{flood, Printer, Relay, Room};
 use common::{main_with, say, seconds, At, Endpoint, Failed};
 use converse::ws::Page;
 use converse::Switchboard;
@@ -69,10 +69,44 @@ struct Args {
     /// --transport.
     #[arg(long, value_name = "URL")]
     listen: Vec<String>,
-    /// The most bytes waiting for one member before it is disconnected as a
-    /// slow consumer.
+    /// A member with more than this waiting for it that reads nothing for
+    /// --stall seconds is disconnected as a slow consumer; one with four
+    /// times this waiting (the hard limit) at once.
     #[arg(long, value_name = "BYTES", default_value_t = converse::Config::DEFAULT_MAX_BACKLOG)]
     max_backlog: usize,
+    /// The kernel's send buffer for each member (the kernel doubles it):
+    /// what a member that does not read costs the machine beyond
+    /// --max-backlog.
+    #[arg(long, value_name = "BYTES", default_value_t = 128 * 1024)]
+    socket_buffer: usize,
+    /// How long a member over --max-backlog may read nothing.
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "5")]
+    stall: Duration,
+    /// Flood control: the lines a second one member may send (a line costs
+    /// one more per KiB it holds); past it, the room stops reading that
+    /// member until it is within it again. 0 for no limit.
+    #[arg(long, value_name = "LINES", default_value_t = 20.0)]
+    flood_limit: f64,
+    /// Flood control: the lines one member may send at once.
+    #[arg(long, value_name = "LINES", default_value_t = 200.0)]
+    flood_burst: f64,
+    /// The longest line (a member's message), in bytes; a longer one ends
+    /// that member's connection.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    max_message: usize,
+    /// The most memory the room's connections hold together (lines being
+    /// received, and what waits for members); past it, the ones holding
+    /// the most are disconnected.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    memory_budget: usize,
+    /// The most connections without a name at once; past it, the oldest
+    /// are closed.
+    #[arg(long, value_name = "N", default_value_t = common::room::MAX_UNNAMED)]
+    max_unnamed: usize,
+    /// The most members joining over UDP per second (their source
+    /// addresses are cheap to vary); more are refused, to try again.
+    #[arg(long, value_name = "N", default_value_t = 100.0)]
+    udp_joins: f64,
     /// UDP: seconds of silence after which a member is gone (its client
     /// sends keepalives while it runs).
     #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "120")]
@@ -104,7 +138,10 @@ fn run(args: &Args) -> Result<(), Failed> {
     let config = args
         .endpoint
         .server_config()?
-        .with_max_backlog(args.max_backlog)
+        .with_max_backlog(args.max_backlog.saturating_mul(4))
+        .with_max_message_len(args.max_message)
+        .with_memory_budget(args.memory_budget)
+        .with_socket_send_buffer(Some(args.socket_buffer))
         .with_idle_timeout(Some(args.idle_timeout))
         .with_backlog(args.backlog)
         .with_max_peers(100_000);
@@ -145,7 +182,12 @@ fn run(args: &Args) -> Result<(), Failed> {
                 .map_or(bound.to_string(), |a| a.to_string())
         });
     }
-    let mut room = Room::new(board, Printer::stdout()).name_timeout(args.name_timeout);
+    let mut room = Room::new(board, Printer::stdout())
+        .name_timeout(args.name_timeout)
+        .flood_limit(flood::Limit::new(args.flood_limit, args.flood_burst))
+        .slow_consumers(args.max_backlog, args.stall)
+        .max_unnamed(args.max_unnamed)
+        .udp_joins(flood::Limit::new(args.udp_joins, args.udp_joins * 2.0));
     if let Some(url) = &args.relay {
         let label = args.relay_label.clone().or(first).unwrap_or_default();
         room = room.relay(Relay::new(url, &label).heartbeat(args.relay_heartbeat));

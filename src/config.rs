@@ -80,6 +80,7 @@ pub struct Config {
     pub(crate) backlog: i32,
     pub(crate) only_v6: Option<bool>,
     pub(crate) send_buffer: usize,
+    pub(crate) socket_send_buffer: Option<usize>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_peers: usize,
     pub(crate) queue_depth: usize,
@@ -153,6 +154,7 @@ impl Config {
             backlog: Self::DEFAULT_BACKLOG,
             only_v6: None,
             send_buffer: Self::DEFAULT_SEND_BUFFER,
+            socket_send_buffer: None,
             idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
             max_peers: Self::DEFAULT_MAX_PEERS,
             queue_depth: Self::DEFAULT_QUEUE_DEPTH,
@@ -301,6 +303,24 @@ impl Config {
     /// `IPV6_V6ONLY`, if it was set.
     pub fn only_v6(&self) -> Option<bool> {
         self.only_v6
+    }
+
+    /// The kernel's send buffer of each TCP connection (`SO_SNDBUF`), or
+    /// `None` for the system's (default; Linux grows it as needed, up to
+    /// 4 MiB). What the kernel holds for a peer that does not read is
+    /// memory too, the machine's, and a switchboard sees a slow peer's
+    /// outbox grow only once that buffer is full: a server that bounds
+    /// what it holds per peer may bound this as well (the kernel doubles
+    /// the figure for its bookkeeping).
+    #[must_use]
+    pub fn with_socket_send_buffer(mut self, bytes: Option<usize>) -> Self {
+        self.socket_send_buffer = bytes;
+        self
+    }
+
+    /// The kernel's send buffer of each TCP connection, if set.
+    pub fn socket_send_buffer(&self) -> Option<usize> {
+        self.socket_send_buffer
     }
 
     /// The size of the user-space buffer that batches small messages before a

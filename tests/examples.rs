@@ -995,7 +995,15 @@ fn chat_room_client_is_named_as_the_login_user_without_name() {
 fn a_member_that_stops_reading_is_dropped_and_never_slows_the_others() {
     let room = Program::start(
         "chat_room",
-        &["--addr", "127.0.0.1:0", "--max-backlog", "65536"],
+        // Alice is a script here, not a person: no flood limit.
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--max-backlog",
+            "65536",
+            "--flood-limit",
+            "0",
+        ],
     );
     let addr = room.listening("tcp");
     let mut alice = Program::start("chat_room_client", &["--addr", &addr, "--name", "alice"]);
@@ -1034,6 +1042,171 @@ fn a_member_that_stops_reading_is_dropped_and_never_slows_the_others() {
     room.wait_stderr("slow consumer");
     assert!(started.elapsed() < T, "{:?}", started.elapsed());
     drop(stuck);
+}
+
+/// Under the hard limit, a member that reads nothing while over
+/// `--max-backlog` is disconnected after `--stall`: stuck, not slow.
+#[test]
+fn a_member_stuck_below_the_hard_limit_goes_after_the_stall_time() {
+    let room = Program::start(
+        "chat_room",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--max-backlog",
+            "65536",
+            "--stall",
+            "1",
+            "--flood-limit",
+            "0",
+        ],
+    );
+    let addr = room.listening("tcp");
+    let mut alice = Program::start("chat_room_client", &["--addr", &addr, "--name", "alice"]);
+    assert_eq!(room.line(), "* alice joined");
+    let bob = Program::start("chat_room_client", &["--addr", &addr, "--name", "bob"]);
+    assert_eq!(room.line(), "* bob joined");
+    assert_eq!(alice.line(), "* bob joined");
+    let stuck = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    stuck.set_recv_buffer_size(4096).unwrap();
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    stuck.connect(&target.into()).unwrap();
+    let mut stuck: std::net::TcpStream = stuck.into();
+    write_all(&mut stuck, &frame(b"stuck"));
+    assert_eq!(room.line(), "* stuck joined");
+    assert_eq!(bob.line(), "* stuck joined");
+    // Lines at a pace that passes the soft limit (64 KiB, once the
+    // kernel's buffers are full) long before the hard one (256 KiB): the
+    // stall, not the hard limit, ends it.
+    let long = "x".repeat(2000);
+    let mut left = false;
+    for i in 0..400 {
+        alice.write(&format!("{i} {long}"));
+        let mut line = bob.line();
+        if line == "* stuck left" {
+            left = true;
+            line = bob.line();
+        }
+        assert_eq!(line, format!("alice: {i} {long}"));
+        if left {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(left, "the stuck member was never dropped");
+    room.wait_stderr("none read for 1s");
+    drop(stuck);
+}
+
+/// Joins over UDP that come together are announced together: every one
+/// is told (one by one, or summed up in one line), none is lost.
+#[test]
+fn udp_joins_that_come_together_are_announced_together() {
+    let room = Program::start(
+        "chat_room",
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--listen",
+            "udp://127.0.0.1:0",
+        ],
+    );
+    let tcp = room.listening("tcp");
+    let udp: std::net::SocketAddr = room.listening("udp").parse().unwrap();
+    let bob = Program::start("chat_room_client", &["--addr", &tcp, "--name", "bob"]);
+    assert_eq!(room.line(), "* bob joined");
+    // Twenty sources, twice each (loopback UDP may drop a datagram): a
+    // second datagram from a member is a line, never a second join.
+    let sockets: Vec<_> = (0..20)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for (i, s) in sockets.iter().enumerate() {
+        s.send_to(format!("u{i}").as_bytes(), udp).unwrap();
+    }
+    let mut joined = std::collections::HashSet::new();
+    let mut more = 0;
+    let until = Instant::now() + T;
+    while joined.len() + more < 20 {
+        assert!(Instant::now() < until, "{} joins told", joined.len() + more);
+        let line = bob.line();
+        if let Some(rest) = line
+            .strip_prefix("* ")
+            .and_then(|l| l.strip_suffix(" joined"))
+        {
+            match rest.split_once(" and ") {
+                Some((names, n)) => {
+                    let n = n.strip_suffix(" more").unwrap();
+                    more += n.parse::<usize>().unwrap();
+                    joined.extend(names.split(", ").map(str::to_owned));
+                }
+                None => {
+                    joined.insert(rest.to_owned());
+                }
+            }
+        }
+    }
+    assert_eq!(joined.len() + more, 20);
+    assert!(joined.iter().all(|n| n.starts_with('u')), "{joined:?}");
+}
+
+/// Joins over UDP are capped per second: past the cap, a source is told
+/// to try again, and is not a member.
+#[test]
+fn udp_joins_past_the_cap_are_refused() {
+    let room = Program::start(
+        "chat_room",
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--listen",
+            "udp://127.0.0.1:0",
+            "--udp-joins",
+            "2",
+        ],
+    );
+    let _tcp = room.listening("tcp");
+    let udp: std::net::SocketAddr = room.listening("udp").parse().unwrap();
+    let started = Instant::now();
+    let sockets: Vec<_> = (0..30)
+        .map(|_| {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            s
+        })
+        .collect();
+    for (i, s) in sockets.iter().enumerate() {
+        s.send_to(format!("u{i}").as_bytes(), udp).unwrap();
+    }
+    // A refused source is told so; a member hears the others' joins.
+    let mut refused = 0;
+    for s in &sockets {
+        let mut buf = [0u8; 512];
+        while let Ok(n) = s.recv(&mut buf) {
+            if String::from_utf8_lossy(&buf[..n]).contains("refused: too many joining over UDP") {
+                refused += 1;
+                break;
+            }
+        }
+    }
+    let joined = room_lines_until_quiet(&room)
+        .iter()
+        .filter(|l| l.ends_with(" joined"))
+        .count();
+    // A burst of four, then two a second.
+    let allowed = 4 + 2 * (started.elapsed().as_secs() as usize + 1);
+    assert!(refused >= 1, "none refused");
+    assert!(joined <= allowed, "{joined} joined");
+    assert!(joined + refused <= 30);
+}
+
+/// The lines the room prints until it is quiet for half a second.
+fn room_lines_until_quiet(room: &Program) -> Vec<String> {
+    let mut lines = Vec::new();
+    while let Ok(line) = room.stdout.recv_timeout(Duration::from_millis(500)) {
+        lines.push(line);
+    }
+    lines
 }
 
 /// Certificates written by `make_certs` into a fresh directory.
@@ -1608,6 +1781,62 @@ fn members_of_a_room_whose_server_died_leave_the_other_rooms() {
 #[allow(dead_code)]
 #[path = "../examples/common/room.rs"]
 mod room;
+
+/// Flood control, on a fake clock: a burst at once, then the rate; a
+/// member in debt waits exactly as long as its debt takes to repay; past
+/// a burst's worth of debt, nothing more is taken.
+#[test]
+fn a_flood_limit_lets_a_burst_through_then_the_rate() {
+    use room::flood::{cost, Bucket, Limit, Take};
+    let limit = Limit::new(10.0, 20.0).unwrap();
+    assert_eq!(Limit::new(0.0, 20.0), None);
+    assert_eq!(Limit::new(10.0, f64::INFINITY), None);
+    let t0 = Instant::now();
+    let mut b = Bucket::full(&limit, t0);
+    for _ in 0..20 {
+        assert_eq!(b.take(1.0, &limit, t0), Take::Within);
+    }
+    // The 21st goes into debt: a tenth of a second to repay.
+    assert_eq!(
+        b.take(1.0, &limit, t0),
+        Take::Over(Duration::from_millis(100))
+    );
+    // Debt deepens to one burst, and no further.
+    for _ in 0..19 {
+        assert!(matches!(b.take(1.0, &limit, t0), Take::Over(_)));
+    }
+    assert_eq!(b.take(1.0, &limit, t0), Take::Refused);
+    // Two seconds repay twenty: at zero, the next is debt again.
+    let t2 = t0 + Duration::from_secs(2);
+    assert_eq!(
+        b.take(1.0, &limit, t2),
+        Take::Over(Duration::from_millis(100))
+    );
+    // A long silence refills to the burst, no more.
+    let later = t2 + Duration::from_secs(3600);
+    for _ in 0..19 {
+        assert_eq!(b.take(1.0, &limit, later), Take::Within);
+    }
+    // Larger lines cost more: one, and one per KiB.
+    assert_eq!(cost(0), 1.0);
+    assert_eq!(cost(1023), 1.0);
+    assert_eq!(cost(64 * 1024), 65.0);
+}
+
+/// A member behind on its reading is stuck only after the stall time
+/// with nothing written to it; any progress starts the wait again.
+#[test]
+fn a_member_is_stuck_only_without_progress_for_the_stall_time() {
+    use room::flood::Behind;
+    let stall = Duration::from_secs(5);
+    let t0 = Instant::now();
+    let mut b = Behind::new(1000, t0);
+    assert!(!b.stuck(1000, t0 + Duration::from_secs(4), stall));
+    // Progress at 4 s: the five seconds count from then.
+    assert!(!b.stuck(1500, t0 + Duration::from_secs(4), stall));
+    assert!(!b.stuck(1500, t0 + Duration::from_secs(8), stall));
+    assert!(b.stuck(1500, t0 + Duration::from_secs(9), stall));
+}
 
 #[test]
 fn names_and_visible_text() {

@@ -613,3 +613,22 @@ fn spin_mode_is_off_in_split_halves_which_carry_large_messages_safely() {
         j.join();
     }
 }
+
+/// `with_socket_send_buffer` sets the kernel's send buffer of connected
+/// and accepted sockets alike (Linux doubles the figure).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_socket_send_buffer_is_set_on_both_ends() {
+    let config = config().with_socket_send_buffer(Some(64 * 1024));
+    let (listener, addr) = listener(&config);
+    let client = client(addr, &config);
+    let server = accept(&listener);
+    for c in [&client, &server] {
+        let size = c.socket().unwrap().send_buffer_size().unwrap();
+        assert_eq!(size, 128 * 1024);
+    }
+    let plain = common::client(addr, &common::config());
+    let _accepted = accept(&listener);
+    let size = plain.socket().unwrap().send_buffer_size().unwrap();
+    assert_ne!(size, 128 * 1024, "the system's, unless set");
+}

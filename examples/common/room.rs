@@ -1,7 +1,7 @@
 //! The chat room on a switchboard: every member, over every transport, on
 //! one thread. Shared by the `chat_room` example and the scale benchmark.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -89,6 +89,12 @@ impl Printer {
 /// A member: named once its first message (its name) has arrived.
 struct Member {
     name: Option<String>,
+    /// What it may still send at once (flood control).
+    bucket: flood::Bucket,
+    /// It came over UDP: its joins and leaves are batched, and capped.
+    udp: bool,
+    /// Its messages dropped by flood control, not yet told.
+    dropped: u64,
 }
 
 /// The link to rooms on other servers: a NATS subject they all publish
@@ -198,13 +204,56 @@ pub struct Room {
     /// Connections that had not named themselves, with their deadlines,
     /// in the order they came (so the deadlines are in order too).
     unnamed: VecDeque<(Instant, Id)>,
+    /// The most connections without a name at once: past it, the oldest
+    /// go.
+    max_unnamed: usize,
+    /// The names taken, as compared (see [`names::key`]).
+    taken: HashSet<String>,
+    /// What a member may send (`None`: no limit).
+    flood: Option<flood::Limit>,
+    /// Members paused for flooding, and when they may go on.
+    paused: Vec<(Instant, Id)>,
+    /// Over this backlog, a member that makes no progress for `stall` is
+    /// disconnected (the switchboard's own limit is the hard one).
+    soft_backlog: usize,
+    stall: Duration,
+    /// Members over the soft backlog: since when they have made no
+    /// progress.
+    behind: HashMap<Id, flood::Behind>,
+    next_check: Instant,
+    /// Joins over UDP (cheap to forge from many source addresses): capped
+    /// per second, and announced in batches.
+    udp_joins: Option<(flood::Limit, flood::Bucket)>,
+    udp_batch: Batch,
 }
+
+/// Joins and leaves of UDP members waiting to be announced together.
+#[derive(Default)]
+struct Batch {
+    joined: Vec<(Id, String)>,
+    left: Vec<(Id, String)>,
+}
+
+/// The most joins (or leaves) of one batch announced one by one; more are
+/// summed up in one line.
+const BATCH_LINES: usize = 8;
 
 /// The default time a connection has to say its name.
 pub const NAME_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The default cap on connections that have not named themselves.
+pub const MAX_UNNAMED: usize = 10_000;
+/// The default time a member over its soft backlog may make no progress.
+pub const STALL: Duration = Duration::from_secs(5);
+/// The default cap on joins over UDP: per second, and at once.
+pub const UDP_JOINS: flood::Limit = flood::Limit {
+    rate: 100.0,
+    burst: 200.0,
+};
+
 impl Room {
     pub fn new(board: Switchboard, printer: Printer) -> Room {
+        let now = Instant::now();
         Room {
             board,
             members: HashMap::new(),
@@ -213,7 +262,49 @@ impl Room {
             relay: None,
             name_timeout: NAME_TIMEOUT,
             unnamed: VecDeque::new(),
+            max_unnamed: MAX_UNNAMED,
+            taken: HashSet::new(),
+            flood: Some(flood::Limit::DEFAULT),
+            paused: Vec::new(),
+            soft_backlog: converse::Config::DEFAULT_MAX_BACKLOG,
+            stall: STALL,
+            behind: HashMap::new(),
+            next_check: now,
+            udp_joins: Some((UDP_JOINS, flood::Bucket::full(&UDP_JOINS, now))),
+            udp_batch: Batch::default(),
         }
+    }
+
+    /// What one member may send: `None` for no limit (default
+    /// [`flood::Limit::DEFAULT`]). A member over it is paused (not read)
+    /// until it is within it again: TCP slows it down, nothing it sent is
+    /// lost; over UDP, what it sends meanwhile is dropped.
+    pub fn flood_limit(mut self, limit: Option<flood::Limit>) -> Room {
+        self.flood = limit;
+        self
+    }
+
+    /// A member whose backlog passes `soft` and that makes no progress for
+    /// `stall` is disconnected as a slow consumer (default 1 MiB and 5 s);
+    /// the switchboard's `max_backlog` is the hard limit, past which it is
+    /// at once.
+    pub fn slow_consumers(mut self, soft: usize, stall: Duration) -> Room {
+        self.soft_backlog = soft;
+        self.stall = stall;
+        self
+    }
+
+    /// The most connections without a name at once (default 10,000): past
+    /// it, the oldest are closed.
+    pub fn max_unnamed(mut self, max: usize) -> Room {
+        self.max_unnamed = max.max(1);
+        self
+    }
+
+    /// The cap on joins over UDP (default [`UDP_JOINS`]); `None` for none.
+    pub fn udp_joins(mut self, limit: Option<flood::Limit>) -> Room {
+        self.udp_joins = limit.map(|l| (l, flood::Bucket::full(&l, Instant::now())));
+        self
     }
 
     /// How long a connection may stay in the room without saying its name
@@ -243,6 +334,8 @@ impl Room {
             let due = [
                 self.relay.as_ref().and_then(Relay::due),
                 self.unnamed.front().map(|&(at, _)| at),
+                self.paused.iter().map(|&(at, _)| at).min(),
+                (!self.behind.is_empty()).then_some(self.next_check),
             ]
             .into_iter()
             .flatten()
@@ -252,7 +345,98 @@ impl Room {
             for event in events.drain() {
                 self.handle(event);
             }
-            self.close_the_nameless(Instant::now());
+            self.announce_batch();
+            let now = Instant::now();
+            self.close_the_nameless(now);
+            self.resume_due(now);
+            self.check_behind(now);
+        }
+    }
+
+    /// Members paused for flooding whose time has come are read again,
+    /// and told how many of their lines were dropped, if any.
+    fn resume_due(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        self.paused.retain(|&(at, id)| {
+            if at <= now {
+                due.push(id);
+                false
+            } else {
+                true
+            }
+        });
+        for id in due {
+            self.board.resume(id);
+            let dropped = self
+                .members
+                .get_mut(&id)
+                .map_or(0, |m| std::mem::take(&mut m.dropped));
+            if dropped > 0 {
+                let rate = self.flood.map_or(0.0, |l| l.rate);
+                self.log.say(format!(
+                    "{}: {dropped} lines dropped: over the flood limit",
+                    self.name_of(id)
+                ));
+                let _ = self.board.send_text(
+                    id,
+                    &format!("* {dropped} of your lines were dropped: more than {rate} a second"),
+                );
+            }
+        }
+    }
+
+    /// Disconnects the members over the soft backlog that have made no
+    /// progress for the stall time; forgets the ones back under it.
+    fn check_behind(&mut self, now: Instant) {
+        if self.behind.is_empty() || now < self.next_check {
+            return;
+        }
+        self.next_check = now + (self.stall / 5).max(Duration::from_millis(10));
+        let mut stuck = Vec::new();
+        let (board, soft, stall) = (&self.board, self.soft_backlog, self.stall);
+        self.behind
+            .retain(|&id, behind| match (board.queued(id), board.written(id)) {
+                (Some(queued), Some(written)) if queued > soft => {
+                    if behind.stuck(written, now, stall) {
+                        stuck.push((id, queued));
+                        false
+                    } else {
+                        true
+                    }
+                }
+                _ => false,
+            });
+        for (id, queued) in stuck {
+            self.log.say(format!(
+                "{}: disconnected: slow consumer: {queued} bytes waiting and none read for {:?}",
+                self.name_of(id),
+                self.stall
+            ));
+            // Its end comes as an event: it leaves then.
+            self.board.abort(id);
+        }
+    }
+
+    /// Connections without a name now.
+    fn unnamed_now(&self) -> usize {
+        // Every named member has its name in `taken`, once.
+        self.members.len().saturating_sub(self.taken.len())
+    }
+
+    /// Closes the oldest connections that have not named themselves,
+    /// `count` of them at most: `why` is said for each.
+    fn close_oldest_unnamed(&mut self, count: usize, why: &str) {
+        let mut closed = 0;
+        while closed < count {
+            let Some((_, id)) = self.unnamed.pop_front() else {
+                break;
+            };
+            if self.members.get(&id).is_some_and(|m| m.name.is_none()) {
+                self.log.say(format!("{}: closed: {why}", self.name_of(id)));
+                self.members.remove(&id);
+                self.board.close(id);
+                closed += 1;
+            }
         }
     }
 
@@ -493,6 +677,7 @@ impl Room {
         let relay_id = self.relay.as_ref().and_then(|r| r.id);
         match event {
             Event::Message { id, message } if Some(id) == relay_id => self.relayed(&message),
+            Event::Adopted { id } if Some(id) == relay_id => {}
             Event::Ended { id, end } if Some(id) == relay_id => {
                 if let Some(relay) = &mut self.relay {
                     relay.id = None;
@@ -508,10 +693,25 @@ impl Room {
                 }
             }
             Event::Accepted { id, .. } | Event::Adopted { id } => {
-                self.members.insert(id, Member { name: None });
-                self.unnamed
-                    .push_back((Instant::now() + self.name_timeout, id));
+                let now = Instant::now();
+                let udp = matches!(self.board.peer_addr(id), Some(converse::Addr::Udp(_)));
+                let bucket = flood::Bucket::full(&self.flood.unwrap_or(flood::Limit::DEFAULT), now);
+                self.members.insert(
+                    id,
+                    Member {
+                        name: None,
+                        bucket,
+                        udp,
+                        dropped: 0,
+                    },
+                );
+                self.unnamed.push_back((now + self.name_timeout, id));
+                if self.unnamed_now() > self.max_unnamed {
+                    self.close_oldest_unnamed(1, "too many connections without a name");
+                }
             }
+            // Flood control first: a message past it is dropped.
+            Event::Message { id, message } if !self.charge(id, message.len()) => {}
             Event::Message { id, message } => self.said(id, &message),
             Event::Lost { id, error } => {
                 let who = self.name_of(id);
@@ -519,9 +719,13 @@ impl Room {
             }
             Event::AcceptPaused {
                 error, retry_in, ..
-            } => self
-                .log
-                .say(format!("accept: {error} (retrying in {retry_in:?})")),
+            } => {
+                self.log
+                    .say(format!("accept: {error} (retrying in {retry_in:?})"));
+                // Out of descriptors: the connections that have not named
+                // themselves make room for newcomers, the oldest first.
+                self.close_oldest_unnamed(64, "room for newcomers (out of file descriptors)");
+            }
             // Not TLS, a refused certificate, too slow: never a member.
             Event::HandshakeFailed { error, .. } => self.log.say(format!("{error}")),
             Event::Ended { id, end } => self.ended(id, end),
@@ -537,6 +741,34 @@ impl Room {
                 .peer_addr(id)
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| format!("{id:?}")),
+        }
+    }
+
+    /// Flood control: the message's cost is taken from the member's
+    /// bucket; past it, the member is paused (not read) until it is within
+    /// its limit again. `false`: the message is dropped (it came past a
+    /// burst's worth of debt, read before the pause took hold).
+    fn charge(&mut self, id: Id, len: usize) -> bool {
+        let Some(limit) = self.flood else {
+            return true;
+        };
+        let Some(member) = self.members.get_mut(&id) else {
+            return true;
+        };
+        let now = Instant::now();
+        match member.bucket.take(flood::cost(len), &limit, now) {
+            flood::Take::Within => true,
+            flood::Take::Over(wait) => {
+                if !self.board.is_paused(id) {
+                    self.board.pause(id);
+                    self.paused.push((now + wait, id));
+                }
+                true
+            }
+            flood::Take::Refused => {
+                member.dropped += 1;
+                false
+            }
         }
     }
 
@@ -569,12 +801,23 @@ impl Room {
     /// nobody here has it; refused with the reason otherwise (the member
     /// is told, then closed).
     fn named(&mut self, id: Id, name: String) {
-        let taken = self
-            .members
-            .values()
-            .filter_map(|m| m.name.as_deref())
-            .any(|other| names::same(other, &name));
-        let refusal = names::refusal(&name).or(taken.then_some("the name is taken"));
+        let taken = self.taken.contains(&names::key(&name));
+        let udp = self.members.get(&id).is_some_and(|m| m.udp);
+        let crowded = udp
+            && self.udp_joins.as_mut().is_some_and(|(limit, bucket)| {
+                match bucket.take(1.0, limit, Instant::now()) {
+                    flood::Take::Within => false,
+                    flood::Take::Over(_) => {
+                        // A refusal costs nothing of the next second's.
+                        bucket.give_back(1.0);
+                        true
+                    }
+                    flood::Take::Refused => true,
+                }
+            });
+        let refusal = names::refusal(&name)
+            .or(taken.then_some("the name is taken"))
+            .or(crowded.then_some("too many joining over UDP; try again in a moment"));
         if let Some(why) = refusal {
             let shown = names::shown(&name);
             self.log
@@ -588,8 +831,13 @@ impl Room {
         if let Some(member) = self.members.get_mut(&id) {
             member.name = Some(name.clone());
         }
-        self.announce(Some(id), format!("* {name} joined"));
+        self.taken.insert(names::key(&name));
         self.publish('J', &name, None);
+        if udp {
+            self.udp_batch.joined.push((id, name));
+        } else {
+            self.announce(Some(id), format!("* {name} joined"));
+        }
     }
 
     fn ended(&mut self, id: Id, end: End) {
@@ -604,9 +852,46 @@ impl Room {
 
     /// The member goes (once): announced if it had said its name.
     fn leave(&mut self, id: Id) {
-        if let Some(Member { name: Some(name) }) = self.members.remove(&id) {
-            self.announce(Some(id), format!("* {name} left"));
+        self.behind.remove(&id);
+        if let Some(Member {
+            name: Some(name),
+            udp,
+            ..
+        }) = self.members.remove(&id)
+        {
+            self.taken.remove(&names::key(&name));
             self.publish('L', &name, None);
+            if udp {
+                self.udp_batch.left.push((id, name));
+            } else {
+                self.announce(Some(id), format!("* {name} left"));
+            }
+        }
+    }
+
+    /// Announces the joins and leaves of UDP members gathered in the last
+    /// turn: one by one if they are few, else in one line each way, so
+    /// that a thousand joins cost one line per member, not a thousand.
+    fn announce_batch(&mut self) {
+        let batch = std::mem::take(&mut self.udp_batch);
+        for (list, verb) in [(batch.joined, "joined"), (batch.left, "left")] {
+            if list.len() <= BATCH_LINES {
+                for (id, name) in list {
+                    self.announce(Some(id), format!("* {name} {verb}"));
+                }
+            } else {
+                let shown: Vec<&str> = list
+                    .iter()
+                    .take(BATCH_LINES)
+                    .map(|(_, n)| n.as_str())
+                    .collect();
+                let line = format!(
+                    "* {} and {} more {verb}",
+                    shown.join(", "),
+                    list.len() - shown.len()
+                );
+                self.announce(None, line);
+            }
         }
     }
 
@@ -614,9 +899,18 @@ impl Room {
     /// whose backlog overflows is ended as a slow consumer (its end comes as
     /// an event, and it leaves then).
     fn announce(&mut self, from: Option<Id>, line: String) {
+        let now = Instant::now();
         for (&id, member) in &self.members {
             if Some(id) != from && member.name.is_some() {
                 let _ = self.board.send_text(id, &line);
+                // Past the soft limit, its progress is watched.
+                if self.board.queued(id).unwrap_or(0) > self.soft_backlog
+                    && !self.behind.contains_key(&id)
+                {
+                    let written = self.board.written(id).unwrap_or(0);
+                    self.behind.insert(id, flood::Behind::new(written, now));
+                    self.next_check = self.next_check.min(now + self.stall / 5);
+                }
             }
         }
         self.printer.say(line);
@@ -701,6 +995,129 @@ pub mod names {
     /// Two names that a reader could take for one another: the same but
     /// for case.
     pub fn same(a: &str, b: &str) -> bool {
-        a.to_lowercase() == b.to_lowercase()
+        key(a) == key(b)
+    }
+
+    /// A name as the room compares it (see [`same`]).
+    pub fn key(name: &str) -> String {
+        name.to_lowercase()
+    }
+}
+
+/// Flood control and slow consumers, with time as an argument: a member's
+/// messages draw from a bucket that refills at a steady rate, and a member
+/// behind on its reading is watched for progress.
+pub mod flood {
+    use std::time::{Duration, Instant};
+
+    /// What a member may send: `rate` units per second, up to `burst` at
+    /// once. A message costs one unit, and one more per whole KiB (see
+    /// [`cost`]).
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub struct Limit {
+        pub rate: f64,
+        pub burst: f64,
+    }
+
+    impl Limit {
+        /// Generous for people, tight for scripts: 20 lines a second, 200
+        /// at once (a pasted page); 20 KiB a second, 200 KiB at once.
+        pub const DEFAULT: Limit = Limit {
+            rate: 20.0,
+            burst: 200.0,
+        };
+
+        /// `rate` per second, `burst` at once; `None` unless both are
+        /// positive and finite.
+        pub fn new(rate: f64, burst: f64) -> Option<Limit> {
+            (rate > 0.0 && burst > 0.0 && rate.is_finite() && burst.is_finite())
+                .then_some(Limit { rate, burst })
+        }
+    }
+
+    /// What a message of `len` bytes costs: one unit, and one per KiB.
+    pub fn cost(len: usize) -> f64 {
+        1.0 + (len / 1024) as f64
+    }
+
+    /// A token bucket.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Bucket {
+        level: f64,
+        at: Instant,
+    }
+
+    impl Bucket {
+        /// A bucket with its whole burst available at `now`.
+        pub fn full(limit: &Limit, now: Instant) -> Bucket {
+            Bucket {
+                level: limit.burst,
+                at: now,
+            }
+        }
+
+        /// Takes `cost` at `now` (the bucket refilled since its last use,
+        /// up to the burst); see [`Take`]. The debt goes no deeper than
+        /// one burst: past that, nothing is taken.
+        pub fn take(&mut self, cost: f64, limit: &Limit, now: Instant) -> Take {
+            let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+            self.level = (self.level + elapsed * limit.rate).min(limit.burst);
+            self.at = self.at.max(now);
+            if self.level - cost < -limit.burst {
+                return Take::Refused;
+            }
+            self.level -= cost;
+            if self.level < 0.0 {
+                Take::Over(Duration::from_secs_f64(-self.level / limit.rate))
+            } else {
+                Take::Within
+            }
+        }
+
+        /// Gives back what a use took (it was refused after all).
+        pub fn give_back(&mut self, cost: f64) {
+            self.level += cost;
+        }
+    }
+
+    /// What [`Bucket::take`] decided.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub enum Take {
+        /// Within the limit.
+        Within,
+        /// Taken, into debt: within the limit again after this long (the
+        /// member is paused meanwhile).
+        Over(Duration),
+        /// Not taken: a burst's worth of debt already (what came before
+        /// the pause took hold); the message is dropped.
+        Refused,
+    }
+
+    /// A member over its soft backlog: when it last made progress.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Behind {
+        written: u64,
+        since: Instant,
+    }
+
+    impl Behind {
+        /// Behind from `now`, with `written` bytes written to it so far.
+        pub fn new(written: u64, now: Instant) -> Behind {
+            Behind {
+                written,
+                since: now,
+            }
+        }
+
+        /// `true` once nothing more was written to it for `stall`; more
+        /// written is progress, and the wait starts again.
+        pub fn stuck(&mut self, written: u64, now: Instant, stall: Duration) -> bool {
+            if written > self.written {
+                self.written = written;
+                self.since = now;
+                return false;
+            }
+            now.saturating_duration_since(self.since) >= stall
+        }
     }
 }

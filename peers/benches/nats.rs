@@ -164,7 +164,9 @@ fn room(relay: Option<(String, &str)>) -> String {
     let listener = board.listen("tcp://127.0.0.1:0").unwrap();
     let url = board.listener_addr(listener).unwrap().to_string();
     let relayed = relay.is_some();
-    let mut room = room::Room::new(board, room::Printer::none());
+    // The relay's throughput is measured: no flood limit (the example's
+    // is 20 lines a second per member).
+    let mut room = room::Room::new(board, room::Printer::none()).flood_limit(None);
     if let Some((nats, label)) = relay {
         room = room.relay(room::Relay::new(&nats, label));
     }

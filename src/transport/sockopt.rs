@@ -73,6 +73,9 @@ pub(crate) fn tcp_connect(addr: SocketAddr, config: &Config) -> io::Result<Socke
 /// The options of every connected TCP stream, accepted or connected:
 /// `TCP_NODELAY`.
 pub(crate) fn tcp_stream(socket: &Socket, config: &Config) -> io::Result<()> {
+    if let Some(bytes) = config.socket_send_buffer {
+        socket.set_send_buffer_size(bytes)?;
+    }
     socket.set_tcp_nodelay(config.nodelay)
 }
 

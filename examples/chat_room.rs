@@ -38,10 +38,21 @@
 //! What converse changes: the tutorial's servers talk to one client at a
 //! time; here one thread serves every member, through a switchboard
 //! (thousands of members, over TCP, UDP and Unix sockets in one room). A
-//! member that stops reading never slows the others: once its backlog passes
-//! `--max-backlog` it is disconnected and announced as having left. A
 //! participant that vanishes just leaves the room. An empty message is a UDP
 //! client's keepalive: it keeps the member's place, and is never relayed.
+//!
+//! A member costs only itself. Senders are limited, not their audience: a
+//! member past `--flood-limit` lines a second (`--flood-burst` at once) is
+//! not read until it is within it again, so TCP slows it down (over UDP,
+//! what comes past it is dropped). A member that stops reading is
+//! disconnected once it has more than `--max-backlog` waiting and reads
+//! nothing for `--stall` seconds, or has four times that waiting; one that
+//! reads, however slowly, stays. Lines longer than `--max-message` end
+//! their sender's connection; what all connections hold stays within
+//! `--memory-budget`. Joins over UDP are capped (`--udp-joins` a second)
+//! and announced in batches (`* a, b, … and N more joined`); at most
+//! `--max-unnamed` connections wait without a name, and out of file
+//! descriptors the oldest of them make room for newcomers.
 
 mod common;
 

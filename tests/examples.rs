@@ -1629,6 +1629,53 @@ fn wait_stderr_count(p: &Program, text: &str, n: usize) {
 /// `alice@B`), every line reaches every member in order; the NATS server
 /// killed mid-chat leaves each room going on alone, and the relay comes
 /// back when the server does, without announcing anyone twice.
+/// The relay's own connection is not a member: the name deadline never
+/// closes it.
+#[test]
+fn the_relay_outlives_the_name_deadline() {
+    if !common::nats::have_nats_server() {
+        return;
+    }
+    let nats = common::nats::NatsServer::start();
+    let relay = nats.url("chat.deadline");
+    let args = |label: &'static str| {
+        [
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--relay",
+            &relay,
+            "--relay-label",
+            label,
+            "--name-timeout",
+            "1",
+        ]
+        .map(str::to_owned)
+    };
+    let a_args = args("A");
+    let b_args = args("B");
+    let a = Program::start(
+        "chat_room",
+        &a_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let b = Program::start(
+        "chat_room",
+        &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let tcp = format!("tcp://{}", a.listening("tcp"));
+    let _ = b.listening("tcp");
+    a.wait_stderr("relay: connected");
+    b.wait_stderr("relay: connected");
+    // Past the name deadline, twice over.
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut alice = Program::start("chat_room_client", &["--addr", &tcp, "--name", "alice"]);
+    assert_eq!(a.line(), "* alice joined");
+    assert_eq!(b.line(), "* alice@A joined");
+    alice.write("still relayed");
+    assert_eq!(b.line(), "alice@A: still relayed");
+    assert!(!a.stderr().contains("no name"), "{}", a.stderr());
+    assert!(!a.stderr().contains("relay down"), "{}", a.stderr());
+}
+
 #[test]
 fn two_rooms_relaying_through_nats_are_one_room_and_outlive_the_nats_server() {
     if !common::nats::have_nats_server() {

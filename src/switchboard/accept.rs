@@ -219,7 +219,7 @@ impl Switchboard {
             let Some(Entry::Conv(conv)) = self.entries.get_mut(conv_key) else {
                 continue;
             };
-            if conv.paused.is_some() {
+            if conv.paused {
                 // Datagrams cannot be held back: the peer stays (its
                 // datagram counted as heard), its message is dropped.
                 self.stats.paused_drops += 1;

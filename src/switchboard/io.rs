@@ -49,7 +49,7 @@ impl Switchboard {
             return false;
         };
         let conv = &mut **conv;
-        if conv.connecting || conv.paused.is_some() {
+        if conv.connecting || conv.paused {
             // Paused: what comes waits in the socket (its `resume` reads
             // it), and TCP's window tells the peer to wait too.
             self.scratch = scratch;

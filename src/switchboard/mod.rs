@@ -115,6 +115,8 @@ pub struct Switchboard {
     stats: Stats,
     /// What the conversations hold together (see `budget`).
     held: usize,
+    /// Since when each paused conversation is paused.
+    paused_since: HashMap<Key, Instant>,
     /// A shutdown is under way: `wait` reports the ends, then `is_empty`.
     shutting_down: bool,
 }
@@ -330,6 +332,7 @@ impl Switchboard {
             config: config.clone(),
             stats: Stats::default(),
             held: 0,
+            paused_since: HashMap::new(),
             shutting_down: false,
         })
     }
@@ -705,7 +708,9 @@ impl Switchboard {
     /// ```
     pub fn pause(&mut self, id: Id) {
         if let Some(conv) = self.conv_mut(id.0) {
-            conv.paused.get_or_insert_with(Instant::now);
+            if !std::mem::replace(&mut conv.paused, true) {
+                self.paused_since.insert(id.0, Instant::now());
+            }
         }
     }
 
@@ -714,12 +719,14 @@ impl Switchboard {
     /// deadlines run again. Resuming an id that is not paused does
     /// nothing.
     pub fn resume(&mut self, id: Id) {
+        if !self.is_paused(id) {
+            return;
+        }
+        let since = self.paused_since.remove(&id.0).unwrap_or_else(Instant::now);
         let Some(conv) = self.conv_mut(id.0) else {
             return;
         };
-        let Some(since) = conv.paused.take() else {
-            return;
-        };
+        conv.paused = false;
         if let Carrier::Stream { conn, .. } = &mut conv.carrier {
             // A message under way loses no time to the pause.
             conn.rx.postpone(since.elapsed());
@@ -740,7 +747,7 @@ impl Switchboard {
 
     /// `true` while conversation `id` is paused ([`pause`](Self::pause)).
     pub fn is_paused(&self, id: Id) -> bool {
-        self.conv(id.0).is_some_and(|c| c.paused.is_some())
+        self.conv(id.0).is_some_and(|c| c.paused)
     }
 
     /// Closes `id` gracefully: writes what is queued, ends our side (a

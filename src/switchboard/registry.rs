@@ -83,8 +83,9 @@ pub(super) struct Conv {
     pub(super) timer: Option<Instant>,
     /// What it holds, as last counted in the switchboard's total.
     pub(super) held: usize,
-    /// The program paused reading it (`Switchboard::pause`), then.
-    pub(super) paused: Option<Instant>,
+    /// The program paused reading it (`Switchboard::pause`; since when is
+    /// kept beside, so that an idle conversation stays small).
+    pub(super) paused: bool,
     /// How to connect again (a NATS client).
     pub(super) redial: Option<Box<super::redial::Redial>>,
 }
@@ -105,7 +106,7 @@ impl Conv {
             finish_next: false,
             timer: None,
             held: 0,
-            paused: None,
+            paused: false,
             redial: None,
         }
     }
@@ -332,6 +333,9 @@ impl Switchboard {
             return;
         };
         self.held -= conv.held;
+        if conv.paused {
+            self.paused_since.remove(&key);
+        }
         match conv.carrier {
             Carrier::Stream { socket, conn } => {
                 self.deregister(&socket);

@@ -58,7 +58,7 @@ impl Switchboard {
                     if conv.timer == Some(at) {
                         conv.timer = None;
                     }
-                    if conv.paused.is_some() && !matches!(conv.carrier, Carrier::Between) {
+                    if conv.paused && !matches!(conv.carrier, Carrier::Between) {
                         // Its deadlines wait with its reading (a message
                         // is never failed for bytes we chose not to read):
                         // `resume` schedules them again.

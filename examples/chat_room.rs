@@ -29,7 +29,8 @@
 //! lines (counted), never the room's time.
 //!
 //! A name is refused with its reason (`* NAME refused: REASON`, then the
-//! member is closed) when it is taken here (case aside), longer than 32
+//! member is closed) when it is taken here or in a room relayed with
+//! (case aside), longer than 32
 //! characters, empty or padded, holds a control or invisible character,
 //! `@` or `:`, or starts with `*`. Line ends, terminal escapes and
 //! invisible characters in what members say are shown as escapes

@@ -1717,12 +1717,20 @@ fn two_rooms_relaying_through_nats_are_one_room_and_outlive_the_nats_server() {
     assert_eq!(b.line(), "* bob joined");
     assert_eq!(a.line(), "* bob@B joined");
     assert_eq!(alice.line(), "* bob@B joined");
-    // A second alice, on the other server: not to be confused with the first.
-    let mut alice2 = Program::start("chat_room_client", &["--addr", &udp, "--name", "alice"]);
-    assert_eq!(b.line(), "* alice joined");
-    assert_eq!(bob.line(), "* alice joined");
-    assert_eq!(a.line(), "* alice@B joined");
-    assert_eq!(alice.line(), "* alice@B joined");
+    // A name is unique across the relay: a second alice (any case) on the
+    // other server is refused.
+    let mut impostor = Program::start("chat_room_client", &["--addr", &udp, "--name", "Alice"]);
+    assert!(!impostor.wait().success());
+    assert!(
+        impostor.stderr().contains("the name is taken"),
+        "{}",
+        impostor.stderr()
+    );
+    let mut carol = Program::start("chat_room_client", &["--addr", &udp, "--name", "carol"]);
+    assert_eq!(b.line(), "* carol joined");
+    assert_eq!(bob.line(), "* carol joined");
+    assert_eq!(a.line(), "* carol@B joined");
+    assert_eq!(alice.line(), "* carol@B joined");
 
     // Every line reaches every member on every server, in order.
     for i in 0..5 {
@@ -1732,13 +1740,13 @@ fn two_rooms_relaying_through_nats_are_one_room_and_outlive_the_nats_server() {
         assert_eq!(a.line(), format!("alice: hello {i}"));
         assert_eq!(b.line(), format!("alice@A: hello {i}"));
         assert_eq!(bob.line(), format!("alice@A: hello {i}"));
-        assert_eq!(alice2.line(), format!("alice@A: hello {i}"));
+        assert_eq!(carol.line(), format!("alice@A: hello {i}"));
     }
     bob.write("hi from B");
     assert_eq!(b.line(), "bob: hi from B");
     assert_eq!(a.line(), "bob@B: hi from B");
     assert_eq!(alice.line(), "bob@B: hi from B");
-    assert_eq!(alice2.line(), "bob: hi from B");
+    assert_eq!(carol.line(), "bob: hi from B");
 
     // The NATS server goes: each room says so and goes on alone.
     let port = nats.kill();
@@ -1748,20 +1756,20 @@ fn two_rooms_relaying_through_nats_are_one_room_and_outlive_the_nats_server() {
     assert_eq!(a.line(), "alice: only here");
     bob.write("only there");
     assert_eq!(b.line(), "bob: only there");
-    assert_eq!(alice2.line(), "bob: only there");
-    // The second alice leaves meanwhile.
-    alice2.write("bye");
-    assert_eq!(b.line(), "* alice left");
-    assert_eq!(bob.line(), "* alice left");
-    alice2.expect_success();
+    assert_eq!(carol.line(), "bob: only there");
+    // Carol leaves meanwhile.
+    carol.write("bye");
+    assert_eq!(b.line(), "* carol left");
+    assert_eq!(bob.line(), "* carol left");
+    carol.expect_success();
 
     // It comes back: so does the relay; room A catches up with what it
     // missed, and nobody is announced twice.
     let _nats = common::nats::NatsServer::start_with(Some(port), "");
     wait_stderr_count(&a, "relay: connected", 2);
     wait_stderr_count(&b, "relay: connected", 2);
-    assert_eq!(a.line(), "* alice@B left");
-    assert_eq!(alice.line(), "* alice@B left");
+    assert_eq!(a.line(), "* carol@B left");
+    assert_eq!(alice.line(), "* carol@B left");
     alice.write("back");
     assert_eq!(a.line(), "alice: back");
     assert_eq!(b.line(), "alice@A: back");

@@ -801,7 +801,17 @@ impl Room {
     /// nobody here has it; refused with the reason otherwise (the member
     /// is told, then closed).
     fn named(&mut self, id: Id, name: String) {
-        let taken = self.taken.contains(&names::key(&name));
+        let key = names::key(&name);
+        // Unique across the relay too: a member of another room shows as
+        // NAME@LABEL, but a reader should not have to tell two alices by
+        // their servers. (Two rooms that take one name at the same moment,
+        // before hearing each other, both keep it.)
+        let taken = self.taken.contains(&key)
+            || self.relay.as_ref().is_some_and(|r| {
+                r.remote
+                    .values()
+                    .any(|room| room.members.keys().any(|n| names::key(n) == key))
+            });
         let udp = self.members.get(&id).is_some_and(|m| m.udp);
         let crowded = udp
             && self.udp_joins.as_mut().is_some_and(|(limit, bucket)| {

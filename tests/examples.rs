@@ -2043,6 +2043,42 @@ fn chat_room_client_shows_a_hostile_rooms_escapes_instead_of_obeying_them() {
     fake.join();
 }
 
+/// At most --max-unnamed connections wait without a name: past it the
+/// oldest go, and a newcomer that names itself gets in.
+#[test]
+fn past_the_cap_the_oldest_nameless_connections_go() {
+    let room = Program::start(
+        "chat_room",
+        &["--addr", "127.0.0.1:0", "--max-unnamed", "3"],
+    );
+    let addr = room.listening("tcp");
+    let silent: Vec<_> = (0..5)
+        .map(|_| {
+            let s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(T)).unwrap();
+            s
+        })
+        .collect();
+    // The first two are ended (a reset or an end: nothing is said to them).
+    for mut s in silent.into_iter().take(2) {
+        let mut buf = [0u8; 16];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    wait_stderr_count(&room, "too many connections without a name", 2);
+    let mut alice = Program::start("chat_room_client", &["--addr", &addr, "--name", "alice"]);
+    assert_eq!(room.line(), "* alice joined");
+    alice.close_stdin();
+    alice.expect_success();
+}
+
 /// A connection that never says its name is closed after --name-timeout;
 /// the members go on.
 #[test]

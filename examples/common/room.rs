@@ -423,8 +423,9 @@ impl Room {
         self.members.len().saturating_sub(self.taken.len())
     }
 
-    /// Closes the oldest connections that have not named themselves,
-    /// `count` of them at most: `why` is said for each.
+    /// Ends the oldest connections that have not named themselves, `count`
+    /// of them at most, at once (a reset: their descriptors are free now,
+    /// not after a lingering close): `why` is said for each.
     fn close_oldest_unnamed(&mut self, count: usize, why: &str) {
         let mut closed = 0;
         while closed < count {
@@ -434,7 +435,7 @@ impl Room {
             if self.members.get(&id).is_some_and(|m| m.name.is_none()) {
                 self.log.say(format!("{}: closed: {why}", self.name_of(id)));
                 self.members.remove(&id);
-                self.board.close(id);
+                self.board.abort(id);
                 closed += 1;
             }
         }

@@ -97,10 +97,10 @@ struct Args {
     /// Flood control: the lines a second one member may send (a line costs
     /// one more per KiB it holds); past it, the room stops reading that
     /// member until it is within it again. 0 for no limit.
-    #[arg(long, value_name = "LINES", default_value_t = 20.0)]
+    #[arg(long, value_name = "LINES", default_value_t = 100.0)]
     flood_limit: f64,
     /// Flood control: the lines one member may send at once.
-    #[arg(long, value_name = "LINES", default_value_t = 200.0)]
+    #[arg(long, value_name = "LINES", default_value_t = 1000.0)]
     flood_burst: f64,
     /// The longest line (a member's message), in bytes; a longer one ends
     /// that member's connection.

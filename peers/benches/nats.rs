@@ -165,7 +165,7 @@ fn room(relay: Option<(String, &str)>) -> String {
     let url = board.listener_addr(listener).unwrap().to_string();
     let relayed = relay.is_some();
     // The relay's throughput is measured: no flood limit (the example's
-    // is 20 lines a second per member).
+    // is 100 lines a second per member).
     let mut room = room::Room::new(board, room::Printer::none()).flood_limit(None);
     if let Some((nats, label)) = relay {
         room = room.relay(room::Relay::new(&nats, label));

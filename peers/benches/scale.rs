@@ -117,7 +117,7 @@ fn serve_converse() {
         .port();
     say_port(port);
     // The room's throughput is measured, against servers without one: no
-    // flood limit (the example's is 20 lines a second per member).
+    // flood limit (the example's is 100 lines a second per member).
     let mut room = room::Room::new(board, room::Printer::none()).flood_limit(None);
     room.run().unwrap();
 }

@@ -51,7 +51,10 @@
 //! reads, however slowly, stays. Lines longer than `--max-message` end
 //! their sender's connection; what all connections hold stays within
 //! `--memory-budget`. Joins over UDP are capped (`--udp-joins` a second)
-//! and announced in batches (`* a, b, … and N more joined`); at most
+//! and announced in batches (`* a, b, … and N more joined`); a source
+//! turned away gets a cookie with its refusal and joins at once by
+//! sending `NAME<TAB>COOKIE` (proof that it receives at its address); at
+//! most
 //! `--max-unnamed` connections wait without a name, and out of file
 //! descriptors the oldest of them make room for newcomers.
 

@@ -65,11 +65,15 @@ fn run(args: &Args) -> Result<(), Failed> {
     let mut conversation = common::connect(&url, &config)?;
     conversation.send_text(&name).at(&url)?;
     let (tx, mut rx) = conversation.split();
+    let tx = Arc::new(Mutex::new(tx));
 
     let (done_tx, done) = mpsc::channel();
     // The room's answer to a name it refuses: the first line, then the end.
     let refused = format!("* {} refused: ", names::shown(&name));
     let mut first = true;
+    let mut cookie_sent = false;
+    // Weak: the sending half is the main thread's to close at the end.
+    let answer = Arc::downgrade(&tx);
     std::thread::spawn(move || {
         loop {
             match rx.recv() {
@@ -80,6 +84,21 @@ fn run(args: &Args) -> Result<(), Failed> {
                     let line = text(&message);
                     if std::mem::take(&mut first) {
                         if let Some(why) = line.strip_prefix(&refused) {
+                            // Over UDP, a room that many are joining at
+                            // once lets in a client that proves it
+                            // receives: its cookie, sent back with the name.
+                            let cookie = why.rsplit_once("with the cookie ").map(|(_, c)| c);
+                            if let (Some(cookie), false, true) = (cookie, cookie_sent, udp) {
+                                cookie_sent = true;
+                                first = true;
+                                let again = format!("{name}\t{cookie}");
+                                let sent = answer
+                                    .upgrade()
+                                    .is_some_and(|tx| tx.lock().unwrap().send_text(&again).is_ok());
+                                if sent {
+                                    continue;
+                                }
+                            }
                             note(format!("error: the room refused the name: {why}"));
                             std::process::exit(1);
                         }
@@ -97,7 +116,6 @@ fn run(args: &Args) -> Result<(), Failed> {
         let _ = done_tx.send(());
     });
 
-    let tx = Arc::new(Mutex::new(tx));
     let keepalive = udp.then(|| KeepAlive::start(Arc::clone(&tx), args.keepalive));
     let mut input = Input::new("");
     while let Some(line) = input.said() {

@@ -1200,6 +1200,94 @@ fn udp_joins_past_the_cap_are_refused() {
     assert!(joined + refused <= 30);
 }
 
+/// A source turned away by the cap gets a cookie, and joins at once with
+/// it (`NAME<TAB>COOKIE`): it proved it receives what is sent to its
+/// address, which a forged source address cannot.
+#[test]
+fn a_udp_source_turned_away_joins_with_its_cookie() {
+    let room = Program::start(
+        "chat_room",
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--listen",
+            "udp://127.0.0.1:0",
+            "--udp-joins",
+            "1",
+        ],
+    );
+    let _tcp = room.listening("tcp");
+    let udp: std::net::SocketAddr = room.listening("udp").parse().unwrap();
+    let sockets: Vec<_> = (0..10)
+        .map(|_| {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            s
+        })
+        .collect();
+    for (i, s) in sockets.iter().enumerate() {
+        s.send_to(format!("u{i}").as_bytes(), udp).unwrap();
+    }
+    // The first source refused, and its cookie.
+    let (i, cookie) = sockets
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| {
+            let mut buf = [0u8; 512];
+            while let Ok(n) = s.recv(&mut buf) {
+                let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if let Some((_, cookie)) = line.rsplit_once("with the cookie ") {
+                    return Some((i, cookie.to_owned()));
+                }
+            }
+            None
+        })
+        .expect("a source refused by the cap");
+    assert_eq!(cookie.len(), 16, "{cookie}");
+    // Back with it: in (sent again if a datagram is lost on the way).
+    let joined = format!("* u{i} joined");
+    let until = Instant::now() + T;
+    'joining: loop {
+        assert!(Instant::now() < until, "never joined");
+        sockets[i]
+            .send_to(format!("u{i}\t{cookie}").as_bytes(), udp)
+            .unwrap();
+        while let Ok(line) = room.stdout.recv_timeout(Duration::from_millis(500)) {
+            if line == joined {
+                break 'joining;
+            }
+        }
+    }
+}
+
+/// chat_room_client turned away by the UDP cap comes back with its
+/// cookie by itself: every client joins.
+#[test]
+fn chat_room_clients_past_the_udp_cap_join_with_their_cookies() {
+    let room = Program::start(
+        "chat_room",
+        &["--listen", "udp://127.0.0.1:0", "--udp-joins", "0.1"],
+    );
+    let udp = format!("udp://{}", room.listening("udp"));
+    // A burst below one join: every client is turned away first.
+    let clients: Vec<_> = ["c0", "c1", "c2"]
+        .into_iter()
+        .map(|name| Program::start("chat_room_client", &["--addr", &udp, "--name", name]))
+        .collect();
+    let mut joined = std::collections::HashSet::new();
+    while joined.len() < 3 {
+        let line = room.line();
+        for name in ["c0", "c1", "c2"] {
+            if line.contains(name) && line.ends_with(" joined") {
+                joined.insert(name);
+            }
+        }
+    }
+    room.wait_stderr("too many joining over UDP");
+    drop(clients);
+}
+
 /// The lines the room prints until it is quiet for half a second.
 fn room_lines_until_quiet(room: &Program) -> Vec<String> {
     let mut lines = Vec::new();
@@ -1876,6 +1964,27 @@ fn a_flood_limit_lets_a_burst_through_then_the_rate() {
     assert_eq!(cost(0), 1.0);
     assert_eq!(cost(1023), 1.0);
     assert_eq!(cost(64 * 1024), 65.0);
+}
+
+/// A cookie is good for its source, in its period and the next, and for
+/// no other source.
+#[test]
+fn a_cookie_proves_one_source_for_a_while() {
+    use room::cookie::{Jar, PERIOD};
+    let t0 = Instant::now();
+    let jar = Jar::new(t0);
+    let (a, b): (std::net::SocketAddr, std::net::SocketAddr) = (
+        "127.0.0.1:1000".parse().unwrap(),
+        "127.0.0.1:1001".parse().unwrap(),
+    );
+    let cookie = jar.make(a, t0);
+    assert!(jar.check(&cookie, a, t0));
+    assert!(!jar.check(&cookie, b, t0), "another source");
+    assert!(jar.check(&cookie, a, t0 + PERIOD), "the next period");
+    assert!(!jar.check(&cookie, a, t0 + PERIOD * 2), "expired");
+    assert!(!jar.check("0000000000000000", a, t0));
+    // Another room's jar (another key) does not take it.
+    assert!(!Jar::new(t0).check(&cookie, a, t0));
 }
 
 /// A member behind on its reading is stuck only after the stall time

@@ -225,6 +225,14 @@ pub struct Room {
     /// per second, and announced in batches.
     udp_joins: Option<(flood::Limit, flood::Bucket)>,
     udp_batch: Batch,
+    /// Cookies for UDP sources turned away by the cap: a source that can
+    /// receive gets one, and joins at once with it.
+    cookies: cookie::Jar,
+}
+
+/// The refusal was the UDP cap's alone: the name itself would do.
+fn taken_only_by_cap(name: &str, taken: bool) -> bool {
+    names::refusal(name).is_none() && !taken
 }
 
 /// Joins and leaves of UDP members waiting to be announced together.
@@ -272,6 +280,7 @@ impl Room {
             next_check: now,
             udp_joins: Some((UDP_JOINS, flood::Bucket::full(&UDP_JOINS, now))),
             udp_batch: Batch::default(),
+            cookies: cookie::Jar::new(now),
         }
     }
 
@@ -802,6 +811,21 @@ impl Room {
     /// nobody here has it; refused with the reason otherwise (the member
     /// is told, then closed).
     fn named(&mut self, id: Id, name: String) {
+        let now = Instant::now();
+        let source = match self.board.peer_addr(id) {
+            Some(converse::Addr::Udp(source)) => Some(source),
+            _ => None,
+        };
+        // Over UDP, `NAME<TAB>COOKIE`: a cookie the room gave this source
+        // when the cap turned it away proves that it receives what is sent
+        // to its address; it joins past the cap.
+        let (name, proven) = match (source, name.split_once('\t')) {
+            (Some(source), Some((name, cookie))) => {
+                let proven = self.cookies.check(cookie, source, now);
+                (name.to_owned(), proven)
+            }
+            _ => (name, false),
+        };
         let key = names::key(&name);
         // Unique across the relay too: a member of another room shows as
         // NAME@LABEL, but a reader should not have to tell two alices by
@@ -815,6 +839,7 @@ impl Room {
             });
         let udp = self.members.get(&id).is_some_and(|m| m.udp);
         let crowded = udp
+            && !proven
             && self.udp_joins.as_mut().is_some_and(|(limit, bucket)| {
                 match bucket.take(1.0, limit, Instant::now()) {
                     flood::Take::Within => false,
@@ -826,9 +851,19 @@ impl Room {
                     flood::Take::Refused => true,
                 }
             });
-        let refusal = names::refusal(&name)
-            .or(taken.then_some("the name is taken"))
-            .or(crowded.then_some("too many joining over UDP; try again in a moment"));
+        let cookie;
+        let refusal = match (names::refusal(&name), taken, crowded, source) {
+            (Some(why), ..) => Some(why),
+            (None, true, ..) => Some("the name is taken"),
+            (None, false, true, Some(source)) => {
+                cookie = format!(
+                    "too many joining over UDP; try again in a moment, or now with the cookie {}",
+                    self.cookies.make(source, now)
+                );
+                Some(cookie.as_str())
+            }
+            _ => None,
+        };
         if let Some(why) = refusal {
             let shown = names::shown(&name);
             self.log
@@ -836,7 +871,11 @@ impl Room {
             let _ = self
                 .board
                 .send_text(id, &format!("* {shown} refused: {why}"));
-            self.board.close(id);
+            // Turned away by the cap, a UDP source stays (without a name,
+            // within the name deadline) to come back with its cookie.
+            if !(crowded && taken_only_by_cap(&name, taken)) {
+                self.board.close(id);
+            }
             return;
         }
         if let Some(member) = self.members.get_mut(&id) {
@@ -1131,6 +1170,59 @@ pub mod flood {
                 return false;
             }
             now.saturating_duration_since(self.since) >= stall
+        }
+    }
+}
+
+/// Cookies for UDP joins, as DTLS and QUIC make them: a keyed hash of the
+/// source address and the time, kept nowhere. A source that can receive
+/// what is sent to its address can send its cookie back; one that forges
+/// its address cannot.
+pub mod cookie {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    /// How long a cookie is good for: this period and the next.
+    pub const PERIOD: Duration = Duration::from_secs(30);
+
+    /// Makes and checks cookies; its key is random, per room.
+    pub struct Jar {
+        key: std::collections::hash_map::RandomState,
+        since: Instant,
+    }
+
+    impl Jar {
+        /// A jar with a fresh random key, its periods counted from `now`.
+        pub fn new(now: Instant) -> Jar {
+            Jar {
+                key: std::collections::hash_map::RandomState::new(),
+                since: now,
+            }
+        }
+
+        fn period(&self, now: Instant) -> u64 {
+            now.saturating_duration_since(self.since).as_secs() / PERIOD.as_secs()
+        }
+
+        fn tag(&self, source: SocketAddr, period: u64) -> String {
+            let mut h = self.key.build_hasher();
+            source.hash(&mut h);
+            period.hash(&mut h);
+            format!("{:016x}", h.finish())
+        }
+
+        /// The cookie for `source` at `now`.
+        pub fn make(&self, source: SocketAddr, now: Instant) -> String {
+            self.tag(source, self.period(now))
+        }
+
+        /// `true` if `cookie` was made for `source` in this period or the
+        /// last.
+        pub fn check(&self, cookie: &str, source: SocketAddr, now: Instant) -> bool {
+            let period = self.period(now);
+            cookie == self.tag(source, period)
+                || (period > 0 && cookie == self.tag(source, period - 1))
         }
     }
 }

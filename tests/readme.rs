@@ -88,6 +88,21 @@ fn every_example_a_readme_runs_exists() {
     }
 }
 
+/// A heading's anchor, as GitHub makes it: lower case, spaces to
+/// hyphens, other punctuation gone.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn every_document_a_readme_links_to_exists() {
     for readme in ["README.md", "README.zh-CN.md"] {
@@ -99,11 +114,22 @@ fn every_document_a_readme_links_to_exists() {
                 continue;
             }
             links += 1;
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(target);
+            let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
             assert!(
                 path.exists(),
                 "{readme} links to {target}, which is missing"
             );
+            if !anchor.is_empty() {
+                let doc = read(file);
+                assert!(
+                    doc.lines()
+                        .filter(|l| l.starts_with('#'))
+                        .filter_map(|l| l.trim_start_matches('#').strip_prefix(' '))
+                        .any(|heading| slug(heading) == anchor),
+                    "{readme} links to {target}: no such heading in {file}"
+                );
+            }
         }
         assert!(links >= 5, "{readme}: only {links} local links");
     }

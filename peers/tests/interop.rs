@@ -119,6 +119,76 @@ fn tokio_util_two_byte_little_endian_both_directions() {
     tokio_client_against_converse_server(true);
 }
 
+/// converse's own codecs in tokio-util's `Framed` (feature `tokio`): a
+/// tokio client reaches a converse server, and a tokio server speaking
+/// `LengthDelimitedCodec` takes a converse codec's frames, with no codec of
+/// the user's own in between.
+#[test]
+fn converse_codecs_in_tokio_framed_both_ways() {
+    for two_byte_le in [false, true] {
+        let config = converse_config(two_byte_le);
+        let (listener, addr) = listener(&config);
+        let server = spawn(move || {
+            let mut c = Conversation::new(listener.accept().unwrap());
+            while let Some(m) = c.recv().unwrap() {
+                c.send(&m).unwrap();
+            }
+            c.close().unwrap();
+        });
+        let codec = config.framing().codec(config.max_message_len());
+        let rt = runtime();
+        rt.block_on(async {
+            let stream = TcpStream::connect(addr).unwrap();
+            stream.set_nonblocking(true).unwrap();
+            let mut framed = Framed::new(tokio::net::TcpStream::from_std(stream).unwrap(), codec);
+            for m in messages() {
+                framed.send(m.clone()).await.unwrap();
+                assert_eq!(framed.next().await.unwrap().unwrap(), m);
+            }
+        });
+        server.join();
+
+        // Against tokio-util's own codec on the other side.
+        let (addr, server) = tokio_echo(two_byte_le);
+        rt.block_on(async {
+            let stream = TcpStream::connect(addr).unwrap();
+            stream.set_nonblocking(true).unwrap();
+            let codec = converse_config(two_byte_le).framing().codec(1 << 20);
+            let mut framed = Framed::new(tokio::net::TcpStream::from_std(stream).unwrap(), codec);
+            for m in messages() {
+                framed.send(Bytes::from(m.clone())).await.unwrap();
+                assert_eq!(framed.next().await.unwrap().unwrap(), m);
+            }
+        });
+        server.join();
+    }
+}
+
+/// A header declaring more than the limit ends a `Framed` stream with
+/// `InvalidData` before anything of the message is read or reserved.
+#[test]
+fn a_converse_codec_in_framed_refuses_an_oversized_header() {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let hostile = spawn(move || {
+        let (mut s, _) = std_listener.accept().unwrap();
+        use std::io::Write;
+        s.write_all(&u32::MAX.to_be_bytes()).unwrap();
+        s
+    });
+    let rt = runtime();
+    rt.block_on(async {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let codec = converse::codec::LengthDelimited::new();
+        let mut framed = Framed::new(tokio::net::TcpStream::from_std(stream).unwrap(), codec);
+        let e = framed.next().await.unwrap().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("larger than the limit"), "{e}");
+    });
+    drop(hostile.join());
+}
+
 /// Runs a Python script with `args`; `None` (and a message) without python3.
 fn python(script: &str, args: &[String]) -> Option<String> {
     if !have_python() {

@@ -19,6 +19,9 @@
 
 mod framing;
 mod length;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
 
 pub use framing::{Codec, Framing, ParseFramingError, Prefix};
 pub use length::{LengthDelimited, Width};

@@ -1,0 +1,226 @@
+//! The tokio driver (`converse::tokio`): the same conversations from async
+//! code, against itself and against the blocking driver, over TCP and
+//! WebSocket; and cancellation: `recv` and `send` futures dropped after
+//! every number of polls lose nothing and duplicate nothing.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use common::*;
+use converse::{Conversation, Delivery, Error};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Message `i`: its number, then bytes that depend on it, of a size that
+/// varies (up to `max`).
+fn message(i: usize, max: usize) -> Vec<u8> {
+    let len = 8 + (i * 7919) % max;
+    let mut m = (i as u64).to_be_bytes().to_vec();
+    m.extend((8..len).map(|j| (i + j) as u8));
+    m
+}
+
+/// Polls `fut` up to `n` times (letting the runtime run between polls);
+/// its output if it finished.
+async fn poll_times<F: Future>(mut fut: Pin<&mut F>, n: usize) -> Option<F::Output> {
+    for _ in 0..n {
+        let polled = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+        if let Poll::Ready(out) = polled {
+            return Some(out);
+        }
+        tokio::task::yield_now().await;
+    }
+    None
+}
+
+#[test]
+fn async_to_async_over_tcp_echoes_and_closes_confirmed() {
+    runtime().block_on(async {
+        let listener = converse::tokio::listen("tcp://127.0.0.1:0").await.unwrap();
+        let url = listener.local_addr().to_string();
+        let server = tokio::spawn(async move {
+            let mut c = listener.accept().await.unwrap();
+            while let Some(m) = c.recv().await.unwrap() {
+                c.send(&m).await.unwrap();
+            }
+            c.close().await.unwrap()
+        });
+        let mut client = converse::tokio::connect(&url).await.unwrap();
+        for i in 0..200 {
+            let m = message(i, 100_000);
+            client.send(&m).await.unwrap();
+            assert_eq!(client.recv().await.unwrap().unwrap(), m);
+        }
+        // The largest message, whole.
+        let big = vec![0x5a; 8 << 20];
+        client.send(&big).await.unwrap();
+        assert_eq!(client.recv().await.unwrap().unwrap().len(), big.len());
+        match client.send(vec![0u8; (8 << 20) + 1]).await {
+            Err(Error::MessageTooLarge { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(client.close().await.unwrap(), Delivery::Confirmed);
+        assert_eq!(server.await.unwrap(), Delivery::Confirmed);
+    });
+}
+
+#[test]
+fn async_client_and_blocking_server_over_tcp_and_websocket() {
+    for scheme in ["tcp", "ws"] {
+        let listener =
+            converse::listen_with(&format!("{scheme}://127.0.0.1:0"), &config()).unwrap();
+        let url = listener.local_addr().unwrap().to_string();
+        let server = spawn(move || {
+            let mut c = listener.accept().unwrap();
+            while let Some(m) = c.recv().unwrap() {
+                c.send(&m).unwrap();
+            }
+            c.close().unwrap();
+        });
+        runtime().block_on(async {
+            let mut client = converse::tokio::connect(&url).await.unwrap();
+            for i in 0..100 {
+                let m = message(i, 70_000);
+                client.send(&m).await.unwrap();
+                assert_eq!(client.recv().await.unwrap().unwrap(), m, "{scheme}");
+            }
+            client.send_text("text").await.unwrap();
+            assert_eq!(client.recv_text().await.unwrap().as_deref(), Some("text"));
+            client.close().await.unwrap();
+        });
+        server.join();
+    }
+}
+
+#[test]
+fn blocking_client_and_async_server() {
+    let rt = runtime();
+    let listener = rt
+        .block_on(converse::tokio::listen("ws://127.0.0.1:0"))
+        .unwrap();
+    let url = listener.local_addr().to_string();
+    let client = spawn(move || {
+        let mut c = converse::connect_with(&url, &config()).unwrap();
+        for i in 0..100 {
+            let m = message(i, 50_000);
+            c.send(&m).unwrap();
+            assert_eq!(c.recv().unwrap().unwrap(), m);
+        }
+        c.close().unwrap()
+    });
+    rt.block_on(async {
+        let mut c = listener.accept().await.unwrap();
+        while let Some(m) = c.recv().await.unwrap() {
+            c.send(&m).await.unwrap();
+        }
+        c.close().await.unwrap();
+    });
+    assert_eq!(client.join(), Delivery::Confirmed);
+}
+
+/// A `recv` future dropped after any number of polls loses no message:
+/// every message arrives once, in order, though each is sent in pieces
+/// (so that futures are dropped in the middle of messages too).
+#[test]
+fn a_recv_dropped_at_any_poll_loses_nothing() {
+    const COUNT: usize = 300;
+    let rt = runtime();
+    rt.block_on(async {
+        let listener = converse::tokio::listen("tcp://127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().socket_addr().unwrap();
+        let writer = spawn(move || {
+            let mut raw = raw_client(addr);
+            for i in 0..COUNT {
+                let wire = frame(&message(i, 3000));
+                // In three pieces, a moment apart.
+                let third = wire.len() / 3;
+                for piece in [&wire[..third], &wire[third..2 * third], &wire[2 * third..]] {
+                    write_all(&mut raw, piece);
+                    if i % 10 == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+            raw
+        });
+        let mut c = listener.accept().await.unwrap();
+        let mut next = 0;
+        let mut polls = 1;
+        let until = std::time::Instant::now() + 2 * T;
+        while next < COUNT {
+            assert!(std::time::Instant::now() < until, "{next} of {COUNT}");
+            let got = {
+                let fut = std::pin::pin!(c.recv());
+                poll_times(fut, polls).await
+            };
+            polls = polls % 7 + 1;
+            if let Some(got) = got {
+                assert_eq!(got.unwrap().unwrap(), message(next, 3000), "message {next}");
+                next += 1;
+            }
+        }
+        drop(writer.join());
+    });
+}
+
+/// A `send` future takes its message whole at its first poll: dropped
+/// after any number of polls, the message still arrives, once, whole and
+/// in order; a future never polled took nothing.
+#[test]
+fn a_send_dropped_at_any_poll_took_all_of_its_message_or_none() {
+    const COUNT: usize = 40;
+    let rt = runtime();
+    rt.block_on(async {
+        let listener = converse::tokio::listen("tcp://127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().socket_addr().unwrap();
+        // A reader that takes its time, so that sends wait for the socket.
+        let reader = spawn(move || {
+            let mut c = Conversation::new(converse::Tcp::connect_with(addr, &config()).unwrap());
+            let mut got = Vec::new();
+            while let Some(m) = c.recv().unwrap() {
+                got.push(m.to_vec());
+                if got.len() % 8 == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            got
+        });
+        let mut c = listener.accept().await.unwrap();
+        let mut expected = Vec::new();
+        for i in 0..COUNT {
+            let m = message(i, 1 << 20);
+            if i % 5 == 4 {
+                // Never polled: nothing taken.
+                drop(c.send(message(10_000 + i, 64)));
+                continue;
+            }
+            {
+                let fut = std::pin::pin!(c.send(&m));
+                let _ = poll_times(fut, 1 + i % 4).await;
+            }
+            expected.push(m);
+        }
+        c.flush().await.unwrap();
+        c.close().await.unwrap();
+        let got = reader.join();
+        assert_eq!(got.len(), expected.len());
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert!(
+                g == e,
+                "message {i}: {} bytes, expected {}",
+                g.len(),
+                e.len()
+            );
+        }
+    });
+}

@@ -11,6 +11,8 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
+#[cfg(unix)]
+use common::SocketPath;
 use common::*;
 use converse::{Conversation, Delivery, Error};
 
@@ -222,5 +224,130 @@ fn a_send_dropped_at_any_poll_took_all_of_its_message_or_none() {
                 e.len()
             );
         }
+    });
+}
+
+#[test]
+fn async_to_async_over_unix_sockets() {
+    let path = SocketPath::new("async");
+    let url = path.url("unix");
+    runtime().block_on(async {
+        let listener = converse::tokio::listen(&url).await.unwrap();
+        let server = tokio::spawn(async move {
+            let mut c = listener.accept().await.unwrap();
+            while let Some(m) = c.recv().await.unwrap() {
+                c.send(&m).await.unwrap();
+            }
+            c.close().await.unwrap()
+        });
+        let mut client = converse::tokio::connect(&url).await.unwrap();
+        for i in 0..100 {
+            let m = message(i, 200_000);
+            client.send(&m).await.unwrap();
+            assert_eq!(client.recv().await.unwrap().unwrap(), m);
+        }
+        assert_eq!(client.close().await.unwrap(), Delivery::Confirmed);
+        assert_eq!(server.await.unwrap(), Delivery::Confirmed);
+    });
+    // Datagrams are not on this driver yet: said, not faked.
+    runtime().block_on(async {
+        for url in ["udp://127.0.0.1:9", &path.url("unixgram")] {
+            match converse::tokio::connect(url).await {
+                Err(Error::Unsupported(_)) => {}
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    });
+}
+
+/// TLS and WebSocket over TLS, the async client against the blocking
+/// server: the handshake is the connection's, driven by tokio.
+#[cfg(feature = "tls")]
+#[test]
+fn async_client_and_blocking_server_over_tls_and_wss() {
+    for scheme in ["tls", "wss"] {
+        let server_config = config().with_tls_server(common::tls::server());
+        let listener =
+            converse::listen_with(&format!("{scheme}://127.0.0.1:0"), &server_config).unwrap();
+        let port = listener.local_addr().unwrap().socket_addr().unwrap().port();
+        let server = spawn(move || {
+            let mut c = listener.accept().unwrap();
+            while let Some(m) = c.recv().unwrap() {
+                c.send(&m).unwrap();
+            }
+            c.close().unwrap()
+        });
+        let client_config = converse::Config::new().with_tls_client(common::tls::client());
+        runtime().block_on(async {
+            let url = format!("{scheme}://localhost:{port}");
+            let mut client = converse::tokio::connect_with(&url, &client_config)
+                .await
+                .unwrap();
+            for i in 0..50 {
+                let m = message(i, 100_000);
+                client.send(&m).await.unwrap();
+                assert_eq!(client.recv().await.unwrap().unwrap(), m, "{scheme}");
+            }
+            assert_eq!(
+                client.close().await.unwrap(),
+                Delivery::Confirmed,
+                "{scheme}"
+            );
+        });
+        assert_eq!(server.join(), Delivery::Confirmed, "{scheme}");
+    }
+}
+
+/// A certificate the client does not trust fails `connect` with the
+/// typed TLS error, as on every driver.
+#[cfg(feature = "tls")]
+#[test]
+fn an_untrusted_certificate_fails_the_async_connect() {
+    let server_config = config().with_tls_server(common::tls::server());
+    let listener = converse::listen_with("tls://127.0.0.1:0", &server_config).unwrap();
+    let port = listener.local_addr().unwrap().socket_addr().unwrap().port();
+    let server = spawn(move || {
+        // The handshake runs with the first receive.
+        if let Ok(mut c) = listener.accept() {
+            let _ = c.recv();
+        }
+    });
+    runtime().block_on(async {
+        // The bundled roots: not the test CA.
+        match converse::tokio::connect(&format!("tls://localhost:{port}")).await {
+            Err(e @ Error::Tls { .. }) => assert!(e.to_string().contains("certificate"), "{e}"),
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("an untrusted certificate was taken"),
+        }
+    });
+    server.join();
+}
+
+/// NATS: publish and receive through a real server, from async code.
+#[cfg(feature = "nats")]
+#[test]
+fn async_nats_publishes_and_receives() {
+    if !common::nats::have_nats_server() {
+        return;
+    }
+    let nats = common::nats::NatsServer::start();
+    let url = nats.url("async.test");
+    runtime().block_on(async {
+        let mut a = converse::tokio::connect(&url).await.unwrap();
+        let mut b = converse::tokio::connect(&url).await.unwrap();
+        // Both subscribed once connected (CONNECT and SUB are answered by
+        // the server's PONG before `connect` returns).
+        for i in 0..20 {
+            a.send(format!("hello {i}")).await.unwrap();
+        }
+        for i in 0..20 {
+            let got = tokio::time::timeout(T, b.recv_text())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.as_deref(), Some(format!("hello {i}").as_str()));
+        }
+        a.close().await.unwrap();
+        b.close().await.unwrap();
     });
 }

@@ -4,9 +4,9 @@
 //! close and what each end means are the blocking driver's and the
 //! switchboard's, with no protocol code of its own here.
 //!
-//! This release drives the TCP-based schemes: `tcp://`, `tls://`, `ws://`,
-//! `wss://` and `nats://`. UDP and Unix sockets on tokio are still to
-//! come (they are refused with [`Error::Unsupported`]).
+//! This release drives every stream: `tcp://`, `tls://`, `ws://`, `wss://`,
+//! `nats://` and `unix://`. Datagrams on tokio (`udp://`, `unixgram://`)
+//! are still to come (refused with [`Error::Unsupported`]).
 //!
 //! **Cancellation is a promise.** A [`recv`](Conversation::recv) future
 //! dropped at any await point loses no message: whatever had arrived
@@ -62,13 +62,13 @@ use crate::url::{Place, Scheme};
 const READ_BUDGET: usize = 256 * 1024;
 
 /// Connects to a URL with the default [`Config`]: TCP, TLS, WebSocket
-/// (`ws`, `wss`) or NATS, as [`crate::connect`]. Returns once the
+/// (`ws`, `wss`), NATS or a Unix stream socket, as [`crate::connect`]. Returns once the
 /// handshakes (TLS, the WebSocket upgrade, NATS's `CONNECT`) are done.
 ///
 /// # Errors
 ///
 /// As [`crate::connect`]; [`Error::Unsupported`] for the schemes this
-/// driver does not have yet (`udp`, `unix`, `unixgram`).
+/// driver does not have yet (`udp`, `unixgram`).
 pub async fn connect(url: &str) -> Result<Conversation> {
     connect_with(url, &Config::default()).await
 }
@@ -82,6 +82,21 @@ pub async fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
     let parsed = crate::connect::parse(url, config, false)?;
     refuse_unsupported(&parsed.place, parsed.scheme)?;
     let recipe = Recipe::client(&parsed, config)?;
+    #[cfg(unix)]
+    if let Place::Path(path) = &parsed.place {
+        let peer = Addr::Unix(Some(path.clone()));
+        let connecting = tokio::net::UnixStream::connect(path);
+        let stream = match config.connect_timeout() {
+            Some(limit) => tokio::time::timeout(limit, connecting)
+                .await
+                .map_err(|_| Error::Timeout)?,
+            None => connecting.await,
+        }
+        .map_err(|e| Error::from_io(e, &peer))?;
+        let mut conversation = Conversation::new(Io::Unix(stream), &recipe, config, peer)?;
+        conversation.established().await?;
+        return Ok(conversation);
+    }
     let addrs = parsed.resolve()?;
     let mut last = None;
     for at in addrs {
@@ -99,7 +114,7 @@ pub async fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
         };
         match stream {
             Ok(stream) => {
-                let mut conversation = Conversation::new(stream, &recipe, config, peer)?;
+                let mut conversation = Conversation::new(Io::Tcp(stream), &recipe, config, peer)?;
                 conversation.established().await?;
                 return Ok(conversation);
             }
@@ -109,13 +124,14 @@ pub async fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
     Err(last.unwrap_or_else(|| crate::addr::no_address(url).into()))
 }
 
-/// Listens on a URL with the default [`Config`]: `tcp`, `tls`, `ws` or
-/// `wss` (a TLS listener needs the config's TLS server, so
+/// Listens on a URL with the default [`Config`]: `tcp`, `tls`, `ws`,
+/// `wss` or `unix` (a TLS listener needs the config's TLS server, so
 /// [`listen_with`]).
 ///
 /// # Errors
 ///
-/// As [`crate::listen`]; [`Error::Unsupported`] for `udp` and `unix`.
+/// As [`crate::listen`]; [`Error::Unsupported`] for `udp` and
+/// `unixgram`.
 pub async fn listen(url: &str) -> Result<Listener> {
     listen_with(url, &Config::default()).await
 }
@@ -128,6 +144,31 @@ pub async fn listen(url: &str) -> Result<Listener> {
 pub async fn listen_with(url: &str, config: &Config) -> Result<Listener> {
     let parsed = crate::connect::parse(url, config, true)?;
     refuse_unsupported(&parsed.place, parsed.scheme)?;
+    #[cfg(unix)]
+    if let Place::Path(path) = &parsed.place {
+        let recipe = Recipe::server(&parsed, config)?;
+        let bound = crate::transport::UnixListener::bind_with(path, config)?;
+        let (socket, local, config, file) = bound
+            .into_parts()
+            .ok_or(Error::Unsupported("a listener shared with another thread"))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| Error::from_io(e, &local))?;
+        let std: std::os::unix::net::UnixListener = socket.into();
+        let listener =
+            tokio::net::UnixListener::from_std(std).map_err(|e| Error::from_io(e, &local))?;
+        let file = file.and_then(|path| {
+            use std::os::unix::fs::MetadataExt;
+            let ino = std::fs::metadata(&path).ok()?.ino();
+            Some((path, ino))
+        });
+        return Ok(Listener {
+            listener: Accepting::Unix { listener, file },
+            local,
+            config,
+            recipe,
+        });
+    }
     let recipe = Recipe::server(&parsed, config)?;
     let listening =
         crate::transport::listener::Listening::bind(&parsed.resolve()?, recipe, config)?;
@@ -139,7 +180,7 @@ pub async fn listen_with(url: &str, config: &Config) -> Result<Listener> {
         .map_err(|e| Error::from_io(e, &local))?;
     let listener = TcpListener::from_std(socket.into()).map_err(|e| Error::from_io(e, &local))?;
     Ok(Listener {
-        listener,
+        listener: Accepting::Tcp(listener),
         local,
         config,
         recipe,
@@ -150,10 +191,40 @@ fn refuse_unsupported(place: &Place, scheme: Scheme) -> Result<()> {
     match (place, scheme) {
         (_, Scheme::Udp) => Err(Error::Unsupported("udp:// on the tokio driver (to come)")),
         #[cfg(unix)]
+        (Place::Path(_), Scheme::Unix) => Ok(()),
+        #[cfg(unix)]
         (Place::Path(_), _) => Err(Error::Unsupported(
-            "unix:// and unixgram:// on the tokio driver (to come)",
+            "unixgram:// on the tokio driver (to come)",
         )),
         _ => Ok(()),
+    }
+}
+
+/// A listening socket.
+#[derive(Debug)]
+enum Accepting {
+    Tcp(TcpListener),
+    #[cfg(unix)]
+    Unix {
+        listener: tokio::net::UnixListener,
+        /// The socket file and its inode, removed on drop.
+        file: Option<(std::path::PathBuf, u64)>,
+    },
+}
+
+impl Drop for Accepting {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Accepting::Unix {
+            file: Some((path, ino)),
+            ..
+        } = self
+        {
+            use std::os::unix::fs::MetadataExt;
+            if std::fs::metadata(&*path).is_ok_and(|m| m.ino() == *ino) {
+                let _ = std::fs::remove_file(&*path);
+            }
+        }
     }
 }
 
@@ -161,7 +232,7 @@ fn refuse_unsupported(place: &Place, scheme: Scheme) -> Result<()> {
 /// conversations whose handshakes are done.
 #[derive(Debug)]
 pub struct Listener {
-    listener: TcpListener,
+    listener: Accepting,
     local: Addr,
     config: Config,
     recipe: Recipe,
@@ -182,12 +253,18 @@ impl Listener {
     /// [`Error::is_transient`]).
     pub async fn accept(&self) -> Result<Conversation> {
         loop {
-            let (stream, at) = self
-                .listener
-                .accept()
-                .await
-                .map_err(|e| Error::from_io(e, &self.local))?;
-            let peer = self.recipe.addr(at);
+            let accepted = match &self.listener {
+                Accepting::Tcp(l) => l
+                    .accept()
+                    .await
+                    .map(|(stream, at)| (Io::Tcp(stream), self.recipe.addr(at))),
+                #[cfg(unix)]
+                Accepting::Unix { listener, .. } => listener
+                    .accept()
+                    .await
+                    .map(|(stream, _)| (Io::Unix(stream), Addr::Unix(None))),
+            };
+            let (stream, peer) = accepted.map_err(|e| Error::from_io(e, &self.local))?;
             let Ok(mut conversation) = Conversation::new(stream, &self.recipe, &self.config, peer)
             else {
                 continue;
@@ -209,7 +286,7 @@ impl Listener {
 /// means.
 #[derive(Debug)]
 pub struct Conversation {
-    stream: TcpStream,
+    stream: Io,
     conn: Conn,
     /// Messages that arrived and were not taken yet.
     inbox: VecDeque<Bytes>,
@@ -233,19 +310,18 @@ enum Ended {
 }
 
 impl Conversation {
-    fn new(
-        stream: TcpStream,
-        recipe: &Recipe,
-        config: &Config,
-        peer: Addr,
-    ) -> Result<Conversation> {
-        let socket = socket2::SockRef::from(&stream);
-        crate::transport::sockopt::tcp_stream(&socket, config)
-            .map_err(|e| Error::from_io(e, &peer))?;
-        let local = stream
-            .local_addr()
-            .map(|a: SocketAddr| recipe.addr(a))
-            .unwrap_or(Addr::Unknown);
+    fn new(stream: Io, recipe: &Recipe, config: &Config, peer: Addr) -> Result<Conversation> {
+        let local = match &stream {
+            Io::Tcp(tcp) => {
+                crate::transport::sockopt::tcp_stream(&stream.sock(), config)
+                    .map_err(|e| Error::from_io(e, &peer))?;
+                tcp.local_addr()
+                    .map(|a: SocketAddr| recipe.addr(a))
+                    .unwrap_or(Addr::Unknown)
+            }
+            #[cfg(unix)]
+            Io::Unix(_) => Addr::Unix(None),
+        };
         let settings = Settings::new(config, None);
         let conn = recipe.conn(&settings, peer.clone(), Instant::now())?;
         Ok(Conversation {
@@ -399,7 +475,10 @@ impl Conversation {
     /// Ends at once, discarding what is queued (a reset).
     pub fn abort(mut self) {
         self.conn.abort();
-        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(std::time::Duration::ZERO));
+        let _ = self
+            .stream
+            .sock()
+            .set_linger(Some(std::time::Duration::ZERO));
     }
 
     /// Drives the handshakes until the connection is established (or has
@@ -505,7 +584,7 @@ impl Conversation {
                     // Once our side has ended, a reset that came with the
                     // peer's end fails a close.
                     let ended = self.conn.link.ours() != Ours::Open;
-                    let socket = socket2::SockRef::from(&self.stream);
+                    let socket = self.stream.sock();
                     match socket.take_error().ok().flatten().filter(|_| ended) {
                         Some(e) => self.conn.on_error(Error::from_io(e, &self.peer)),
                         None => self.conn.on_eof(now),
@@ -539,14 +618,66 @@ impl Conversation {
             Err(e) => self.conn.on_error(Error::from_io(e, &self.peer)),
         }
         if self.conn.link.take_shutdown() {
-            let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
+            let _ = self.stream.sock().shutdown(std::net::Shutdown::Write);
+        }
+    }
+}
+
+/// The socket under a conversation.
+#[derive(Debug)]
+enum Io {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
+
+impl Io {
+    async fn ready(&self, interest: Interest) -> io::Result<tokio::io::Ready> {
+        match self {
+            Io::Tcp(s) => s.ready(interest).await,
+            #[cfg(unix)]
+            Io::Unix(s) => s.ready(interest).await,
+        }
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Io::Tcp(s) => s.try_read(buf),
+            #[cfg(unix)]
+            Io::Unix(s) => s.try_read(buf),
+        }
+    }
+
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Io::Tcp(s) => s.try_write(buf),
+            #[cfg(unix)]
+            Io::Unix(s) => s.try_write(buf),
+        }
+    }
+
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Io::Tcp(s) => s.try_write_vectored(bufs),
+            #[cfg(unix)]
+            Io::Unix(s) => s.try_write_vectored(bufs),
+        }
+    }
+
+    /// The socket, for what tokio does not say (its error, shutdown,
+    /// linger).
+    fn sock(&self) -> socket2::SockRef<'_> {
+        match self {
+            Io::Tcp(s) => socket2::SockRef::from(s),
+            #[cfg(unix)]
+            Io::Unix(s) => socket2::SockRef::from(s),
         }
     }
 }
 
 /// A tokio stream as a connection's sink: it takes what it can now.
 struct StreamSink<'a> {
-    stream: &'a TcpStream,
+    stream: &'a Io,
 }
 
 impl Sink for StreamSink<'_> {

@@ -351,3 +351,69 @@ fn async_nats_publishes_and_receives() {
         b.close().await.unwrap();
     });
 }
+
+#[allow(dead_code)]
+#[path = "../../examples/common/room.rs"]
+mod room;
+
+/// `chat_room_client_async` joins the room beside a blocking member: each
+/// hears the other, and it leaves at the end of its stdin.
+#[test]
+fn the_async_chat_client_joins_the_room() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let mut board = converse::Switchboard::with_config(&converse::Config::new()).unwrap();
+    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
+    let url = board.listener_addr(listener).unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut room = room::Room::new(board, room::Printer::none());
+        let _ = room.run();
+    });
+    let mut alice = converse::connect_with(&url, &config()).unwrap();
+    alice.send("alice").unwrap();
+
+    let exe = std::env::current_exe().unwrap();
+    let examples = exe.parent().unwrap().parent().unwrap().join("examples");
+    let mut carol = Command::new(examples.join("chat_room_client_async"))
+        .args(["--addr", &url, "--name", "carol"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = carol.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    assert_eq!(
+        alice.recv_text().unwrap().as_deref(),
+        Some("* carol joined")
+    );
+    let mut stdin = carol.stdin.take().unwrap();
+    writeln!(stdin, "hello from tokio").unwrap();
+    assert_eq!(
+        alice.recv_text().unwrap().as_deref(),
+        Some("carol: hello from tokio")
+    );
+    alice.send("hi, carol\u{1b}[2J").unwrap();
+    assert_eq!(
+        lines.recv_timeout(T).unwrap(),
+        "alice: hi, carol\\u{1b}[2J",
+        "shown with its escape visible"
+    );
+    drop(stdin);
+    assert_eq!(alice.recv_text().unwrap().as_deref(), Some("* carol left"));
+    let until = std::time::Instant::now() + T;
+    let status = loop {
+        if let Some(status) = carol.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < until, "carol did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+}

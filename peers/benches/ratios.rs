@@ -121,6 +121,22 @@ fn goals() -> Vec<Goal> {
             "tcp_stream_batched/converse-switchboard/64",
             "tcp_stream_batched/tokio-util/64",
         ),
+        // The async driver against what a tokio user would otherwise pick.
+        goal(
+            tcp::tcp_pingpong,
+            "tcp_pingpong/converse-tokio/64",
+            "tcp_pingpong/tokio-util/64",
+        ),
+        goal(
+            tcp::tcp_stream,
+            "tcp_stream/converse-tokio/64",
+            "tcp_stream/tokio-util/64",
+        ),
+        goal(
+            tcp::tcp_stream,
+            "tcp_stream/converse-tokio/65536",
+            "tcp_stream/tokio-util/65536",
+        ),
         goal(
             udp::udp_stream,
             "udp_stream/converse/64",

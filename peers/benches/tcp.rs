@@ -26,6 +26,17 @@ fn std_pair() -> (TcpStream, TcpStream) {
     (client, server)
 }
 
+/// A pair whose client end is a `converse::tokio` conversation (on `rt`)
+/// and whose server end a std stream.
+fn converse_tokio_pair(rt: &tokio::runtime::Runtime) -> (converse::tokio::Conversation, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", listener.local_addr().unwrap());
+    let client = rt.block_on(converse::tokio::connect(&url)).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    server.set_nodelay(true).unwrap();
+    (client, server)
+}
+
 /// One end of a pair as a converse conversation.
 fn converse_end(stream: TcpStream) -> converse::Conversation<converse::Tcp> {
     converse::Conversation::new(
@@ -242,6 +253,31 @@ pub fn tcp_pingpong(c: &mut Criterion) {
         }
 
         {
+            // The async driver, against the same tokio-util echo.
+            let rt = common::tokio_runtime();
+            let (mut client, server) = converse_tokio_pair(&rt);
+            let echo = thread::spawn(move || {
+                let rt = common::tokio_runtime();
+                let mut framed = tokio_framed(&rt, server);
+                rt.block_on(async {
+                    while let Some(Ok(m)) = framed.next().await {
+                        framed.send(m.freeze()).await.unwrap();
+                    }
+                });
+            });
+            group.bench_function(BenchmarkId::new("converse-tokio", size), |b| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        client.send(&payload).await.unwrap();
+                        client.recv().await.unwrap().unwrap()
+                    })
+                })
+            });
+            drop(client);
+            echo.join().unwrap();
+        }
+
+        {
             let (client, server) = std_pair();
             let echo = thread::spawn(move || {
                 let rt = common::tokio_runtime();
@@ -416,6 +452,25 @@ pub fn tcp_stream(c: &mut Criterion) {
             sink.stop();
         }
 
+        {
+            // The async driver, into the same tokio-util reader.
+            let rt = common::tokio_runtime();
+            let (mut client, server) = converse_tokio_pair(&rt);
+            let sink = tokio_sink(server);
+            group.bench_function(BenchmarkId::new("converse-tokio", size), |b| {
+                b.iter_custom(|n| {
+                    sink.time(n, || {
+                        rt.block_on(async {
+                            for _ in 0..n {
+                                client.send(&payload).await.unwrap();
+                            }
+                        })
+                    })
+                })
+            });
+            drop(client);
+            sink.stop();
+        }
         {
             let (client, server) = std_pair();
             let sink = tokio_sink(server);

@@ -35,7 +35,7 @@
 //! | `nats` | on | `nats://`: a subject of a NATS server ([`nats`]) |
 //! | `serde` | off | typed messages: `send_value` / `recv_value`, encoded with postcard (the `value` module) |
 //! | `tracing` | off | a span per conversation; events for handshakes, ends (slow consumers, deadlines, failures), accept errors, reconnects and UDP datagrams dropped, for any `tracing` subscriber |
-//! | `tokio` | off | the same conversations from async code ([`tokio`]: every stream so far (TCP, TLS, WebSocket, NATS, Unix), cancellation-safe); converse's framings as tokio-util codecs ([`codec::tokio`]) |
+//! | `tokio` | off | the same conversations from async code ([`tokio`]: every transport connects, every stream listens; cancellation-safe); converse's framings as tokio-util codecs ([`codec::tokio`]) |
 //!
 //! Without default features the crate is the small core: TCP, UDP, Unix
 //! sockets, the in-memory pair and the switchboard.

@@ -67,6 +67,12 @@ impl Datagrams {
         }
     }
 
+    /// The peer.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn peer(&self) -> &Addr {
+        &self.peer
+    }
+
     pub(crate) fn max_message_len(&self) -> usize {
         self.max
     }

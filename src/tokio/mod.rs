@@ -4,9 +4,11 @@
 //! close and what each end means are the blocking driver's and the
 //! switchboard's, with no protocol code of its own here.
 //!
-//! This release drives every stream: `tcp://`, `tls://`, `ws://`, `wss://`,
-//! `nats://` and `unix://`. Datagrams on tokio (`udp://`, `unixgram://`)
-//! are still to come (refused with [`Error::Unsupported`]).
+//! Every transport connects: `tcp://`, `tls://`, `ws://`, `wss://`,
+//! `nats://`, `unix://`, and the datagram clients `udp://` and
+//! `unixgram://`; every stream listens. A UDP listener (the
+//! demultiplexer) on tokio is still to come (refused with
+//! [`Error::Unsupported`]).
 //!
 //! **Cancellation is a promise.** A [`recv`](Conversation::recv) future
 //! dropped at any await point loses no message: whatever had arrived
@@ -39,36 +41,29 @@
 //! # }
 //! ```
 
-use std::collections::VecDeque;
-use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
-use std::task::Poll;
-use std::time::Instant;
+mod datagram;
+mod stream;
 
 use bytes::Bytes;
-use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 
+use self::datagram::DatagramConv;
+use self::stream::{Io, StreamConv};
 use crate::addr::Addr;
 use crate::config::Config;
-use crate::connection::link::{Ours, Sink};
-use crate::connection::{Conn, Delivery, End, Settings};
+use crate::connection::Delivery;
 use crate::error::{Error, Result};
 use crate::transport::recipe::Recipe;
 use crate::url::{Place, Scheme};
 
-/// How much one turn reads before it lets the program have what came.
-const READ_BUDGET: usize = 256 * 1024;
-
 /// Connects to a URL with the default [`Config`]: TCP, TLS, WebSocket
-/// (`ws`, `wss`), NATS or a Unix stream socket, as [`crate::connect`]. Returns once the
+/// (`ws`, `wss`), NATS, a Unix stream socket, UDP or a Unix datagram
+/// socket, as [`crate::connect`]. Returns once the
 /// handshakes (TLS, the WebSocket upgrade, NATS's `CONNECT`) are done.
 ///
 /// # Errors
 ///
-/// As [`crate::connect`]; [`Error::Unsupported`] for the schemes this
-/// driver does not have yet (`udp`, `unixgram`).
+/// As [`crate::connect`].
 pub async fn connect(url: &str) -> Result<Conversation> {
     connect_with(url, &Config::default()).await
 }
@@ -80,7 +75,26 @@ pub async fn connect(url: &str) -> Result<Conversation> {
 /// As [`connect`].
 pub async fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
     let parsed = crate::connect::parse(url, config, false)?;
-    refuse_unsupported(&parsed.place, parsed.scheme)?;
+    // Datagrams: the blocking driver's socket (connecting a datagram
+    // socket does not wait), then tokio's.
+    let datagram = match (&parsed.place, parsed.scheme) {
+        (_, Scheme::Udp) => Some((
+            crate::transport::udp::connect_any(&parsed.resolve()?, config)?.into_parts(),
+            false,
+        )),
+        #[cfg(unix)]
+        (Place::Path(path), Scheme::Unixgram) => Some((
+            crate::transport::UnixDatagram::connect_with(path, config)?.into_parts(),
+            true,
+        )),
+        _ => None,
+    };
+    if let Some((parts, unix)) = datagram {
+        let parts = parts.ok_or(Error::Unsupported("a socket shared with another thread"))?;
+        return Ok(Conversation {
+            inner: Inner::Datagram(Box::new(DatagramConv::new(parts, unix)?)),
+        });
+    }
     let recipe = Recipe::client(&parsed, config)?;
     #[cfg(unix)]
     if let Place::Path(path) = &parsed.place {
@@ -93,9 +107,9 @@ pub async fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
             None => connecting.await,
         }
         .map_err(|e| Error::from_io(e, &peer))?;
-        let mut conversation = Conversation::new(Io::Unix(stream), &recipe, config, peer)?;
+        let mut conversation = StreamConv::new(Io::Unix(stream), &recipe, config, peer)?;
         conversation.established().await?;
-        return Ok(conversation);
+        return Ok(Conversation::stream(conversation));
     }
     let addrs = parsed.resolve()?;
     let mut last = None;
@@ -114,9 +128,9 @@ pub async fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
         };
         match stream {
             Ok(stream) => {
-                let mut conversation = Conversation::new(Io::Tcp(stream), &recipe, config, peer)?;
+                let mut conversation = StreamConv::new(Io::Tcp(stream), &recipe, config, peer)?;
                 conversation.established().await?;
-                return Ok(conversation);
+                return Ok(Conversation::stream(conversation));
             }
             Err(e) => last = Some(Error::from_io(e, &peer)),
         }
@@ -189,12 +203,14 @@ pub async fn listen_with(url: &str, config: &Config) -> Result<Listener> {
 
 fn refuse_unsupported(place: &Place, scheme: Scheme) -> Result<()> {
     match (place, scheme) {
-        (_, Scheme::Udp) => Err(Error::Unsupported("udp:// on the tokio driver (to come)")),
+        (_, Scheme::Udp) => Err(Error::Unsupported(
+            "a udp:// listener on the tokio driver (to come; a udp:// client is here)",
+        )),
         #[cfg(unix)]
         (Place::Path(_), Scheme::Unix) => Ok(()),
         #[cfg(unix)]
         (Place::Path(_), _) => Err(Error::Unsupported(
-            "unixgram:// on the tokio driver (to come)",
+            "unixgram:// listening on the tokio driver (to come)",
         )),
         _ => Ok(()),
     }
@@ -265,12 +281,12 @@ impl Listener {
                     .map(|(stream, _)| (Io::Unix(stream), Addr::Unix(None))),
             };
             let (stream, peer) = accepted.map_err(|e| Error::from_io(e, &self.local))?;
-            let Ok(mut conversation) = Conversation::new(stream, &self.recipe, &self.config, peer)
+            let Ok(mut conversation) = StreamConv::new(stream, &self.recipe, &self.config, peer)
             else {
                 continue;
             };
             if conversation.established().await.is_ok() {
-                return Ok(conversation);
+                return Ok(Conversation::stream(conversation));
             }
         }
     }
@@ -286,85 +302,53 @@ impl Listener {
 /// means.
 #[derive(Debug)]
 pub struct Conversation {
-    stream: Io,
-    conn: Conn,
-    /// Messages that arrived and were not taken yet.
-    inbox: VecDeque<Bytes>,
-    scratch: Box<[u8]>,
-    peer: Addr,
-    local: Addr,
-    /// How it ended, once known: see [`Ended`].
-    ended: Option<Ended>,
+    inner: Inner,
 }
 
-/// What became of a conversation's end once it was seen.
 #[derive(Debug)]
-enum Ended {
-    /// The peer's clean end: every `recv` says `Ok(None)`; we may still
-    /// send.
-    Peer,
-    /// A failure not yet told to the program.
-    Failed(Error),
-    /// Told, or closed here: `Error::Closed` from now on.
-    Over,
+enum Inner {
+    Stream(Box<StreamConv>),
+    Datagram(Box<DatagramConv>),
 }
 
 impl Conversation {
-    fn new(stream: Io, recipe: &Recipe, config: &Config, peer: Addr) -> Result<Conversation> {
-        let local = match &stream {
-            Io::Tcp(tcp) => {
-                crate::transport::sockopt::tcp_stream(&stream.sock(), config)
-                    .map_err(|e| Error::from_io(e, &peer))?;
-                tcp.local_addr()
-                    .map(|a: SocketAddr| recipe.addr(a))
-                    .unwrap_or(Addr::Unknown)
-            }
-            #[cfg(unix)]
-            Io::Unix(_) => Addr::Unix(None),
-        };
-        let settings = Settings::new(config, None);
-        let conn = recipe.conn(&settings, peer.clone(), Instant::now())?;
-        Ok(Conversation {
-            stream,
-            conn,
-            inbox: VecDeque::new(),
-            scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
-            peer,
-            local,
-            ended: None,
-        })
+    fn stream(conversation: StreamConv) -> Conversation {
+        Conversation {
+            inner: Inner::Stream(Box::new(conversation)),
+        }
     }
 
     /// The peer.
     pub fn peer_addr(&self) -> &Addr {
-        &self.peer
+        match &self.inner {
+            Inner::Stream(c) => c.peer_addr(),
+            Inner::Datagram(c) => c.peer_addr(),
+        }
     }
 
     /// Our side's address.
     pub fn local_addr(&self) -> &Addr {
-        &self.local
+        match &self.inner {
+            Inner::Stream(c) => c.local_addr(),
+            Inner::Datagram(c) => c.local_addr(),
+        }
     }
 
     /// The next message; `Ok(None)` at the peer's clean end (between
-    /// messages). Cancel-safe: see the [module docs](self).
+    /// messages; over UDP, after the idle timeout). Cancel-safe: see the
+    /// [module docs](self).
     ///
     /// # Errors
     ///
     /// As [`crate::Conversation::recv`]: the typed end of a conversation
-    /// that failed (a message too large, a missed deadline, a reset …),
-    /// [`Error::Closed`] after a close or an earlier end.
+    /// that failed (a message too large, a missed deadline, a reset …);
+    /// over datagrams [`Error::Truncated`] and
+    /// [`Error::PeerUnreachable`], after which it goes on;
+    /// [`Error::Closed`] after an earlier end.
     pub async fn recv(&mut self) -> Result<Option<Bytes>> {
-        loop {
-            if let Some(message) = self.inbox.pop_front() {
-                return Ok(Some(message));
-            }
-            self.poll_end();
-            match &self.ended {
-                Some(Ended::Peer) => return Ok(None),
-                Some(_) => return Err(self.take_failure()),
-                None => {}
-            }
-            self.turn().await;
+        match &mut self.inner {
+            Inner::Stream(c) => c.recv().await,
+            Inner::Datagram(c) => c.recv().await,
         }
     }
 
@@ -420,13 +404,10 @@ impl Conversation {
     }
 
     fn take(&mut self, msg: &[u8], text: bool) -> Result<()> {
-        self.poll_end();
-        if matches!(self.ended, Some(Ended::Failed(_) | Ended::Over)) {
-            return Err(self.take_failure());
+        match &mut self.inner {
+            Inner::Stream(c) => c.take(msg, text),
+            Inner::Datagram(c) => c.take(msg),
         }
-        // No outbox bound here: the message is queued whole, now, and the
-        // future awaits only its writing.
-        self.conn.send(msg, text).map(drop)
     }
 
     /// Waits until everything sent has been taken by the socket.
@@ -436,256 +417,33 @@ impl Conversation {
     ///
     /// The conversation's end, typed, if it fails meanwhile.
     pub async fn flush(&mut self) -> Result<()> {
-        loop {
-            self.write_now();
-            if self.conn.queued() == 0 {
-                return Ok(());
-            }
-            self.poll_end();
-            if matches!(self.ended, Some(Ended::Failed(_) | Ended::Over))
-                || self.conn.link.is_down()
-            {
-                return Err(self.take_failure());
-            }
-            self.turn().await;
+        match &mut self.inner {
+            Inner::Stream(c) => c.flush().await,
+            Inner::Datagram(c) => c.flush().await,
         }
     }
 
     /// Closes gracefully, as [`crate::Conversation::close`]: writes what is
-    /// queued, ends our side, and waits for the peer's end within the
-    /// linger time; says what is known of delivery.
+    /// queued, ends our side, and (over a stream) waits for the peer's end
+    /// within the linger time; says what is known of delivery.
     ///
     /// # Errors
     ///
     /// [`Error::ConnectionReset`] when the peer reset with our messages
     /// unread, [`Error::Unsent`] when they could not be written in time, or
     /// the conversation's earlier failure.
-    pub async fn close(mut self) -> Result<Delivery> {
-        self.conn.close(Instant::now());
-        loop {
-            if let Some(outcome) = self.conn.link.poll_close() {
-                return outcome;
-            }
-            // What arrives now is discarded.
-            self.inbox.clear();
-            self.turn().await;
+    pub async fn close(self) -> Result<Delivery> {
+        match self.inner {
+            Inner::Stream(c) => c.close().await,
+            Inner::Datagram(c) => c.close().await,
         }
     }
 
-    /// Ends at once, discarding what is queued (a reset).
-    pub fn abort(mut self) {
-        self.conn.abort();
-        let _ = self
-            .stream
-            .sock()
-            .set_linger(Some(std::time::Duration::ZERO));
-    }
-
-    /// Drives the handshakes until the connection is established (or has
-    /// ended).
-    async fn established(&mut self) -> Result<()> {
-        loop {
-            self.write_now();
-            if self.conn.link.is_established() {
-                if self.conn.link.poll_established() {
-                    self.conn.tx.learn(&self.conn.link);
-                }
-                return Ok(());
-            }
-            self.poll_end();
-            if self.ended.is_some() {
-                return Err(self.take_failure());
-            }
-            self.turn().await;
+    /// Ends at once, discarding what is queued (over a stream, a reset).
+    pub fn abort(self) {
+        match self.inner {
+            Inner::Stream(c) => c.abort(),
+            Inner::Datagram(c) => c.abort(),
         }
-    }
-
-    /// Notes the connection's end, if it has come (it is reported once).
-    fn poll_end(&mut self) {
-        if self.ended.is_none() {
-            self.ended = self.conn.link.poll_end().map(|end| match end {
-                End::Peer => Ended::Peer,
-                End::Failed(e) => Ended::Failed(e),
-                End::Closed(_) | End::Aborted | End::Idle => Ended::Over,
-            });
-        }
-    }
-
-    /// The failure to tell, once; [`Error::Closed`] after that (or for an
-    /// end that was no failure).
-    fn take_failure(&mut self) -> Error {
-        match self.ended.replace(Ended::Over) {
-            Some(Ended::Failed(e)) => e,
-            Some(Ended::Peer) => {
-                self.ended = Some(Ended::Peer);
-                Error::Closed
-            }
-            _ => Error::Closed,
-        }
-    }
-
-    /// One turn: waits for the socket (readable, and writable when there
-    /// is output) or the connection's next deadline, then does what is
-    /// ready, without waiting. Everything that changes happens after the
-    /// wait, in one go: dropped at its await, a turn changes nothing.
-    async fn turn(&mut self) {
-        // What is ready to go goes first (a close's end of stream too):
-        // the wait below may be for the peer's answer to it.
-        self.write_now();
-        let deadline = self.conn.poll_timeout();
-        let interest = if self.conn.link.wants_write() {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        let woke = {
-            let mut ready = std::pin::pin!(self.stream.ready(interest));
-            let mut sleep = std::pin::pin!(async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            });
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(ready) = ready.as_mut().poll(cx) {
-                    return Poll::Ready(Some(ready));
-                }
-                sleep.as_mut().poll(cx).map(|()| None)
-            })
-            .await
-        };
-        match woke {
-            Some(Ok(ready)) => {
-                if ready.is_writable() {
-                    self.write_now();
-                }
-                if ready.is_readable() || ready.is_read_closed() {
-                    self.read_now();
-                }
-            }
-            Some(Err(e)) => self.conn.on_error(Error::from_io(e, &self.peer)),
-            // The deadline: handled below.
-            None => {}
-        }
-        self.conn.handle_timeout(Instant::now());
-        if self.conn.link.poll_established() {
-            self.conn.tx.learn(&self.conn.link);
-        }
-        self.write_now();
-    }
-
-    /// Reads what the socket has, without waiting.
-    fn read_now(&mut self) {
-        let now = Instant::now();
-        let mut taken = 0;
-        while taken < READ_BUDGET && !self.conn.link.is_down() && !self.conn.link.is_eof() {
-            match self.stream.try_read(&mut self.scratch) {
-                Ok(0) => {
-                    // Once our side has ended, a reset that came with the
-                    // peer's end fails a close.
-                    let ended = self.conn.link.ours() != Ours::Open;
-                    let socket = self.stream.sock();
-                    match socket.take_error().ok().flatten().filter(|_| ended) {
-                        Some(e) => self.conn.on_error(Error::from_io(e, &self.peer)),
-                        None => self.conn.on_eof(now),
-                    }
-                    return;
-                }
-                Ok(n) => {
-                    taken += n;
-                    let inbox = &mut self.inbox;
-                    self.conn
-                        .on_bytes(&self.scratch[..n], now, &mut |m| inbox.push_back(m));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.conn.on_error(Error::from_io(e, &self.peer));
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Writes what the connection has for the socket, without waiting.
-    fn write_now(&mut self) {
-        let mut sink = StreamSink {
-            stream: &self.stream,
-        };
-        match self.conn.link.transmit(&mut sink) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => self.conn.on_error(Error::from_io(e, &self.peer)),
-        }
-        if self.conn.link.take_shutdown() {
-            let _ = self.stream.sock().shutdown(std::net::Shutdown::Write);
-        }
-    }
-}
-
-/// The socket under a conversation.
-#[derive(Debug)]
-enum Io {
-    Tcp(TcpStream),
-    #[cfg(unix)]
-    Unix(tokio::net::UnixStream),
-}
-
-impl Io {
-    async fn ready(&self, interest: Interest) -> io::Result<tokio::io::Ready> {
-        match self {
-            Io::Tcp(s) => s.ready(interest).await,
-            #[cfg(unix)]
-            Io::Unix(s) => s.ready(interest).await,
-        }
-    }
-
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Io::Tcp(s) => s.try_read(buf),
-            #[cfg(unix)]
-            Io::Unix(s) => s.try_read(buf),
-        }
-    }
-
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Io::Tcp(s) => s.try_write(buf),
-            #[cfg(unix)]
-            Io::Unix(s) => s.try_write(buf),
-        }
-    }
-
-    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Io::Tcp(s) => s.try_write_vectored(bufs),
-            #[cfg(unix)]
-            Io::Unix(s) => s.try_write_vectored(bufs),
-        }
-    }
-
-    /// The socket, for what tokio does not say (its error, shutdown,
-    /// linger).
-    fn sock(&self) -> socket2::SockRef<'_> {
-        match self {
-            Io::Tcp(s) => socket2::SockRef::from(s),
-            #[cfg(unix)]
-            Io::Unix(s) => socket2::SockRef::from(s),
-        }
-    }
-}
-
-/// A tokio stream as a connection's sink: it takes what it can now.
-struct StreamSink<'a> {
-    stream: &'a Io,
-}
-
-impl Sink for StreamSink<'_> {
-    fn put(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.stream.try_write(bytes)
-    }
-
-    fn put_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.stream.try_write_vectored(bufs)
     }
 }

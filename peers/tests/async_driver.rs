@@ -490,3 +490,33 @@ fn the_async_chat_client_joins_the_room() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// The connection's deadlines are tokio timers: a message that does not
+/// come whole within the per-message deadline ends the conversation with
+/// the typed error, as on every driver.
+#[test]
+fn a_message_past_its_deadline_fails_on_tokio_too() {
+    runtime().block_on(async {
+        let config = converse::Config::new().with_message_deadline(Duration::from_millis(200));
+        let listener = converse::tokio::listen_with("tcp://127.0.0.1:0", &config)
+            .await
+            .unwrap();
+        let addr = listener.local_addr().socket_addr().unwrap();
+        let writer = spawn(move || {
+            let mut raw = raw_client(addr);
+            // Half a message, and no more.
+            write_all(&mut raw, &frame(b"never finished")[..8]);
+            std::thread::sleep(Duration::from_secs(1));
+            raw
+        });
+        let mut c = listener.accept().await.unwrap();
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(T, c.recv()).await.unwrap() {
+            Err(Error::DeadlineExceeded { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        assert!(matches!(c.recv().await, Err(Error::Closed)));
+        drop(writer.join());
+    });
+}

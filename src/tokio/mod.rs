@@ -4,6 +4,10 @@
 //! close and what each end means are the blocking driver's and the
 //! switchboard's, with no protocol code of its own here.
 //!
+//! It runs on a tokio runtime with both its I/O and time drivers (what
+//! `#[tokio::main]` builds; `Builder::enable_all`): the connection's
+//! deadlines are tokio timers.
+//!
 //! Every transport connects: `tcp://`, `tls://`, `ws://`, `wss://`,
 //! `nats://`, `unix://`, and the datagram clients `udp://` and
 //! `unixgram://`; every stream listens. A UDP listener (the

@@ -26,8 +26,10 @@ pub fn throughput(n: u64, size: usize) -> Throughput {
 
 /// A single-threaded tokio runtime, as a blocking program would use.
 pub fn tokio_runtime() -> tokio::runtime::Runtime {
+    // I/O and timers, as `#[tokio::main]` gives (converse::tokio needs
+    // both; the peers run on the same runtime).
     tokio::runtime::Builder::new_current_thread()
-        .enable_io()
+        .enable_all()
         .build()
         .expect("a tokio runtime")
 }

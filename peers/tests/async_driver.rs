@@ -520,3 +520,57 @@ fn a_message_past_its_deadline_fails_on_tokio_too() {
         drop(writer.join());
     });
 }
+
+/// A client that never finishes its handshake holds up nobody: `accept`
+/// hands it out at once, its handshake fails on its own task (past the
+/// handshake timeout, typed), and the next client is served meanwhile.
+#[cfg(feature = "tls")]
+#[test]
+fn a_silent_handshake_holds_up_nobody() {
+    runtime().block_on(async {
+        let server_config = converse::Config::new()
+            .with_tls_server(common::tls::server())
+            .with_handshake_timeout(Duration::from_secs(3));
+        let listener = converse::tokio::listen_with("tls://127.0.0.1:0", &server_config)
+            .await
+            .unwrap();
+        let port = listener.local_addr().socket_addr().unwrap().port();
+        // Says nothing: no ClientHello.
+        let silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut first = tokio::time::timeout(T, listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&failed);
+        let pending = tokio::spawn(async move {
+            let outcome = first.handshake().await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            outcome
+        });
+        let honest = spawn(move || {
+            let client_config = config().with_tls_client(common::tls::client());
+            let mut c =
+                converse::connect_with(&format!("tls://localhost:{port}"), &client_config).unwrap();
+            c.send("hello").unwrap();
+            c.recv_text().unwrap()
+        });
+        let mut c = tokio::time::timeout(T, listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let m = c.recv().await.unwrap().unwrap();
+        c.send(&m).await.unwrap();
+        // Served while the silent one still waits for its hello.
+        assert!(!failed.load(std::sync::atomic::Ordering::SeqCst));
+        let reply = tokio::task::spawn_blocking(move || honest.join())
+            .await
+            .unwrap();
+        assert_eq!(reply.as_deref(), Some("hello"));
+        match tokio::time::timeout(T, pending).await.unwrap().unwrap() {
+            Err(e) => assert!(matches!(e, Error::Timeout | Error::Tls { .. }), "{e:?}"),
+            Ok(()) => panic!("a silent client completed a handshake"),
+        }
+        drop(silent);
+    });
+}

@@ -259,13 +259,15 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// The next conversation, its handshakes done (each within the
-    /// config's handshake timeout). A connection whose handshake fails
-    /// is skipped, not returned: the listener goes on.
+    /// The next conversation, at once: its handshakes (TLS, the WebSocket
+    /// upgrade) run with its first `recv`, `send` or
+    /// [`handshake`](Conversation::handshake), each within the config's
+    /// handshake timeout, on whichever task serves it, so a slow or
+    /// silent client holds up nobody else; a failed handshake is that
+    /// conversation's typed error.
     ///
     /// Cancel-safe: dropped, it loses no connection (they wait in the
-    /// kernel's queue), though one whose handshake was under way is
-    /// closed.
+    /// kernel's queue).
     ///
     /// # Errors
     ///
@@ -285,11 +287,8 @@ impl Listener {
                     .map(|(stream, _)| (Io::Unix(stream), Addr::Unix(None))),
             };
             let (stream, peer) = accepted.map_err(|e| Error::from_io(e, &self.local))?;
-            let Ok(mut conversation) = StreamConv::new(stream, &self.recipe, &self.config, peer)
-            else {
-                continue;
-            };
-            if conversation.established().await.is_ok() {
+            // A connection dead before it was taken is skipped.
+            if let Ok(conversation) = StreamConv::new(stream, &self.recipe, &self.config, peer) {
                 return Ok(Conversation::stream(conversation));
             }
         }
@@ -319,6 +318,21 @@ impl Conversation {
     fn stream(conversation: StreamConv) -> Conversation {
         Conversation {
             inner: Inner::Stream(Box::new(conversation)),
+        }
+    }
+
+    /// Completes the handshakes now (TLS, the WebSocket upgrade, NATS's
+    /// `CONNECT`), if they are not done; otherwise they run with the
+    /// first `recv` or `send`. `connect` returns with them done.
+    ///
+    /// # Errors
+    ///
+    /// The handshake's typed error ([`Error::Tls`], [`Error::WebSocket`],
+    /// [`Error::Timeout`] past the handshake timeout …).
+    pub async fn handshake(&mut self) -> Result<()> {
+        match &mut self.inner {
+            Inner::Stream(c) => c.established().await,
+            Inner::Datagram(_) => Ok(()),
         }
     }
 

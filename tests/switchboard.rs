@@ -188,13 +188,7 @@ fn a_peer_that_never_reads_is_dropped_and_nobody_waits_for_it() {
     const MEMBERS: usize = 20;
     const MESSAGES: usize = 3000;
     let config = config().with_max_backlog(64 * 1024).with_backlog(64);
-    let mut board = Switchboard::with_config(&config).unwrap();
-    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
-    let addr = board
-        .listener_addr(listener)
-        .unwrap()
-        .socket_addr()
-        .unwrap();
+    let (mut board, addr) = board_on_tcp(&config);
     // Readers read everything; one member never reads.
     let readers: Vec<_> = (0..MEMBERS)
         .map(|_| {
@@ -311,13 +305,7 @@ fn stats_count_the_bytes_each_way() {
 #[test]
 fn try_send_lets_the_caller_decide_and_says_when_it_drained() {
     let config = config().with_max_backlog(16 * 1024);
-    let mut board = Switchboard::with_config(&config).unwrap();
-    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
-    let addr = board
-        .listener_addr(listener)
-        .unwrap()
-        .socket_addr()
-        .unwrap();
+    let (mut board, addr) = board_on_tcp(&config);
     let mut raw = raw_client(addr);
     let id = accepted(&mut board);
     // Fill the socket's buffers and the outbox.
@@ -406,13 +394,7 @@ fn udp_peers_silent_for_the_idle_timeout_end() {
 fn a_thousand_conversations_at_once() {
     const N: usize = 1000;
     let config = config().with_backlog(1024);
-    let mut board = Switchboard::with_config(&config).unwrap();
-    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
-    let addr = board
-        .listener_addr(listener)
-        .unwrap()
-        .socket_addr()
-        .unwrap();
+    let (mut board, addr) = board_on_tcp(&config);
     let (done_tx, done) = std::sync::mpsc::channel();
     let clients = spawn(move || {
         let mut conns: Vec<std::net::TcpStream> = (0..N).map(|_| raw_client(addr)).collect();
@@ -545,13 +527,7 @@ fn workers_answer_for_the_serving_thread() {
 fn a_shutdown_closes_everything_within_the_linger_time() {
     let linger = Duration::from_millis(300);
     let config = config().with_linger(linger);
-    let mut board = Switchboard::with_config(&config).unwrap();
-    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
-    let addr = board
-        .listener_addr(listener)
-        .unwrap()
-        .socket_addr()
-        .unwrap();
+    let (mut board, addr) = board_on_tcp(&config);
     // One peer ends when it sees our end; one never does.
     let mut polite = raw_client(addr);
     let _silent = raw_client(addr);
@@ -687,13 +663,7 @@ fn an_oversize_datagram_is_lost_and_the_conversation_goes_on() {
 #[test]
 fn a_paused_conversation_pushes_back_on_its_peer_and_loses_nothing() {
     let config = config();
-    let mut board = Switchboard::with_config(&config).unwrap();
-    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
-    let addr = board
-        .listener_addr(listener)
-        .unwrap()
-        .socket_addr()
-        .unwrap();
+    let (mut board, addr) = board_on_tcp(&config);
     let mut raw = raw_client(addr);
     write_all(&mut raw, &frame(b"first"));
     let mut id = None;
@@ -772,13 +742,7 @@ fn a_paused_conversation_pushes_back_on_its_peer_and_loses_nothing() {
 #[test]
 fn a_message_under_way_is_not_failed_for_the_time_it_was_paused() {
     let config = config().with_message_deadline(Duration::from_secs(1));
-    let mut board = Switchboard::with_config(&config).unwrap();
-    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
-    let addr = board
-        .listener_addr(listener)
-        .unwrap()
-        .socket_addr()
-        .unwrap();
+    let (mut board, addr) = board_on_tcp(&config);
     let mut raw = raw_client(addr);
     write_all(&mut raw, &frame(b"hello"));
     let mut id = None;
@@ -901,13 +865,7 @@ fn unfinished_messages_together_stay_within_the_memory_budget() {
         .with_max_message_len(MAX)
         .with_memory_budget(BUDGET)
         .with_backlog(64);
-    let mut board = Switchboard::with_config(&config).unwrap();
-    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
-    let addr = board
-        .listener_addr(listener)
-        .unwrap()
-        .socket_addr()
-        .unwrap();
+    let (mut board, addr) = board_on_tcp(&config);
     // Eight peers each declare a whole message and send most of it:
     // 7 MiB in all, each within its own bound.
     let mut hostile = Vec::new();
@@ -981,13 +939,7 @@ fn a_send_past_the_memory_budget_ends_the_largest_holder() {
         .with_max_message_len(256 * 1024)
         .with_max_backlog(BUDGET)
         .with_memory_budget(BUDGET);
-    let mut board = Switchboard::with_config(&config).unwrap();
-    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
-    let addr = board
-        .listener_addr(listener)
-        .unwrap()
-        .socket_addr()
-        .unwrap();
+    let (mut board, addr) = board_on_tcp(&config);
     let _stuck = raw_client(addr);
     let stuck = accepted(&mut board);
     let mut other = raw_client(addr);
@@ -1051,13 +1003,7 @@ fn a_memory_budget_below_the_largest_message_is_refused() {
 
 #[test]
 fn written_counts_what_reached_the_socket() {
-    let mut board = Switchboard::with_config(&config()).unwrap();
-    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
-    let addr = board
-        .listener_addr(listener)
-        .unwrap()
-        .socket_addr()
-        .unwrap();
+    let (mut board, addr) = board_on_tcp(&config());
     let mut raw = raw_client(addr);
     let id = accepted(&mut board);
     assert_eq!(board.written(id), Some(0));

@@ -78,6 +78,20 @@ pub fn run_until(
     }
 }
 
+/// A switchboard with `config`, listening on TCP (port 0): it, and the
+/// listener's address.
+#[allow(dead_code)]
+pub fn board_on_tcp(config: &Config) -> (converse::Switchboard, SocketAddr) {
+    let mut board = converse::Switchboard::with_config(config).unwrap();
+    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
+    let addr = board
+        .listener_addr(listener)
+        .unwrap()
+        .socket_addr()
+        .unwrap();
+    (board, addr)
+}
+
 /// Runs `board` until a conversation is accepted: its id.
 #[allow(dead_code)]
 pub fn accepted(board: &mut converse::Switchboard) -> converse::switchboard::Id {

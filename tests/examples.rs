@@ -988,6 +988,27 @@ fn chat_room_client_is_named_as_the_login_user_without_name() {
     );
 }
 
+/// Alice and bob in `room` (TCP), and a member with a tiny receive window
+/// that never reads; each join heard by the room and the members.
+fn alice_bob_and_a_stuck_member(room: &Program) -> (Program, Program, std::net::TcpStream) {
+    let addr = room.listening("tcp");
+    let alice = Program::start("chat_room_client", &["--addr", &addr, "--name", "alice"]);
+    assert_eq!(room.line(), "* alice joined");
+    let bob = Program::start("chat_room_client", &["--addr", &addr, "--name", "bob"]);
+    assert_eq!(room.line(), "* bob joined");
+    assert_eq!(alice.line(), "* bob joined");
+    let stuck = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    stuck.set_recv_buffer_size(4096).unwrap();
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    stuck.connect(&target.into()).unwrap();
+    let mut stuck: std::net::TcpStream = stuck.into();
+    write_all(&mut stuck, &frame(b"stuck"));
+    assert_eq!(room.line(), "* stuck joined");
+    assert_eq!(alice.line(), "* stuck joined");
+    assert_eq!(bob.line(), "* stuck joined");
+    (alice, bob, stuck)
+}
+
 /// A member that stops reading is disconnected once its backlog passes
 /// --max-backlog, announced as having left, with a line on stderr; the
 /// others hear every line.
@@ -1005,22 +1026,7 @@ fn a_member_that_stops_reading_is_dropped_and_never_slows_the_others() {
             "0",
         ],
     );
-    let addr = room.listening("tcp");
-    let mut alice = Program::start("chat_room_client", &["--addr", &addr, "--name", "alice"]);
-    assert_eq!(room.line(), "* alice joined");
-    let bob = Program::start("chat_room_client", &["--addr", &addr, "--name", "bob"]);
-    assert_eq!(room.line(), "* bob joined");
-    assert_eq!(alice.line(), "* bob joined");
-    // A member with a tiny receive window that never reads.
-    let stuck = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    stuck.set_recv_buffer_size(4096).unwrap();
-    let target: std::net::SocketAddr = addr.parse().unwrap();
-    stuck.connect(&target.into()).unwrap();
-    let mut stuck: std::net::TcpStream = stuck.into();
-    write_all(&mut stuck, &frame(b"stuck"));
-    assert_eq!(room.line(), "* stuck joined");
-    assert_eq!(alice.line(), "* stuck joined");
-    assert_eq!(bob.line(), "* stuck joined");
+    let (mut alice, bob, stuck) = alice_bob_and_a_stuck_member(&room);
     let long = "x".repeat(8000);
     let started = Instant::now();
     // Bob hears every line, in order (read in step: his client prints to a
@@ -1061,20 +1067,7 @@ fn a_member_stuck_below_the_hard_limit_goes_after_the_stall_time() {
             "0",
         ],
     );
-    let addr = room.listening("tcp");
-    let mut alice = Program::start("chat_room_client", &["--addr", &addr, "--name", "alice"]);
-    assert_eq!(room.line(), "* alice joined");
-    let bob = Program::start("chat_room_client", &["--addr", &addr, "--name", "bob"]);
-    assert_eq!(room.line(), "* bob joined");
-    assert_eq!(alice.line(), "* bob joined");
-    let stuck = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    stuck.set_recv_buffer_size(4096).unwrap();
-    let target: std::net::SocketAddr = addr.parse().unwrap();
-    stuck.connect(&target.into()).unwrap();
-    let mut stuck: std::net::TcpStream = stuck.into();
-    write_all(&mut stuck, &frame(b"stuck"));
-    assert_eq!(room.line(), "* stuck joined");
-    assert_eq!(bob.line(), "* stuck joined");
+    let (mut alice, bob, stuck) = alice_bob_and_a_stuck_member(&room);
     // Lines at a pace that passes the soft limit (64 KiB, once the
     // kernel's buffers are full) long before the hard one (256 KiB): the
     // stall, not the hard limit, ends it.

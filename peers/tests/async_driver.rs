@@ -45,18 +45,25 @@ async fn poll_times<F: Future>(mut fut: Pin<&mut F>, n: usize) -> Option<F::Outp
     None
 }
 
+/// An echo server on `converse::tokio`, for one conversation, as a task:
+/// its URL, and the task (which says how its close went).
+async fn async_echo(url: &str) -> (String, tokio::task::JoinHandle<Delivery>) {
+    let listener = converse::tokio::listen(url).await.unwrap();
+    let url = listener.local_addr().to_string();
+    let server = tokio::spawn(async move {
+        let mut c = listener.accept().await.unwrap();
+        while let Some(m) = c.recv().await.unwrap() {
+            c.send(&m).await.unwrap();
+        }
+        c.close().await.unwrap()
+    });
+    (url, server)
+}
+
 #[test]
 fn async_to_async_over_tcp_echoes_and_closes_confirmed() {
     runtime().block_on(async {
-        let listener = converse::tokio::listen("tcp://127.0.0.1:0").await.unwrap();
-        let url = listener.local_addr().to_string();
-        let server = tokio::spawn(async move {
-            let mut c = listener.accept().await.unwrap();
-            while let Some(m) = c.recv().await.unwrap() {
-                c.send(&m).await.unwrap();
-            }
-            c.close().await.unwrap()
-        });
+        let (url, server) = async_echo("tcp://127.0.0.1:0").await;
         let mut client = converse::tokio::connect(&url).await.unwrap();
         for i in 0..200 {
             let m = message(i, 100_000);
@@ -232,14 +239,7 @@ fn async_to_async_over_unix_sockets() {
     let path = SocketPath::new("async");
     let url = path.url("unix");
     runtime().block_on(async {
-        let listener = converse::tokio::listen(&url).await.unwrap();
-        let server = tokio::spawn(async move {
-            let mut c = listener.accept().await.unwrap();
-            while let Some(m) = c.recv().await.unwrap() {
-                c.send(&m).await.unwrap();
-            }
-            c.close().await.unwrap()
-        });
+        let (_, server) = async_echo(&url).await;
         let mut client = converse::tokio::connect(&url).await.unwrap();
         for i in 0..100 {
             let m = message(i, 200_000);

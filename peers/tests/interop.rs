@@ -16,7 +16,7 @@ use converse::codec::{Framing, Width};
 use converse::Conversation;
 use converse::{Config, UdpListener};
 use futures_util::{SinkExt, StreamExt};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, Encoder, Framed, LengthDelimitedCodec};
 
 fn messages() -> Vec<Vec<u8>> {
     (0..50)
@@ -82,29 +82,27 @@ fn converse_client_against_tokio_server(two_byte_le: bool) {
 }
 
 fn tokio_client_against_converse_server(two_byte_le: bool) {
-    let config = converse_config(two_byte_le);
-    let (listener, addr) = listener(&config);
-    let server = spawn(move || {
-        let mut c = Conversation::new(listener.accept().unwrap());
-        while let Some(m) = c.recv().unwrap() {
-            c.send(&m).unwrap();
-        }
-        c.close().unwrap();
-    });
-    let rt = runtime();
-    rt.block_on(async {
+    let (addr, server) = converse_echo(converse_config(two_byte_le));
+    framed_client(addr, tokio_codec(two_byte_le));
+    server.join();
+}
+
+/// A tokio `Framed` client with `codec` against the echo server at
+/// `addr`: every message comes back, whole.
+fn framed_client<C, I>(addr: std::net::SocketAddr, codec: C)
+where
+    C: Decoder<Item = I, Error = std::io::Error> + Encoder<Bytes, Error = std::io::Error>,
+    I: PartialEq<Vec<u8>> + std::fmt::Debug,
+{
+    runtime().block_on(async {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_nonblocking(true).unwrap();
-        let mut framed = Framed::new(
-            tokio::net::TcpStream::from_std(stream).unwrap(),
-            tokio_codec(two_byte_le),
-        );
+        let mut framed = Framed::new(tokio::net::TcpStream::from_std(stream).unwrap(), codec);
         for m in messages() {
             framed.send(Bytes::from(m.clone())).await.unwrap();
             assert_eq!(framed.next().await.unwrap().unwrap(), m);
         }
     });
-    server.join();
 }
 
 #[test]
@@ -127,39 +125,13 @@ fn tokio_util_two_byte_little_endian_both_directions() {
 fn converse_codecs_in_tokio_framed_both_ways() {
     for two_byte_le in [false, true] {
         let config = converse_config(two_byte_le);
-        let (listener, addr) = listener(&config);
-        let server = spawn(move || {
-            let mut c = Conversation::new(listener.accept().unwrap());
-            while let Some(m) = c.recv().unwrap() {
-                c.send(&m).unwrap();
-            }
-            c.close().unwrap();
-        });
-        let codec = config.framing().codec(config.max_message_len());
-        let rt = runtime();
-        rt.block_on(async {
-            let stream = TcpStream::connect(addr).unwrap();
-            stream.set_nonblocking(true).unwrap();
-            let mut framed = Framed::new(tokio::net::TcpStream::from_std(stream).unwrap(), codec);
-            for m in messages() {
-                framed.send(m.clone()).await.unwrap();
-                assert_eq!(framed.next().await.unwrap().unwrap(), m);
-            }
-        });
+        let codec = || config.framing().codec(config.max_message_len());
+        let (addr, server) = converse_echo(config.clone());
+        framed_client(addr, codec());
         server.join();
-
         // Against tokio-util's own codec on the other side.
         let (addr, server) = tokio_echo(two_byte_le);
-        rt.block_on(async {
-            let stream = TcpStream::connect(addr).unwrap();
-            stream.set_nonblocking(true).unwrap();
-            let codec = converse_config(two_byte_le).framing().codec(1 << 20);
-            let mut framed = Framed::new(tokio::net::TcpStream::from_std(stream).unwrap(), codec);
-            for m in messages() {
-                framed.send(Bytes::from(m.clone())).await.unwrap();
-                assert_eq!(framed.next().await.unwrap().unwrap(), m);
-            }
-        });
+        framed_client(addr, codec());
         server.join();
     }
 }

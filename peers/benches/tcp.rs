@@ -129,6 +129,20 @@ fn tokio_framed(rt: &tokio::runtime::Runtime, stream: TcpStream) -> TokioFramed 
     )
 }
 
+/// tokio-util's echo on `server`, on a thread of its own with its own
+/// runtime, until the peer ends.
+fn tokio_echo(server: TcpStream) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let rt = common::tokio_runtime();
+        let mut framed = tokio_framed(&rt, server);
+        rt.block_on(async {
+            while let Some(Ok(m)) = framed.next().await {
+                framed.send(m.freeze()).await.unwrap();
+            }
+        });
+    })
+}
+
 /// Raw std: read one frame into `payload`.
 fn raw_read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> std::io::Result<()> {
     let mut header = [0u8; 4];
@@ -256,15 +270,7 @@ pub fn tcp_pingpong(c: &mut Criterion) {
             // The async driver, against the same tokio-util echo.
             let rt = common::tokio_runtime();
             let (mut client, server) = converse_tokio_pair(&rt);
-            let echo = thread::spawn(move || {
-                let rt = common::tokio_runtime();
-                let mut framed = tokio_framed(&rt, server);
-                rt.block_on(async {
-                    while let Some(Ok(m)) = framed.next().await {
-                        framed.send(m.freeze()).await.unwrap();
-                    }
-                });
-            });
+            let echo = tokio_echo(server);
             group.bench_function(BenchmarkId::new("converse-tokio", size), |b| {
                 b.iter(|| {
                     rt.block_on(async {
@@ -279,15 +285,7 @@ pub fn tcp_pingpong(c: &mut Criterion) {
 
         {
             let (client, server) = std_pair();
-            let echo = thread::spawn(move || {
-                let rt = common::tokio_runtime();
-                let mut framed = tokio_framed(&rt, server);
-                rt.block_on(async {
-                    while let Some(Ok(m)) = framed.next().await {
-                        framed.send(m.freeze()).await.unwrap();
-                    }
-                });
-            });
+            let echo = tokio_echo(server);
             let rt = common::tokio_runtime();
             let mut framed = tokio_framed(&rt, client);
             let payload = Bytes::from(payload.clone());

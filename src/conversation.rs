@@ -452,7 +452,7 @@ impl<T: Transport> Conversation<T> {
     }
 }
 
-fn into_text(message: Bytes) -> Result<String> {
+pub(crate) fn into_text(message: Bytes) -> Result<String> {
     match std::str::from_utf8(&message) {
         Ok(text) => Ok(text.to_owned()),
         Err(source) => Err(Error::InvalidText { message, source }),

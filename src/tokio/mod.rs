@@ -103,43 +103,36 @@ pub async fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
     #[cfg(unix)]
     if let Place::Path(path) = &parsed.place {
         let peer = Addr::Unix(Some(path.clone()));
-        let connecting = tokio::net::UnixStream::connect(path);
-        let stream = match config.connect_timeout() {
-            Some(limit) => tokio::time::timeout(limit, connecting)
-                .await
-                .map_err(|_| Error::Timeout)?,
-            None => connecting.await,
-        }
-        .map_err(|e| Error::from_io(e, &peer))?;
-        let mut conversation = StreamConv::new(Io::Unix(stream), &recipe, config, peer)?;
-        conversation.established().await?;
-        return Ok(Conversation::stream(conversation));
+        let stream = within(config, tokio::net::UnixStream::connect(path))
+            .await
+            .map_err(|e| Error::from_io(e, &peer))?;
+        return Conversation::established(Io::Unix(stream), &recipe, config, peer).await;
     }
-    let addrs = parsed.resolve()?;
     let mut last = None;
-    for at in addrs {
+    for at in parsed.resolve()? {
         let peer = recipe.addr(at);
-        let connecting = TcpStream::connect(at);
-        let stream = match config.connect_timeout() {
-            Some(limit) => match tokio::time::timeout(limit, connecting).await {
-                Ok(stream) => stream,
-                Err(_) => {
-                    last = Some(Error::Timeout);
-                    continue;
-                }
-            },
-            None => connecting.await,
-        };
-        match stream {
+        match within(config, TcpStream::connect(at)).await {
             Ok(stream) => {
-                let mut conversation = StreamConv::new(Io::Tcp(stream), &recipe, config, peer)?;
-                conversation.established().await?;
-                return Ok(Conversation::stream(conversation));
+                return Conversation::established(Io::Tcp(stream), &recipe, config, peer).await
             }
             Err(e) => last = Some(Error::from_io(e, &peer)),
         }
     }
     Err(last.unwrap_or_else(|| crate::addr::no_address(url).into()))
+}
+
+/// `connecting`, within the config's connect timeout (past it, a
+/// `TimedOut` error).
+async fn within<T>(
+    config: &Config,
+    connecting: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    match config.connect_timeout() {
+        Some(limit) => tokio::time::timeout(limit, connecting)
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+        None => connecting.await,
+    }
 }
 
 /// Listens on a URL with the default [`Config`]: `tcp`, `tls`, `ws`,
@@ -175,11 +168,7 @@ pub async fn listen_with(url: &str, config: &Config) -> Result<Listener> {
         let std: std::os::unix::net::UnixListener = socket.into();
         let listener =
             tokio::net::UnixListener::from_std(std).map_err(|e| Error::from_io(e, &local))?;
-        let file = file.and_then(|path| {
-            use std::os::unix::fs::MetadataExt;
-            let ino = std::fs::metadata(&path).ok()?.ino();
-            Some((path, ino))
-        });
+        let file = file.and_then(|path| crate::transport::unix::socket_file(&path));
         return Ok(Listener {
             listener: Accepting::Unix { listener, file },
             local,
@@ -236,14 +225,10 @@ impl Drop for Accepting {
     fn drop(&mut self) {
         #[cfg(unix)]
         if let Accepting::Unix {
-            file: Some((path, ino)),
-            ..
+            file: Some(file), ..
         } = self
         {
-            use std::os::unix::fs::MetadataExt;
-            if std::fs::metadata(&*path).is_ok_and(|m| m.ino() == *ino) {
-                let _ = std::fs::remove_file(&*path);
-            }
+            crate::transport::unix::remove_socket_file(file);
         }
     }
 }
@@ -315,6 +300,18 @@ enum Inner {
 }
 
 impl Conversation {
+    /// A client's stream conversation, its handshakes done.
+    async fn established(
+        stream: Io,
+        recipe: &Recipe,
+        config: &Config,
+        peer: Addr,
+    ) -> Result<Conversation> {
+        let mut conversation = StreamConv::new(stream, recipe, config, peer)?;
+        conversation.established().await?;
+        Ok(Conversation::stream(conversation))
+    }
+
     fn stream(conversation: StreamConv) -> Conversation {
         Conversation {
             inner: Inner::Stream(Box::new(conversation)),
@@ -378,13 +375,10 @@ impl Conversation {
     /// that is not UTF-8: it carries the message, and the conversation
     /// goes on.
     pub async fn recv_text(&mut self) -> Result<Option<String>> {
-        match self.recv().await? {
-            Some(message) => match std::str::from_utf8(&message) {
-                Ok(text) => Ok(Some(text.to_owned())),
-                Err(source) => Err(Error::InvalidText { message, source }),
-            },
-            None => Ok(None),
-        }
+        self.recv()
+            .await?
+            .map(crate::conversation::into_text)
+            .transpose()
     }
 
     /// Sends one message, and waits until the socket has taken it. The

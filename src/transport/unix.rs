@@ -156,9 +156,7 @@ impl UnixListener {
         let address = sock_addr(path)?;
         let socket =
             sockopt::unix_listener(&address, config).map_err(|e| Error::from_io(e, &local))?;
-        let file = std::fs::metadata(path)
-            .ok()
-            .map(|m| (path.to_path_buf(), m.ino()));
+        let file = socket_file(path);
         Ok(UnixListener {
             inner: StreamListener::new(socket, local, config.accept_timeout),
             config: config.clone(),
@@ -213,11 +211,24 @@ impl UnixListener {
 
 impl Drop for UnixListener {
     fn drop(&mut self) {
-        if let Some((path, ino)) = &self.file {
-            if std::fs::metadata(path).is_ok_and(|m| m.ino() == *ino) {
-                let _ = std::fs::remove_file(path);
-            }
+        if let Some(file) = &self.file {
+            remove_socket_file(file);
         }
+    }
+}
+
+/// The socket file of a listener and its inode, when it has one.
+pub(crate) fn socket_file(path: &Path) -> Option<(PathBuf, u64)> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (path.to_path_buf(), m.ino()))
+}
+
+/// Removes a listener's socket file, unless another socket took its path
+/// meanwhile (another inode).
+pub(crate) fn remove_socket_file((path, ino): &(PathBuf, u64)) {
+    if std::fs::metadata(path).is_ok_and(|m| m.ino() == *ino) {
+        let _ = std::fs::remove_file(path);
     }
 }
 

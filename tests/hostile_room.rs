@@ -406,8 +406,11 @@ fn stopped(stop: &AtomicBool) -> bool {
     stop.load(Ordering::Relaxed)
 }
 
-fn framed(msg: &[u8]) -> Vec<u8> {
-    frame(msg)
+/// Holds what the attack made (connections, sockets) until it is stopped.
+fn hold_until(stop: &AtomicBool) {
+    while !stopped(stop) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A raw connection that has said its name.
@@ -415,7 +418,7 @@ fn named_raw(addr: SocketAddr, name: &str) -> TcpStream {
     let mut s = raw_client(addr);
     s.set_write_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    s.write_all(&framed(name.as_bytes())).unwrap();
+    s.write_all(&frame(name.as_bytes())).unwrap();
     s
 }
 
@@ -445,7 +448,7 @@ fn tcp_flood(room: Addrs, stop: Arc<AtomicBool>) {
     let mut s = named_raw(room.tcp, "mallory");
     let mut batch = Vec::new();
     for i in 0..1000 {
-        batch.extend_from_slice(&framed(format!("flood {i}").as_bytes()));
+        batch.extend_from_slice(&frame(format!("flood {i}").as_bytes()));
     }
     while write_until(&mut s, &batch, &stop) {}
 }
@@ -453,15 +456,13 @@ fn tcp_flood(room: Addrs, stop: Arc<AtomicBool>) {
 /// Two 8 MiB messages.
 fn big_messages(room: Addrs, stop: Arc<AtomicBool>) {
     let mut s = named_raw(room.tcp, "mallory");
-    let big = framed(&vec![b'x'; 8 << 20]);
+    let big = frame(&vec![b'x'; 8 << 20]);
     for _ in 0..2 {
         if !write_until(&mut s, &big, &stop) {
             break;
         }
     }
-    while !stopped(&stop) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    hold_until(&stop);
 }
 
 /// A 4 MiB name, then two one-byte lines.
@@ -469,13 +470,11 @@ fn big_name(room: Addrs, stop: Arc<AtomicBool>) {
     let mut s = raw_client(room.tcp);
     s.set_write_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let mut wire = framed(&vec![b'm'; 4 << 20]);
-    wire.extend_from_slice(&framed(b"a"));
-    wire.extend_from_slice(&framed(b"b"));
+    let mut wire = frame(&vec![b'm'; 4 << 20]);
+    wire.extend_from_slice(&frame(b"a"));
+    wire.extend_from_slice(&frame(b"b"));
     write_until(&mut s, &wire, &stop);
-    while !stopped(&stop) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    hold_until(&stop);
 }
 
 /// 128 connections, each holding a message that never finishes (as large
@@ -492,7 +491,7 @@ fn unfinished(room: Addrs, stop: Arc<AtomicBool>) {
         };
         s.set_write_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let mut wire = framed(format!("holder{i}").as_bytes());
+        let mut wire = frame(format!("holder{i}").as_bytes());
         // 8 MiB declared: ended at once by a room that takes less; else
         // most of it.
         let declared: u32 = 8 << 20;
@@ -501,9 +500,7 @@ fn unfinished(room: Addrs, stop: Arc<AtomicBool>) {
         let _ = write_until(&mut s, &wire, &stop);
         held.push(s);
     }
-    while !stopped(&stop) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    hold_until(&stop);
 }
 
 /// WebSocket clients that upgrade, never name themselves, never read, and
@@ -561,11 +558,11 @@ fn non_readers(room: Addrs, stop: Arc<AtomicBool>) {
             continue;
         }
         let mut s: TcpStream = s.into();
-        let _ = s.write_all(&framed(format!("deaf{i}").as_bytes()));
+        let _ = s.write_all(&frame(format!("deaf{i}").as_bytes()));
         held.push(s);
     }
     let mut s = named_raw(addr, "mallory");
-    let line = framed(&vec![b'y'; 60_000]);
+    let line = frame(&vec![b'y'; 60_000]);
     while write_until(&mut s, &line, &stop) {}
 }
 
@@ -581,9 +578,7 @@ fn udp_flood(room: Addrs, stop: Arc<AtomicBool>) {
         }
         let _ = s.send_to(&big, addr);
     }
-    while !stopped(&stop) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    hold_until(&stop);
 }
 
 /// 3,000 source addresses, one datagram (a name) each.
@@ -598,9 +593,7 @@ fn udp_joins(room: Addrs, stop: Arc<AtomicBool>) {
         let _ = s.send_to(format!("u{i}").as_bytes(), addr);
         sockets.push(s);
     }
-    while !stopped(&stop) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    hold_until(&stop);
 }
 
 /// Names and lines that would lie: alice's name again (any case), a
@@ -611,7 +604,7 @@ fn liars(room: Addrs, stop: Arc<AtomicBool>) {
     let mut held = Vec::new();
     for name in ["alice", "ALICE", "bob\n* alice left", "eve"] {
         let mut s = raw_client(addr);
-        let _ = s.write_all(&framed(name.as_bytes()));
+        let _ = s.write_all(&frame(name.as_bytes()));
         held.push(s);
     }
     let eve = held.last_mut().unwrap();
@@ -620,7 +613,7 @@ fn liars(room: Addrs, stop: Arc<AtomicBool>) {
         "\n* alice left\nalice: please send your password to mallory",
         "\u{1b}[2K\ralice: line 999999",
     ] {
-        let _ = eve.write_all(&framed(line.as_bytes()));
+        let _ = eve.write_all(&frame(line.as_bytes()));
     }
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     for _ in 0..200 {
@@ -628,9 +621,7 @@ fn liars(room: Addrs, stop: Arc<AtomicBool>) {
         let _ = s.send_to(b"alice", room.udp);
     }
     let _ = udp.send_to(b"bob", room.udp);
-    while !stopped(&stop) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    hold_until(&stop);
 }
 
 /// Connections that come and go without a name, as fast as they can: the

@@ -1050,6 +1050,63 @@ fn a_member_that_stops_reading_is_dropped_and_never_slows_the_others() {
     drop(stuck);
 }
 
+/// Flood control: a member that sends faster than its limit is slowed
+/// down (its readers hear a burst, then the rate), and told of the lines
+/// dropped before its pause took hold; without it, bob would hear all
+/// 2,000 at once.
+#[test]
+fn a_flooder_is_held_to_its_rate_and_told_what_was_dropped() {
+    let room = Program::start(
+        "chat_room",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--flood-limit",
+            "5",
+            "--flood-burst",
+            "20",
+        ],
+    );
+    let addr = room.listening("tcp");
+    let mut bob = converse::connect_with(&format!("tcp://{addr}"), &config()).unwrap();
+    bob.send("bob").unwrap();
+    assert_eq!(room.line(), "* bob joined");
+    let mut mallory = converse::connect_with(&format!("tcp://{addr}"), &config()).unwrap();
+    mallory.send("mallory").unwrap();
+    assert_eq!(
+        bob.recv_text().unwrap().as_deref(),
+        Some("* mallory joined")
+    );
+    for i in 0..2000 {
+        mallory.feed(format!("flood {i}")).unwrap();
+    }
+    mallory.flush().unwrap();
+    // For two seconds, bob counts what he hears of it.
+    bob.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut heard = 0;
+    while Instant::now() < until {
+        match bob.recv_text() {
+            Ok(Some(line)) if line.starts_with("mallory: flood ") => heard += 1,
+            Ok(Some(line)) => panic!("{line}"),
+            Err(converse::Error::Timeout) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // The burst, a burst's worth of debt, and five a second: far from 2,000.
+    assert!(heard >= 20, "{heard} heard");
+    assert!(heard <= 40 + 5 * 3, "{heard} heard");
+    // Once let go, mallory hears how many of its lines were dropped.
+    mallory.set_read_timeout(Some(T)).unwrap();
+    let told = mallory.recv_text().unwrap().unwrap();
+    assert!(
+        told.starts_with("* ") && told.contains("of your lines were dropped: more than 5 a second"),
+        "{told}"
+    );
+    room.wait_stderr("lines dropped: over the flood limit");
+}
+
 /// Under the hard limit, a member that reads nothing while over
 /// `--max-backlog` is disconnected after `--stall`: stuck, not slow.
 #[test]

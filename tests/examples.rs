@@ -1203,28 +1203,9 @@ fn udp_joins_that_come_together_are_announced_together() {
 /// to try again, and is not a member.
 #[test]
 fn udp_joins_past_the_cap_are_refused() {
-    let room = Program::start(
-        "chat_room",
-        &[
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--listen",
-            "udp://127.0.0.1:0",
-            "--udp-joins",
-            "2",
-        ],
-    );
-    let _tcp = room.listening("tcp");
-    let udp: std::net::SocketAddr = room.listening("udp").parse().unwrap();
+    let (room, udp) = room_with_udp_joins("2");
     let started = Instant::now();
-    let sockets: Vec<_> = (0..30)
-        .map(|_| {
-            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(300)))
-                .unwrap();
-            s
-        })
-        .collect();
+    let sockets = udp_sources(30);
     for (i, s) in sockets.iter().enumerate() {
         s.send_to(format!("u{i}").as_bytes(), udp).unwrap();
     }
@@ -1255,27 +1236,8 @@ fn udp_joins_past_the_cap_are_refused() {
 /// address, which a forged source address cannot.
 #[test]
 fn a_udp_source_turned_away_joins_with_its_cookie() {
-    let room = Program::start(
-        "chat_room",
-        &[
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--listen",
-            "udp://127.0.0.1:0",
-            "--udp-joins",
-            "1",
-        ],
-    );
-    let _tcp = room.listening("tcp");
-    let udp: std::net::SocketAddr = room.listening("udp").parse().unwrap();
-    let sockets: Vec<_> = (0..10)
-        .map(|_| {
-            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(300)))
-                .unwrap();
-            s
-        })
-        .collect();
+    let (room, udp) = room_with_udp_joins("1");
+    let sockets = udp_sources(10);
     for (i, s) in sockets.iter().enumerate() {
         s.send_to(format!("u{i}").as_bytes(), udp).unwrap();
     }
@@ -1336,6 +1298,38 @@ fn chat_room_clients_past_the_udp_cap_join_with_their_cookies() {
     }
     room.wait_stderr("too many joining over UDP");
     drop(clients);
+}
+
+/// A room on TCP and UDP with `--udp-joins JOINS`: it, and its UDP
+/// address.
+fn room_with_udp_joins(joins: &str) -> (Program, std::net::SocketAddr) {
+    let room = Program::start(
+        "chat_room",
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--listen",
+            "udp://127.0.0.1:0",
+            "--udp-joins",
+            joins,
+        ],
+    );
+    let _tcp = room.listening("tcp");
+    let udp = room.listening("udp").parse().unwrap();
+    (room, udp)
+}
+
+/// `n` UDP sockets on loopback, each a source of its own, reading with a
+/// short timeout.
+fn udp_sources(n: usize) -> Vec<std::net::UdpSocket> {
+    (0..n)
+        .map(|_| {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            s
+        })
+        .collect()
 }
 
 /// The lines the room prints until it is quiet for half a second.

@@ -357,13 +357,7 @@ fn frames_sliced_into_single_bytes_arrive_whole_across_many_wakeups() {
 #[test]
 fn udp_peers_silent_for_the_idle_timeout_end() {
     let config = config().with_idle_timeout(Some(Duration::from_millis(200)));
-    let mut board = Switchboard::with_config(&config).unwrap();
-    let listener = board.listen("udp://127.0.0.1:0").unwrap();
-    let addr = board
-        .listener_addr(listener)
-        .unwrap()
-        .socket_addr()
-        .unwrap();
+    let (mut board, addr) = board_on(&config, "udp://127.0.0.1:0");
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.send_to(b"one", addr).unwrap();
     let mut seen = Vec::new();
@@ -632,13 +626,7 @@ fn closing_an_id_that_names_nothing_does_nothing() {
 #[test]
 fn an_oversize_datagram_is_lost_and_the_conversation_goes_on() {
     let config = config().with_max_message_len(100);
-    let mut board = Switchboard::with_config(&config).unwrap();
-    let listener = board.listen("udp://127.0.0.1:0").unwrap();
-    let addr = board
-        .listener_addr(listener)
-        .unwrap()
-        .socket_addr()
-        .unwrap();
+    let (mut board, addr) = board_on(&config, "udp://127.0.0.1:0");
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.send_to(b"first", addr).unwrap();
     s.send_to(&[0u8; 101], addr).unwrap();
@@ -807,13 +795,7 @@ fn a_message_under_way_is_not_failed_for_the_time_it_was_paused() {
 #[test]
 fn a_paused_udp_peer_stays_and_its_datagrams_are_counted_as_dropped() {
     let config = config().with_idle_timeout(Some(Duration::from_secs(60)));
-    let mut board = Switchboard::with_config(&config).unwrap();
-    let listener = board.listen("udp://127.0.0.1:0").unwrap();
-    let addr = board
-        .listener_addr(listener)
-        .unwrap()
-        .socket_addr()
-        .unwrap();
+    let (mut board, addr) = board_on(&config, "udp://127.0.0.1:0");
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     peer.send_to(b"one", addr).unwrap();
     let mut id = None;

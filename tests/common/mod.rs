@@ -82,8 +82,15 @@ pub fn run_until(
 /// listener's address.
 #[allow(dead_code)]
 pub fn board_on_tcp(config: &Config) -> (converse::Switchboard, SocketAddr) {
+    board_on(config, "tcp://127.0.0.1:0")
+}
+
+/// A switchboard with `config`, listening on `url` (port 0): it, and the
+/// listener's address.
+#[allow(dead_code)]
+pub fn board_on(config: &Config, url: &str) -> (converse::Switchboard, SocketAddr) {
     let mut board = converse::Switchboard::with_config(config).unwrap();
-    let listener = board.listen("tcp://127.0.0.1:0").unwrap();
+    let listener = board.listen(url).unwrap();
     let addr = board
         .listener_addr(listener)
         .unwrap()

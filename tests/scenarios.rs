@@ -22,6 +22,9 @@
 #[path = "common/board.rs"]
 mod board;
 mod common;
+#[cfg(feature = "tokio")]
+#[path = "common/tokio_driver.rs"]
+mod tokio_driver;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +66,10 @@ enum Kind {
 enum Driver {
     Blocking,
     Switchboard,
+    /// `converse::tokio` (with the feature `tokio`, which the workspace's
+    /// `cargo test` turns on).
+    #[cfg(feature = "tokio")]
+    Tokio,
 }
 
 /// Two connected conversations, and whatever must live as long as they do.
@@ -211,6 +218,106 @@ fn pair(kind: Kind, driver: Driver, config: &Config) -> Pair {
     match driver {
         Driver::Blocking => blocking_pair(kind, config),
         Driver::Switchboard => board_pair(kind, config),
+        #[cfg(feature = "tokio")]
+        Driver::Tokio => tokio_pair(kind, config),
+    }
+}
+
+/// A pair of tokio conversations: `a` connected, `b` accepted by a tokio
+/// listener (its handshake run as a task while `a` connects), both on one
+/// runtime. A bound Unix datagram socket cannot be handed to the tokio
+/// driver: there, `b` is the blocking driver's.
+#[cfg(feature = "tokio")]
+fn tokio_pair(kind: Kind, config: &Config) -> Pair {
+    let config = match kind {
+        Kind::Tls | Kind::TlsSliced | Kind::Wss => common::tls::config(config.clone()),
+        _ => config.clone(),
+    };
+    let rt = tokio_driver::runtime();
+    let conversation = |c: converse::tokio::Conversation| {
+        Conversation::new(tokio_driver::TokioTransport::new(&rt, c, &config)).boxed()
+    };
+    let (scheme, sliced) = match kind {
+        Kind::Tcp => ("tcp", false),
+        Kind::TcpSliced => ("tcp", true),
+        Kind::Udp => ("udp", false),
+        Kind::Tls => ("tls", false),
+        Kind::TlsSliced => ("tls", true),
+        Kind::Ws => ("ws", false),
+        Kind::WsSliced => ("ws", true),
+        Kind::Wss => ("wss", false),
+        Kind::Unix => ("unix", false),
+        Kind::UnixDatagram => {
+            let path = SocketPath::new("tokio-scenario-dgram");
+            let server = std::os::unix::net::UnixDatagram::bind(&path.0).unwrap();
+            server.set_read_timeout(Some(T)).unwrap();
+            let client = rt
+                .block_on(converse::tokio::connect_with(
+                    &path.url("unixgram"),
+                    &config,
+                ))
+                .unwrap();
+            assert_eq!(client.peer_addr().to_string(), path.url("unixgram"));
+            let mut a = conversation(client);
+            a.send("hello, server").unwrap();
+            let mut first = [0u8; 64];
+            let (n, from) = server.recv_from(&mut first).unwrap();
+            assert_eq!(&first[..n], b"hello, server");
+            server.connect_addr(&from).unwrap();
+            let b = UnixDatagram::from_socket(server, &config).unwrap();
+            return Pair {
+                a,
+                b: Conversation::new(b).boxed(),
+                _guard: Some(Box::new((path, rt))),
+                b_host: None,
+            };
+        }
+        Kind::Memory => unreachable!("an in-memory pair has no tokio driver"),
+    };
+    let path = (kind == Kind::Unix).then(|| SocketPath::new("tokio-scenario"));
+    let url = match &path {
+        Some(path) => path.url("unix"),
+        None => format!("{scheme}://127.0.0.1:0"),
+    };
+    let listener = rt
+        .block_on(converse::tokio::listen_with(&url, &config))
+        .unwrap();
+    let addr = listener.local_addr().clone();
+    assert_eq!(addr.scheme(), scheme);
+    let server = rt.spawn(async move {
+        let mut b = listener.accept().await.unwrap();
+        b.handshake().await.unwrap();
+        (b, listener)
+    });
+    let (url, proxy) = if sliced {
+        let proxy = TcpProxy::start(addr.socket_addr().unwrap(), TcpFault::Slice { max: 512 });
+        (format!("{scheme}://{}", proxy.addr), Some(proxy))
+    } else {
+        (addr.to_string(), None)
+    };
+    let client = rt
+        .block_on(converse::tokio::connect_with(&url, &config))
+        .unwrap();
+    let mut a = conversation(client);
+    if kind == Kind::Udp {
+        // A UDP listener learns of a peer from its first datagram.
+        a.send("hello, listener").unwrap();
+    }
+    let (b, listener) = rt.block_on(async {
+        ::tokio::time::timeout(T, server)
+            .await
+            .expect("accepted in time")
+            .unwrap()
+    });
+    let mut b = conversation(b);
+    if kind == Kind::Udp {
+        assert_eq!(b.recv().unwrap().unwrap(), &b"hello, listener"[..]);
+    }
+    Pair {
+        a,
+        b,
+        _guard: Some(Box::new((proxy, listener, path, rt))),
+        b_host: None,
     }
 }
 
@@ -745,6 +852,20 @@ macro_rules! over_every_transport {
             mod ws { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Ws, super::Driver::Switchboard) } )* }
             mod ws_sliced { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::WsSliced, super::Driver::Switchboard) } )* }
             mod wss { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Wss, super::Driver::Switchboard) } )* }
+        }
+        #[cfg(feature = "tokio")]
+        mod tokio {
+            use super::{Driver, Kind};
+            mod tcp { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Tcp, super::Driver::Tokio) } )* }
+            mod tcp_sliced { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::TcpSliced, super::Driver::Tokio) } )* }
+            mod udp { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Udp, super::Driver::Tokio) } )* }
+            mod unix { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Unix, super::Driver::Tokio) } )* }
+            mod unix_datagram { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::UnixDatagram, super::Driver::Tokio) } )* }
+            mod tls { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Tls, super::Driver::Tokio) } )* }
+            mod tls_sliced { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::TlsSliced, super::Driver::Tokio) } )* }
+            mod ws { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Ws, super::Driver::Tokio) } )* }
+            mod ws_sliced { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::WsSliced, super::Driver::Tokio) } )* }
+            mod wss { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Wss, super::Driver::Tokio) } )* }
         }
     };
 }

@@ -249,13 +249,11 @@ fn async_to_async_over_unix_sockets() {
         assert_eq!(client.close().await.unwrap(), Delivery::Confirmed);
         assert_eq!(server.await.unwrap(), Delivery::Confirmed);
     });
-    // Datagram listeners are not on this driver yet: said, not faked.
+    // A Unix datagram socket listens on no driver: said, not faked.
     runtime().block_on(async {
-        for url in ["udp://127.0.0.1:0", &path.url("unixgram")] {
-            match converse::tokio::listen(url).await {
-                Err(Error::Unsupported(_)) => {}
-                other => panic!("{url}: {other:?}"),
-            }
+        match converse::tokio::listen(&path.url("unixgram")).await {
+            Err(Error::Unsupported(_)) => {}
+            other => panic!("{other:?}"),
         }
     });
 }
@@ -572,5 +570,371 @@ fn a_silent_handshake_holds_up_nobody() {
             Ok(()) => panic!("a silent client completed a handshake"),
         }
         drop(silent);
+    });
+}
+
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A blocking echo server on `scheme` (TLS with the tests' certificates):
+/// the URL a client connects to, its client config, and the thread, which
+/// echoes until the peer's end and then closes.
+fn blocking_echo(scheme: &str) -> (String, converse::Config, Joiner<Delivery>) {
+    let tls = matches!(scheme, "tls" | "wss");
+    let server_config = if tls {
+        config().with_tls_server(common::tls::server())
+    } else {
+        config()
+    };
+    let listener =
+        converse::listen_with(&format!("{scheme}://127.0.0.1:0"), &server_config).unwrap();
+    let port = listener.local_addr().unwrap().socket_addr().unwrap().port();
+    let server = spawn(move || {
+        let mut c = listener.accept().unwrap();
+        while let Some(m) = c.recv().unwrap() {
+            c.send(&m).unwrap();
+        }
+        c.close().unwrap()
+    });
+    let (host, client_config) = if tls {
+        ("localhost", config().with_tls_client(common::tls::client()))
+    } else {
+        ("127.0.0.1", config())
+    };
+    (format!("{scheme}://{host}:{port}"), client_config, server)
+}
+
+/// The halves of a split conversation on two tasks of a multi-thread
+/// runtime: one sends 500 messages of up to 70 KB while the other
+/// receives their echoes, every one whole and in order; the sending half's
+/// close ends our side, the receiving half then sees the peer's end, and
+/// the peer's close is confirmed.
+#[test]
+fn split_halves_send_and_receive_on_two_tasks() {
+    for scheme in ["tcp", "tls", "ws", "wss"] {
+        let (url, client_config, server) = blocking_echo(scheme);
+        multi_thread_runtime().block_on(async {
+            let client = converse::tokio::connect_with(&url, &client_config)
+                .await
+                .unwrap();
+            let (mut rx, mut tx) = client.split();
+            let sender = tokio::spawn(async move {
+                for i in 0..500 {
+                    tx.send(message(i, 70_000)).await.unwrap();
+                }
+                tx.close().await.unwrap();
+            });
+            let receiver = tokio::spawn(async move {
+                for i in 0..500 {
+                    let m = rx.recv().await.unwrap().expect("an echo");
+                    assert_eq!(m, message(i, 70_000), "{scheme} message {i}");
+                }
+                assert_eq!(rx.recv().await.unwrap(), None, "{scheme}");
+            });
+            tokio::time::timeout(Duration::from_secs(60), async {
+                sender.await.unwrap();
+                receiver.await.unwrap();
+            })
+            .await
+            .expect("the halves finish");
+        });
+        assert_eq!(server.join(), Delivery::Confirmed, "{scheme}");
+    }
+}
+
+/// A receiving half's `recv` dropped after any number of polls, while the
+/// sending half goes on, loses nothing; the halves reunite into the
+/// conversation, and halves of two conversations do not.
+#[test]
+fn a_split_recv_dropped_at_any_poll_loses_nothing_and_halves_reunite() {
+    let (url, client_config, server) = blocking_echo("ws");
+    runtime().block_on(async {
+        let client = converse::tokio::connect_with(&url, &client_config)
+            .await
+            .unwrap();
+        let (mut rx, mut tx) = client.split();
+        let mut next = 0;
+        for n in 0..40 {
+            tx.send(message(n, 3000)).await.unwrap();
+            tx.send(message(n + 1000, 3000)).await.unwrap();
+            let got = {
+                let recv = std::pin::pin!(rx.recv());
+                poll_times(recv, n).await
+            };
+            let mut expect = vec![message(n, 3000), message(n + 1000, 3000)];
+            if let Some(m) = got {
+                assert_eq!(m.unwrap().unwrap(), expect.remove(0));
+                next += 1;
+            }
+            for e in expect {
+                let m = tokio::time::timeout(T, rx.recv()).await.unwrap();
+                assert_eq!(m.unwrap().unwrap(), e, "after {n} polls");
+            }
+        }
+        assert!(next > 0, "some receives finished within their polls");
+        let (other_url, other_config, other_server) = blocking_echo("tcp");
+        let other = converse::tokio::connect_with(&other_url, &other_config).await;
+        let (orx, otx) = other.unwrap().split();
+        let converse::tokio::ReuniteError(orx, tx) = tx.reunite(orx).unwrap_err();
+        let other = otx.reunite(orx).unwrap();
+        assert_eq!(other.close().await.unwrap(), Delivery::Confirmed);
+        assert_eq!(other_server.join(), Delivery::Confirmed);
+        let mut client = tx.reunite(rx).unwrap();
+        client.send("whole again").await.unwrap();
+        assert_eq!(
+            client.recv().await.unwrap().as_deref(),
+            Some(&b"whole again"[..])
+        );
+        client.close().await.unwrap();
+    });
+    assert_eq!(server.join(), Delivery::Confirmed);
+}
+
+/// A conversation is a `Sink` and a `Stream` of messages: `send_all` of a
+/// stream of 500 messages and the echoes collected from the stream, whole
+/// and in order; the stream ends at the peer's end.
+#[test]
+fn a_conversation_is_a_sink_and_a_stream_of_messages() {
+    use futures_util::{SinkExt, StreamExt};
+    for scheme in ["tcp", "ws"] {
+        let (url, client_config, server) = blocking_echo(scheme);
+        multi_thread_runtime().block_on(async {
+            let client = converse::tokio::connect_with(&url, &client_config)
+                .await
+                .unwrap();
+            let (rx, mut tx) = client.split();
+            let sending = tokio::spawn(async move {
+                let mut messages =
+                    futures_util::stream::iter((0..500).map(|i| Ok(message(i, 20_000))));
+                tx.send_all(&mut messages).await.unwrap();
+                SinkExt::<Vec<u8>>::close(&mut tx).await.unwrap();
+            });
+            let echoes: Vec<_> = tokio::time::timeout(Duration::from_secs(60), rx.collect())
+                .await
+                .expect("the stream ends");
+            sending.await.unwrap();
+            assert_eq!(echoes.len(), 500, "{scheme}");
+            for (i, echo) in echoes.into_iter().enumerate() {
+                assert_eq!(echo.unwrap(), message(i, 20_000), "{scheme}");
+            }
+        });
+        assert_eq!(server.join(), Delivery::Confirmed, "{scheme}");
+    }
+    // Unsplit, over UDP: the sink and the stream of one conversation.
+    let listener = converse::UdpListener::bind_with("127.0.0.1:0", &config()).unwrap();
+    let url = listener.local_addr().unwrap().to_string();
+    runtime().block_on(async {
+        let mut client = converse::tokio::connect(&url).await.unwrap();
+        client.send("first").await.unwrap();
+        let mut served = converse::Conversation::new(listener.accept().unwrap());
+        served.set_read_timeout(Some(T)).unwrap();
+        assert_eq!(served.recv().unwrap().unwrap(), &b"first"[..]);
+        client.feed("second").unwrap();
+        SinkExt::<&str>::flush(&mut client).await.unwrap();
+        assert_eq!(served.recv().unwrap().unwrap(), &b"second"[..]);
+        served.send("back").unwrap();
+        let back = tokio::time::timeout(T, client.next()).await.unwrap();
+        assert_eq!(back.unwrap().unwrap(), &b"back"[..]);
+    });
+}
+
+/// Sends `m` until `c` receives `expect` (loopback UDP may lose either
+/// way; a late duplicate of an earlier answer is skipped).
+async fn udp_ask(c: &mut converse::tokio::Conversation, m: &[u8], expect: &[u8]) {
+    for _ in 0..20 {
+        c.send(m).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(got) = tokio::time::timeout_at(deadline, c.recv()).await {
+            if got.unwrap().as_deref() == Some(expect) {
+                return;
+            }
+        }
+    }
+    panic!("no answer to {:?}", String::from_utf8_lossy(m));
+}
+
+/// A UDP listener on tokio: each source is a conversation of its own,
+/// served by a task, its replies from the listener's address; twenty
+/// clients at once each hear only their own echoes.
+#[test]
+fn a_udp_listener_on_tokio_serves_each_source_as_a_conversation() {
+    multi_thread_runtime().block_on(async {
+        let listener = converse::tokio::listen("udp://127.0.0.1:0").await.unwrap();
+        let url = listener.local_addr().to_string();
+        assert!(url.starts_with("udp://127.0.0.1:"), "{url}");
+        let (served_tx, mut served) = tokio::sync::mpsc::unbounded_channel();
+        let server = tokio::spawn(async move {
+            for _ in 0..20 {
+                let mut c = listener.accept().await.unwrap();
+                let served_tx = served_tx.clone();
+                tokio::spawn(async move {
+                    served_tx.send(c.peer_addr().to_string()).unwrap();
+                    while let Ok(Some(m)) = c.recv().await {
+                        let mut echo = b"echo ".to_vec();
+                        echo.extend_from_slice(&m);
+                        let _ = c.send(&echo).await;
+                    }
+                });
+            }
+            listener
+        });
+        let mut clients = Vec::new();
+        for k in 0..20 {
+            let url = url.clone();
+            clients.push(tokio::spawn(async move {
+                let mut c = converse::tokio::connect(&url).await.unwrap();
+                assert_eq!(c.peer_addr().to_string(), url);
+                for i in 0..10 {
+                    let m = format!("{k}/{i}");
+                    udp_ask(&mut c, m.as_bytes(), format!("echo {m}").as_bytes()).await;
+                }
+                c.local_addr().to_string()
+            }));
+        }
+        let mut locals = Vec::new();
+        for client in clients {
+            locals.push(tokio::time::timeout(T, client).await.unwrap().unwrap());
+        }
+        let listener = tokio::time::timeout(T, server).await.unwrap().unwrap();
+        let mut peers = Vec::new();
+        while let Ok(peer) = served.try_recv() {
+            peers.push(peer);
+        }
+        peers.sort();
+        locals.sort();
+        assert_eq!(peers, locals, "one conversation per source");
+        let stats = listener.udp_stats().expect("a UDP listener's counts");
+        assert_eq!(stats.peers, 20);
+        assert_eq!(
+            stats.datagrams,
+            stats.delivered
+                + stats.dropped_queue_full
+                + stats.dropped_peer_cap
+                + stats.dropped_bytes_cap
+        );
+    });
+}
+
+/// Sends `m` from `from` until `to` receives it (loopback UDP may lose it).
+async fn udp_tell(
+    from: &mut converse::tokio::Conversation,
+    to: &mut converse::tokio::Conversation,
+    m: &[u8],
+) {
+    for _ in 0..20 {
+        from.send(m).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+        while let Ok(got) = tokio::time::timeout_at(deadline, to.recv()).await {
+            if got.unwrap().as_deref() == Some(m) {
+                return;
+            }
+        }
+    }
+    panic!("{:?} never arrived", String::from_utf8_lossy(m));
+}
+
+/// Sends `m` from `c` until `listener` accepts a conversation (loopback
+/// UDP may lose the datagram); the conversation and its first message.
+async fn udp_join(
+    listener: &converse::tokio::Listener,
+    c: &mut converse::tokio::Conversation,
+    m: &[u8],
+) -> converse::tokio::Conversation {
+    for _ in 0..20 {
+        c.send(m).await.unwrap();
+        if let Ok(accepted) =
+            tokio::time::timeout(Duration::from_millis(300), listener.accept()).await
+        {
+            let mut served = accepted.unwrap();
+            assert_eq!(served.recv().await.unwrap().as_deref(), Some(m));
+            return served;
+        }
+    }
+    panic!("never accepted");
+}
+
+/// Receives on `c` within `T`, skipping copies of `skip` (a datagram sent
+/// again because its first copy might have been lost).
+async fn recv_skipping(
+    c: &mut converse::tokio::Conversation,
+    skip: &[u8],
+) -> converse::Result<Option<bytes::Bytes>> {
+    loop {
+        match tokio::time::timeout(T, c.recv()).await.expect("within T") {
+            Ok(Some(m)) if &m[..] == skip => continue,
+            other => return other,
+        }
+    }
+}
+
+/// A peer silent for the idle timeout ends its conversation (`Ok(None)`)
+/// after what it sent; its next datagram starts a new one; a datagram over
+/// the limit is `Truncated` and the conversation goes on; a dropped
+/// listener ends its conversations' receives, and their sends still go.
+/// Loopback UDP may lose: every exchange is repeated until it is seen.
+#[test]
+fn a_tokio_udp_listener_ends_idle_peers_and_ends_with_its_listener() {
+    runtime().block_on(async {
+        let config = config()
+            .with_idle_timeout(Some(Duration::from_millis(300)))
+            .with_max_message_len(1000);
+        let listener = converse::tokio::listen_with("udp://127.0.0.1:0", &config)
+            .await
+            .unwrap();
+        let mut client = converse::tokio::connect(&listener.local_addr().to_string())
+            .await
+            .unwrap();
+        let mut served = udp_join(&listener, &mut client, b"first").await;
+        // Silence: the end, once the idle timeout has passed.
+        assert_eq!(recv_skipping(&mut served, b"first").await.unwrap(), None);
+        // The same source again: a new conversation.
+        let again = udp_join(&listener, &mut client, b"again").await;
+        assert!(matches!(again.close().await, Ok(Delivery::Unknown)));
+
+        // Without an idle timeout (nothing ends by itself from here on).
+        let config = config.with_idle_timeout(None);
+        let listener = converse::tokio::listen_with("udp://127.0.0.1:0", &config)
+            .await
+            .unwrap();
+        let mut client = converse::tokio::connect(&listener.local_addr().to_string())
+            .await
+            .unwrap();
+        let mut served = udp_join(&listener, &mut client, b"first").await;
+        // Over the limit: said, whole, and the conversation goes on.
+        let (mut truncated, mut after) = (false, false);
+        for _ in 0..20 {
+            client.send(vec![7u8; 1001]).await.unwrap();
+            client.send("after").await.unwrap();
+            let wait = Duration::from_millis(300);
+            while let Ok(got) = tokio::time::timeout(wait, served.recv()).await {
+                match got {
+                    Err(Error::Truncated { max: 1000, .. }) => truncated = true,
+                    Ok(Some(m)) if &m[..] == b"after" => after = true,
+                    Ok(Some(m)) if &m[..] == b"first" => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+            if truncated && after {
+                break;
+            }
+        }
+        assert!(truncated && after);
+        udp_tell(&mut served, &mut client, b"reply").await;
+        drop(listener);
+        // Ended with its listener: what was queued, then the end.
+        loop {
+            match tokio::time::timeout(T, served.recv()).await.unwrap() {
+                Ok(None) => break,
+                Ok(Some(_)) | Err(Error::Truncated { .. }) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        // Its sends still go, from the listener's socket.
+        udp_tell(&mut served, &mut client, b"still").await;
     });
 }

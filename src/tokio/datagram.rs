@@ -1,9 +1,12 @@
 //! Datagrams on tokio (a UDP client, a Unix datagram socket): the datagram
 //! connection's rules, driven by tokio's readiness and timers. A datagram
-//! read is handed out at once, with no await between: a `recv` future
-//! dropped at its await has taken nothing.
+//! read is handed out in the same poll: a `recv` future dropped between
+//! polls has taken nothing.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -23,19 +26,19 @@ enum DgIo {
 }
 
 impl DgIo {
-    async fn readable(&self) -> io::Result<()> {
+    fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            DgIo::Udp(s) => s.readable().await,
+            DgIo::Udp(s) => s.poll_recv_ready(cx),
             #[cfg(unix)]
-            DgIo::Unix(s) => s.readable().await,
+            DgIo::Unix(s) => s.poll_recv_ready(cx),
         }
     }
 
-    async fn writable(&self) -> io::Result<()> {
+    fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            DgIo::Udp(s) => s.writable().await,
+            DgIo::Udp(s) => s.poll_send_ready(cx),
             #[cfg(unix)]
-            DgIo::Unix(s) => s.writable().await,
+            DgIo::Unix(s) => s.poll_send_ready(cx),
         }
     }
 
@@ -73,6 +76,12 @@ pub(super) struct DatagramConv {
     local: Addr,
     /// The end, once reported (kept: every later call says it).
     ended: Option<End>,
+    /// The timer of the idle timeout, made at the first wait.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A close was begun.
+    closing: bool,
+    /// A close's outcome was said.
+    closed: bool,
 }
 
 impl DatagramConv {
@@ -111,6 +120,9 @@ impl DatagramConv {
             buf: vec![0u8; max + 1].into_boxed_slice(),
             local,
             ended: None,
+            sleep: None,
+            closing: false,
+            closed: false,
         })
     }
 
@@ -128,24 +140,26 @@ impl DatagramConv {
         }
     }
 
-    pub(super) async fn recv(&mut self) -> Result<Option<Bytes>> {
+    pub(super) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>>> {
         loop {
             self.poll_end();
             match &self.ended {
-                Some(End::Idle | End::Peer) => return Ok(None),
-                Some(End::Failed(_)) => return Err(self.take_failure()),
-                Some(_) => return Err(Error::Closed),
+                Some(End::Idle | End::Peer) => return Poll::Ready(Ok(None)),
+                Some(End::Failed(_)) => return Poll::Ready(Err(self.take_failure())),
+                Some(_) => return Poll::Ready(Err(Error::Closed)),
                 None => {}
             }
             match self.socket.try_recv(&mut self.buf) {
                 Ok(n) => match self.dg.on_datagram(&self.buf[..n], Instant::now()) {
-                    Some(Arrival::Message(message)) => return Ok(Some(message)),
-                    Some(Arrival::Lost(error)) => return Err(error),
+                    Some(Arrival::Message(message)) => return Poll::Ready(Ok(Some(message))),
+                    Some(Arrival::Lost(error)) => return Poll::Ready(Err(error)),
                     None => {}
                 },
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_readable().await,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.poll_readable(cx));
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if bounced(&e) => return Err(self.dg.unreachable()),
+                Err(e) if bounced(&e) => return Poll::Ready(Err(self.dg.unreachable())),
                 Err(e) => {
                     let peer = self.dg.peer().clone();
                     self.dg.fail(Error::from_io(e, &peer));
@@ -154,20 +168,27 @@ impl DatagramConv {
         }
     }
 
-    /// Waits until the socket is readable or the idle timeout is due.
-    async fn wait_readable(&mut self) {
-        let deadline = self.dg.poll_timeout();
-        let readable = self.socket.readable();
-        match deadline {
-            Some(at) => {
-                if tokio::time::timeout_at(at.into(), readable).await.is_err() {
-                    self.dg.handle_timeout(Instant::now());
-                }
-            }
-            None => {
-                let _ = readable.await;
-            }
+    /// Ready when the socket may be readable or the idle timeout has come
+    /// (then handled); pending, with the waker registered for both, when
+    /// neither.
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.socket.poll_recv_ready(cx).is_ready() {
+            // An error of the socket is read by the next receive.
+            return Poll::Ready(());
         }
+        let Some(at) = self.dg.poll_timeout() else {
+            return Poll::Pending;
+        };
+        let at = tokio::time::Instant::from_std(at);
+        match &mut self.sleep {
+            Some(sleep) if sleep.deadline() == at => {}
+            Some(sleep) => sleep.as_mut().reset(at),
+            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        let sleep = self.sleep.as_mut().expect("made above");
+        ready!(sleep.as_mut().poll(cx));
+        self.dg.handle_timeout(Instant::now());
+        Poll::Ready(())
     }
 
     /// The failure to tell, once; [`Error::Closed`] after that.
@@ -187,41 +208,66 @@ impl DatagramConv {
         self.dg.send(msg).map(drop)
     }
 
-    pub(super) async fn flush(&mut self) -> Result<()> {
+    /// Bytes queued and not yet sent.
+    pub(super) fn queued(&self) -> usize {
+        self.dg.queued()
+    }
+
+    pub(super) fn max_message_len(&self) -> usize {
+        self.dg.max_message_len()
+    }
+
+    pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         while let Some(datagram) = self.dg.front() {
             match self.socket.try_send(datagram) {
                 Ok(_) => self.dg.sent(),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let _ = self.socket.writable().await;
+                    // An error of the socket is met by the next send.
+                    let _ = ready!(self.socket.poll_send_ready(cx));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if bounced(&e) => {
                     // That datagram bounced: said, and done with.
                     self.dg.sent();
-                    return Err(self.dg.unreachable());
+                    return Poll::Ready(Err(self.dg.unreachable()));
                 }
                 Err(e) => {
                     let peer = self.dg.peer().clone();
                     self.dg.fail(Error::from_io(e, &peer));
                     self.poll_end();
-                    return Err(self.take_failure());
+                    return Poll::Ready(Err(self.take_failure()));
                 }
             }
         }
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
-    pub(super) async fn close(mut self) -> Result<Delivery> {
-        self.dg.close();
-        let flushed = self.flush().await;
+    /// Sends what is queued and ends; a datagram socket cannot tell of
+    /// delivery. Said once; after that, [`Error::Closed`].
+    pub(super) fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<Delivery>> {
+        if self.closed {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        if !self.closing {
+            self.closing = true;
+            self.dg.close();
+        }
+        let flushed = ready!(self.poll_flush(cx));
+        self.closed = true;
         self.poll_end();
-        match self.ended.take() {
+        Poll::Ready(match self.ended.take() {
             Some(End::Failed(e)) => Err(e),
             _ => flushed.map(|()| Delivery::Unknown),
-        }
+        })
     }
 
-    pub(super) fn abort(mut self) {
+    /// Ends our side: what is queued is sent (a datagram socket has no
+    /// end to send).
+    pub(super) fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.poll_flush(cx)
+    }
+
+    pub(super) fn abort(&mut self) {
         self.dg.abort();
     }
 }

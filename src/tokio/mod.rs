@@ -10,9 +10,14 @@
 //!
 //! Every transport connects: `tcp://`, `tls://`, `ws://`, `wss://`,
 //! `nats://`, `unix://`, and the datagram clients `udp://` and
-//! `unixgram://`; every stream listens. A UDP listener (the
-//! demultiplexer) on tokio is still to come (refused with
-//! [`Error::Unsupported`]).
+//! `unixgram://`. Every stream listens, and so does UDP: a `udp://`
+//! listener spawns one task that hands each datagram to the conversation
+//! of its source (the blocking listener's thread, as a task), with the same
+//! limits and counts ([`Listener::udp_stats`]).
+//!
+//! A [`Conversation`] is also a [`Stream`] of messages and a [`Sink`] of
+//! them, and [`split`](Conversation::split)s into a [`RecvHalf`] and a
+//! [`SendHalf`] for two tasks.
 //!
 //! **Cancellation is a promise.** A [`recv`](Conversation::recv) future
 //! dropped at any await point loses no message: whatever had arrived
@@ -47,12 +52,23 @@
 
 mod datagram;
 mod stream;
+mod udp_listener;
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll, Wake, Waker};
+
+use std::net::SocketAddr;
 
 use bytes::Bytes;
+use futures_core::Stream;
+use futures_sink::Sink;
 use tokio::net::{TcpListener, TcpStream};
 
 use self::datagram::DatagramConv;
 use self::stream::{Io, StreamConv};
+use self::udp_listener::Peer;
 use crate::addr::Addr;
 use crate::config::Config;
 use crate::connection::Delivery;
@@ -135,14 +151,14 @@ async fn within<T>(
     }
 }
 
-/// Listens on a URL with the default [`Config`]: `tcp`, `tls`, `ws`,
+/// Listens on a URL with the default [`Config`]: `tcp`, `udp`, `tls`, `ws`,
 /// `wss` or `unix` (a TLS listener needs the config's TLS server, so
 /// [`listen_with`]).
 ///
 /// # Errors
 ///
-/// As [`crate::listen`]; [`Error::Unsupported`] for `udp` and
-/// `unixgram`.
+/// As [`crate::listen`] ([`Error::Unsupported`] for `unixgram`, as
+/// there).
 pub async fn listen(url: &str) -> Result<Listener> {
     listen_with(url, &Config::default()).await
 }
@@ -155,6 +171,16 @@ pub async fn listen(url: &str) -> Result<Listener> {
 pub async fn listen_with(url: &str, config: &Config) -> Result<Listener> {
     let parsed = crate::connect::parse(url, config, true)?;
     refuse_unsupported(&parsed.place, parsed.scheme)?;
+    if parsed.scheme == Scheme::Udp {
+        let bound = crate::transport::udp_listener::bind_socket(&parsed.resolve()?, config)?;
+        let (shared, task) = udp_listener::Shared::bind(bound, config)?;
+        return Ok(Listener {
+            local: Addr::Udp(shared.local()),
+            listener: Accepting::Udp { shared, task },
+            config: config.clone(),
+            recipe: None,
+        });
+    }
     #[cfg(unix)]
     if let Place::Path(path) = &parsed.place {
         let recipe = Recipe::server(&parsed, config)?;
@@ -173,7 +199,7 @@ pub async fn listen_with(url: &str, config: &Config) -> Result<Listener> {
             listener: Accepting::Unix { listener, file },
             local,
             config,
-            recipe,
+            recipe: Some(recipe),
         });
     }
     let recipe = Recipe::server(&parsed, config)?;
@@ -190,15 +216,12 @@ pub async fn listen_with(url: &str, config: &Config) -> Result<Listener> {
         listener: Accepting::Tcp(listener),
         local,
         config,
-        recipe,
+        recipe: Some(recipe),
     })
 }
 
 fn refuse_unsupported(place: &Place, scheme: Scheme) -> Result<()> {
     match (place, scheme) {
-        (_, Scheme::Udp) => Err(Error::Unsupported(
-            "a udp:// listener on the tokio driver (to come; a udp:// client is here)",
-        )),
         #[cfg(unix)]
         (Place::Path(_), Scheme::Unix) => Ok(()),
         #[cfg(unix)]
@@ -219,10 +242,20 @@ enum Accepting {
         /// The socket file and its inode, removed on drop.
         file: Option<(std::path::PathBuf, u64)>,
     },
+    /// A UDP socket and the task that hands each datagram to the
+    /// conversation of its source.
+    Udp {
+        shared: std::sync::Arc<udp_listener::Shared>,
+        task: tokio::task::JoinHandle<()>,
+    },
 }
 
 impl Drop for Accepting {
     fn drop(&mut self) {
+        if let Accepting::Udp { shared, task } = self {
+            task.abort();
+            shared.stop();
+        }
         #[cfg(unix)]
         if let Accepting::Unix {
             file: Some(file), ..
@@ -240,7 +273,8 @@ pub struct Listener {
     listener: Accepting,
     local: Addr,
     config: Config,
-    recipe: Recipe,
+    /// What each stream conversation stacks (none for UDP).
+    recipe: Option<Recipe>,
 }
 
 impl Listener {
@@ -261,21 +295,39 @@ impl Listener {
     pub async fn accept(&self) -> Result<Conversation> {
         loop {
             let accepted = match &self.listener {
-                Accepting::Tcp(l) => l
-                    .accept()
-                    .await
-                    .map(|(stream, at)| (Io::Tcp(stream), self.recipe.addr(at))),
+                Accepting::Tcp(l) => l.accept().await.map(|(stream, at)| (Io::Tcp(stream), at)),
                 #[cfg(unix)]
                 Accepting::Unix { listener, .. } => listener
                     .accept()
                     .await
-                    .map(|(stream, _)| (Io::Unix(stream), Addr::Unix(None))),
+                    .map(|(stream, _)| (Io::Unix(stream), SocketAddr::from(([0, 0, 0, 0], 0)))),
+                Accepting::Udp { shared, .. } => {
+                    let peer = poll_fn(|cx| shared.poll_accept(cx)).await?;
+                    return Ok(Conversation {
+                        inner: Inner::Peer(Box::new(peer)),
+                    });
+                }
             };
-            let (stream, peer) = accepted.map_err(|e| Error::from_io(e, &self.local))?;
+            let (stream, at) = accepted.map_err(|e| Error::from_io(e, &self.local))?;
+            let recipe = self.recipe.as_ref().expect("a stream listener's recipe");
+            let peer = match stream {
+                Io::Tcp(_) => recipe.addr(at),
+                #[cfg(unix)]
+                Io::Unix(_) => Addr::Unix(None),
+            };
             // A connection dead before it was taken is skipped.
-            if let Ok(conversation) = StreamConv::new(stream, &self.recipe, &self.config, peer) {
+            if let Ok(conversation) = StreamConv::new(stream, recipe, &self.config, peer) {
                 return Ok(Conversation::stream(conversation));
             }
+        }
+    }
+
+    /// What a UDP listener has received, delivered and dropped so far
+    /// (see [`UdpStats`](crate::transport::UdpStats)); `None` for a stream listener.
+    pub fn udp_stats(&self) -> Option<crate::transport::UdpStats> {
+        match &self.listener {
+            Accepting::Udp { shared, .. } => Some(shared.stats()),
+            _ => None,
         }
     }
 
@@ -288,6 +340,12 @@ impl Listener {
 /// A conversation on tokio: whole messages, in order, with the promises of
 /// every other driver. See the [module docs](self) for what cancellation
 /// means.
+///
+/// Besides its async methods it is a [`Stream`] of messages (each
+/// `Result<Bytes>`, ending at the peer's clean end or after an error) and
+/// a [`Sink`] of messages (a `close` of the sink is a graceful close);
+/// [`split`](Conversation::split) makes a receiving and a sending half for
+/// two tasks.
 #[derive(Debug)]
 pub struct Conversation {
     inner: Inner,
@@ -297,6 +355,120 @@ pub struct Conversation {
 enum Inner {
     Stream(Box<StreamConv>),
     Datagram(Box<DatagramConv>),
+    /// A conversation of a UDP listener.
+    Peer(Box<Peer>),
+}
+
+/// How much a [`Sink`] lets queue before `poll_ready` waits for the socket.
+const SINK_HIGH: usize = 64 * 1024;
+
+impl Inner {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>>> {
+        match self {
+            Inner::Stream(c) => c.poll_recv(cx),
+            Inner::Datagram(c) => c.poll_recv(cx),
+            Inner::Peer(c) => c.poll_recv(cx),
+        }
+    }
+
+    fn take(&mut self, msg: &[u8], text: bool) -> Result<()> {
+        match self {
+            Inner::Stream(c) => c.take(msg, text),
+            Inner::Datagram(c) => c.take(msg),
+            Inner::Peer(c) => c.take(msg),
+        }
+    }
+
+    fn max_message_len(&self) -> usize {
+        match self {
+            Inner::Stream(c) => c.max_message_len(),
+            Inner::Datagram(c) => c.max_message_len(),
+            Inner::Peer(c) => c.max_message_len(),
+        }
+    }
+
+    fn queued(&self) -> usize {
+        match self {
+            Inner::Stream(c) => c.queued(),
+            Inner::Datagram(c) => c.queued(),
+            Inner::Peer(c) => c.queued(),
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match self {
+            Inner::Stream(c) => c.poll_flush(cx),
+            Inner::Datagram(c) => c.poll_flush(cx),
+            Inner::Peer(c) => c.poll_flush(cx),
+        }
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<Delivery>> {
+        match self {
+            Inner::Stream(c) => c.poll_close(cx),
+            Inner::Datagram(c) => c.poll_close(cx),
+            Inner::Peer(c) => c.poll_close(cx),
+        }
+    }
+
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match self {
+            Inner::Stream(c) => c.poll_finish(cx),
+            Inner::Datagram(c) => c.poll_finish(cx),
+            Inner::Peer(c) => c.poll_finish(cx),
+        }
+    }
+
+    fn poll_established(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match self {
+            Inner::Stream(c) => c.poll_established(cx),
+            Inner::Datagram(_) | Inner::Peer(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn abort(&mut self) {
+        match self {
+            Inner::Stream(c) => c.abort(),
+            Inner::Datagram(c) => c.abort(),
+            Inner::Peer(c) => c.abort(),
+        }
+    }
+
+    fn peer_addr(&self) -> &Addr {
+        match self {
+            Inner::Stream(c) => c.peer_addr(),
+            Inner::Datagram(c) => c.peer_addr(),
+            Inner::Peer(c) => c.peer_addr(),
+        }
+    }
+
+    fn local_addr(&self) -> &Addr {
+        match self {
+            Inner::Stream(c) => c.local_addr(),
+            Inner::Datagram(c) => c.local_addr(),
+            Inner::Peer(c) => c.local_addr(),
+        }
+    }
+
+    /// The [`Stream`] form of `poll_recv`: the peer's end and a reported
+    /// failure end the stream (a failure is its last item).
+    /// (A failure is told once: the poll after it says `Closed`, the
+    /// stream's end.)
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes>>> {
+        Poll::Ready(match ready!(self.poll_recv(cx)) {
+            Ok(Some(message)) => Some(Ok(message)),
+            Ok(None) | Err(Error::Closed) => None,
+            Err(e) => Some(Err(e)),
+        })
+    }
+
+    /// The [`Sink`] form of readiness: at most [`SINK_HIGH`] bytes queued.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.queued() < SINK_HIGH {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_flush(cx)
+    }
 }
 
 impl Conversation {
@@ -307,9 +479,9 @@ impl Conversation {
         config: &Config,
         peer: Addr,
     ) -> Result<Conversation> {
-        let mut conversation = StreamConv::new(stream, recipe, config, peer)?;
-        conversation.established().await?;
-        Ok(Conversation::stream(conversation))
+        let mut conversation = Conversation::stream(StreamConv::new(stream, recipe, config, peer)?);
+        conversation.handshake().await?;
+        Ok(conversation)
     }
 
     fn stream(conversation: StreamConv) -> Conversation {
@@ -327,26 +499,17 @@ impl Conversation {
     /// The handshake's typed error ([`Error::Tls`], [`Error::WebSocket`],
     /// [`Error::Timeout`] past the handshake timeout …).
     pub async fn handshake(&mut self) -> Result<()> {
-        match &mut self.inner {
-            Inner::Stream(c) => c.established().await,
-            Inner::Datagram(_) => Ok(()),
-        }
+        poll_fn(|cx| self.inner.poll_established(cx)).await
     }
 
     /// The peer.
     pub fn peer_addr(&self) -> &Addr {
-        match &self.inner {
-            Inner::Stream(c) => c.peer_addr(),
-            Inner::Datagram(c) => c.peer_addr(),
-        }
+        self.inner.peer_addr()
     }
 
     /// Our side's address.
     pub fn local_addr(&self) -> &Addr {
-        match &self.inner {
-            Inner::Stream(c) => c.local_addr(),
-            Inner::Datagram(c) => c.local_addr(),
-        }
+        self.inner.local_addr()
     }
 
     /// The next message; `Ok(None)` at the peer's clean end (between
@@ -361,10 +524,7 @@ impl Conversation {
     /// [`Error::PeerUnreachable`], after which it goes on;
     /// [`Error::Closed`] after an earlier end.
     pub async fn recv(&mut self) -> Result<Option<Bytes>> {
-        match &mut self.inner {
-            Inner::Stream(c) => c.recv().await,
-            Inner::Datagram(c) => c.recv().await,
-        }
+        poll_fn(|cx| self.inner.poll_recv(cx)).await
     }
 
     /// The next message as text (`Ok(None)` at the peer's end).
@@ -391,7 +551,7 @@ impl Conversation {
     /// on); the conversation's end, typed, if it has failed;
     /// [`Error::Closed`] after a close.
     pub async fn send(&mut self, msg: impl AsRef<[u8]>) -> Result<()> {
-        self.take(msg.as_ref(), false)?;
+        self.inner.take(msg.as_ref(), false)?;
         self.flush().await
     }
 
@@ -401,7 +561,7 @@ impl Conversation {
     ///
     /// As [`send`](Self::send).
     pub async fn send_text(&mut self, text: &str) -> Result<()> {
-        self.take(text.as_bytes(), true)?;
+        self.inner.take(text.as_bytes(), true)?;
         self.flush().await
     }
 
@@ -412,14 +572,19 @@ impl Conversation {
     ///
     /// As [`send`](Self::send).
     pub fn feed(&mut self, msg: impl AsRef<[u8]>) -> Result<()> {
-        self.take(msg.as_ref(), false)
+        self.inner.take(msg.as_ref(), false)
     }
 
-    fn take(&mut self, msg: &[u8], text: bool) -> Result<()> {
-        match &mut self.inner {
-            Inner::Stream(c) => c.take(msg, text),
-            Inner::Datagram(c) => c.take(msg),
-        }
+    /// Bytes queued and not yet taken by the socket.
+    pub fn queued(&self) -> usize {
+        self.inner.queued()
+    }
+
+    /// The largest message it sends and receives: the configured limit, a
+    /// datagram's own bound, or, for NATS, the server's `max_payload` once
+    /// connected.
+    pub fn max_message_len(&self) -> usize {
+        self.inner.max_message_len()
     }
 
     /// Waits until everything sent has been taken by the socket.
@@ -429,10 +594,7 @@ impl Conversation {
     ///
     /// The conversation's end, typed, if it fails meanwhile.
     pub async fn flush(&mut self) -> Result<()> {
-        match &mut self.inner {
-            Inner::Stream(c) => c.flush().await,
-            Inner::Datagram(c) => c.flush().await,
-        }
+        poll_fn(|cx| self.inner.poll_flush(cx)).await
     }
 
     /// Closes gracefully, as [`crate::Conversation::close`]: writes what is
@@ -444,18 +606,351 @@ impl Conversation {
     /// [`Error::ConnectionReset`] when the peer reset with our messages
     /// unread, [`Error::Unsent`] when they could not be written in time, or
     /// the conversation's earlier failure.
-    pub async fn close(self) -> Result<Delivery> {
-        match self.inner {
-            Inner::Stream(c) => c.close().await,
-            Inner::Datagram(c) => c.close().await,
-        }
+    pub async fn close(mut self) -> Result<Delivery> {
+        poll_fn(|cx| self.inner.poll_close(cx)).await
     }
 
     /// Ends at once, discarding what is queued (over a stream, a reset).
-    pub fn abort(self) {
-        match self.inner {
-            Inner::Stream(c) => c.abort(),
-            Inner::Datagram(c) => c.abort(),
+    pub fn abort(mut self) {
+        self.inner.abort();
+    }
+
+    /// Splits into a receiving half and a sending half that two tasks use
+    /// at once (they share the connection behind a lock that no await
+    /// holds); [`SendHalf::reunite`] puts them back together. Whichever
+    /// half is polled drives the connection (reads, writes, timers), and
+    /// both are woken by what either waits for; messages read while
+    /// sending wait for the receiving half, at most one read's worth (the
+    /// rest stays in the kernel until the receiving half takes them).
+    pub fn split(self) -> (RecvHalf, SendHalf) {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(self.inner),
+            wakers: Arc::new(Wakers::default()),
+        });
+        (
+            RecvHalf {
+                shared: Arc::clone(&shared),
+            },
+            SendHalf { shared },
+        )
+    }
+}
+
+impl Stream for Conversation {
+    type Item = Result<Bytes>;
+
+    /// Messages until the peer's clean end; an error is the last item
+    /// (except over datagrams, where [`Error::Truncated`] and
+    /// [`Error::PeerUnreachable`] are followed by what comes next).
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().inner.poll_next(cx)
+    }
+}
+
+impl<M: AsRef<[u8]>> Sink<M> for Conversation {
+    type Error = Error;
+
+    /// Ready while less than 64 KiB waits to be written.
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().inner.poll_ready(cx)
+    }
+
+    /// Queues the message whole ([`Error::MessageTooLarge`] takes nothing).
+    fn start_send(self: Pin<&mut Self>, item: M) -> Result<()> {
+        self.get_mut().inner.take(item.as_ref(), false)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().inner.poll_flush(cx)
+    }
+
+    /// A graceful close ([`close`](Conversation::close)); what it says of
+    /// delivery is not kept.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().inner.poll_close(cx).map_ok(drop)
+    }
+}
+
+/// The connection of a split conversation, and its halves' wakers.
+#[derive(Debug)]
+struct Shared {
+    inner: Mutex<Inner>,
+    wakers: Arc<Wakers>,
+}
+
+/// The two halves' wakers, woken together: whichever half registers with
+/// the socket or the timer, what it waits for wakes both.
+#[derive(Debug, Default)]
+struct Wakers {
+    slots: Mutex<[Option<Waker>; 2]>,
+}
+
+impl Wake for Wakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let taken = std::mem::take(&mut *lock(&self.slots));
+        for waker in taken.into_iter().flatten() {
+            waker.wake();
         }
     }
 }
+
+/// A lock whose holder never panics mid-change (a poisoned lock is used
+/// as it is).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+const RECEIVER: usize = 0;
+const SENDER: usize = 1;
+
+impl Shared {
+    /// Runs a poll of the connection for the half in `slot`: its waker is
+    /// kept, and the connection is polled with the wakers of both.
+    fn poll<R>(
+        &self,
+        slot: usize,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Inner, &mut Context<'_>) -> Poll<R>,
+    ) -> Poll<R> {
+        {
+            let mut slots = lock(&self.wakers.slots);
+            match &mut slots[slot] {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                w => *w = Some(cx.waker().clone()),
+            }
+        }
+        let both = Waker::from(Arc::clone(&self.wakers));
+        let mut both_cx = Context::from_waker(&both);
+        f(&mut lock(&self.inner), &mut both_cx)
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        f(&mut lock(&self.inner))
+    }
+}
+
+/// The receiving half of a split [`Conversation`]; a [`Stream`] of
+/// messages.
+#[derive(Debug)]
+pub struct RecvHalf {
+    shared: Arc<Shared>,
+}
+
+impl RecvHalf {
+    /// See [`Conversation::recv`]; cancel-safe the same way.
+    ///
+    /// # Errors
+    ///
+    /// As [`Conversation::recv`].
+    pub async fn recv(&mut self) -> Result<Option<Bytes>> {
+        poll_fn(|cx| {
+            self.shared
+                .poll(RECEIVER, cx, |inner, cx| inner.poll_recv(cx))
+        })
+        .await
+    }
+
+    /// See [`Conversation::recv_text`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Conversation::recv_text`].
+    pub async fn recv_text(&mut self) -> Result<Option<String>> {
+        self.recv()
+            .await?
+            .map(crate::conversation::into_text)
+            .transpose()
+    }
+
+    /// The peer.
+    pub fn peer_addr(&self) -> Addr {
+        self.shared.with(|inner| inner.peer_addr().clone())
+    }
+
+    /// Our side's address.
+    pub fn local_addr(&self) -> Addr {
+        self.shared.with(|inner| inner.local_addr().clone())
+    }
+
+    /// The second half of a graceful close, once the sending half has
+    /// closed (or begins it, if it has not): discards what arrives until
+    /// the peer's end, within the linger time, and says what is known of
+    /// delivery, as [`Conversation::close`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Conversation::close`].
+    pub async fn close(self) -> Result<Delivery> {
+        poll_fn(|cx| {
+            self.shared
+                .poll(RECEIVER, cx, |inner, cx| inner.poll_close(cx))
+        })
+        .await
+    }
+}
+
+impl Stream for RecvHalf {
+    type Item = Result<Bytes>;
+
+    /// As [`Conversation`]'s stream.
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.shared
+            .poll(RECEIVER, cx, |inner, cx| inner.poll_next(cx))
+    }
+}
+
+/// The sending half of a split [`Conversation`]; a [`Sink`] of messages.
+#[derive(Debug)]
+pub struct SendHalf {
+    shared: Arc<Shared>,
+}
+
+impl SendHalf {
+    /// See [`Conversation::send`]; cancel-safe the same way.
+    ///
+    /// # Errors
+    ///
+    /// As [`Conversation::send`].
+    pub async fn send(&mut self, msg: impl AsRef<[u8]>) -> Result<()> {
+        self.feed(msg)?;
+        self.flush().await
+    }
+
+    /// See [`Conversation::send_text`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Conversation::send`].
+    pub async fn send_text(&mut self, text: &str) -> Result<()> {
+        self.shared
+            .with(|inner| inner.take(text.as_bytes(), true))?;
+        self.flush().await
+    }
+
+    /// See [`Conversation::feed`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Conversation::send`].
+    pub fn feed(&mut self, msg: impl AsRef<[u8]>) -> Result<()> {
+        self.shared.with(|inner| inner.take(msg.as_ref(), false))
+    }
+
+    /// See [`Conversation::flush`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Conversation::flush`].
+    pub async fn flush(&mut self) -> Result<()> {
+        poll_fn(|cx| {
+            self.shared
+                .poll(SENDER, cx, |inner, cx| inner.poll_flush(cx))
+        })
+        .await
+    }
+
+    /// Ends our side: what is queued is written, then our end (a close
+    /// frame, `close_notify`, the end of the stream); the receiving half
+    /// goes on until the peer's end (`Ok(None)`).
+    ///
+    /// # Errors
+    ///
+    /// The conversation's failure, if it fails before our end is written.
+    pub async fn close(self) -> Result<()> {
+        poll_fn(|cx| {
+            self.shared
+                .poll(SENDER, cx, |inner, cx| inner.poll_finish(cx))
+        })
+        .await
+    }
+
+    /// Bytes queued and not yet taken by the socket.
+    pub fn queued(&self) -> usize {
+        self.shared.with(|inner| inner.queued())
+    }
+
+    /// See [`Conversation::max_message_len`].
+    pub fn max_message_len(&self) -> usize {
+        self.shared.with(|inner| inner.max_message_len())
+    }
+
+    /// Ends the conversation at once, discarding what is queued (over a
+    /// stream, a reset); the receiving half's next `recv` says
+    /// [`Error::Closed`].
+    pub fn abort(self) {
+        self.shared.with(Inner::abort);
+    }
+
+    /// The peer.
+    pub fn peer_addr(&self) -> Addr {
+        self.shared.with(|inner| inner.peer_addr().clone())
+    }
+
+    /// Our side's address.
+    pub fn local_addr(&self) -> Addr {
+        self.shared.with(|inner| inner.local_addr().clone())
+    }
+
+    /// Puts the halves back together.
+    ///
+    /// # Errors
+    ///
+    /// [`ReuniteError`], holding both, if they are not of the same
+    /// conversation.
+    pub fn reunite(self, recv: RecvHalf) -> std::result::Result<Conversation, ReuniteError> {
+        if !Arc::ptr_eq(&self.shared, &recv.shared) {
+            return Err(ReuniteError(recv, self));
+        }
+        drop(recv);
+        let shared = Arc::into_inner(self.shared).expect("the two halves held the only references");
+        let inner = shared
+            .inner
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(Conversation { inner })
+    }
+}
+
+impl<M: AsRef<[u8]>> Sink<M> for SendHalf {
+    type Error = Error;
+
+    /// As [`Conversation`]'s sink.
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.shared
+            .poll(SENDER, cx, |inner, cx| inner.poll_ready(cx))
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: M) -> Result<()> {
+        self.shared.with(|inner| inner.take(item.as_ref(), false))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.shared
+            .poll(SENDER, cx, |inner, cx| inner.poll_flush(cx))
+    }
+
+    /// Ends our side, as [`SendHalf::close`].
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.shared
+            .poll(SENDER, cx, |inner, cx| inner.poll_finish(cx))
+    }
+}
+
+/// Two halves of different conversations, given back by
+/// [`SendHalf::reunite`].
+#[derive(Debug)]
+pub struct ReuniteError(pub RecvHalf, pub SendHalf);
+
+impl std::fmt::Display for ReuniteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the two halves are of different conversations")
+    }
+}
+
+impl std::error::Error for ReuniteError {}

@@ -1,17 +1,18 @@
 //! Streams on tokio: the connection of every stream transport, driven by
-//! tokio's readiness and timers. Everything that changes happens after an
-//! await, in one go, so that a future dropped at its await changes
+//! tokio's readiness and timers, in poll functions that do what is ready
+//! and register for the rest: whatever a poll did stays done (messages
+//! read wait in the inbox), so a future dropped between polls has lost
 //! nothing.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::addr::Addr;
@@ -37,6 +38,19 @@ pub(super) struct StreamConv {
     local: Addr,
     /// How it ended, once known: see [`Ended`].
     ended: Option<Ended>,
+    /// The timer of the connection's next deadline, made at the first.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    closing: Closing,
+}
+
+/// Where a graceful close is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    No,
+    /// Begun: waiting for its outcome.
+    Waiting,
+    /// Its outcome was said.
+    Told,
 }
 
 /// What became of a conversation's end once it was seen.
@@ -79,6 +93,8 @@ impl StreamConv {
             peer,
             local,
             ended: None,
+            sleep: None,
+            closing: Closing::No,
         })
     }
 
@@ -93,25 +109,19 @@ impl StreamConv {
     }
 
     /// The next message; `Ok(None)` at the peer's clean end (between
-    /// messages). Cancel-safe: see the [module docs](self).
-    ///
-    /// # Errors
-    ///
-    /// As [`crate::Conversation::recv`]: the typed end of a conversation
-    /// that failed (a message too large, a missed deadline, a reset …),
-    /// [`Error::Closed`] after a close or an earlier end.
-    pub(super) async fn recv(&mut self) -> Result<Option<Bytes>> {
+    /// messages). Cancel-safe: what arrived waits in the inbox.
+    pub(super) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>>> {
         loop {
             if let Some(message) = self.inbox.pop_front() {
-                return Ok(Some(message));
+                return Poll::Ready(Ok(Some(message)));
             }
             self.poll_end();
             match &self.ended {
-                Some(Ended::Peer) => return Ok(None),
-                Some(_) => return Err(self.take_failure()),
+                Some(Ended::Peer) => return Poll::Ready(Ok(None)),
+                Some(_) => return Poll::Ready(Err(self.take_failure())),
                 None => {}
             }
-            self.turn().await;
+            ready!(self.poll_turn(cx));
         }
     }
 
@@ -125,51 +135,84 @@ impl StreamConv {
         self.conn.send(msg, text).map(drop)
     }
 
-    /// Waits until everything sent has been taken by the socket.
-    /// Cancel-safe: dropped, what is queued stays queued.
-    ///
-    /// # Errors
-    ///
-    /// The conversation's end, typed, if it fails meanwhile.
-    pub(super) async fn flush(&mut self) -> Result<()> {
+    /// Bytes queued and not yet taken by the socket.
+    pub(super) fn queued(&self) -> usize {
+        self.conn.queued()
+    }
+
+    /// The largest message it sends (for NATS, the server's `max_payload`
+    /// once connected).
+    pub(super) fn max_message_len(&self) -> usize {
+        self.conn.tx.max_message_len()
+    }
+
+    /// Ready once everything sent has been taken by the socket.
+    /// Cancel-safe: what is queued stays queued.
+    pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         loop {
             self.write_now();
             if self.conn.queued() == 0 {
-                return Ok(());
+                return Poll::Ready(Ok(()));
             }
             self.poll_end();
             if matches!(self.ended, Some(Ended::Failed(_) | Ended::Over))
                 || self.conn.link.is_down()
             {
-                return Err(self.take_failure());
+                return Poll::Ready(Err(self.take_failure()));
             }
-            self.turn().await;
+            ready!(self.poll_turn(cx));
         }
     }
 
-    /// Closes gracefully, as [`crate::Conversation::close`]: writes what is
+    /// A graceful close, as [`crate::Conversation::close`]: writes what is
     /// queued, ends our side, and waits for the peer's end within the
-    /// linger time; says what is known of delivery.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ConnectionReset`] when the peer reset with our messages
-    /// unread, [`Error::Unsent`] when they could not be written in time, or
-    /// the conversation's earlier failure.
-    pub(super) async fn close(mut self) -> Result<Delivery> {
-        self.conn.close(Instant::now());
+    /// linger time; says what is known of delivery. Said once; after that,
+    /// [`Error::Closed`].
+    pub(super) fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<Delivery>> {
+        match self.closing {
+            Closing::No => {
+                self.closing = Closing::Waiting;
+                self.conn.close(Instant::now());
+            }
+            Closing::Waiting => {}
+            Closing::Told => return Poll::Ready(Err(Error::Closed)),
+        }
         loop {
             if let Some(outcome) = self.conn.link.poll_close() {
-                return outcome;
+                self.closing = Closing::Told;
+                return Poll::Ready(outcome);
             }
             // What arrives now is discarded.
             self.inbox.clear();
-            self.turn().await;
+            ready!(self.poll_turn(cx));
+        }
+    }
+
+    /// Ends our side only (a split conversation's sending half closed):
+    /// what is queued goes out, then our end; ready once it is written (or
+    /// the conversation is down). The peer may go on sending.
+    pub(super) fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.conn.link.ours() == Ours::Open && !self.conn.link.is_down() {
+            self.conn.close(Instant::now());
+        }
+        loop {
+            self.write_now();
+            if self.conn.link.ours() == Ours::Ended && !self.conn.link.wants_write() {
+                return Poll::Ready(Ok(()));
+            }
+            if self.conn.link.is_down() {
+                self.poll_end();
+                return Poll::Ready(match self.ended {
+                    Some(Ended::Failed(_)) => Err(self.take_failure()),
+                    _ => Ok(()),
+                });
+            }
+            ready!(self.poll_turn(cx));
         }
     }
 
     /// Ends at once, discarding what is queued (a reset).
-    pub(super) fn abort(mut self) {
+    pub(super) fn abort(&mut self) {
         self.conn.abort();
         let _ = self
             .stream
@@ -177,30 +220,33 @@ impl StreamConv {
             .set_linger(Some(std::time::Duration::ZERO));
     }
 
-    /// Drives the handshakes until the connection is established (or has
-    /// ended).
-    pub(super) async fn established(&mut self) -> Result<()> {
+    /// Ready once the handshakes are done (or the connection has ended).
+    pub(super) fn poll_established(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         loop {
             self.write_now();
             if self.conn.link.is_established() {
                 if self.conn.link.poll_established() {
                     self.conn.tx.learn(&self.conn.link);
                 }
-                return Ok(());
+                return Poll::Ready(Ok(()));
             }
             self.poll_end();
             if self.ended.is_some() {
-                return Err(self.take_failure());
+                return Poll::Ready(Err(self.take_failure()));
             }
-            self.turn().await;
+            ready!(self.poll_turn(cx));
         }
     }
 
     /// Notes the connection's end, if it has come (it is reported once).
     fn poll_end(&mut self) {
         if self.ended.is_none() {
-            self.ended = self.conn.link.poll_end().map(|end| match end {
+            let link = &mut self.conn.link;
+            self.ended = link.poll_end().map(|end| match end {
+                // A sending half's close, then the peer's end: the
+                // receiving half's clean end.
                 End::Peer => Ended::Peer,
+                End::Closed(_) if link.has_peer_ended() => Ended::Peer,
                 End::Failed(e) => Ended::Failed(e),
                 End::Closed(_) | End::Aborted | End::Idle => Ended::Over,
             });
@@ -220,54 +266,74 @@ impl StreamConv {
         }
     }
 
-    /// One turn: waits for the socket (readable, and writable when there
-    /// is output) or the connection's next deadline, then does what is
-    /// ready, without waiting. Everything that changes happens after the
-    /// wait, in one go: dropped at its await, a turn changes nothing.
-    async fn turn(&mut self) {
+    /// One turn: does what the socket (readable; writable when there is
+    /// output) and the connection's next deadline allow now, without
+    /// waiting. Pending when nothing was ready, with `cx`'s waker
+    /// registered for each of them. Messages read go to the inbox, so a
+    /// caller dropped after a turn has lost nothing.
+    fn poll_turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         // What is ready to go goes first (a close's end of stream too):
         // the wait below may be for the peer's answer to it.
         self.write_now();
-        let deadline = self.conn.poll_timeout();
-        let interest = if self.conn.link.wants_write() {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        let woke = {
-            let mut ready = std::pin::pin!(self.stream.ready(interest));
-            let mut sleep = std::pin::pin!(async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            });
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(ready) = ready.as_mut().poll(cx) {
-                    return Poll::Ready(Some(ready));
-                }
-                sleep.as_mut().poll(cx).map(|()| None)
-            })
-            .await
-        };
-        match woke {
-            Some(Ok(ready)) => {
-                if ready.is_writable() {
-                    self.write_now();
-                }
-                if ready.is_readable() || ready.is_read_closed() {
+        let mut woke = false;
+        let mut waiting = false;
+        // Read while messages are wanted, and always while a handshake or
+        // a close needs the peer: a caller that only sends, with messages
+        // not taken, leaves the rest in the kernel (the peer is slowed
+        // down), never in a growing inbox.
+        let link = &self.conn.link;
+        let read = !link.is_down()
+            && !link.is_eof()
+            && (self.inbox.is_empty() || !link.is_established() || link.ours() != Ours::Open);
+        if read {
+            waiting = true;
+            match self.stream.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => {
                     self.read_now();
+                    woke = true;
                 }
+                Poll::Ready(Err(e)) => {
+                    self.conn.on_error(Error::from_io(e, &self.peer));
+                    woke = true;
+                }
+                Poll::Pending => {}
             }
-            Some(Err(e)) => self.conn.on_error(Error::from_io(e, &self.peer)),
-            // The deadline: handled below.
-            None => {}
+        }
+        if self.conn.link.wants_write() {
+            waiting = true;
+            match self.stream.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.write_now();
+                    woke = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    self.conn.on_error(Error::from_io(e, &self.peer));
+                    woke = true;
+                }
+                Poll::Pending => {}
+            }
+        }
+        if let Some(at) = self.conn.poll_timeout() {
+            waiting = true;
+            let at = tokio::time::Instant::from_std(at);
+            match &mut self.sleep {
+                Some(sleep) if sleep.deadline() == at => {}
+                Some(sleep) => sleep.as_mut().reset(at),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+            if let Some(sleep) = &mut self.sleep {
+                woke |= sleep.as_mut().poll(cx).is_ready();
+            }
+        }
+        if !woke && waiting {
+            return Poll::Pending;
         }
         self.conn.handle_timeout(Instant::now());
         if self.conn.link.poll_established() {
             self.conn.tx.learn(&self.conn.link);
         }
         self.write_now();
+        Poll::Ready(())
     }
 
     /// Reads what the socket has, without waiting.
@@ -319,6 +385,36 @@ impl StreamConv {
     }
 }
 
+impl Drop for StreamConv {
+    /// Reads what has arrived, without waiting, before the socket closes:
+    /// protocol bytes left unread (a TLS session ticket, a ping) would
+    /// make the system reset the connection, and the peer lose what we
+    /// sent. Messages left unread still do (the peer must not take what
+    /// it sent for delivered).
+    fn drop(&mut self) {
+        if self.conn.link.is_down() || !self.inbox.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut unread = false;
+        for _ in 0..64 {
+            if self.conn.link.is_eof() {
+                return;
+            }
+            match self.stream.try_read(&mut self.scratch) {
+                Ok(0) => return,
+                Ok(n) => self
+                    .conn
+                    .on_bytes(&self.scratch[..n], now, &mut |_| unread = true),
+                Err(_) => return,
+            }
+            if unread {
+                return;
+            }
+        }
+    }
+}
+
 /// The socket under a conversation.
 #[derive(Debug)]
 pub(super) enum Io {
@@ -328,11 +424,19 @@ pub(super) enum Io {
 }
 
 impl Io {
-    async fn ready(&self, interest: Interest) -> io::Result<tokio::io::Ready> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Io::Tcp(s) => s.ready(interest).await,
+            Io::Tcp(s) => s.poll_read_ready(cx),
             #[cfg(unix)]
-            Io::Unix(s) => s.ready(interest).await,
+            Io::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Io::Tcp(s) => s.poll_write_ready(cx),
+            #[cfg(unix)]
+            Io::Unix(s) => s.poll_write_ready(cx),
         }
     }
 

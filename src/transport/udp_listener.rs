@@ -374,11 +374,21 @@ impl UdpListener {
 }
 
 pub(crate) fn bind_any(addrs: &[SocketAddr], config: &Config) -> Result<UdpListener> {
+    let (socket, addr) = bind_socket(addrs, config)?;
+    UdpListener::start(socket, addr, config)
+}
+
+/// A listener's socket, bound to the first of `addrs` that takes it, with
+/// the address it was bound to.
+pub(crate) fn bind_socket(
+    addrs: &[SocketAddr],
+    config: &Config,
+) -> Result<(UdpSocket, SocketAddr)> {
     config.validate()?;
     let mut last = None;
     for &addr in addrs {
         match sockopt::udp_listener(addr, config) {
-            Ok(socket) => return UdpListener::start(socket, addr, config),
+            Ok(socket) => return Ok((socket, addr)),
             Err(e) => last = Some(Error::from_io(e, &Addr::Udp(addr))),
         }
     }

@@ -153,6 +153,44 @@ pub fn pubsub(c: &mut Criterion) {
                 })
             })
         });
+
+        // converse's async driver, the same way on the same runtime: one
+        // conversation feeding (flushed at the end), one receiving.
+        let url = server.url(&format!("bench.converse-tokio.{size}"));
+        let (mut publisher, mut subscriber) = rt.block_on(async {
+            let p = converse::tokio::connect(&url).await.unwrap();
+            let s = converse::tokio::connect(&url).await.unwrap();
+            (p, s)
+        });
+        let id = format!("nats_pubsub/converse-tokio/{size}");
+        group.bench_function(BenchmarkId::new("converse-tokio", size), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let started = Instant::now();
+                    let receiving = async {
+                        let mut got = 0;
+                        while got < iters {
+                            match tokio::time::timeout(LOST, subscriber.recv()).await {
+                                Ok(Ok(Some(_))) => got += 1,
+                                Ok(other) => panic!("{id}: {other:?}"),
+                                Err(_) => break,
+                            }
+                        }
+                        got
+                    };
+                    let publishing = async {
+                        for _ in 0..iters {
+                            publisher.feed(&msg).unwrap();
+                        }
+                        publisher.flush().await.unwrap();
+                    };
+                    let (got, ()) = tokio::join!(receiving, publishing);
+                    let took = started.elapsed();
+                    lost(&id, got, iters);
+                    took
+                })
+            })
+        });
     }
     group.finish();
 }

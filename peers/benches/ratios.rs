@@ -65,8 +65,10 @@ struct Goal {
 }
 
 /// The README's goals: as fast as the raw library underneath (raw
-/// `std::net`, rustls, tungstenite), and on the switchboard as fast as
-/// tokio-util, async-nats.
+/// `std::net`, rustls, tungstenite), on the switchboard as fast as
+/// tokio-util, async-nats, and on tokio (current-thread and multi-thread
+/// runtimes) as fast as the crate a tokio user would otherwise pick
+/// (tokio-util, tokio-rustls, tokio-tungstenite, async-nats).
 fn goals() -> Vec<Goal> {
     let goal = |group: fn(&mut Criterion), ours, peer| Goal {
         group,
@@ -137,6 +139,22 @@ fn goals() -> Vec<Goal> {
             "tcp_stream/converse-tokio/65536",
             "tcp_stream/tokio-util/65536",
         ),
+        // The same on a multi-thread runtime.
+        goal(
+            tcp::tcp_pingpong,
+            "tcp_pingpong/converse-tokio-mt/64",
+            "tcp_pingpong/tokio-util-mt/64",
+        ),
+        goal(
+            tcp::tcp_stream,
+            "tcp_stream/converse-tokio-mt/64",
+            "tcp_stream/tokio-util-mt/64",
+        ),
+        goal(
+            tcp::tcp_stream,
+            "tcp_stream/converse-tokio-mt/65536",
+            "tcp_stream/tokio-util-mt/65536",
+        ),
         goal(
             udp::udp_stream,
             "udp_stream/converse/64",
@@ -170,6 +188,16 @@ fn goals() -> Vec<Goal> {
             "tls_stream_batched/converse/64",
             "tls_stream_batched/rustls/64",
         ),
+        goal(
+            tls::tls_pingpong,
+            "tls_pingpong/converse-tokio/64",
+            "tls_pingpong/tokio-rustls/64",
+        ),
+        goal(
+            tls::tls_stream,
+            "tls_stream/converse-tokio/65536",
+            "tls_stream/tokio-rustls/65536",
+        ),
     ]);
     #[cfg(feature = "ws")]
     goals.extend([
@@ -193,13 +221,35 @@ fn goals() -> Vec<Goal> {
             "ws_stream_batched/converse/64",
             "ws_stream_batched/tungstenite/64",
         ),
+        goal(
+            ws::ws_pingpong,
+            "ws_pingpong/converse-tokio/64",
+            "ws_pingpong/tokio-tungstenite/64",
+        ),
+        goal(
+            ws::ws_stream,
+            "ws_stream/converse-tokio/64",
+            "ws_stream/tokio-tungstenite/64",
+        ),
+        goal(
+            ws::ws_stream,
+            "ws_stream/converse-tokio/65536",
+            "ws_stream/tokio-tungstenite/65536",
+        ),
     ]);
     #[cfg(feature = "nats")]
-    goals.push(goal(
-        nats::pubsub,
-        "nats_pubsub/converse/64",
-        "nats_pubsub/async-nats/64",
-    ));
+    goals.extend([
+        goal(
+            nats::pubsub,
+            "nats_pubsub/converse/64",
+            "nats_pubsub/async-nats/64",
+        ),
+        goal(
+            nats::pubsub,
+            "nats_pubsub/converse-tokio/64",
+            "nats_pubsub/async-nats/64",
+        ),
+    ]);
     goals
 }
 

@@ -266,30 +266,33 @@ pub fn tcp_pingpong(c: &mut Criterion) {
             echo.join().unwrap();
         }
 
-        {
+        for (runtime, suffix) in common::TOKIO_RUNTIMES {
             // The async driver, against the same tokio-util echo.
-            let rt = common::tokio_runtime();
+            let rt = runtime();
             let (mut client, server) = converse_tokio_pair(&rt);
             let echo = tokio_echo(server);
-            group.bench_function(BenchmarkId::new("converse-tokio", size), |b| {
-                b.iter(|| {
-                    rt.block_on(async {
-                        client.send(&payload).await.unwrap();
-                        client.recv().await.unwrap().unwrap()
+            group.bench_function(
+                BenchmarkId::new(format!("converse-tokio{suffix}"), size),
+                |b| {
+                    b.iter(|| {
+                        rt.block_on(async {
+                            client.send(&payload).await.unwrap();
+                            client.recv().await.unwrap().unwrap()
+                        })
                     })
-                })
-            });
+                },
+            );
             drop(client);
             echo.join().unwrap();
         }
 
-        {
+        for (runtime, suffix) in common::TOKIO_RUNTIMES {
             let (client, server) = std_pair();
             let echo = tokio_echo(server);
-            let rt = common::tokio_runtime();
+            let rt = runtime();
             let mut framed = tokio_framed(&rt, client);
             let payload = Bytes::from(payload.clone());
-            group.bench_function(BenchmarkId::new("tokio-util", size), |b| {
+            group.bench_function(BenchmarkId::new(format!("tokio-util{suffix}"), size), |b| {
                 b.iter(|| {
                     rt.block_on(async {
                         framed.send(payload.clone()).await.unwrap();
@@ -450,32 +453,35 @@ pub fn tcp_stream(c: &mut Criterion) {
             sink.stop();
         }
 
-        {
+        for (runtime, suffix) in common::TOKIO_RUNTIMES {
             // The async driver, into the same tokio-util reader.
-            let rt = common::tokio_runtime();
+            let rt = runtime();
             let (mut client, server) = converse_tokio_pair(&rt);
             let sink = tokio_sink(server);
-            group.bench_function(BenchmarkId::new("converse-tokio", size), |b| {
-                b.iter_custom(|n| {
-                    sink.time(n, || {
-                        rt.block_on(async {
-                            for _ in 0..n {
-                                client.send(&payload).await.unwrap();
-                            }
+            group.bench_function(
+                BenchmarkId::new(format!("converse-tokio{suffix}"), size),
+                |b| {
+                    b.iter_custom(|n| {
+                        sink.time(n, || {
+                            rt.block_on(async {
+                                for _ in 0..n {
+                                    client.send(&payload).await.unwrap();
+                                }
+                            })
                         })
                     })
-                })
-            });
+                },
+            );
             drop(client);
             sink.stop();
         }
-        {
+        for (runtime, suffix) in common::TOKIO_RUNTIMES {
             let (client, server) = std_pair();
             let sink = tokio_sink(server);
-            let rt = common::tokio_runtime();
+            let rt = runtime();
             let mut framed = tokio_framed(&rt, client);
             let payload = Bytes::from(payload.clone());
-            group.bench_function(BenchmarkId::new("tokio-util", size), |b| {
+            group.bench_function(BenchmarkId::new(format!("tokio-util{suffix}"), size), |b| {
                 b.iter_custom(|n| {
                     sink.time(n, || {
                         rt.block_on(async {

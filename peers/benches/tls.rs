@@ -3,7 +3,8 @@
 //! converse against hand-written rustls (`StreamOwned` over `std::net`, the
 //! same wire format, a `BufReader` on the receiving side) and tokio-rustls
 //! with tokio-util's `LengthDelimitedCodec`, each with a peer of its own
-//! kind. All of them use the same rustls configurations (ring, TLS 1.3,
+//! kind; and converse's async driver (`converse-tokio`) against
+//! tokio-rustls's peer. All of them use the same rustls configurations (ring, TLS 1.3,
 //! the same certificates), so the cryptography is the same work.
 
 #[path = "../../examples/common/certs.rs"]
@@ -140,6 +141,78 @@ fn tokio_server(
     })
 }
 
+/// An async TLS client: tokio-rustls with tokio-util's codec, or converse's
+/// async driver (`converse::tokio`), against the same tokio-rustls server.
+enum AsyncClient {
+    Rustls(Box<TokioClient>),
+    Converse(converse::tokio::Conversation),
+}
+
+/// The async clients, by benchmark name.
+const ASYNC_CLIENTS: [&str; 2] = ["tokio-rustls", "converse-tokio"];
+
+impl AsyncClient {
+    /// A client of `name` connected to `listener`, whose server side is
+    /// accepted (and its handshake run) on a thread of its own by `serve`.
+    fn connect(
+        name: &str,
+        rt: &tokio::runtime::Runtime,
+        setup: &Setup,
+        listener: TcpListener,
+        serve: impl FnOnce(TcpStream) + Send + 'static,
+    ) -> (Self, thread::JoinHandle<()>) {
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            stream.set_nodelay(true).unwrap();
+            serve(stream)
+        });
+        let client = match name {
+            "converse-tokio" => AsyncClient::Converse(
+                rt.block_on(converse::tokio::connect_with(
+                    &format!("tls://{addr}"),
+                    &setup.converse_config(),
+                ))
+                .unwrap(),
+            ),
+            _ => {
+                let stream = TcpStream::connect(addr).unwrap();
+                stream.set_nodelay(true).unwrap();
+                AsyncClient::Rustls(Box::new(tokio_client(rt, stream, setup)))
+            }
+        };
+        (client, server)
+    }
+
+    async fn send(&mut self, payload: &Bytes) {
+        match self {
+            AsyncClient::Rustls(framed) => framed.send(payload.clone()).await.unwrap(),
+            AsyncClient::Converse(c) => c.send(payload).await.unwrap(),
+        }
+    }
+
+    async fn feed(&mut self, payload: &Bytes) {
+        match self {
+            AsyncClient::Rustls(framed) => framed.feed(payload.clone()).await.unwrap(),
+            AsyncClient::Converse(c) => c.feed(payload).unwrap(),
+        }
+    }
+
+    async fn flush(&mut self) {
+        match self {
+            AsyncClient::Rustls(framed) => SinkExt::<Bytes>::flush(framed).await.unwrap(),
+            AsyncClient::Converse(c) => c.flush().await.unwrap(),
+        }
+    }
+
+    async fn recv(&mut self) -> usize {
+        match self {
+            AsyncClient::Rustls(framed) => framed.next().await.unwrap().unwrap().len(),
+            AsyncClient::Converse(c) => c.recv().await.unwrap().unwrap().len(),
+        }
+    }
+}
+
 /// Raw: read one frame into `payload`.
 fn raw_read_frame(reader: &mut impl Read, payload: &mut Vec<u8>) -> std::io::Result<()> {
     let mut header = [0u8; 4];
@@ -202,32 +275,32 @@ pub fn tls_pingpong(c: &mut Criterion) {
             echo.join().unwrap();
         }
 
-        {
-            let (client, server) = std_pair();
+        for name in ASYNC_CLIENTS {
             let server_config = setup.server_config();
-            let echo = thread::spawn(move || {
-                let rt = common::tokio_runtime();
-                let mut framed = tokio_server(&rt, server, server_config);
-                rt.block_on(async {
-                    while let Some(Ok(frame)) = framed.next().await {
-                        if framed.send(frame.freeze()).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            });
             let rt = common::tokio_runtime();
-            let mut framed = tokio_client(&rt, client, &setup);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let (mut client, echo) =
+                AsyncClient::connect(name, &rt, &setup, listener, move |server| {
+                    let rt = common::tokio_runtime();
+                    let mut framed = tokio_server(&rt, server, server_config);
+                    rt.block_on(async {
+                        while let Some(Ok(frame)) = framed.next().await {
+                            if framed.send(frame.freeze()).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                });
             let payload = Bytes::from(payload.clone());
-            group.bench_function(BenchmarkId::new("tokio-rustls", size), |b| {
+            group.bench_function(BenchmarkId::new(name, size), |b| {
                 b.iter(|| {
                     rt.block_on(async {
-                        framed.send(payload.clone()).await.unwrap();
-                        framed.next().await.unwrap().unwrap()
+                        client.send(&payload).await;
+                        client.recv().await
                     })
                 })
             });
-            drop(framed);
+            drop(client);
             echo.join().unwrap();
         }
     }
@@ -295,13 +368,15 @@ fn raw_sink(server: RawServer) -> Sink {
 
 /// A tokio-rustls sink; its handshake runs on its own thread, started
 /// here and finished once the client has connected (`wait_ready`).
-fn tokio_sink(server: TcpStream, config: Arc<rustls::ServerConfig>) -> Sink {
+fn tokio_sink(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> Sink {
     let mut state: Option<(tokio::runtime::Runtime, TokioServer)> = None;
-    let mut server = Some(server);
+    let mut listener = Some(listener);
     let sink = Sink::start(move |n| {
         let (rt, framed) = state.get_or_insert_with(|| {
             let rt = common::tokio_runtime();
-            let framed = tokio_server(&rt, server.take().unwrap(), Arc::clone(&config));
+            let (server, _) = listener.take().unwrap().accept().unwrap();
+            server.set_nodelay(true).unwrap();
+            let framed = tokio_server(&rt, server, Arc::clone(&config));
             (rt, framed)
         });
         rt.block_on(async {
@@ -378,33 +453,47 @@ fn tls_stream_group(c: &mut Criterion, group_name: &str, size: usize, batched: b
         sink.stop();
     }
 
-    {
-        let (client, server) = std_pair();
-        let sink = tokio_sink(server, setup.server_config());
+    for name in ASYNC_CLIENTS {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sink = tokio_sink(listener, setup.server_config());
         let rt = common::tokio_runtime();
-        let mut framed = tokio_client(&rt, client, &setup);
+        let mut client = match name {
+            "converse-tokio" => AsyncClient::Converse(
+                rt.block_on(converse::tokio::connect_with(
+                    &format!("tls://{addr}"),
+                    &setup.converse_config(),
+                ))
+                .unwrap(),
+            ),
+            _ => {
+                let stream = TcpStream::connect(addr).unwrap();
+                stream.set_nodelay(true).unwrap();
+                AsyncClient::Rustls(Box::new(tokio_client(&rt, stream, &setup)))
+            }
+        };
         sink.done.recv().unwrap(); // its handshake is over
         let payload = Bytes::from(payload.clone());
-        group.bench_function(BenchmarkId::new("tokio-rustls", size), |b| {
+        group.bench_function(BenchmarkId::new(name, size), |b| {
             b.iter_custom(|n| {
                 sink.time(n, || {
                     rt.block_on(async {
                         for i in 0..n {
                             if batched {
-                                framed.feed(payload.clone()).await.unwrap();
+                                client.feed(&payload).await;
                                 if i % 963 == 962 {
-                                    SinkExt::<Bytes>::flush(&mut framed).await.unwrap();
+                                    client.flush().await;
                                 }
                             } else {
-                                framed.send(payload.clone()).await.unwrap();
+                                client.send(&payload).await;
                             }
                         }
-                        SinkExt::<Bytes>::flush(&mut framed).await.unwrap();
+                        client.flush().await;
                     })
                 })
             })
         });
-        drop(framed);
+        drop(client);
         sink.stop();
     }
     group.finish();

@@ -1,7 +1,8 @@
 //! How fast is WebSocket? Round trips and one-way streams (a client
 //! sending to a server, so every frame is masked), converse against
 //! hand-written blocking tungstenite (`WebSocket<TcpStream>`) and
-//! tokio-tungstenite, each with a peer of its own kind.
+//! tokio-tungstenite, each with a peer of its own kind; and converse's async
+//! driver (`converse-tokio`) against tokio-tungstenite's peer.
 
 mod common;
 
@@ -54,6 +55,71 @@ fn tokio_client(rt: &tokio::runtime::Runtime, addr: std::net::SocketAddr) -> Tok
             .unwrap();
         ws
     })
+}
+
+/// An async WebSocket client: tokio-tungstenite's, or converse's async
+/// driver (`converse::tokio`), against the same tokio-tungstenite server.
+enum AsyncClient {
+    Tungstenite(TokioWs),
+    Converse(converse::tokio::Conversation),
+}
+
+/// The async clients, by benchmark name.
+const ASYNC_CLIENTS: [&str; 2] = ["tokio-tungstenite", "converse-tokio"];
+
+impl AsyncClient {
+    fn connect(name: &str, rt: &tokio::runtime::Runtime, addr: std::net::SocketAddr) -> Self {
+        match name {
+            "converse-tokio" => AsyncClient::Converse(
+                rt.block_on(converse::tokio::connect(&format!("ws://{addr}")))
+                    .unwrap(),
+            ),
+            _ => AsyncClient::Tungstenite(tokio_client(rt, addr)),
+        }
+    }
+
+    async fn send(&mut self, payload: &[u8]) {
+        match self {
+            AsyncClient::Tungstenite(ws) => {
+                ws.send(Message::binary(payload.to_vec())).await.unwrap()
+            }
+            AsyncClient::Converse(c) => c.send(payload).await.unwrap(),
+        }
+    }
+
+    async fn feed(&mut self, payload: &[u8]) {
+        match self {
+            AsyncClient::Tungstenite(ws) => {
+                ws.feed(Message::binary(payload.to_vec())).await.unwrap()
+            }
+            AsyncClient::Converse(c) => c.feed(payload).unwrap(),
+        }
+    }
+
+    async fn flush(&mut self) {
+        match self {
+            AsyncClient::Tungstenite(ws) => ws.flush().await.unwrap(),
+            AsyncClient::Converse(c) => c.flush().await.unwrap(),
+        }
+    }
+
+    async fn recv(&mut self) -> usize {
+        match self {
+            AsyncClient::Tungstenite(ws) => ws.next().await.unwrap().unwrap().len(),
+            AsyncClient::Converse(c) => c.recv().await.unwrap().unwrap().len(),
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            AsyncClient::Tungstenite(mut ws) => {
+                let _ = ws.close(None).await;
+            }
+            AsyncClient::Converse(c) => {
+                let _ = c.close().await;
+            }
+        }
+    }
 }
 
 fn tokio_server(rt: &tokio::runtime::Runtime, listener: TcpListener) -> TokioWs {
@@ -112,7 +178,7 @@ pub fn ws_pingpong(c: &mut Criterion) {
         echo.join().unwrap();
     }
 
-    {
+    for name in ASYNC_CLIENTS {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let echo = thread::spawn(move || {
@@ -127,19 +193,16 @@ pub fn ws_pingpong(c: &mut Criterion) {
             });
         });
         let rt = common::tokio_runtime();
-        let mut ws = tokio_client(&rt, addr);
-        group.bench_function(BenchmarkId::new("tokio-tungstenite", size), |b| {
+        let mut client = AsyncClient::connect(name, &rt, addr);
+        group.bench_function(BenchmarkId::new(name, size), |b| {
             b.iter(|| {
                 rt.block_on(async {
-                    ws.send(Message::binary(payload.clone())).await.unwrap();
-                    ws.next().await.unwrap().unwrap()
+                    client.send(&payload).await;
+                    client.recv().await
                 })
             })
         });
-        rt.block_on(async {
-            let _ = ws.close(None).await;
-        });
-        drop(ws);
+        rt.block_on(client.close());
         echo.join().unwrap();
     }
     group.finish();
@@ -254,7 +317,7 @@ fn ws_stream_group(c: &mut Criterion, name: &str, sizes: &[usize], batched: bool
             sink.stop();
         }
 
-        {
+        for name in ASYNC_CLIENTS {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
             let mut listener = Some(listener);
@@ -273,32 +336,28 @@ fn ws_stream_group(c: &mut Criterion, name: &str, sizes: &[usize], batched: bool
             });
             sink.counts.send(0).unwrap();
             let rt = common::tokio_runtime();
-            let mut ws = tokio_client(&rt, addr);
+            let mut client = AsyncClient::connect(name, &rt, addr);
             sink.done.recv().unwrap();
-            group.bench_function(BenchmarkId::new("tokio-tungstenite", size), |b| {
+            group.bench_function(BenchmarkId::new(name, size), |b| {
                 b.iter_custom(|n| {
                     sink.time(n, || {
                         rt.block_on(async {
                             for i in 0..n {
-                                let m = Message::binary(payload.clone());
                                 if batched {
-                                    ws.feed(m).await.unwrap();
+                                    client.feed(&payload).await;
                                     if i % every == every - 1 {
-                                        ws.flush().await.unwrap();
+                                        client.flush().await;
                                     }
                                 } else {
-                                    ws.send(m).await.unwrap();
+                                    client.send(&payload).await;
                                 }
                             }
-                            ws.flush().await.unwrap();
+                            client.flush().await;
                         })
                     })
                 })
             });
-            rt.block_on(async {
-                let _ = ws.close(None).await;
-            });
-            drop(ws);
+            rt.block_on(client.close());
             sink.stop();
         }
     }

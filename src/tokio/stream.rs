@@ -287,17 +287,7 @@ impl StreamConv {
             && (self.inbox.is_empty() || !link.is_established() || link.ours() != Ours::Open);
         if read {
             waiting = true;
-            match self.stream.poll_read_ready(cx) {
-                Poll::Ready(Ok(())) => {
-                    self.read_now();
-                    woke = true;
-                }
-                Poll::Ready(Err(e)) => {
-                    self.conn.on_error(Error::from_io(e, &self.peer));
-                    woke = true;
-                }
-                Poll::Pending => {}
-            }
+            woke |= self.poll_read_now(cx).is_ready();
         }
         if self.conn.link.wants_write() {
             waiting = true;
@@ -336,13 +326,19 @@ impl StreamConv {
         Poll::Ready(())
     }
 
-    /// Reads what the socket has, without waiting.
-    fn read_now(&mut self) {
+    /// Reads what the socket has, without waiting: ready when something
+    /// was read (or the socket failed), pending with the waker registered
+    /// once the socket is drained. A short read counts as drained (tokio
+    /// forgets the readiness then), so a turn makes no read that finds
+    /// nothing.
+    fn poll_read_now(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let now = Instant::now();
         let mut taken = 0;
+        let mut read = false;
         while taken < READ_BUDGET && !self.conn.link.is_down() && !self.conn.link.is_eof() {
-            match self.stream.try_read(&mut self.scratch) {
-                Ok(0) => {
+            let mut buf = tokio::io::ReadBuf::new(&mut self.scratch);
+            match self.stream.poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
                     // Once our side has ended, a reset that came with the
                     // peer's end fails a close.
                     let ended = self.conn.link.ours() != Ours::Open;
@@ -351,21 +347,28 @@ impl StreamConv {
                         Some(e) => self.conn.on_error(Error::from_io(e, &self.peer)),
                         None => self.conn.on_eof(now),
                     }
-                    return;
+                    return Poll::Ready(());
                 }
-                Ok(n) => {
+                Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len();
                     taken += n;
+                    read = true;
                     let inbox = &mut self.inbox;
                     self.conn
                         .on_bytes(&self.scratch[..n], now, &mut |m| inbox.push_back(m));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => {
                     self.conn.on_error(Error::from_io(e, &self.peer));
-                    return;
+                    return Poll::Ready(());
                 }
+                Poll::Pending => break,
             }
+        }
+        if read {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 
@@ -424,11 +427,16 @@ pub(super) enum Io {
 }
 
 impl Io {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        use tokio::io::AsyncRead;
         match self {
-            Io::Tcp(s) => s.poll_read_ready(cx),
+            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             #[cfg(unix)]
-            Io::Unix(s) => s.poll_read_ready(cx),
+            Io::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 

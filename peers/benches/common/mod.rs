@@ -34,6 +34,20 @@ pub fn tokio_runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
+/// A multi-thread tokio runtime (two workers, as many as the cores here):
+/// the bench's thread polls its future, the workers drive the I/O.
+pub fn tokio_runtime_mt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// The runtimes the async benches run on, and the suffix of their IDs.
+pub const TOKIO_RUNTIMES: [(fn() -> tokio::runtime::Runtime, &str); 2] =
+    [(tokio_runtime, ""), (tokio_runtime_mt, "-mt")];
+
 /// The frame of one message in the default wire format: 4-byte big-endian
 /// length, then the payload.
 pub fn frame(payload: &[u8]) -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! The chat room at scale: `cargo bench --bench scale`.
 //!
-//! Three servers, each in a process of its own, driven by the same clients
+//! Four servers, each in a process of its own, driven by the same clients
 //! (tokio, in this process), one after another in one run:
 //!
 //! * `converse`: the `chat_room` example's room (`examples/common/room.rs`)
@@ -8,6 +8,8 @@
 //! * `tokio`: a chat server written the way tokio's own `examples/chat.rs`
 //!   is: a task per peer, `Framed` + `LengthDelimitedCodec`, an unbounded
 //!   channel per peer, a shared map under a lock;
+//! * `converse-tokio`: the same tokio design on converse's async driver
+//!   (`converse::tokio` conversations instead of `Framed`);
 //! * `threads`: converse's room as it was before the switchboard, a thread
 //!   per member relaying under one lock with a 2 s write timeout.
 //!
@@ -27,7 +29,7 @@
 //!
 //! Sizes come from the environment (`CONVERSE_SCALE_MEMBERS`,
 //! `CONVERSE_SCALE_RECEIVERS`, `CONVERSE_SCALE_MESSAGES`,
-//! `CONVERSE_SCALE_SERVERS=converse,tokio,threads`, and
+//! `CONVERSE_SCALE_SERVERS=converse,tokio,converse-tokio,threads`, and
 //! `CONVERSE_SCALE_CAP` seconds per scenario, default 60). The run raises
 //! its file-descriptor soft limit to the hard one (and says so if that is
 //! too low for the members asked).
@@ -96,6 +98,7 @@ fn serve(kind: &str) {
     match kind {
         "converse" => serve_converse(),
         "tokio" => serve_tokio(),
+        "converse-tokio" => serve_converse_tokio(),
         "threads" => serve_threads(),
         other => panic!("no server {other}"),
     }
@@ -173,6 +176,79 @@ fn serve_tokio() {
                         }
                         result = lines.next() => match result {
                             Some(Ok(msg)) => {
+                                let text = String::from_utf8_lossy(&msg);
+                                let state = state.lock().unwrap();
+                                state.broadcast(addr, &format!("{name}: {text}"));
+                            }
+                            _ => break,
+                        },
+                    }
+                }
+                let mut state = state.lock().unwrap();
+                state.peers.remove(&addr);
+                state.broadcast(addr, &format!("* {name} left"));
+            });
+        }
+    });
+}
+
+/// tokio's `examples/chat.rs` design again, on converse's async driver: a
+/// task per peer serving a `converse::tokio` conversation (its `recv` is
+/// cancel-safe, so it sits in `select!` as `Framed::next` does), an
+/// unbounded channel per peer, a shared map under a lock.
+fn serve_converse_tokio() {
+    type Tx = mpsc::UnboundedSender<Bytes>;
+    struct Shared {
+        peers: HashMap<SocketAddr, Tx>,
+    }
+    impl Shared {
+        fn broadcast(&self, sender: SocketAddr, message: &str) {
+            let message = Bytes::copy_from_slice(message.as_bytes());
+            for (peer, tx) in &self.peers {
+                if *peer != sender {
+                    let _ = tx.send(message.clone());
+                }
+            }
+        }
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let config = converse::Config::new().with_backlog(4096);
+        let listener = converse::tokio::listen_with("tcp://127.0.0.1:0", &config)
+            .await
+            .unwrap();
+        say_port(listener.local_addr().socket_addr().unwrap().port());
+        let state = Arc::new(Mutex::new(Shared {
+            peers: HashMap::new(),
+        }));
+        loop {
+            let Ok(mut member) = listener.accept().await else {
+                continue;
+            };
+            let Some(addr) = member.peer_addr().socket_addr() else {
+                continue;
+            };
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                let Ok(Some(name)) = member.recv().await else {
+                    return;
+                };
+                let name = String::from_utf8_lossy(&name).into_owned();
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                {
+                    let mut state = state.lock().unwrap();
+                    state.peers.insert(addr, tx);
+                    state.broadcast(addr, &format!("* {name} joined"));
+                }
+                loop {
+                    tokio::select! {
+                        Some(msg) = rx.recv() => {
+                            if member.send(&msg).await.is_err() {
+                                break;
+                            }
+                        }
+                        result = member.recv() => match result {
+                            Ok(Some(msg)) => {
                                 let text = String::from_utf8_lossy(&msg);
                                 let state = state.lock().unwrap();
                                 state.broadcast(addr, &format!("{name}: {text}"));
@@ -756,13 +832,14 @@ struct Run {
 }
 
 /// The servers a run can start.
-const KINDS: [&str; 3] = ["converse", "tokio", "threads"];
+const KINDS: [&str; 4] = ["converse", "tokio", "converse-tokio", "threads"];
 
 /// A server's name in the plots, and its colour, the same in each.
 fn design(kind: &str) -> (String, &'static str) {
     let (name, color) = match kind {
         "converse" => ("converse (switchboard)", "#1f6fb4"),
         "tokio" => ("tokio chat design", "#e8831f"),
+        "converse-tokio" => ("tokio chat design on converse::tokio", "#9b59b6"),
         "threads" => ("thread per member", "#3a9a4a"),
         other => (other, "#888888"),
     };

@@ -413,3 +413,44 @@ fn idle_switchboard_conversations_hold_no_buffers() {
     );
     drop(clients);
 }
+
+/// Idle TCP conversations on the async driver: after a message each way,
+/// a conversation holds its connection and its tokio registration, and no
+/// read buffer (the thread's one is shared by all it polls).
+#[test]
+fn idle_tokio_conversations_hold_no_read_buffer() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = converse::tokio::listen("tcp://127.0.0.1:0").await.unwrap();
+        let url = listener.local_addr().to_string();
+        // The thread's read buffer and the runtime's first allocations are
+        // made outside the count.
+        let mut warm = converse::tokio::connect(&url).await.unwrap();
+        let mut warm_served = listener.accept().await.unwrap();
+        warm.send("warm").await.unwrap();
+        assert_eq!(warm_served.recv().await.unwrap().unwrap(), &b"warm"[..]);
+        let before = heap();
+        let mut pairs = Vec::new();
+        for _ in 0..PAIRS {
+            let c = converse::tokio::connect(&url).await.unwrap();
+            let s = listener.accept().await.unwrap();
+            pairs.push((c, s));
+        }
+        for (c, s) in &mut pairs {
+            c.send("ping").await.unwrap();
+            assert_eq!(s.recv().await.unwrap().unwrap(), &b"ping"[..]);
+            s.send("pong").await.unwrap();
+            assert_eq!(c.recv().await.unwrap().unwrap(), &b"pong"[..]);
+        }
+        let used = heap().saturating_sub(before) / (2 * PAIRS as u64);
+        println!("tokio TCP conversation: {used} bytes idle after a message each way");
+        assert!(
+            used <= 4 * 1024,
+            "an idle tokio TCP conversation holds {used} bytes"
+        );
+    });
+}

@@ -3,6 +3,7 @@
 //! read is handed out in the same poll: a `recv` future dropped between
 //! polls has taken nothing.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -16,6 +17,12 @@ use crate::connection::datagram::{Arrival, Datagrams};
 use crate::connection::{Delivery, End};
 use crate::error::{Error, Result};
 use crate::transport::datagram::DatagramParts;
+
+thread_local! {
+    /// One receive buffer per thread for every datagram conversation
+    /// polled on it, as large as the largest datagram any of them takes.
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// The socket under a datagram conversation.
 #[derive(Debug)]
@@ -72,7 +79,6 @@ fn bounced(e: &io::Error) -> bool {
 pub(super) struct DatagramConv {
     socket: DgIo,
     dg: Datagrams,
-    buf: Box<[u8]>,
     local: Addr,
     /// The end, once reported (kept: every later call says it).
     ended: Option<End>,
@@ -115,9 +121,6 @@ impl DatagramConv {
         Ok(DatagramConv {
             socket: io,
             dg: Datagrams::new(peer, max, idle, None, Instant::now()),
-            // One byte more than the largest message: a longer datagram
-            // is seen as truncated, never taken cut short.
-            buf: vec![0u8; max + 1].into_boxed_slice(),
             local,
             ended: None,
             sleep: None,
@@ -149,8 +152,18 @@ impl DatagramConv {
                 Some(_) => return Poll::Ready(Err(Error::Closed)),
                 None => {}
             }
-            match self.socket.try_recv(&mut self.buf) {
-                Ok(n) => match self.dg.on_datagram(&self.buf[..n], Instant::now()) {
+            // One byte more than the largest message: a longer datagram is
+            // seen as truncated, never taken cut short.
+            let want = self.dg.max_message_len() + 1;
+            let received = BUF.with_borrow_mut(|buf| {
+                if buf.len() < want {
+                    buf.resize(want, 0);
+                }
+                let received = self.socket.try_recv(&mut buf[..want]);
+                received.map(|n| self.dg.on_datagram(&buf[..n], Instant::now()))
+            });
+            match received {
+                Ok(arrival) => match arrival {
                     Some(Arrival::Message(message)) => return Poll::Ready(Ok(Some(message))),
                     Some(Arrival::Lost(error)) => return Poll::Ready(Err(error)),
                     None => {}

@@ -4,6 +4,7 @@
 //! read wait in the inbox), so a future dropped between polls has lost
 //! nothing.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -25,6 +26,13 @@ use crate::transport::recipe::Recipe;
 /// How much one turn reads before it lets the program have what came.
 const READ_BUDGET: usize = 256 * 1024;
 
+thread_local! {
+    /// One read buffer per thread for every conversation polled on it: a
+    /// conversation itself holds only what its connection keeps (an idle
+    /// one, no buffer at all).
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; 64 * 1024].into_boxed_slice());
+}
+
 /// A stream conversation on tokio (TCP, TLS, WebSocket, NATS, Unix): the
 /// connection, driven by tokio's readiness and timers.
 #[derive(Debug)]
@@ -33,7 +41,6 @@ pub(super) struct StreamConv {
     conn: Conn,
     /// Messages that arrived and were not taken yet.
     inbox: VecDeque<Bytes>,
-    scratch: Box<[u8]>,
     peer: Addr,
     local: Addr,
     /// How it ended, once known: see [`Ended`].
@@ -89,7 +96,6 @@ impl StreamConv {
             stream,
             conn,
             inbox: VecDeque::new(),
-            scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             peer,
             local,
             ended: None,
@@ -332,11 +338,15 @@ impl StreamConv {
     /// forgets the readiness then), so a turn makes no read that finds
     /// nothing.
     fn poll_read_now(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let now = Instant::now();
+        SCRATCH.with_borrow_mut(|scratch| self.poll_read_into(cx, scratch))
+    }
+
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, scratch: &mut [u8]) -> Poll<()> {
+        let mut now = None;
         let mut taken = 0;
         let mut read = false;
         while taken < READ_BUDGET && !self.conn.link.is_down() && !self.conn.link.is_eof() {
-            let mut buf = tokio::io::ReadBuf::new(&mut self.scratch);
+            let mut buf = tokio::io::ReadBuf::new(scratch);
             match self.stream.poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => {
                     // Once our side has ended, a reset that came with the
@@ -345,7 +355,7 @@ impl StreamConv {
                     let socket = self.stream.sock();
                     match socket.take_error().ok().flatten().filter(|_| ended) {
                         Some(e) => self.conn.on_error(Error::from_io(e, &self.peer)),
-                        None => self.conn.on_eof(now),
+                        None => self.conn.on_eof(*now.get_or_insert_with(Instant::now)),
                     }
                     return Poll::Ready(());
                 }
@@ -353,9 +363,10 @@ impl StreamConv {
                     let n = buf.filled().len();
                     taken += n;
                     read = true;
+                    let now = *now.get_or_insert_with(Instant::now);
                     let inbox = &mut self.inbox;
                     self.conn
-                        .on_bytes(&self.scratch[..n], now, &mut |m| inbox.push_back(m));
+                        .on_bytes(&scratch[..n], now, &mut |m| inbox.push_back(m));
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => {
@@ -398,23 +409,25 @@ impl Drop for StreamConv {
         if self.conn.link.is_down() || !self.inbox.is_empty() {
             return;
         }
-        let now = Instant::now();
-        let mut unread = false;
-        for _ in 0..64 {
-            if self.conn.link.is_eof() {
+        // (Not while the thread's buffer is in use, nor once it is gone.)
+        let _ = SCRATCH.try_with(|cell| {
+            let Ok(mut scratch) = cell.try_borrow_mut() else {
                 return;
+            };
+            let now = Instant::now();
+            let mut unread = false;
+            for _ in 0..64 {
+                if self.conn.link.is_eof() || unread {
+                    return;
+                }
+                match self.stream.try_read(&mut scratch) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => self
+                        .conn
+                        .on_bytes(&scratch[..n], now, &mut |_| unread = true),
+                }
             }
-            match self.stream.try_read(&mut self.scratch) {
-                Ok(0) => return,
-                Ok(n) => self
-                    .conn
-                    .on_bytes(&self.scratch[..n], now, &mut |_| unread = true),
-                Err(_) => return,
-            }
-            if unread {
-                return;
-            }
-        }
+        });
     }
 }
 

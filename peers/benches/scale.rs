@@ -125,22 +125,24 @@ fn serve_converse() {
     room.run().unwrap();
 }
 
-/// tokio's `examples/chat.rs`, with the length-delimited framing.
-fn serve_tokio() {
-    type Tx = mpsc::UnboundedSender<Bytes>;
-    struct Shared {
-        peers: HashMap<SocketAddr, Tx>,
-    }
-    impl Shared {
-        fn broadcast(&self, sender: SocketAddr, message: &str) {
-            let message = Bytes::copy_from_slice(message.as_bytes());
-            for (peer, tx) in &self.peers {
-                if *peer != sender {
-                    let _ = tx.send(message.clone());
-                }
+/// The state of tokio's `examples/chat.rs`: an unbounded channel per peer.
+struct Shared {
+    peers: HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>,
+}
+
+impl Shared {
+    fn broadcast(&self, sender: SocketAddr, message: &str) {
+        let message = Bytes::copy_from_slice(message.as_bytes());
+        for (peer, tx) in &self.peers {
+            if *peer != sender {
+                let _ = tx.send(message.clone());
             }
         }
     }
+}
+
+/// tokio's `examples/chat.rs`, with the length-delimited framing.
+fn serve_tokio() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -197,20 +199,6 @@ fn serve_tokio() {
 /// cancel-safe, so it sits in `select!` as `Framed::next` does), an
 /// unbounded channel per peer, a shared map under a lock.
 fn serve_converse_tokio() {
-    type Tx = mpsc::UnboundedSender<Bytes>;
-    struct Shared {
-        peers: HashMap<SocketAddr, Tx>,
-    }
-    impl Shared {
-        fn broadcast(&self, sender: SocketAddr, message: &str) {
-            let message = Bytes::copy_from_slice(message.as_bytes());
-            for (peer, tx) in &self.peers {
-                if *peer != sender {
-                    let _ = tx.send(message.clone());
-                }
-            }
-        }
-    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let config = converse::Config::new().with_backlog(4096);

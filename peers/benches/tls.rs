@@ -167,7 +167,17 @@ impl AsyncClient {
             stream.set_nodelay(true).unwrap();
             serve(stream)
         });
-        let client = match name {
+        (AsyncClient::dial(name, rt, setup, addr), server)
+    }
+
+    /// A client of `name` connected to `addr` (its handshake done).
+    fn dial(
+        name: &str,
+        rt: &tokio::runtime::Runtime,
+        setup: &Setup,
+        addr: std::net::SocketAddr,
+    ) -> Self {
+        match name {
             "converse-tokio" => AsyncClient::Converse(
                 rt.block_on(converse::tokio::connect_with(
                     &format!("tls://{addr}"),
@@ -180,8 +190,7 @@ impl AsyncClient {
                 stream.set_nodelay(true).unwrap();
                 AsyncClient::Rustls(Box::new(tokio_client(rt, stream, setup)))
             }
-        };
-        (client, server)
+        }
     }
 
     async fn send(&mut self, payload: &Bytes) {
@@ -458,20 +467,7 @@ fn tls_stream_group(c: &mut Criterion, group_name: &str, size: usize, batched: b
         let addr = listener.local_addr().unwrap();
         let sink = tokio_sink(listener, setup.server_config());
         let rt = common::tokio_runtime();
-        let mut client = match name {
-            "converse-tokio" => AsyncClient::Converse(
-                rt.block_on(converse::tokio::connect_with(
-                    &format!("tls://{addr}"),
-                    &setup.converse_config(),
-                ))
-                .unwrap(),
-            ),
-            _ => {
-                let stream = TcpStream::connect(addr).unwrap();
-                stream.set_nodelay(true).unwrap();
-                AsyncClient::Rustls(Box::new(tokio_client(&rt, stream, &setup)))
-            }
-        };
+        let mut client = AsyncClient::dial(name, &rt, &setup, addr);
         sink.done.recv().unwrap(); // its handshake is over
         let payload = Bytes::from(payload.clone());
         group.bench_function(BenchmarkId::new(name, size), |b| {

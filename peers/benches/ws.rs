@@ -60,7 +60,7 @@ fn tokio_client(rt: &tokio::runtime::Runtime, addr: std::net::SocketAddr) -> Tok
 /// An async WebSocket client: tokio-tungstenite's, or converse's async
 /// driver (`converse::tokio`), against the same tokio-tungstenite server.
 enum AsyncClient {
-    Tungstenite(TokioWs),
+    Tungstenite(Box<TokioWs>),
     Converse(converse::tokio::Conversation),
 }
 
@@ -74,7 +74,7 @@ impl AsyncClient {
                 rt.block_on(converse::tokio::connect(&format!("ws://{addr}")))
                     .unwrap(),
             ),
-            _ => AsyncClient::Tungstenite(tokio_client(rt, addr)),
+            _ => AsyncClient::Tungstenite(Box::new(tokio_client(rt, addr))),
         }
     }
 
@@ -113,7 +113,7 @@ impl AsyncClient {
     async fn close(self) {
         match self {
             AsyncClient::Tungstenite(mut ws) => {
-                let _ = ws.close(None).await;
+                let _ = (*ws).close(None).await;
             }
             AsyncClient::Converse(c) => {
                 let _ = c.close().await;

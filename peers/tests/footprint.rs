@@ -110,6 +110,7 @@ fn idle_conversations_are_small_and_buffers_shrink_back() {
     drop((clients, accepted, listener));
 
     idle_switchboard_conversations_hold_no_buffers();
+    idle_tokio_conversations_hold_no_read_buffer();
     #[cfg(feature = "tls")]
     idle_tls_conversations();
     #[cfg(feature = "ws")]
@@ -416,10 +417,9 @@ fn idle_switchboard_conversations_hold_no_buffers() {
 
 /// Idle TCP conversations on the async driver: after a message each way,
 /// a conversation holds its connection and its tokio registration, and no
-/// read buffer (the thread's one is shared by all it polls).
-#[test]
+/// read buffer (the thread's one is shared by all it polls). (Run by the
+/// test above: the counting allocator is the process's.)
 fn idle_tokio_conversations_hold_no_read_buffer() {
-    let _profiler = dhat::Profiler::builder().testing().build();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -23,23 +23,7 @@ use crate::connection::demux::{Admit, Demux, Limits, Taken, UdpStats};
 use crate::connection::Delivery;
 use crate::error::{Error, Result};
 use crate::transport::udp::payload_limit;
-
-/// What the dispatcher queues for a conversation.
-#[derive(Debug)]
-enum Item {
-    Datagram(Bytes),
-    /// A datagram over the limit arrived (and was dropped whole).
-    Truncated,
-}
-
-impl Item {
-    fn size(&self) -> usize {
-        match self {
-            Item::Datagram(b) => b.len(),
-            Item::Truncated => 0,
-        }
-    }
-}
+use crate::transport::udp_listener::{Item, Received};
 
 #[derive(Debug, Default)]
 struct Slot {
@@ -163,31 +147,21 @@ impl Shared {
         let mut sleep = Box::pin(tokio::time::sleep(std::time::Duration::ZERO));
         loop {
             loop {
-                let drained = match self.socket.try_recv_from(&mut buf) {
-                    Ok((n, from)) => {
-                        let item = if n > self.peer_max(&from) {
-                            Item::Truncated
-                        } else {
-                            Item::Datagram(Bytes::copy_from_slice(&buf[..n]))
-                        };
+                let got = self.socket.try_recv_from(&mut buf);
+                let drained = match Received::of(got, &buf, |from| self.peer_max(from)) {
+                    Received::Datagram(from, item) => {
                         batch.push((from, item));
                         false
                     }
-                    Err(e) => match e.kind() {
-                        io::ErrorKind::WouldBlock => true,
-                        // Signals, and ICMP errors reported on the shared
-                        // socket: never a reason to stop serving.
-                        io::ErrorKind::Interrupted
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::ConnectionRefused => false,
-                        _ => {
-                            self.lock().demux.error();
-                            // A socket error that will not go away: do not
-                            // spin on it.
-                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                            true
-                        }
-                    },
+                    Received::Drained => true,
+                    Received::Again => false,
+                    Received::Failed => {
+                        self.lock().demux.error();
+                        // A socket error that will not go away: do not
+                        // spin on it.
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        true
+                    }
                 };
                 if drained || batch.len() == BATCH {
                     next = self.dispatch_all(&mut batch);

@@ -25,17 +25,53 @@ use crate::error::{Error, Result};
 
 /// What the dispatcher queues for a conversation.
 #[derive(Debug)]
-enum Item {
+pub(crate) enum Item {
     Datagram(Bytes),
     /// A datagram over the limit arrived (and was dropped whole).
     Truncated,
 }
 
 impl Item {
-    fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         match self {
             Item::Datagram(b) => b.len(),
             Item::Truncated => 0,
+        }
+    }
+}
+
+/// What one receive of a listener's socket gave.
+pub(crate) enum Received {
+    /// A datagram of a source (over its limit: `Truncated`).
+    Datagram(SocketAddr, Item),
+    /// Nothing more for now.
+    Drained,
+    /// A signal, or an ICMP error reported on the shared socket: never a
+    /// reason to stop serving.
+    Again,
+    /// A socket error that will not go away by itself.
+    Failed,
+}
+
+impl Received {
+    /// `got` of a receive into `buf`; `max` is a source's limit.
+    pub(crate) fn of(
+        got: io::Result<(usize, SocketAddr)>,
+        buf: &[u8],
+        max: impl Fn(&SocketAddr) -> usize,
+    ) -> Received {
+        match got {
+            Ok((n, from)) if n > max(&from) => Received::Datagram(from, Item::Truncated),
+            Ok((n, from)) => {
+                Received::Datagram(from, Item::Datagram(Bytes::copy_from_slice(&buf[..n])))
+            }
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock => Received::Drained,
+                io::ErrorKind::Interrupted
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionRefused => Received::Again,
+                _ => Received::Failed,
+            },
         }
     }
 }
@@ -116,28 +152,18 @@ impl Shared {
                 if self.stop.load(Ordering::Acquire) {
                     break 'serve;
                 }
-                let drained = match self.socket.recv_from(&mut buf) {
-                    Ok((n, from)) => {
-                        let item = if n > self.peer_max(&from) {
-                            Item::Truncated
-                        } else {
-                            Item::Datagram(Bytes::copy_from_slice(&buf[..n]))
-                        };
+                let got = self.socket.recv_from(&mut buf);
+                let drained = match Received::of(got, &buf, |from| self.peer_max(from)) {
+                    Received::Datagram(from, item) => {
                         batch.push((from, item));
                         false
                     }
-                    Err(e) => match e.kind() {
-                        io::ErrorKind::WouldBlock => true,
-                        // Signals, and ICMP errors reported on the shared
-                        // socket: never a reason to stop serving.
-                        io::ErrorKind::Interrupted
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::ConnectionRefused => false,
-                        _ => {
-                            errors += 1;
-                            true
-                        }
-                    },
+                    Received::Drained => true,
+                    Received::Again => false,
+                    Received::Failed => {
+                        errors += 1;
+                        true
+                    }
                 };
                 if drained || batch.len() == BATCH {
                     next = self.dispatch_all(&mut batch, &mut errors);

@@ -44,8 +44,11 @@ pub fn tokio_runtime_mt() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
+/// Makes a runtime.
+pub type MakeRuntime = fn() -> tokio::runtime::Runtime;
+
 /// The runtimes the async benches run on, and the suffix of their IDs.
-pub const TOKIO_RUNTIMES: [(fn() -> tokio::runtime::Runtime, &str); 2] =
+pub const TOKIO_RUNTIMES: [(MakeRuntime, &str); 2] =
     [(tokio_runtime, ""), (tokio_runtime_mt, "-mt")];
 
 /// The frame of one message in the default wire format: 4-byte big-endian

@@ -938,3 +938,44 @@ fn a_tokio_udp_listener_ends_idle_peers_and_ends_with_its_listener() {
         udp_tell(&mut served, &mut client, b"still").await;
     });
 }
+
+/// A conversation dropped once its sending half has closed keeps reading
+/// (and discarding) what arrives late, until the peer's end or the linger
+/// time: the system does not answer the late bytes with a reset (a peer
+/// between, such as a proxy, would lose what it had not yet passed on).
+#[test]
+fn a_conversation_dropped_after_its_close_ends_cleanly_despite_late_bytes() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let rt = multi_thread_runtime();
+    let c = rt
+        .block_on(converse::tokio::connect(&format!("tcp://{addr}")))
+        .unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.set_read_timeout(Some(T)).unwrap();
+    let (rx, mut tx) = c.split();
+    rt.block_on(async {
+        tx.send("before the end").await.unwrap();
+        tx.close().await.unwrap();
+    });
+    // Dropped on its runtime (its task goes on there); below, dropped
+    // outside one: no task to hand the socket to, and no panic either.
+    rt.block_on(async move { drop(rx) });
+    // Late bytes from the peer, after the conversation is gone: taken, not
+    // answered with a reset (which would fail the second write).
+    for _ in 0..2 {
+        peer.write_all(&[0, 0, 0, 4, b'l', b'a', b't', b'e'])
+            .expect("late bytes taken");
+    }
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got)
+        .expect("everything, then a clean end (not a reset)");
+    assert_eq!(got, frame(b"before the end"));
+    let c = rt
+        .block_on(converse::tokio::connect(&format!("tcp://{addr}")))
+        .unwrap();
+    let (rx, tx) = c.split();
+    rt.block_on(async { tx.close().await.unwrap() });
+    drop(rx);
+}

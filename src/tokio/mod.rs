@@ -32,7 +32,12 @@
 //! and write timeouts are the blocking driver's. A conversation dropped
 //! without [`close`](Conversation::close) closes its socket at once (a
 //! destructor cannot wait): what a cancelled `send` left queued is not
-//! written then, so `flush` or `close` first.
+//! written then, so `flush` or `close` first. One dropped after its
+//! sending half closed ([`SendHalf::close`]) hands its socket to a task
+//! that reads and discards what still arrives (a TLS session ticket late
+//! through a slow path) until the peer's end or the linger time, so that
+//! the system does not answer it with a reset and the peer loses nothing
+//! we sent.
 //!
 //! An echo server, one client at a time (spawn a task per conversation
 //! to serve many):

@@ -48,6 +48,8 @@ pub(super) struct StreamConv {
     /// The timer of the connection's next deadline, made at the first.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     closing: Closing,
+    /// How long a conversation dropped after our end waits for the peer's.
+    linger: std::time::Duration,
 }
 
 /// Where a graceful close is.
@@ -101,6 +103,7 @@ impl StreamConv {
             ended: None,
             sleep: None,
             closing: Closing::No,
+            linger: config.linger(),
         })
     }
 
@@ -404,29 +407,71 @@ impl Drop for StreamConv {
     /// protocol bytes left unread (a TLS session ticket, a ping) would
     /// make the system reset the connection, and the peer lose what we
     /// sent. Messages left unread still do (the peer must not take what
-    /// it sent for delivered).
+    /// it sent for delivered). Once our end is on the wire, what arrives
+    /// later (a ticket late through a slow path) is read and discarded by
+    /// a task until the peer's end or the linger time, so that the socket
+    /// closes cleanly then.
     fn drop(&mut self) {
         if self.conn.link.is_down() || !self.inbox.is_empty() {
             return;
         }
+        // After a close begun, what it queued goes now, as far as the
+        // socket takes it, and a shutdown that is due.
+        if self.conn.link.ours() != Ours::Open {
+            self.write_now();
+        }
         // (Not while the thread's buffer is in use, nor once it is gone.)
-        let _ = SCRATCH.try_with(|cell| {
+        let drained = SCRATCH.try_with(|cell| {
             let Ok(mut scratch) = cell.try_borrow_mut() else {
-                return;
+                return false;
             };
             let now = Instant::now();
             let mut unread = false;
             for _ in 0..64 {
                 if self.conn.link.is_eof() || unread {
-                    return;
+                    return false;
                 }
                 match self.stream.try_read(&mut scratch) {
-                    Ok(0) | Err(_) => return,
+                    // Everything that has arrived is read.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                    Ok(0) | Err(_) => return false,
                     Ok(n) => self
                         .conn
                         .on_bytes(&scratch[..n], now, &mut |_| unread = true),
                 }
             }
+            false
+        });
+        if drained != Ok(true) || self.conn.link.ours() != Ours::Ended || self.conn.link.is_eof() {
+            return;
+        }
+        // Dropped outside its runtime (no handle to find): no task.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(stream) = ({
+            let _entered = runtime.enter();
+            self.stream.dup()
+        }) else {
+            return;
+        };
+        let linger = self.linger;
+        runtime.spawn(async move {
+            let mut buf = [0u8; 4096];
+            let draining = async {
+                loop {
+                    if stream.readable().await.is_err() {
+                        return;
+                    }
+                    match stream.try_read(&mut buf) {
+                        Ok(0) => return,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(linger, draining).await;
         });
     }
 }
@@ -482,6 +527,28 @@ impl Io {
             Io::Tcp(s) => s.try_write_vectored(bufs),
             #[cfg(unix)]
             Io::Unix(s) => s.try_write_vectored(bufs),
+        }
+    }
+
+    /// The same socket through a second descriptor, on this runtime:
+    /// it stays open when this one closes.
+    fn dup(&self) -> Option<Io> {
+        let socket = self.sock().try_clone().ok()?;
+        socket.set_nonblocking(true).ok()?;
+        match self {
+            Io::Tcp(_) => TcpStream::from_std(socket.into()).ok().map(Io::Tcp),
+            #[cfg(unix)]
+            Io::Unix(_) => tokio::net::UnixStream::from_std(socket.into())
+                .ok()
+                .map(Io::Unix),
+        }
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        match self {
+            Io::Tcp(s) => s.readable().await,
+            #[cfg(unix)]
+            Io::Unix(s) => s.readable().await,
         }
     }
 

@@ -201,7 +201,12 @@ fn serve_tokio() {
 fn serve_converse_tokio() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let config = converse::Config::new().with_backlog(4096);
+        // The tokio design's sockets keep tokio's default (Nagle's
+        // algorithm on); converse turns it off by default: the same
+        // socket options for both, so that the library is what differs.
+        let config = converse::Config::new()
+            .with_backlog(4096)
+            .with_nodelay(false);
         let listener = converse::tokio::listen_with("tcp://127.0.0.1:0", &config)
             .await
             .unwrap();

@@ -61,6 +61,24 @@ enum Kind {
     Wss,
 }
 
+impl Kind {
+    /// The URL scheme of a kind over IP, and whether it goes through the
+    /// slicing proxy.
+    fn over_ip(self) -> Option<(&'static str, bool)> {
+        Some(match self {
+            Kind::Tcp => ("tcp", false),
+            Kind::TcpSliced => ("tcp", true),
+            Kind::Udp => ("udp", false),
+            Kind::Tls => ("tls", false),
+            Kind::TlsSliced => ("tls", true),
+            Kind::Ws => ("ws", false),
+            Kind::WsSliced => ("ws", true),
+            Kind::Wss => ("wss", false),
+            Kind::Memory | Kind::Unix | Kind::UnixDatagram => return None,
+        })
+    }
+}
+
 /// Who runs a conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Driver {
@@ -237,17 +255,10 @@ fn tokio_pair(kind: Kind, config: &Config) -> Pair {
     let conversation = |c: converse::tokio::Conversation| {
         Conversation::new(tokio_driver::TokioTransport::new(&rt, c, &config)).boxed()
     };
-    let (scheme, sliced) = match kind {
-        Kind::Tcp => ("tcp", false),
-        Kind::TcpSliced => ("tcp", true),
-        Kind::Udp => ("udp", false),
-        Kind::Tls => ("tls", false),
-        Kind::TlsSliced => ("tls", true),
-        Kind::Ws => ("ws", false),
-        Kind::WsSliced => ("ws", true),
-        Kind::Wss => ("wss", false),
-        Kind::Unix => ("unix", false),
-        Kind::UnixDatagram => {
+    let (scheme, sliced) = match (kind, kind.over_ip()) {
+        (_, Some(over_ip)) => over_ip,
+        (Kind::Unix, None) => ("unix", false),
+        (Kind::UnixDatagram, None) => {
             let path = SocketPath::new("tokio-scenario-dgram");
             let server = std::os::unix::net::UnixDatagram::bind(&path.0).unwrap();
             server.set_read_timeout(Some(T)).unwrap();
@@ -272,7 +283,7 @@ fn tokio_pair(kind: Kind, config: &Config) -> Pair {
                 b_host: None,
             };
         }
-        Kind::Memory => unreachable!("an in-memory pair has no tokio driver"),
+        _ => unreachable!("an in-memory pair has no tokio driver"),
     };
     let path = (kind == Kind::Unix).then(|| SocketPath::new("tokio-scenario"));
     let url = match &path {
@@ -331,16 +342,9 @@ fn board_pair(kind: Kind, config: &Config) -> Pair {
     let a_host = Arc::new(Host::new(&config));
     let b_host = Arc::new(Host::new(&config));
     let conversation = |t: board::BoardTransport| Conversation::new(t.with_config(&config)).boxed();
-    let (scheme, sliced) = match kind {
-        Kind::Tcp => ("tcp", false),
-        Kind::TcpSliced => ("tcp", true),
-        Kind::Udp => ("udp", false),
-        Kind::Tls => ("tls", false),
-        Kind::TlsSliced => ("tls", true),
-        Kind::Ws => ("ws", false),
-        Kind::WsSliced => ("ws", true),
-        Kind::Wss => ("wss", false),
-        Kind::Unix => {
+    let (scheme, sliced) = match (kind, kind.over_ip()) {
+        (_, Some(over_ip)) => over_ip,
+        (Kind::Unix, None) => {
             let path = SocketPath::new("board-scenario");
             let (addr, accepted) = b_host.listen(&path.url("unix"), &config);
             assert_eq!(addr.to_string(), path.url("unix"));
@@ -353,7 +357,7 @@ fn board_pair(kind: Kind, config: &Config) -> Pair {
                 b_host: Some(b_host),
             };
         }
-        Kind::UnixDatagram => {
+        (Kind::UnixDatagram, None) => {
             let path = SocketPath::new("board-scenario-dgram");
             let server = std::os::unix::net::UnixDatagram::bind(&path.0).unwrap();
             server.set_read_timeout(Some(T)).unwrap();
@@ -372,7 +376,7 @@ fn board_pair(kind: Kind, config: &Config) -> Pair {
                 b_host: Some(b_host),
             };
         }
-        Kind::Memory => unreachable!("an in-memory pair has no switchboard"),
+        _ => unreachable!("an in-memory pair has no switchboard"),
     };
     let (addr, accepted) = b_host.listen(&format!("{scheme}://127.0.0.1:0"), &config);
     assert_eq!(addr.scheme(), scheme);

@@ -69,6 +69,18 @@ pub(crate) struct Limits {
     pub(crate) idle: Option<Duration>,
 }
 
+impl Limits {
+    /// The limits a listener made with `config` keeps.
+    pub(crate) fn of(config: &crate::config::Config) -> Limits {
+        Limits {
+            max_peers: config.max_peers,
+            queue_depth: config.queue_depth,
+            max_queued_bytes: config.max_queued_bytes,
+            idle: config.idle_timeout,
+        }
+    }
+}
+
 /// What became of a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Admit {

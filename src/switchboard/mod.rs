@@ -434,12 +434,7 @@ impl Switchboard {
             local,
             config: Box::new(config.clone()),
             max,
-            demux: Box::new(Demux::new(Limits {
-                max_peers: config.max_peers,
-                queue_depth: config.queue_depth,
-                max_queued_bytes: config.max_queued_bytes,
-                idle: config.idle_timeout,
-            })),
+            demux: Box::new(Demux::new(Limits::of(config))),
             peers: HashMap::new(),
             writable: true,
             waiting: VecDeque::new(),

@@ -120,12 +120,7 @@ impl Shared {
             socket,
             local,
             state: Mutex::new(State {
-                demux: Demux::new(Limits {
-                    max_peers: config.max_peers,
-                    queue_depth: config.queue_depth,
-                    max_queued_bytes: config.max_queued_bytes,
-                    idle: config.idle_timeout,
-                }),
+                demux: Demux::new(Limits::of(config)),
                 slots: HashMap::new(),
                 accepts: VecDeque::new(),
                 accept_waker: None,

@@ -7,11 +7,11 @@
 //! The mapping says what each blocking promise is on tokio: a blocking
 //! timeout is `tokio::time::timeout` around the async call, i.e. a future
 //! dropped at its deadline, so every scenario about timeouts is one about
-//! cancellation. A `send` is the async `send` polled once (it takes its
-//! message at its first poll; the socket takes what it can, the rest is
-//! written by later calls), when less than the backlog is queued; one that
-//! finds the backlog full waits for it to drain, up to the write timeout,
-//! and then takes nothing ([`Error::Timeout`]). `close` is the sending half's close, then
+//! cancellation. A `send` is the async `send`: it takes its message at its
+//! first poll and waits for the writing up to the write timeout (past it,
+//! the rest goes with the next call); a `send` that finds the last message
+//! still being written waits for it, up to the write timeout, and then
+//! takes nothing ([`Error::Timeout`]). `close` is the sending half's close, then
 //! the receiving half's; a stopper wakes whichever call waits, and the
 //! conversation is aborted by its next use or its drop.
 
@@ -120,7 +120,7 @@ pub struct TokioTransport {
 }
 
 impl TokioTransport {
-    /// `conversation`, on `rt`, with the timeouts, linger and backlog of
+    /// `conversation`, on `rt`, with the timeouts and linger of
     /// `config`, as a blocking conversation made with it would have.
     pub fn new(
         rt: &Arc<tokio::runtime::Runtime>,
@@ -139,7 +139,6 @@ impl TokioTransport {
                 stop: Arc::clone(&stop),
                 write_timeout: config.write_timeout(),
                 linger: config.linger(),
-                backlog: config.max_backlog(),
                 max,
                 peer: peer.clone(),
                 local,
@@ -178,7 +177,6 @@ pub struct TokioSender {
     stop: Arc<Stop>,
     write_timeout: Option<Duration>,
     linger: Duration,
-    backlog: usize,
     max: usize,
     peer: Addr,
     local: Addr,
@@ -197,19 +195,19 @@ impl TokioSender {
 
     fn offer(&mut self, msg: &[u8], text: bool) -> Result<()> {
         let until = self.write_timeout.map(|t| Instant::now() + t);
-        let (rt, stop, backlog) = (Arc::clone(&self.rt), Arc::clone(&self.stop), self.backlog);
+        let (rt, stop) = (Arc::clone(&self.rt), Arc::clone(&self.stop));
         let half = self.half()?;
-        if half.queued() >= backlog {
-            // No room: wait for it, within the write timeout; past it,
-            // nothing was taken.
+        if half.queued() > 0 {
+            // The last message is still being written: wait for it,
+            // within the write timeout; past it, nothing was taken.
             match within(&rt, until, &stop, half.flush()) {
                 Waited::Done(flushed) => flushed?,
                 Waited::TimedOut => return Err(Error::Timeout),
                 Waited::Stopped => return Err(Error::Closed),
             }
         }
-        // Taken at the first poll; what the socket does not take now is
-        // written by the next call (as a blocking outbox's would be).
+        // Taken at the first poll; then written within the write timeout,
+        // or by the next call past it.
         let now = Some(Instant::now());
         let sent = if text {
             let text = std::str::from_utf8(msg).expect("text");
@@ -218,7 +216,12 @@ impl TokioSender {
             within(&rt, now, &stop, half.send(msg))
         };
         match sent {
-            Waited::Done(sent) => sent,
+            Waited::Done(sent) => return sent,
+            Waited::TimedOut => {}
+            Waited::Stopped => return Err(Error::Closed),
+        }
+        match within(&rt, until, &stop, half.flush()) {
+            Waited::Done(flushed) => flushed,
             Waited::TimedOut => Ok(()),
             Waited::Stopped => Err(Error::Closed),
         }

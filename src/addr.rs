@@ -55,6 +55,9 @@ pub enum Addr {
     Wss(SocketAddr),
     /// A NATS server.
     Nats(SocketAddr),
+    /// A QUIC endpoint (the conversation is one stream of a connection
+    /// to it).
+    Quic(SocketAddr),
     /// A Unix stream socket's path (`None` for an unnamed socket, or one in
     /// Linux's abstract namespace).
     Unix(Option<PathBuf>),
@@ -75,7 +78,8 @@ impl Addr {
             | Addr::Tls(a)
             | Addr::Ws(a)
             | Addr::Wss(a)
-            | Addr::Nats(a) => Some(*a),
+            | Addr::Nats(a)
+            | Addr::Quic(a) => Some(*a),
             _ => None,
         }
     }
@@ -90,6 +94,7 @@ impl Addr {
             Addr::Ws(_) => "ws",
             Addr::Wss(_) => "wss",
             Addr::Nats(_) => "nats",
+            Addr::Quic(_) => "quic",
             Addr::Unix(_) => "unix",
             Addr::UnixDatagram(_) => "unixgram",
             Addr::Memory(_) => "memory",
@@ -107,6 +112,7 @@ impl fmt::Display for Addr {
             Addr::Ws(a) => write!(f, "ws://{a}"),
             Addr::Wss(a) => write!(f, "wss://{a}"),
             Addr::Nats(a) => write!(f, "nats://{a}"),
+            Addr::Quic(a) => write!(f, "quic://{a}"),
             Addr::Unix(Some(p)) => write!(f, "unix://{}", p.display()),
             Addr::Unix(None) => f.write_str("unix://(unnamed)"),
             Addr::UnixDatagram(Some(p)) => write!(f, "unixgram://{}", p.display()),

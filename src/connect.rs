@@ -61,6 +61,11 @@ pub fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
         }
         #[cfg(feature = "nats")]
         (_, Scheme::Nats) => Conversation::new(transport::Nats::connect(url, config)?).boxed(),
+        #[cfg(feature = "quic")]
+        (_, Scheme::Quic) => {
+            let recipe = transport::recipe::Recipe::client(&parsed, config)?;
+            Conversation::new(transport::quic::connect(&parsed, &recipe, config)?).boxed()
+        }
         _ => {
             let recipe = transport::recipe::Recipe::client(&parsed, config)?;
             let (tx, rx) = transport::stream::connect(&parsed.resolve()?, &recipe, config)?;
@@ -94,6 +99,15 @@ pub fn listen_with(url: &str, config: &Config) -> Result<Listener> {
         )?),
         #[cfg(unix)]
         (Place::Path(path), _) => Listener::new(transport::UnixListener::bind_with(path, config)?),
+        #[cfg(feature = "quic")]
+        (_, Scheme::Quic) => {
+            let recipe = transport::recipe::Recipe::server(&parsed, config)?;
+            Listener::new(transport::quic::QuicListener::bind(
+                &parsed.resolve()?,
+                recipe,
+                config,
+            )?)
+        }
         _ => {
             let recipe = transport::recipe::Recipe::server(&parsed, config)?;
             let listening =

@@ -40,11 +40,12 @@ pub(crate) enum Scheme {
     Ws,
     Wss,
     Nats,
+    Quic,
 }
 
 impl Scheme {
     /// Every scheme, in the order messages list them.
-    pub(crate) const ALL: [Scheme; 8] = [
+    pub(crate) const ALL: [Scheme; 9] = [
         Scheme::Tcp,
         Scheme::Udp,
         Scheme::Unix,
@@ -53,6 +54,7 @@ impl Scheme {
         Scheme::Ws,
         Scheme::Wss,
         Scheme::Nats,
+        Scheme::Quic,
     ];
 
     /// The scheme's name, as URLs write it.
@@ -66,6 +68,7 @@ impl Scheme {
             Scheme::Ws => "ws",
             Scheme::Wss => "wss",
             Scheme::Nats => "nats",
+            Scheme::Quic => "quic",
         }
     }
 
@@ -100,6 +103,7 @@ impl Scheme {
                 Some("wss:// without the `ws` and `tls` features")
             }
             Scheme::Nats if !cfg!(feature = "nats") => Some("nats:// without the `nats` feature"),
+            Scheme::Quic if !cfg!(feature = "quic") => Some("quic:// without the `quic` feature"),
             Scheme::Unix | Scheme::Unixgram if !cfg!(unix) => {
                 Some("Unix domain sockets on this system")
             }
@@ -130,6 +134,7 @@ impl Scheme {
             Scheme::Ws => Addr::Ws(at),
             Scheme::Wss => Addr::Wss(at),
             Scheme::Nats => Addr::Nats(at),
+            Scheme::Quic => Addr::Quic(at),
             Scheme::Unix | Scheme::Unixgram => Addr::Unknown,
         }
     }

@@ -59,6 +59,9 @@ enum Kind {
     WsSliced,
     /// WebSocket over TLS: `wss://127.0.0.1:PORT`.
     Wss,
+    /// QUIC: `quic://127.0.0.1:PORT`, one stream of a connection.
+    #[cfg_attr(not(feature = "quic"), allow(dead_code))]
+    Quic,
 }
 
 impl Kind {
@@ -74,6 +77,7 @@ impl Kind {
             Kind::Ws => ("ws", false),
             Kind::WsSliced => ("ws", true),
             Kind::Wss => ("wss", false),
+            Kind::Quic => ("quic", false),
             Kind::Memory | Kind::Unix | Kind::UnixDatagram => return None,
         })
     }
@@ -146,6 +150,7 @@ fn blocking_pair(kind: Kind, config: &Config) -> Pair {
         Kind::Ws => threaded_pair("ws", config, false),
         Kind::WsSliced => threaded_pair("ws", config, true),
         Kind::Wss => threaded_pair("wss", config, false),
+        Kind::Quic => threaded_pair("quic", config, false),
         Kind::Memory => {
             let (a, b) = Memory::pair_with(config).unwrap();
             let (a, b) = (Conversation::new(a), Conversation::new(b));
@@ -550,7 +555,8 @@ fn close(kind: Kind, driver: Driver) {
         | Kind::TlsSliced
         | Kind::Ws
         | Kind::WsSliced
-        | Kind::Wss => {
+        | Kind::Wss
+        | Kind::Quic => {
             assert_eq!(b.recv().unwrap(), None);
             b.close().unwrap();
         }
@@ -843,6 +849,8 @@ macro_rules! over_every_transport {
             mod ws { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Ws, super::Driver::Blocking) } )* }
             mod ws_sliced { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::WsSliced, super::Driver::Blocking) } )* }
             mod wss { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Wss, super::Driver::Blocking) } )* }
+            #[cfg(feature = "quic")]
+            mod quic { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Quic, super::Driver::Blocking) } )* }
         }
         mod switchboard {
             use super::{Driver, Kind};

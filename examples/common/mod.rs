@@ -34,6 +34,9 @@ pub enum TransportKind {
     Ws,
     /// WebSocket over TLS (--tls-cert, --tls-key, --tls-ca).
     Wss,
+    /// QUIC: one stream of a connection over UDP, TLS 1.3 built in
+    /// (--tls-cert, --tls-key, --tls-ca).
+    Quic,
 }
 
 impl TransportKind {
@@ -45,7 +48,16 @@ impl TransportKind {
             TransportKind::Tls => "tls",
             TransportKind::Ws => "ws",
             TransportKind::Wss => "wss",
+            TransportKind::Quic => "quic",
         }
+    }
+
+    /// TLS (or QUIC, whose handshake is TLS): certificates apply.
+    pub fn has_tls(self) -> bool {
+        matches!(
+            self,
+            TransportKind::Tls | TransportKind::Wss | TransportKind::Quic
+        )
     }
 
     fn from_scheme(scheme: &str) -> Option<TransportKind> {
@@ -189,13 +201,11 @@ impl Endpoint {
         let config = self.config();
         match self.tls.server()? {
             Some(server) => Ok(config.with_tls_server(server)),
-            None if matches!(self.transport()?, TransportKind::Tls | TransportKind::Wss) => {
-                Err(Failed::new(
-                    self.addr.as_deref().unwrap_or("tls"),
-                    "a TLS server needs --tls-cert FILE --tls-key FILE (make them with: \
+            None if self.transport()?.has_tls() => Err(Failed::new(
+                self.addr.as_deref().unwrap_or("tls"),
+                "a TLS server needs --tls-cert FILE --tls-key FILE (make them with: \
                  cargo run --example make_certs)",
-                ))
-            }
+            )),
             None => Ok(config),
         }
     }
@@ -204,7 +214,7 @@ impl Endpoint {
     /// and what it presents.
     pub fn client_config(&self) -> Result<Config, Failed> {
         let config = self.config();
-        if matches!(self.transport()?, TransportKind::Tls | TransportKind::Wss) {
+        if self.transport()?.has_tls() {
             return Ok(config.with_tls_client(self.tls.client()?));
         }
         Ok(config)

@@ -33,6 +33,10 @@ pub(crate) mod link;
 pub(crate) mod outbound;
 #[cfg(any(test, fuzzing))]
 mod pair;
+#[cfg(feature = "quic")]
+pub(crate) mod quic;
+#[cfg(all(test, feature = "quic"))]
+mod quic_tests;
 pub(crate) mod receive;
 pub(crate) mod send;
 #[cfg(test)]

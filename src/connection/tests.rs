@@ -14,7 +14,7 @@ use crate::addr::Addr;
 /// Certificates made on the spot (the examples' own helper).
 #[cfg(feature = "tls")]
 #[path = "../../examples/common/certs.rs"]
-mod certs;
+pub(super) mod certs;
 
 fn texts(got: &[Bytes]) -> Vec<&str> {
     got.iter()

@@ -37,11 +37,16 @@ fn begin_connect(at: SocketAddr, config: &Config) -> io::Result<Socket> {
     }
 }
 
+/// Why a switchboard refuses `quic://`.
+pub(super) const QUIC_TO_COME: &str =
+    "quic:// on the switchboard (to come; the blocking driver has it)";
+
 impl Switchboard {
     /// Connects to a URL with `config`; see [`connect`](Switchboard::connect).
     pub fn connect_with(&mut self, url: &str, config: &Config) -> Result<Id> {
         let parsed = crate::connect::parse(url, config, false)?;
         match (&parsed.place, parsed.scheme) {
+            (_, Scheme::Quic) => Err(Error::Unsupported(QUIC_TO_COME)),
             (_, Scheme::Udp) => {
                 let udp = crate::transport::udp::connect_any(&parsed.resolve()?, config)?;
                 self.adopt(udp)

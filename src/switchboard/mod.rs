@@ -385,6 +385,7 @@ impl Switchboard {
     pub fn listen_with(&mut self, url: &str, config: &Config) -> Result<ListenerId> {
         let parsed = crate::connect::parse(url, config, true)?;
         match (&parsed.place, parsed.scheme) {
+            (_, Scheme::Quic) => Err(Error::Unsupported(dial::QUIC_TO_COME)),
             (_, Scheme::Udp) => {
                 let mut last = None;
                 for at in parsed.resolve()? {

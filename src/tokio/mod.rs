@@ -100,6 +100,9 @@ pub async fn connect(url: &str) -> Result<Conversation> {
 /// As [`connect`].
 pub async fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
     let parsed = crate::connect::parse(url, config, false)?;
+    if parsed.scheme == Scheme::Quic {
+        return Err(Error::Unsupported(QUIC_TO_COME));
+    }
     // Datagrams: the blocking driver's socket (connecting a datagram
     // socket does not wait), then tokio's.
     let datagram = match (&parsed.place, parsed.scheme) {
@@ -225,6 +228,9 @@ pub async fn listen_with(url: &str, config: &Config) -> Result<Listener> {
     })
 }
 
+/// Why the tokio driver refuses `quic://`.
+const QUIC_TO_COME: &str = "quic:// on the tokio driver (to come; the blocking driver has it)";
+
 fn refuse_unsupported(place: &Place, scheme: Scheme) -> Result<()> {
     match (place, scheme) {
         #[cfg(unix)]
@@ -233,6 +239,7 @@ fn refuse_unsupported(place: &Place, scheme: Scheme) -> Result<()> {
         (Place::Path(_), _) => Err(Error::Unsupported(
             "unixgram:// listening on the tokio driver (to come)",
         )),
+        (_, Scheme::Quic) => Err(Error::Unsupported(QUIC_TO_COME)),
         _ => Ok(()),
     }
 }

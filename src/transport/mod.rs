@@ -52,11 +52,14 @@
 //! wraps them.
 
 mod bounded_queue;
+pub(crate) mod carrier;
 pub(crate) mod datagram;
 pub(crate) mod listener;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "quic")]
+pub(crate) mod quic;
 pub(crate) mod recipe;
 pub(crate) mod sockopt;
 pub(crate) mod stream;

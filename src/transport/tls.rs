@@ -128,7 +128,9 @@ impl Tls {
     /// The socket, for options this crate does not cover. Reading or writing
     /// it directly breaks the session.
     pub fn socket(&self) -> &Socket {
-        self.tx.socket_ref()
+        self.tx
+            .socket_ref()
+            .expect("a stream built on a socket keeps it")
     }
 }
 

@@ -293,3 +293,137 @@ impl Drop for UdpProxy {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// What the lossy UDP proxy does, each way, to each datagram: drop it,
+/// send it twice, or hold it back behind the next one (fractions, from a
+/// seeded generator).
+#[derive(Clone, Copy, Debug)]
+pub struct Loss {
+    pub drop: f64,
+    pub duplicate: f64,
+    pub reorder: f64,
+    pub seed: u64,
+}
+
+/// A UDP proxy for one client that loses, duplicates and reorders in both
+/// directions (`Loss`); it stops when dropped.
+pub struct LossyUdpProxy {
+    pub addr: SocketAddr,
+    pub stats: Arc<UdpProxyStats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl LossyUdpProxy {
+    pub fn start(target: SocketAddr, loss: Loss) -> LossyUdpProxy {
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+        back.connect(target).unwrap();
+        for s in [&front, &back] {
+            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        }
+        let addr = front.local_addr().unwrap();
+        let stats = Arc::new(UdpProxyStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let client: Arc<std::sync::Mutex<Option<SocketAddr>>> = Arc::default();
+        // Client to server.
+        {
+            let (front, back) = (front.try_clone().unwrap(), back.try_clone().unwrap());
+            let (stats, client, stop) =
+                (Arc::clone(&stats), Arc::clone(&client), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut lossy = Lossy::new(loss, 1);
+                let mut buf = vec![0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    match front.recv_from(&mut buf) {
+                        Ok((len, from)) => {
+                            *client.lock().unwrap() = Some(from);
+                            lossy.pass(&buf[..len], &stats, |d| {
+                                let _ = back.send(d);
+                            });
+                        }
+                        Err(_) => lossy.flush(&stats, |d| {
+                            let _ = back.send(d);
+                        }),
+                    }
+                }
+            });
+        }
+        // Server to client.
+        {
+            let (stats, stop) = (Arc::clone(&stats), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut lossy = Lossy::new(loss, 2);
+                let mut buf = vec![0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    let to = *client.lock().unwrap();
+                    match (back.recv(&mut buf), to) {
+                        (Ok(len), Some(to)) => lossy.pass(&buf[..len], &stats, |d| {
+                            let _ = front.send_to(d, to);
+                        }),
+                        (_, Some(to)) => lossy.flush(&stats, |d| {
+                            let _ = front.send_to(d, to);
+                        }),
+                        _ => {}
+                    }
+                }
+            });
+        }
+        LossyUdpProxy { addr, stats, stop }
+    }
+}
+
+impl Drop for LossyUdpProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One direction's faults.
+struct Lossy {
+    loss: Loss,
+    rng: super::Rng,
+    held: Option<Vec<u8>>,
+}
+
+impl Lossy {
+    fn new(loss: Loss, direction: u64) -> Lossy {
+        Lossy {
+            loss,
+            rng: super::Rng::new(loss.seed.wrapping_mul(31).wrapping_add(direction)),
+            held: None,
+        }
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        (self.rng.below(1_000_000) as f64) < p * 1_000_000.0
+    }
+
+    fn pass(&mut self, d: &[u8], stats: &UdpProxyStats, mut send: impl FnMut(&[u8])) {
+        stats.seen.fetch_add(1, Ordering::Relaxed);
+        if self.chance(self.loss.drop) {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.held.is_none() && self.chance(self.loss.reorder) {
+            stats.swapped.fetch_add(1, Ordering::Relaxed);
+            self.held = Some(d.to_vec());
+            return;
+        }
+        send(d);
+        stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        if self.chance(self.loss.duplicate) {
+            stats.duplicated.fetch_add(1, Ordering::Relaxed);
+            send(d);
+        }
+        self.flush(stats, send);
+    }
+
+    /// Sends what was held back (after the next datagram, or when nothing
+    /// came for a while).
+    fn flush(&mut self, stats: &UdpProxyStats, mut send: impl FnMut(&[u8])) {
+        if let Some(h) = self.held.take() {
+            send(&h);
+            stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -13,7 +13,7 @@
 //! that must wait for the socket does so outside the lock, holding the
 //! write turn.
 
-use std::io::{self, IoSlice, Read};
+use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use socket2::Socket;
 
+pub(crate) use super::carrier::Carrier;
+use super::carrier::CarrierSink;
 use super::sockopt::{self, earliest, SockTimer, MIN_WAIT};
 use super::{Receiver, Sender, Stopper};
 use crate::addr::Addr;
@@ -53,7 +55,7 @@ const STOPPED: u8 = 2;
 /// What both halves share: the socket, the link, and the turns.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) socket: Socket,
+    pub(crate) carrier: Carrier,
     link: Mutex<Link>,
     /// A half waits here for the other's turn to end, or the handshake.
     changed: Condvar,
@@ -116,7 +118,7 @@ impl Shared {
 
     fn stop(&self) {
         self.down.fetch_or(STOPPED, Ordering::Relaxed);
-        sockopt::wake_up(&self.socket);
+        self.carrier.wake_up();
         self.changed.notify_all();
     }
 
@@ -131,15 +133,15 @@ impl Shared {
         if link.is_down() && !self.writing.load(Ordering::Relaxed) {
             // A goodbye (a close frame, a TLS alert) goes out if the socket
             // takes it now.
-            let mut sink = sockopt::SocketSink {
-                socket: &self.socket,
+            let mut sink = CarrierSink {
+                carrier: &self.carrier,
                 now: true,
                 sent: 0,
             };
             let _ = link.transmit(&mut sink);
         }
         if link.take_shutdown() {
-            let _ = self.socket.shutdown(Shutdown::Write);
+            let _ = self.carrier.shutdown(Shutdown::Write);
         }
         if link.is_down() {
             self.down.fetch_or(FAILED, Ordering::Relaxed);
@@ -154,9 +156,9 @@ impl Shared {
         if link.is_done() && !self.released.swap(true, Ordering::Relaxed) {
             if link.wants_reset() {
                 // The reset goes when the socket closes.
-                let _ = sockopt::linger_zero(&self.socket);
+                let _ = self.carrier.linger_zero();
             } else {
-                let _ = self.socket.shutdown(Shutdown::Both);
+                let _ = self.carrier.shutdown(Shutdown::Both);
             }
         }
     }
@@ -168,8 +170,8 @@ impl Shared {
         if self.writing.load(Ordering::Relaxed) {
             return;
         }
-        let mut sink = sockopt::SocketSink {
-            socket: &self.socket,
+        let mut sink = CarrierSink {
+            carrier: &self.carrier,
             now: true,
             sent: 0,
         };
@@ -255,7 +257,7 @@ impl Shared {
             if let Err(e) = self.arm_write(until, timer) {
                 return (written, Err(e));
             }
-            match sockopt::send(&self.socket, bytes) {
+            match self.carrier.send(bytes) {
                 Ok(0) => {
                     let e = io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes");
                     return (written, Err(self.io_error(e)));
@@ -283,9 +285,9 @@ impl Shared {
                 _ => return Err(Error::Timeout),
             },
         };
-        let socket = &self.socket;
+        let carrier = &self.carrier;
         timer
-            .fit(left, true, |t| sockopt::set_write_timeout(socket, t))
+            .fit(left, true, |t| carrier.set_write_timeout(t))
             .map_err(|e| self.io_error(e))
     }
 
@@ -306,7 +308,9 @@ impl Shared {
 
     fn set_nonblocking(&self, on: bool) -> Result<()> {
         if self.nonblocking.load(Ordering::Relaxed) != on {
-            sockopt::set_nonblocking(&self.socket, on).map_err(|e| self.io_error(e))?;
+            self.carrier
+                .set_nonblocking(on)
+                .map_err(|e| self.io_error(e))?;
             self.nonblocking.store(on, Ordering::Relaxed);
         }
         Ok(())
@@ -330,14 +334,29 @@ pub(crate) fn halves(
 ) -> Result<(StreamSender, StreamReceiver)> {
     config.validate()?;
     sockopt::stream(&socket, config).map_err(|e| Error::from_io(e, &peer))?;
-    // The halves fit the socket's timeouts to each wait themselves.
-    sockopt::set_read_timeout(&socket, None).map_err(|e| Error::from_io(e, &peer))?;
-    sockopt::set_write_timeout(&socket, None).map_err(|e| Error::from_io(e, &peer))?;
+    carried(Carrier::Socket(socket), local, peer, conn, config)
+}
+
+/// The two halves of a connection over `carrier`.
+pub(crate) fn carried(
+    carrier: Carrier,
+    local: Addr,
+    peer: Addr,
+    conn: Conn,
+    config: &Config,
+) -> Result<(StreamSender, StreamReceiver)> {
+    // The halves fit the carrier's timeouts to each wait themselves.
+    carrier
+        .set_read_timeout(None)
+        .map_err(|e| Error::from_io(e, &peer))?;
+    carrier
+        .set_write_timeout(None)
+        .map_err(|e| Error::from_io(e, &peer))?;
     let Conn { rx, tx, link } = conn;
     let plain = link.tls_free() && link.is_framed();
     let established = link.is_established();
     let shared = Arc::new(Shared {
-        socket,
+        carrier,
         link: Mutex::new(link),
         changed: Condvar::new(),
         writing: AtomicBool::new(false),
@@ -441,7 +460,10 @@ pub(crate) fn into_parts(
     tx: StreamSender,
     rx: StreamReceiver,
 ) -> Option<(Socket, Addr, Addr, Conn, Duration)> {
-    if !Arc::ptr_eq(&tx.shared, &rx.shared) || tx.shared.writing.load(Ordering::Relaxed) {
+    if !Arc::ptr_eq(&tx.shared, &rx.shared)
+        || tx.shared.writing.load(Ordering::Relaxed)
+        || tx.shared.carrier.socket().is_none()
+    {
         return None;
     }
     let linger = tx.linger;
@@ -449,9 +471,10 @@ pub(crate) fn into_parts(
     let (tx_side, rx_side) = (tx.disarm(), rx.disarm());
     let shared = Arc::try_unwrap(shared).ok()?;
     let link = shared.link.into_inner().unwrap_or_else(|e| e.into_inner());
-    let _ = sockopt::set_nonblocking(&shared.socket, false);
+    let socket = shared.carrier.into_socket()?;
+    let _ = sockopt::set_nonblocking(&socket, false);
     Some((
-        shared.socket,
+        socket,
         shared.local,
         shared.peer,
         Conn {

@@ -77,10 +77,11 @@ impl StreamReceiver {
         self.rx.last_was_text()
     }
 
-    /// The socket, for options this crate does not cover. Reading or writing
-    /// it directly breaks the framing.
-    pub fn socket_ref(&self) -> &Socket {
-        &self.shared.socket
+    /// The socket, for options this crate does not cover (`None` over
+    /// QUIC, whose streams share one UDP socket). Reading or writing it
+    /// directly breaks the framing.
+    pub fn socket_ref(&self) -> Option<&Socket> {
+        self.shared.carrier.socket()
     }
 
     /// The next message, or the end; waits for bytes as needed.
@@ -178,9 +179,9 @@ impl StreamReceiver {
         if shared.rcv_timeout_dirty.swap(false, Ordering::Relaxed) {
             self.timer.invalidate();
         }
-        let socket = &shared.socket;
+        let carrier = &shared.carrier;
         self.timer
-            .fit(wait, exact, |t| sockopt::set_read_timeout(socket, t))
+            .fit(wait, exact, |t| carrier.set_read_timeout(t))
             .map_err(|e| shared.io_error(e))?;
         self.read_into(tried)
     }
@@ -190,7 +191,7 @@ impl StreamReceiver {
         let shared = Arc::clone(&self.shared);
         loop {
             let space = self.rx.space();
-            match (&shared.socket).read(space) {
+            match shared.carrier.read(space) {
                 // A stop shuts the socket down, which reads as an end.
                 Ok(0) if shared.is_stopped() => return Err(Error::Closed),
                 Ok(0) => {
@@ -225,7 +226,7 @@ impl StreamReceiver {
         // Once our side has ended, a reset that came with the peer's end
         // says it did not take what we sent: `close` must not confirm it.
         let ended = shared.lock().ours() != Ours::Open;
-        match sockopt::take_error(&shared.socket).filter(|_| ended) {
+        match shared.carrier.take_error().filter(|_| ended) {
             Some(e) => self.rx.on_error(&mut &shared.link, shared.io_error(e)),
             None => self.rx.on_eof(&mut &shared.link, Instant::now()),
         }
@@ -490,7 +491,7 @@ impl Receiver for StreamReceiver {
         rx.forget();
         *old.successor.lock().unwrap_or_else(|e| e.into_inner()) = Some(next);
         old.down.fetch_or(FAILED, Ordering::Relaxed);
-        sockopt::wake_up(&old.socket);
+        old.carrier.wake_up();
         crate::trace::reconnected(&self.shared.peer);
         Ok(())
     }
@@ -505,7 +506,7 @@ impl StreamReceiver {
             return true;
         }
         let shared = Arc::clone(&self.shared);
-        if shared.released.load(Ordering::Relaxed) || !sockopt::has_unread(&shared.socket) {
+        if shared.released.load(Ordering::Relaxed) || !shared.carrier.has_unread() {
             return self.rx.buffered() > 0;
         }
         if shared.set_nonblocking(true).is_err() {
@@ -517,7 +518,7 @@ impl StreamReceiver {
                 Next::End => return false,
                 Next::More => {}
             }
-            match (&shared.socket).read(self.rx.space()) {
+            match shared.carrier.read(self.rx.space()) {
                 Ok(0) => return self.rx.buffered() > 0,
                 Ok(n) => self.rx.on_read(&mut &shared.link, n, Instant::now()),
                 Err(_) => return self.rx.buffered() > 0,

@@ -131,8 +131,10 @@ impl StreamSender {
                 self.hs_buf = vec![0u8; 17 * 1024];
             }
             shared.rcv_timeout_dirty.store(true, Ordering::Relaxed);
-            let read = sockopt::set_read_timeout(&shared.socket, wait)
-                .and_then(|()| (&shared.socket).read(&mut self.hs_buf));
+            let read = shared
+                .carrier
+                .set_read_timeout(wait)
+                .and_then(|()| shared.carrier.read(&mut self.hs_buf));
             link = shared.lock();
             shared.reading.store(false, Ordering::Relaxed);
             shared.changed.notify_all();
@@ -254,7 +256,7 @@ impl StreamSender {
             if let Err(e) = shared.arm_write(until, &mut self.timer) {
                 break Err(e);
             }
-            match sockopt::send_vectored(&shared.socket, &slices) {
+            match shared.carrier.send_vectored(&slices) {
                 Ok(0) => {
                     let e = io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes");
                     break Err(shared.io_error(e));
@@ -366,13 +368,18 @@ impl StreamSender {
     /// The verified identity of the peer, once the handshake is over.
     #[cfg(feature = "tls")]
     pub fn peer_identity(&self) -> Option<crate::tls::PeerIdentity> {
+        #[cfg(feature = "quic")]
+        if let super::Carrier::Quic(q) = &self.shared.carrier {
+            return q.peer_identity();
+        }
         self.shared.lock().identity()
     }
 
-    /// The socket, for options this crate does not cover. Reading or writing
-    /// it directly breaks the framing.
-    pub fn socket_ref(&self) -> &Socket {
-        &self.shared.socket
+    /// The socket, for options this crate does not cover (`None` over
+    /// QUIC, whose streams share one UDP socket). Reading or writing it
+    /// directly breaks the framing.
+    pub fn socket_ref(&self) -> Option<&Socket> {
+        self.shared.carrier.socket()
     }
 }
 
@@ -496,7 +503,7 @@ impl Sender for StreamSender {
 
     #[cfg(unix)]
     fn socket(&self) -> Option<socket2::SockRef<'_>> {
-        Some(socket2::SockRef::from(&self.shared.socket))
+        self.shared.carrier.socket().map(socket2::SockRef::from)
     }
 
     fn handshake(&mut self) -> Result<()> {

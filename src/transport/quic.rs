@@ -1,0 +1,717 @@
+//! QUIC for the blocking driver: one UDP socket per endpoint, the
+//! endpoint's state ([`Hub`], sans-IO) behind one lock, and a thread that
+//! waits on the socket and the endpoint's next deadline. A conversation is
+//! a stream connection (a framing, as over TCP) whose carrier is one QUIC
+//! stream ([`QuicStream`]): its reads and writes take the lock, move bytes
+//! in or out of the stream, send what that made ready from the calling
+//! thread, and wait on a condition variable the endpoint's thread signals.
+//!
+//! Clients share one endpoint per address family for the whole process,
+//! and their conversations to the same server share a connection; a
+//! listener has its own endpoint.
+
+use std::io::{self, IoSlice};
+use std::net::{Shutdown, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use qp::{ConnectionHandle, StreamId};
+use quinn_proto as qp;
+
+use super::carrier::Carrier;
+use super::stream::{self, StreamReceiver, StreamSender};
+use super::{sockopt, Stopper};
+use crate::addr::Addr;
+use crate::config::{Config, ConfigError};
+use crate::connect::Accept;
+use crate::connection::quic::{Hub, Key, Limits, ALPN};
+use crate::conversation::Conversation;
+use crate::error::{Error, Result};
+use crate::url::Url;
+
+/// The largest UDP payload read.
+const MAX_DATAGRAM: usize = 65_536;
+/// Datagrams read per wake-up before timers and sending get a turn.
+const READ_BATCH: usize = 256;
+/// The streams a peer may have open at once on one connection.
+const MAX_STREAMS: u32 = 256;
+/// The idle time after which a connection is lost, when the
+/// configuration has no idle timeout; clients keep connections alive
+/// with a ping at a third of it.
+const DEFAULT_IDLE: Duration = Duration::from_secs(30);
+
+/// An endpoint: its socket, its state, and its thread.
+pub(crate) struct Endpoint {
+    state: Mutex<State>,
+    /// Conversations and the listener wait here for the endpoint to change.
+    changed: Condvar,
+    socket: UdpSocket,
+    local: SocketAddr,
+    waker: mio::Waker,
+}
+
+struct State {
+    hub: Hub,
+    /// When the endpoint's thread wakes next (`None`: only for a datagram).
+    asleep_until: Option<Instant>,
+    /// Conversations, connects under way and the listener.
+    users: usize,
+    /// The thread has ended: nothing drives this endpoint any more.
+    stopped: bool,
+    /// The listener was stopped.
+    listener_stopped: bool,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+impl Endpoint {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An endpoint on `socket` with one user (the caller), its thread
+    /// started.
+    fn start(socket: UdpSocket, hub: Hub) -> io::Result<Arc<Endpoint>> {
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?;
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKE)?;
+        {
+            use std::os::fd::AsRawFd;
+            let fd = socket.as_raw_fd();
+            poll.registry().register(
+                &mut mio::unix::SourceFd(&fd),
+                SOCKET,
+                mio::Interest::READABLE,
+            )?;
+        }
+        let ep = Arc::new(Endpoint {
+            state: Mutex::new(State {
+                hub,
+                asleep_until: None,
+                users: 1,
+                stopped: false,
+                listener_stopped: false,
+                buf: Vec::with_capacity(MAX_DATAGRAM),
+            }),
+            changed: Condvar::new(),
+            socket,
+            local,
+            waker,
+        });
+        let runner = Arc::clone(&ep);
+        std::thread::Builder::new()
+            .name("converse-quic".into())
+            .spawn(move || runner.run(poll))?;
+        Ok(ep)
+    }
+
+    /// The endpoint's thread: datagrams in, timers, datagrams out, until
+    /// nobody uses the endpoint and its connections are gone.
+    fn run(self: Arc<Self>, mut poll: mio::Poll) {
+        let mut events = mio::Events::with_capacity(16);
+        let mut data = vec![0u8; MAX_DATAGRAM];
+        let mut more = false;
+        loop {
+            let wait = {
+                let mut st = self.lock();
+                if st.users == 0 && st.hub.connections() == 0 {
+                    st.stopped = true;
+                    self.changed.notify_all();
+                    return;
+                }
+                let next = st.hub.poll_timeout();
+                st.asleep_until = next;
+                if more {
+                    Some(Duration::ZERO)
+                } else {
+                    next.map(|t| t.saturating_duration_since(Instant::now()))
+                }
+            };
+            if poll.poll(&mut events, wait).is_err() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let now = Instant::now();
+            let mut st = self.lock();
+            st.asleep_until = Some(now);
+            more = false;
+            let mut got = 0;
+            loop {
+                if got == READ_BATCH {
+                    more = true;
+                    break;
+                }
+                match self.socket.recv_from(&mut data) {
+                    Ok((n, from)) => {
+                        got += 1;
+                        st.hub
+                            .handle_datagram(now, from, BytesMut::from(&data[..n]));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // An ICMP error for an earlier datagram: QUIC has its
+                    // own timers.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                        ) => {}
+                    Err(_) => break,
+                }
+            }
+            st.hub.handle_timeout(now);
+            st.hub.mark_all_dirty();
+            self.transmit(&mut st, now, None);
+            if st.hub.take_changed() {
+                self.changed.notify_all();
+            }
+        }
+    }
+
+    /// Sends what the hub has (`only`: that connection's).
+    fn transmit(&self, st: &mut State, now: Instant, only: Option<ConnectionHandle>) {
+        let mut buf = std::mem::take(&mut st.buf);
+        while let Some((to, n)) = st.hub.poll_transmit(now, only, &mut buf) {
+            // A datagram the socket does not take now is lost: QUIC sends
+            // it again.
+            let _ = self.socket.send_to(&buf[..n], to);
+        }
+        st.buf = buf;
+    }
+
+    /// After a conversation's call: sends what it made ready, wakes the
+    /// endpoint's thread if a timer moved earlier, wakes waiters.
+    fn after(&self, st: &mut State, ch: ConnectionHandle) {
+        let now = Instant::now();
+        self.transmit(st, now, Some(ch));
+        let next = st.hub.poll_timeout();
+        let earlier = match (next, st.asleep_until) {
+            (Some(n), Some(a)) => n < a,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if earlier {
+            st.asleep_until = next;
+            let _ = self.waker.wake();
+        }
+        if st.hub.take_changed() {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits for a change until `until` (`None`: a while): `false` when the
+    /// time is up.
+    fn wait<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+        until: Option<Instant>,
+    ) -> (MutexGuard<'a, State>, bool) {
+        let left = match until {
+            None => Duration::from_millis(200),
+            Some(t) => match t.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left.min(Duration::from_millis(200)),
+                _ => return (st, false),
+            },
+        };
+        let (st, _) = self
+            .changed
+            .wait_timeout(st, left)
+            .unwrap_or_else(|e| e.into_inner());
+        (st, true)
+    }
+}
+
+const SOCKET: mio::Token = mio::Token(0);
+const WAKE: mio::Token = mio::Token(1);
+
+/// A timeout kept in an atomic (`u64::MAX`: none).
+#[derive(Debug)]
+struct Timeout(AtomicU64);
+
+impl Timeout {
+    fn new() -> Timeout {
+        Timeout(AtomicU64::new(u64::MAX))
+    }
+    fn set(&self, t: Option<Duration>) {
+        let nanos = t.map_or(u64::MAX, |t| {
+            u64::try_from(t.as_nanos()).unwrap_or(u64::MAX - 1)
+        });
+        self.0.store(nanos, Ordering::Relaxed);
+    }
+    fn until(&self) -> Option<Instant> {
+        match self.0.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            n => Instant::now().checked_add(Duration::from_nanos(n)),
+        }
+    }
+}
+
+/// One QUIC stream, as a stream connection's carrier: reads and writes
+/// with timeouts, as a socket's.
+#[derive(Debug)]
+pub(crate) struct QuicStream {
+    ep: Arc<Endpoint>,
+    ch: ConnectionHandle,
+    id: StreamId,
+    read_timeout: Timeout,
+    write_timeout: Timeout,
+    nonblocking: AtomicBool,
+    /// Reads say "end" (a local shutdown of both sides).
+    read_shut: AtomicBool,
+    /// Our side was ended or reset.
+    write_shut: AtomicBool,
+    released: AtomicBool,
+}
+
+impl QuicStream {
+    fn new(ep: Arc<Endpoint>, ch: ConnectionHandle, id: StreamId) -> QuicStream {
+        QuicStream {
+            ep,
+            ch,
+            id,
+            read_timeout: Timeout::new(),
+            write_timeout: Timeout::new(),
+            nonblocking: AtomicBool::new(false),
+            read_shut: AtomicBool::new(false),
+            write_shut: AtomicBool::new(false),
+            released: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let until = self.read_timeout.until();
+        let mut st = self.ep.lock();
+        loop {
+            if self.read_shut.load(Ordering::Relaxed) {
+                return Ok(0);
+            }
+            match st.hub.read(self.ch, self.id, buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.nonblocking.load(Ordering::Relaxed) || buf.is_empty() {
+                        return Err(e);
+                    }
+                    if st.stopped {
+                        return Err(io::ErrorKind::NotConnected.into());
+                    }
+                    let (next, more) = self.ep.wait(st, until);
+                    st = next;
+                    if !more {
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                }
+                other => {
+                    self.ep.after(&mut st, self.ch);
+                    return other;
+                }
+            }
+        }
+    }
+
+    /// Writes what the stream takes of `bufs`; with `now`, without
+    /// waiting.
+    pub(crate) fn write(&self, bufs: &[IoSlice<'_>], now: bool) -> io::Result<usize> {
+        let until = self.write_timeout.until();
+        let mut st = self.ep.lock();
+        loop {
+            if self.write_shut.load(Ordering::Relaxed) {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            match st.hub.write(self.ch, self.id, bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if now || self.nonblocking.load(Ordering::Relaxed) {
+                        return Err(e);
+                    }
+                    if st.stopped {
+                        return Err(io::ErrorKind::NotConnected.into());
+                    }
+                    let (next, more) = self.ep.wait(st, until);
+                    st = next;
+                    if !more {
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                }
+                other => {
+                    self.ep.after(&mut st, self.ch);
+                    return other;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn set_read_timeout(&self, t: Option<Duration>) {
+        self.read_timeout.set(t);
+    }
+
+    pub(crate) fn set_write_timeout(&self, t: Option<Duration>) {
+        self.write_timeout.set(t);
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) {
+        self.nonblocking.store(on, Ordering::Relaxed);
+    }
+
+    /// `Write`: the stream's FIN after what was written. `Both`: also
+    /// reads end here (and the peer is asked to stop if it was not read
+    /// to its end); the conversation is done with the stream.
+    pub(crate) fn shutdown(&self, how: Shutdown) {
+        let mut st = self.ep.lock();
+        if !self.write_shut.swap(true, Ordering::Relaxed) {
+            st.hub.finish(self.ch, self.id);
+        }
+        if how != Shutdown::Write {
+            self.read_shut.store(true, Ordering::Relaxed);
+            self.release(&mut st, false);
+        }
+        self.ep.after(&mut st, self.ch);
+        self.ep.changed.notify_all();
+    }
+
+    /// An abort: the stream reset both ways.
+    pub(crate) fn reset(&self) {
+        let mut st = self.ep.lock();
+        self.write_shut.store(true, Ordering::Relaxed);
+        self.read_shut.store(true, Ordering::Relaxed);
+        self.release(&mut st, true);
+        self.ep.after(&mut st, self.ch);
+        self.ep.changed.notify_all();
+    }
+
+    fn release(&self, st: &mut State, reset: bool) {
+        if !self.released.swap(true, Ordering::Relaxed) {
+            st.hub.release(self.ch, self.id, reset, Instant::now());
+            st.users = st.users.saturating_sub(1);
+        }
+    }
+
+    /// The peer's verified identity (its certificates), once known.
+    pub(crate) fn peer_identity(&self) -> Option<crate::tls::PeerIdentity> {
+        let certs = self.ep.lock().hub.peer_certificates(self.ch)?;
+        crate::tls::PeerIdentity::new(certs)
+    }
+
+    pub(crate) fn has_unread(&self) -> bool {
+        self.ep.lock().hub.has_unread(self.ch, self.id)
+    }
+
+    pub(crate) fn take_error(&self) -> Option<io::Error> {
+        self.ep.lock().hub.take_error(self.ch, self.id)
+    }
+}
+
+impl Drop for QuicStream {
+    /// As a socket closed: our side ends after what was written (a reset,
+    /// if the peer's bytes were left unread).
+    fn drop(&mut self) {
+        let mut st = self.ep.lock();
+        self.release(&mut st, false);
+        self.ep.after(&mut st, self.ch);
+        let _ = self.ep.waker.wake();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Settings
+
+fn bad_tls(reason: &'static str) -> Error {
+    Error::InvalidConfig(ConfigError {
+        setting: "tls",
+        reason,
+    })
+}
+
+fn transport_config(config: &Config, client: bool) -> Arc<qp::TransportConfig> {
+    let mut t = qp::TransportConfig::default();
+    let idle = config.idle_timeout.unwrap_or(DEFAULT_IDLE);
+    t.max_idle_timeout(qp::IdleTimeout::try_from(idle).ok());
+    t.max_concurrent_bidi_streams(qp::VarInt::from_u32(if client { 0 } else { MAX_STREAMS }));
+    t.max_concurrent_uni_streams(qp::VarInt::from_u32(0));
+    if client {
+        t.keep_alive_interval(Some(idle / 3));
+    }
+    Arc::new(t)
+}
+
+/// The client settings for `config`, and their identity (for reusing a
+/// connection).
+pub(crate) fn client_config(config: &Config) -> Result<(qp::ClientConfig, usize)> {
+    let tls = config.tls_client.clone().unwrap_or_default();
+    let tag = config
+        .tls_client
+        .as_ref()
+        .map_or(0, |t| Arc::as_ptr(t.rustls_config()) as usize);
+    let mut rustls = (**tls.rustls_config()).clone();
+    rustls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = qp::crypto::rustls::QuicClientConfig::try_from(rustls)
+        .map_err(|_| bad_tls("QUIC needs TLS 1.3 in the TLS client settings"))?;
+    let mut qc = qp::ClientConfig::new(Arc::new(crypto));
+    qc.transport_config(transport_config(config, true));
+    Ok((qc, tag))
+}
+
+pub(crate) fn server_config(config: &Config) -> Result<Arc<qp::ServerConfig>> {
+    let tls = config.tls_server.as_ref().ok_or_else(|| {
+        Error::InvalidConfig(ConfigError {
+            setting: "tls_server",
+            reason: "a quic:// listener needs a certificate and key (Config::with_tls_server)",
+        })
+    })?;
+    let mut rustls = (**tls.rustls_config()).clone();
+    rustls.alpn_protocols = vec![ALPN.to_vec()];
+    rustls.max_early_data_size = 0;
+    let crypto = qp::crypto::rustls::QuicServerConfig::try_from(rustls)
+        .map_err(|_| bad_tls("QUIC needs TLS 1.3 in the TLS server settings"))?;
+    let mut sc = qp::ServerConfig::with_crypto(Arc::new(crypto));
+    sc.transport_config(transport_config(config, false));
+    sc.max_incoming(config.max_peers.max(1));
+    Ok(Arc::new(sc))
+}
+
+fn limits(config: &Config) -> Limits {
+    Limits {
+        max_connections: config.max_peers.max(1),
+        handshake_timeout: config.handshake_timeout,
+        linger: config.linger,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+
+/// The process's client endpoints (IPv4, IPv6), while something uses them.
+static CLIENTS: Mutex<[Option<Weak<Endpoint>>; 2]> = Mutex::new([None, None]);
+
+/// The client endpoint for `v6` (made, or started again, if needed), with
+/// one user counted for the caller.
+fn client_endpoint(v6: bool, config: &Config) -> Result<Arc<Endpoint>> {
+    let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+    let slot = &mut clients[usize::from(v6)];
+    if let Some(ep) = slot.as_ref().and_then(Weak::upgrade) {
+        let mut st = ep.lock();
+        if !st.stopped {
+            st.users += 1;
+            drop(st);
+            return Ok(ep);
+        }
+    }
+    let any: SocketAddr = if v6 {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let socket =
+        sockopt::udp_listener(any, config).map_err(|e| Error::from_io(e, &Addr::Quic(any)))?;
+    let ep = Endpoint::start(socket, Hub::client(limits(config)))
+        .map_err(|e| Error::from_io(e, &Addr::Quic(any)))?;
+    *slot = Some(Arc::downgrade(&ep));
+    Ok(ep)
+}
+
+/// A client's conversation to `url`: a new stream on the connection to the
+/// server there is, or on a new one (its handshake done within the
+/// handshake timeout).
+pub(crate) fn connect(
+    url: &Url,
+    recipe: &super::recipe::Recipe,
+    config: &Config,
+) -> Result<(StreamSender, StreamReceiver)> {
+    let (host, _) = url
+        .host_port()
+        .ok_or_else(|| crate::addr::no_address("the address"))?;
+    let name = crate::tls::server_name(host)?;
+    let name = match &name {
+        rustls::pki_types::ServerName::DnsName(d) => d.as_ref().to_owned(),
+        rustls::pki_types::ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+        _ => host.to_owned(),
+    };
+    let (client, tls) = client_config(config)?;
+    let mut last = None;
+    for addr in url.resolve()? {
+        let peer = Addr::Quic(addr);
+        let ep = client_endpoint(addr.is_ipv6(), config)?;
+        let key = Key {
+            addr,
+            name: name.clone(),
+            tls,
+        };
+        match open_stream(&ep, client.clone(), key, config) {
+            Ok((ch, id)) => {
+                let carrier = Carrier::Quic(QuicStream::new(Arc::clone(&ep), ch, id));
+                let local = Addr::Quic(ep.local);
+                let settings = crate::connection::Settings::new(config, None);
+                let conn = recipe.conn(&settings, peer.clone(), Instant::now())?;
+                return stream::carried(carrier, local, peer, conn, config);
+            }
+            Err(e) => {
+                let mut st = ep.lock();
+                st.users = st.users.saturating_sub(1);
+                drop(st);
+                let _ = ep.waker.wake();
+                last = Some(Error::from_io(e, &peer));
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| crate::addr::no_address("the address").into()))
+}
+
+/// A stream on a connection for `key`, within the handshake timeout.
+fn open_stream(
+    ep: &Arc<Endpoint>,
+    client: qp::ClientConfig,
+    key: Key,
+    config: &Config,
+) -> io::Result<(ConnectionHandle, StreamId)> {
+    let until = Instant::now() + config.handshake_timeout;
+    let mut st = ep.lock();
+    let ch = st.hub.connect(Instant::now(), client, key)?;
+    ep.after(&mut st, ch);
+    loop {
+        if st.hub.established(ch)? {
+            if let Some(id) = st.hub.open(ch)? {
+                ep.after(&mut st, ch);
+                return Ok((ch, id));
+            }
+        }
+        if st.stopped {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        let (next, more) = ep.wait(st, Some(until));
+        st = next;
+        if !more {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the QUIC handshake took longer than the handshake timeout",
+            ));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Listeners
+
+/// A QUIC listener: every stream a client opens is a conversation.
+#[derive(Debug)]
+pub(crate) struct QuicListener {
+    ep: Arc<Endpoint>,
+    recipe: super::recipe::Recipe,
+    config: Config,
+    accept_timeout: Mutex<Option<Duration>>,
+}
+
+impl QuicListener {
+    /// Listens on the first of `addrs` that can be bound.
+    pub(crate) fn bind(
+        addrs: &[SocketAddr],
+        recipe: super::recipe::Recipe,
+        config: &Config,
+    ) -> Result<QuicListener> {
+        let server = server_config(config)?;
+        let mut last = None;
+        for &addr in addrs {
+            let socket = match sockopt::udp_listener(addr, config) {
+                Ok(s) => s,
+                Err(e) => {
+                    last = Some(Error::from_io(e, &Addr::Quic(addr)));
+                    continue;
+                }
+            };
+            let ep = Endpoint::start(socket, Hub::server(Arc::clone(&server), limits(config)))
+                .map_err(|e| Error::from_io(e, &Addr::Quic(addr)))?;
+            return Ok(QuicListener {
+                ep,
+                recipe,
+                config: config.clone(),
+                accept_timeout: Mutex::new(config.accept_timeout),
+            });
+        }
+        Err(last.unwrap_or_else(|| crate::addr::no_address("the address").into()))
+    }
+
+    fn accept_halves(&self) -> Result<(StreamSender, StreamReceiver)> {
+        let timeout = *self
+            .accept_timeout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let until = timeout.map(|t| Instant::now() + t);
+        let mut st = self.ep.lock();
+        loop {
+            if st.listener_stopped {
+                return Err(Error::Closed);
+            }
+            if let Some((ch, id, addr)) = st.hub.take_accepted() {
+                st.users += 1;
+                drop(st);
+                let carrier = Carrier::Quic(QuicStream::new(Arc::clone(&self.ep), ch, id));
+                let peer = Addr::Quic(addr);
+                let settings = crate::connection::Settings::new(&self.config, None);
+                let conn = self.recipe.conn(&settings, peer.clone(), Instant::now())?;
+                return stream::carried(
+                    carrier,
+                    Addr::Quic(self.ep.local),
+                    peer,
+                    conn,
+                    &self.config,
+                );
+            }
+            if until.is_none() {
+                st = self.ep.wait(st, None).0;
+                continue;
+            }
+            let (next, more) = self.ep.wait(st, until);
+            st = next;
+            if !more {
+                return Err(Error::Timeout);
+            }
+        }
+    }
+}
+
+impl Drop for QuicListener {
+    fn drop(&mut self) {
+        let mut st = self.ep.lock();
+        st.hub.stop_listening(Instant::now());
+        st.listener_stopped = true;
+        st.users = st.users.saturating_sub(1);
+        st.hub.mark_all_dirty();
+        self.ep.transmit(&mut st, Instant::now(), None);
+        drop(st);
+        let _ = self.ep.waker.wake();
+        self.ep.changed.notify_all();
+    }
+}
+
+impl Accept for QuicListener {
+    fn accept(&self) -> Result<Conversation> {
+        self.accept_halves().map(|t| Conversation::new(t).boxed())
+    }
+
+    fn local_addr(&self) -> Result<Addr> {
+        Ok(Addr::Quic(self.ep.local))
+    }
+
+    fn set_accept_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+        crate::config::check_timeout("accept_timeout", timeout)?;
+        *self
+            .accept_timeout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = timeout;
+        Ok(())
+    }
+
+    fn stopper(&self) -> Stopper {
+        let ep = Arc::downgrade(&self.ep);
+        Stopper::from_fn(move || {
+            if let Some(ep) = ep.upgrade() {
+                ep.lock().listener_stopped = true;
+                ep.changed.notify_all();
+            }
+        })
+    }
+}

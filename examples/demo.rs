@@ -82,7 +82,7 @@ fn script(url: &str, config: &Config) -> converse::Result<()> {
 }
 
 fn run(transport: &str) -> converse::Result<()> {
-    let (server_config, client_config) = if transport == "tls" || transport == "wss" {
+    let (server_config, client_config) = if matches!(transport, "tls" | "wss" | "quic") {
         // A CA and a server certificate for localhost, made on the spot.
         let kit = Kit::new("demo-client");
         let server = TlsServer::from_pem(&kit.server.cert_pem, &kit.server.key_pem)?;
@@ -105,15 +105,15 @@ fn run(transport: &str) -> converse::Result<()> {
     server.join().expect("the server thread panicked")
 }
 
-/// A scripted conversation over TCP, UDP, TLS, WebSocket and WebSocket in
-/// TLS, transcripts printed.
+/// A scripted conversation over TCP, UDP, TLS, WebSocket, WebSocket in TLS
+/// and QUIC, transcripts printed.
 #[derive(Parser)]
 struct Args {}
 
 fn main() {
     Args::parse();
     main_with(|| {
-        for transport in ["tcp", "udp", "tls", "ws", "wss"] {
+        for transport in ["tcp", "udp", "tls", "ws", "wss", "quic"] {
             run(transport).map_err(|e| Failed::new(transport, e))?;
             say("");
         }

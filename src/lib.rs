@@ -165,12 +165,14 @@ pub use transport::{Unix, UnixDatagram, UnixListener};
 #[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
 pub use transport::{Ws, WsListener};
 
-/// The connection's fuzz target, for `cargo fuzz` (which sets
+/// The connection's and the QUIC listener's fuzz targets, for `cargo fuzz` (which sets
 /// `cfg(fuzzing)`); not part of the API.
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz {
     pub use crate::connection::fuzz::connection_pair;
+    #[cfg(feature = "quic")]
+    pub use crate::connection::quic_fuzz::quic_listener;
 }
 
 /// The README's and the guide's examples, compiled as doctests.

@@ -590,17 +590,21 @@ fn the_demo_prints_both_transcripts_and_exits_0() {
         text.contains("== WSS transcript (wss://127.0.0.1:"),
         "{text}"
     );
-    assert_eq!(text.matches("(server verified: ").count(), 2, "{text}");
-    assert_eq!(text.matches("server > hi").count(), 5, "{text}");
+    assert!(
+        text.contains("== QUIC transcript (quic://127.0.0.1:"),
+        "{text}"
+    );
+    assert_eq!(text.matches("(server verified: ").count(), 3, "{text}");
+    assert_eq!(text.matches("server > hi").count(), 6, "{text}");
     assert_eq!(
         text.matches("server > you said \"two\"").count(),
-        5,
+        6,
         "{text}"
     );
     assert_eq!(
         text.matches("received 100000 bytes in one message").count(),
-        4,
-        "TCP, TLS, WS and WSS: {text}"
+        5,
+        "TCP, TLS, WS, WSS and QUIC: {text}"
     );
     assert!(
         text.contains("received 100000 bytes in one message"),
@@ -1481,6 +1485,54 @@ fn hello_over_tls_with_certificates_from_make_certs() {
         "{}",
         server.stderr()
     );
+}
+
+/// The hello and chat programs over QUIC, with the same certificate
+/// options as TLS; a chat client with a certificate under mutual TLS.
+#[test]
+fn hello_and_a_mutual_tls_chat_over_quic() {
+    let certs = Certs::make();
+    let mut server = Program::start(
+        "hello_server",
+        &args(
+            &["--addr", "127.0.0.1:0", "--transport", "quic"],
+            &certs.server_args(false),
+        ),
+    );
+    let addr = server.listening("quic");
+    let client_args = certs.client_args(false);
+    let mut client = Program::start(
+        "hello_client",
+        &args(&["--addr", &format!("quic://{addr}")], &client_args),
+    );
+    assert_eq!(client.line(), "hi");
+    client.expect_success();
+    assert_eq!(server.line(), "hello!");
+    server.expect_success();
+
+    let mut server = Program::start(
+        "chat_server",
+        &args(
+            &["--addr", "127.0.0.1:0", "--once", "--transport", "quic"],
+            &certs.server_args(true),
+        ),
+    );
+    let addr = server.listening("quic");
+    let mut client = Program::start(
+        "chat_client",
+        &args(
+            &["--addr", &addr, "--transport", "quic"],
+            &certs.client_args(true),
+        ),
+    );
+    client.write("hello over QUIC");
+    assert_eq!(server.line(), "hello over QUIC");
+    server.write("好");
+    assert_eq!(client.line(), "好");
+    client.write("bye");
+    assert_eq!(server.line(), "bye");
+    client.expect_success();
+    server.expect_success();
 }
 
 #[test]

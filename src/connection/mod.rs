@@ -35,6 +35,8 @@ pub(crate) mod outbound;
 mod pair;
 #[cfg(feature = "quic")]
 pub(crate) mod quic;
+#[cfg(all(any(test, fuzzing), feature = "quic"))]
+pub(crate) mod quic_fuzz;
 #[cfg(all(test, feature = "quic"))]
 mod quic_tests;
 pub(crate) mod receive;

@@ -51,6 +51,11 @@ mod ws;
 #[path = "nats.rs"]
 mod nats;
 
+#[cfg(feature = "quic")]
+#[allow(dead_code, unused_imports)]
+#[path = "quic.rs"]
+mod quic;
+
 /// One goal: converse's benchmark, the peer's, and the least ratio that
 /// meets it.
 struct Goal {
@@ -68,7 +73,8 @@ struct Goal {
 /// `std::net`, rustls, tungstenite), on the switchboard as fast as
 /// tokio-util, async-nats, and on tokio (current-thread and multi-thread
 /// runtimes) as fast as the crate a tokio user would otherwise pick
-/// (tokio-util, tokio-rustls, tokio-tungstenite, async-nats).
+/// (tokio-util, tokio-rustls, tokio-tungstenite, async-nats); and QUIC as
+/// fast as quinn on tokio.
 fn goals() -> Vec<Goal> {
     let goal = |group: fn(&mut Criterion), ours, peer| Goal {
         group,
@@ -248,6 +254,24 @@ fn goals() -> Vec<Goal> {
             nats::pubsub,
             "nats_pubsub/converse-tokio/64",
             "nats_pubsub/async-nats/64",
+        ),
+    ]);
+    #[cfg(feature = "quic")]
+    goals.extend([
+        goal(
+            quic::quic_pingpong,
+            "quic_pingpong/converse/64",
+            "quic_pingpong/quinn/64",
+        ),
+        goal(
+            quic::quic_stream,
+            "quic_stream/converse/64",
+            "quic_stream/quinn/64",
+        ),
+        goal(
+            quic::quic_stream,
+            "quic_stream/converse/65536",
+            "quic_stream/quinn/65536",
         ),
     ]);
     goals

@@ -71,6 +71,8 @@ pub(crate) struct Limits {
     /// How long a connection nobody uses waits for its last bytes to be
     /// acknowledged.
     pub(crate) linger: Duration,
+    /// Path MTU discovery (when the socket never fragments).
+    pub(crate) mtu_discovery: bool,
 }
 
 /// One stream's state, as conversations see it.
@@ -176,7 +178,7 @@ impl Hub {
             endpoint: qp::Endpoint::new(
                 Arc::new(qp::EndpointConfig::default()),
                 server,
-                false,
+                limits.mtu_discovery,
                 None,
             ),
             conns: HashMap::new(),
@@ -210,10 +212,27 @@ impl Hub {
     }
 
     /// One datagram from `from`.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: BytesMut) {
+        self.handle_datagram_with(now, from, None, None, data);
+    }
+
+    /// One datagram from `from`, with what the socket said of it: the
+    /// local address it was sent to, and its ECN bits.
+    pub(crate) fn handle_datagram_with(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        local_ip: Option<std::net::IpAddr>,
+        ecn: Option<qp::EcnCodepoint>,
+        data: BytesMut,
+    ) {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
-        match self.endpoint.handle(now, from, None, None, data, &mut buf) {
+        match self
+            .endpoint
+            .handle(now, from, local_ip, ecn, data, &mut buf)
+        {
             Some(qp::DatagramEvent::ConnectionEvent(ch, event)) => {
                 if let Some(c) = self.conns.get_mut(&ch) {
                     c.conn.handle_event(event);
@@ -626,17 +645,38 @@ impl Hub {
     /// The next datagram to send, written into `buf`: its destination and
     /// length. With `only`, that connection's (after a conversation wrote
     /// or read); without, any.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn poll_transmit(
         &mut self,
         now: Instant,
         only: Option<ConnectionHandle>,
         buf: &mut Vec<u8>,
     ) -> Option<(SocketAddr, usize)> {
+        self.poll_transmit_batch(now, only, 1, buf)
+            .map(|t| (t.destination, t.size))
+    }
+
+    /// The next datagrams to send, up to `segments` of one connection to
+    /// one destination in `buf` (for segmentation offload: `segment_size`
+    /// apart).
+    pub(crate) fn poll_transmit_batch(
+        &mut self,
+        now: Instant,
+        only: Option<ConnectionHandle>,
+        segments: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<qp::Transmit> {
         if only.is_none() {
             if let Some((to, bytes)) = self.responses.pop_front() {
                 buf.clear();
                 buf.extend_from_slice(&bytes);
-                return Some((to, bytes.len()));
+                return Some(qp::Transmit {
+                    destination: to,
+                    ecn: None,
+                    size: bytes.len(),
+                    segment_size: None,
+                    src_ip: None,
+                });
             }
         }
         loop {
@@ -648,18 +688,16 @@ impl Hub {
             let t = self
                 .conns
                 .get_mut(&ch)
-                .and_then(|c| c.conn.poll_transmit(now, 1, buf));
+                .and_then(|c| c.conn.poll_transmit(now, segments.max(1), buf));
             match t {
-                Some(t) => return Some((t.destination, t.size)),
-                None if only.is_some() => {
+                Some(t) => return Some(t),
+                None => {
                     self.dirty.retain(|&d| d != ch);
                     // Sending may have changed the timers.
                     self.process(ch, now);
-                    return None;
-                }
-                None => {
-                    self.dirty.retain(|&d| d != ch);
-                    self.process(ch, now);
+                    if only.is_some() {
+                        return None;
+                    }
                 }
             }
         }

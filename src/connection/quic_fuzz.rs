@@ -59,6 +59,7 @@ fn limits() -> Limits {
         max_connections: CAP,
         handshake_timeout: Duration::from_secs(2),
         linger: Duration::from_secs(1),
+        mtu_discovery: false,
     }
 }
 

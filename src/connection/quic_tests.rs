@@ -31,6 +31,7 @@ fn limits(max_connections: usize) -> Limits {
         max_connections,
         handshake_timeout: Duration::from_secs(2),
         linger: Duration::from_secs(5),
+        mtu_discovery: false,
     }
 }
 

@@ -31,7 +31,15 @@ use crate::conversation::Conversation;
 use crate::error::{Error, Result};
 use crate::url::Url;
 
-/// The largest UDP payload read.
+/// The largest UDP payload read (quinn-proto's default largest payload,
+/// as its `EndpointConfig` says).
+const MAX_DATAGRAM_PAYLOAD: usize = 1_472;
+/// At most this many datagrams leave in one system call (more costs
+/// memory and bursts for little gain; quinn settles on the same).
+const MAX_SEGMENTS: usize = 10;
+/// The socket send buffer asked for (the system may give less).
+const SEND_BUFFER: usize = 2 * 1024 * 1024;
+/// What one batch of datagrams to send may take.
 const MAX_DATAGRAM: usize = 65_536;
 /// Datagrams read per wake-up before timers and sending get a turn.
 const READ_BATCH: usize = 256;
@@ -48,6 +56,9 @@ pub(crate) struct Endpoint {
     /// Conversations and the listener wait here for the endpoint to change.
     changed: Condvar,
     socket: UdpSocket,
+    /// The socket's batched I/O (segmentation offload, several datagrams
+    /// a system call where the system has it).
+    udp: quinn_udp::UdpSocketState,
     local: SocketAddr,
     waker: mio::Waker,
 }
@@ -63,6 +74,9 @@ struct State {
     /// The listener was stopped.
     listener_stopped: bool,
     buf: Vec<u8>,
+    /// Datagrams the socket did not take (its buffer full): sent first,
+    /// when it is writable again.
+    unsent: Option<(qp::Transmit, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -79,9 +93,14 @@ impl Endpoint {
     }
 
     /// An endpoint on `socket` with one user (the caller), its thread
-    /// started.
-    fn start(socket: UdpSocket, hub: Hub) -> io::Result<Arc<Endpoint>> {
+    /// started; `hub` makes its state (told whether the socket may
+    /// fragment datagrams).
+    fn start(socket: UdpSocket, hub: impl FnOnce(bool) -> Hub) -> io::Result<Arc<Endpoint>> {
         socket.set_nonblocking(true)?;
+        let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
+        // Room for bursts: batches of datagrams the system may hold up.
+        let _ = udp.set_send_buffer_size((&socket).into(), SEND_BUFFER);
+        let hub = hub(udp.may_fragment());
         let local = socket.local_addr()?;
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKE)?;
@@ -91,7 +110,7 @@ impl Endpoint {
             poll.registry().register(
                 &mut mio::unix::SourceFd(&fd),
                 SOCKET,
-                mio::Interest::READABLE,
+                mio::Interest::READABLE | mio::Interest::WRITABLE,
             )?;
         }
         let ep = Arc::new(Endpoint {
@@ -102,9 +121,11 @@ impl Endpoint {
                 stopped: false,
                 listener_stopped: false,
                 buf: Vec::with_capacity(MAX_DATAGRAM),
+                unsent: None,
             }),
             changed: Condvar::new(),
             socket,
+            udp,
             local,
             waker,
         });
@@ -119,7 +140,12 @@ impl Endpoint {
     /// nobody uses the endpoint and its connections are gone.
     fn run(self: Arc<Self>, mut poll: mio::Poll) {
         let mut events = mio::Events::with_capacity(16);
-        let mut data = vec![0u8; MAX_DATAGRAM];
+        // Room for a batch of reads, each of as many datagrams as the
+        // system hands over at once.
+        let per_buffer = self.udp.gro_segments().max(1) * MAX_DATAGRAM_PAYLOAD;
+        let batch = quinn_udp::BATCH_SIZE;
+        let mut data = vec![0u8; per_buffer * batch];
+        let mut meta = vec![quinn_udp::RecvMeta::default(); batch];
         let mut more = false;
         loop {
             let wait = {
@@ -146,15 +172,30 @@ impl Endpoint {
             more = false;
             let mut got = 0;
             loop {
-                if got == READ_BATCH {
+                if got >= READ_BATCH {
                     more = true;
                     break;
                 }
-                match self.socket.recv_from(&mut data) {
-                    Ok((n, from)) => {
-                        got += 1;
-                        st.hub
-                            .handle_datagram(now, from, BytesMut::from(&data[..n]));
+                let mut slices: Vec<io::IoSliceMut<'_>> = data
+                    .chunks_mut(per_buffer)
+                    .map(io::IoSliceMut::new)
+                    .collect();
+                match self.udp.recv((&self.socket).into(), &mut slices, &mut meta) {
+                    Ok(n) => {
+                        for (m, buf) in meta.iter().zip(data.chunks(per_buffer)).take(n) {
+                            let ecn = m.ecn.and_then(|e| qp::EcnCodepoint::from_bits(e as u8));
+                            let stride = m.stride.max(1);
+                            for d in buf[..m.len].chunks(stride) {
+                                got += 1;
+                                st.hub.handle_datagram_with(
+                                    now,
+                                    m.addr,
+                                    m.dst_ip,
+                                    ecn,
+                                    BytesMut::from(d),
+                                );
+                            }
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     // An ICMP error for an earlier datagram: QUIC has its
@@ -176,15 +217,43 @@ impl Endpoint {
         }
     }
 
-    /// Sends what the hub has (`only`: that connection's).
+    /// Sends what the hub has (`only`: that connection's), several
+    /// datagrams a system call where the system can. What the socket does
+    /// not take waits for it to be writable (the endpoint's thread is woken
+    /// then).
     fn transmit(&self, st: &mut State, now: Instant, only: Option<ConnectionHandle>) {
+        if let Some((t, bytes)) = st.unsent.take() {
+            if !self.send(&t, &bytes) {
+                st.unsent = Some((t, bytes));
+                return;
+            }
+        }
         let mut buf = std::mem::take(&mut st.buf);
-        while let Some((to, n)) = st.hub.poll_transmit(now, only, &mut buf) {
-            // A datagram the socket does not take now is lost: QUIC sends
-            // it again.
-            let _ = self.socket.send_to(&buf[..n], to);
+        let segments = self.udp.max_gso_segments().min(MAX_SEGMENTS);
+        while let Some(t) = st.hub.poll_transmit_batch(now, only, segments, &mut buf) {
+            if !self.send(&t, &buf[..t.size]) {
+                let bytes = buf[..t.size].to_vec();
+                st.unsent = Some((t, bytes));
+                break;
+            }
         }
         st.buf = buf;
+    }
+
+    /// One send: `false` if the socket's buffer is full (nothing sent).
+    /// Other errors lose the datagrams, which QUIC sends again.
+    fn send(&self, t: &qp::Transmit, contents: &[u8]) -> bool {
+        let transmit = quinn_udp::Transmit {
+            destination: t.destination,
+            ecn: t
+                .ecn
+                .and_then(|e| quinn_udp::EcnCodepoint::from_bits(e as u8)),
+            contents,
+            segment_size: t.segment_size,
+            src_ip: t.src_ip,
+        };
+        let sent = self.udp.send((&self.socket).into(), &transmit);
+        !matches!(sent, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// After a conversation's call: sends what it made ready, wakes the
@@ -474,11 +543,12 @@ pub(crate) fn server_config(config: &Config) -> Result<Arc<qp::ServerConfig>> {
     Ok(Arc::new(sc))
 }
 
-fn limits(config: &Config) -> Limits {
+fn limits(config: &Config, fragments: bool) -> Limits {
     Limits {
         max_connections: config.max_peers.max(1),
         handshake_timeout: config.handshake_timeout,
         linger: config.linger,
+        mtu_discovery: !fragments,
     }
 }
 
@@ -508,7 +578,7 @@ fn client_endpoint(v6: bool, config: &Config) -> Result<Arc<Endpoint>> {
     };
     let socket =
         sockopt::udp_listener(any, config).map_err(|e| Error::from_io(e, &Addr::Quic(any)))?;
-    let ep = Endpoint::start(socket, Hub::client(limits(config)))
+    let ep = Endpoint::start(socket, |fragments| Hub::client(limits(config, fragments)))
         .map_err(|e| Error::from_io(e, &Addr::Quic(any)))?;
     *slot = Some(Arc::downgrade(&ep));
     Ok(ep)
@@ -622,8 +692,10 @@ impl QuicListener {
                     continue;
                 }
             };
-            let ep = Endpoint::start(socket, Hub::server(Arc::clone(&server), limits(config)))
-                .map_err(|e| Error::from_io(e, &Addr::Quic(addr)))?;
+            let ep = Endpoint::start(socket, |fragments| {
+                Hub::server(Arc::clone(&server), limits(config, fragments))
+            })
+            .map_err(|e| Error::from_io(e, &Addr::Quic(addr)))?;
             return Ok(QuicListener {
                 ep,
                 recipe,

@@ -194,6 +194,9 @@ mod guide_doctests {
     struct WebSocket;
     #[doc = include_str!("../docs/nats.md")]
     struct Nats;
+    #[cfg(feature = "quic")]
+    #[doc = include_str!("../docs/quic.md")]
+    struct Quic;
     #[doc = include_str!("../docs/promises.md")]
     struct Promises;
     #[doc = include_str!("../docs/architecture.md")]

@@ -75,12 +75,16 @@ enum Serve {
 /// server has taken so far.
 enum Client {
     Converse(Conversation),
-    Quinn {
-        rt: tokio::runtime::Runtime,
-        tx: FramedWrite<quinn::SendStream, LengthDelimitedCodec>,
-        rx: FramedRead<quinn::RecvStream, LengthDelimitedCodec>,
-        _endpoint: quinn::Endpoint,
-    },
+    Quinn(Box<QuinnClient>),
+}
+
+/// A quinn client: its runtime, its stream's two sides framed, and its
+/// endpoint.
+struct QuinnClient {
+    rt: tokio::runtime::Runtime,
+    tx: FramedWrite<quinn::SendStream, LengthDelimitedCodec>,
+    rx: FramedRead<quinn::RecvStream, LengthDelimitedCodec>,
+    _endpoint: quinn::Endpoint,
 }
 
 struct Bench {
@@ -141,12 +145,12 @@ fn start(name: &str, setup: &Setup, serve: Serve) -> Bench {
                 )
             });
             Bench {
-                client: Client::Quinn {
+                client: Client::Quinn(Box::new(QuinnClient {
                     rt,
                     tx,
                     rx,
                     _endpoint: endpoint,
-                },
+                })),
                 counted,
                 _server: Box::new(server_rt),
             }
@@ -194,10 +198,13 @@ impl Bench {
                 c.send(payload).unwrap();
                 c.recv().unwrap().unwrap().len()
             }
-            Client::Quinn { rt, tx, rx, .. } => rt.block_on(async {
-                tx.send(payload.clone()).await.unwrap();
-                rx.next().await.unwrap().unwrap().len()
-            }),
+            Client::Quinn(q) => {
+                let QuinnClient { rt, tx, rx, .. } = &mut **q;
+                rt.block_on(async {
+                    tx.send(payload.clone()).await.unwrap();
+                    rx.next().await.unwrap().unwrap().len()
+                })
+            }
         }
     }
 
@@ -211,12 +218,15 @@ impl Bench {
                 }
                 c.flush().unwrap();
             }
-            Client::Quinn { rt, tx, .. } => rt.block_on(async {
-                for _ in 0..n {
-                    tx.feed(payload.clone()).await.unwrap();
-                }
-                SinkExt::<Bytes>::flush(tx).await.unwrap();
-            }),
+            Client::Quinn(q) => {
+                let QuinnClient { rt, tx, .. } = &mut **q;
+                rt.block_on(async {
+                    for _ in 0..n {
+                        tx.feed(payload.clone()).await.unwrap();
+                    }
+                    SinkExt::<Bytes>::flush(tx).await.unwrap();
+                })
+            }
         }
         *sent += n;
         let target = *sent - *sent % 64;

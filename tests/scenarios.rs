@@ -341,7 +341,7 @@ fn tokio_pair(kind: Kind, config: &Config) -> Pair {
 /// `b` accepted by another's listener.
 fn board_pair(kind: Kind, config: &Config) -> Pair {
     let config = match kind {
-        Kind::Tls | Kind::TlsSliced | Kind::Wss => common::tls::config(config.clone()),
+        Kind::Tls | Kind::TlsSliced | Kind::Wss | Kind::Quic => common::tls::config(config.clone()),
         _ => config.clone(),
     };
     let a_host = Arc::new(Host::new(&config));
@@ -864,6 +864,8 @@ macro_rules! over_every_transport {
             mod ws { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Ws, super::Driver::Switchboard) } )* }
             mod ws_sliced { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::WsSliced, super::Driver::Switchboard) } )* }
             mod wss { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Wss, super::Driver::Switchboard) } )* }
+            #[cfg(feature = "quic")]
+            mod quic { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Quic, super::Driver::Switchboard) } )* }
         }
         #[cfg(feature = "tokio")]
         mod tokio {

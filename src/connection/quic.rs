@@ -53,13 +53,29 @@ pub(crate) const RETRY_ABOVE: usize = 64;
 
 /// Which client connections may carry a new conversation: the same server,
 /// the same name, the same TLS settings.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 pub(crate) struct Key {
     pub(crate) addr: SocketAddr,
     pub(crate) name: String,
-    /// The TLS client settings' identity (0: the default ones).
-    pub(crate) tls: usize,
+    /// The TLS client settings given (`None`: the default ones), held so
+    /// that their identity is never another's (a freed one's address
+    /// reused).
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.addr == other.addr
+            && self.name == other.name
+            && match (&self.tls, &other.tls) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Key {}
 
 /// What the endpoint's listener allows.
 #[derive(Clone, Copy, Debug)]
@@ -133,6 +149,11 @@ pub(crate) struct Hub {
     changed: bool,
     /// Connections that may have something to send.
     dirty: Vec<ConnectionHandle>,
+    /// Streams that may have become readable or writable, or ended, since
+    /// they were last taken (for drivers that are told, not woken).
+    touched: Vec<(ConnectionHandle, StreamId)>,
+    /// Streams were accepted since last taken.
+    accepted_news: bool,
     buf: Vec<u8>,
 }
 
@@ -188,8 +209,17 @@ impl Hub {
             limits,
             changed: false,
             dirty: Vec::new(),
+            touched: Vec::new(),
+            accepted_news: false,
             buf: Vec::new(),
         }
+    }
+
+    /// Takes the streams that may have become readable or writable (or
+    /// ended) since the last call, and whether streams were accepted.
+    pub(crate) fn take_touched(&mut self, into: &mut Vec<(ConnectionHandle, StreamId)>) -> bool {
+        into.append(&mut self.touched);
+        std::mem::take(&mut self.accepted_news)
     }
 
     /// Takes whether something changed since the last call.
@@ -731,17 +761,25 @@ impl Hub {
                 }
                 qp::Event::ConnectionLost { reason } => {
                     c.lost.get_or_insert(reason);
+                    self.touched.extend(c.streams.keys().map(|&id| (ch, id)));
                 }
                 qp::Event::Stream(qp::StreamEvent::Opened { .. }) => opened = true,
                 qp::Event::Stream(qp::StreamEvent::Readable { id }) => {
                     if let Some(s) = c.streams.get_mut(&id) {
                         s.readable = true;
+                        self.touched.push((ch, id));
                     }
                 }
                 qp::Event::Stream(qp::StreamEvent::Stopped { id, .. }) => {
                     if let Some(s) = c.streams.get_mut(&id) {
                         s.stopped = true;
+                        self.touched.push((ch, id));
                     }
+                }
+                qp::Event::Stream(
+                    qp::StreamEvent::Writable { id } | qp::StreamEvent::Finished { id },
+                ) if c.streams.contains_key(&id) => {
+                    self.touched.push((ch, id));
                 }
                 _ => {}
             }
@@ -790,6 +828,7 @@ impl Hub {
                         c.users += 1;
                         c.unused_since = None;
                         self.accepted.push_back((ch, id));
+                        self.accepted_news = true;
                     }
                     Some(_) => {
                         let _ = c

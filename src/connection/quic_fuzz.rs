@@ -91,10 +91,16 @@ pub fn quic_listener(data: &[u8]) {
     for (k, hub) in clients.iter_mut().enumerate() {
         let (qc, _) =
             crate::transport::quic::client_config(&client_config).expect("a client configuration");
+        // Other TLS settings: each client another connection.
+        let tls = client_config
+            .tls_client()
+            .expect("set above")
+            .rustls_config();
+        let _ = k;
         let key = Key {
             addr: here,
             name: "localhost".into(),
-            tls: k,
+            tls: Some(std::sync::Arc::new((**tls).clone())),
         };
         conns.push((
             hub.connect(now, qc, key).expect("a client connection"),

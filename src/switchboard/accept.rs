@@ -37,7 +37,49 @@ impl Switchboard {
             Listen::Stream { paused: true, .. } | Listen::Udp { closing: true, .. } => false,
             Listen::Stream { .. } => self.accept_streams(key, events),
             Listen::Udp { .. } => self.read_udp(key, events),
+            #[cfg(feature = "quic")]
+            Listen::Quic { .. } => self.accept_quic(key, events),
         }
+    }
+
+    /// Takes the streams a QUIC listener accepted (its endpoint's thread
+    /// said there are some): each is a conversation at once.
+    #[cfg(feature = "quic")]
+    fn accept_quic(&mut self, key: Key, events: &mut Events) -> bool {
+        for _ in 0..ACCEPT_BUDGET {
+            if events.full() {
+                return true;
+            }
+            let Some(Entry::Listener(listening)) = self.entries.get_mut(key) else {
+                return false;
+            };
+            let Listen::Quic {
+                listener,
+                max_backlog,
+                ..
+            } = &mut **listening
+            else {
+                return false;
+            };
+            let max_backlog = *max_backlog;
+            let Some((tx, rx)) = listener.try_accept() else {
+                return false;
+            };
+            let Some((wire, local, peer, mut conn, _)) =
+                crate::transport::stream::into_parts(tx, rx)
+            else {
+                continue;
+            };
+            conn.link.limits.backlog = Some(max_backlog);
+            self.stats.accepted += 1;
+            if let Ok(id) = self.add_stream(wire, conn, peer, local, Origin::Told) {
+                events.push(Event::Accepted {
+                    listener: ListenerId(key),
+                    id,
+                });
+            }
+        }
+        true
     }
 
     fn accept_streams(&mut self, key: Key, events: &mut Events) -> bool {
@@ -129,7 +171,7 @@ impl Switchboard {
             Origin::Accepted(listener)
         };
         let told = origin == Origin::Told;
-        let id = self.add_stream(socket, conn, peer, local, origin)?;
+        let id = self.add_stream(socket.into(), conn, peer, local, origin)?;
         if told {
             self.pending.push_back(Event::Accepted { listener, id });
         }

@@ -37,16 +37,25 @@ fn begin_connect(at: SocketAddr, config: &Config) -> io::Result<Socket> {
     }
 }
 
-/// Why a switchboard refuses `quic://`.
-pub(super) const QUIC_TO_COME: &str =
-    "quic:// on the switchboard (to come; the blocking driver has it)";
-
 impl Switchboard {
     /// Connects to a URL with `config`; see [`connect`](Switchboard::connect).
     pub fn connect_with(&mut self, url: &str, config: &Config) -> Result<Id> {
         let parsed = crate::connect::parse(url, config, false)?;
         match (&parsed.place, parsed.scheme) {
-            (_, Scheme::Quic) => Err(Error::Unsupported(QUIC_TO_COME)),
+            // QUIC's connection is made by its endpoint's thread; the
+            // handshake (or a new stream on a connection there is) is
+            // waited for here, up to the handshake timeout.
+            #[cfg(feature = "quic")]
+            (_, Scheme::Quic) => {
+                let recipe = Recipe::client(&parsed, config)?;
+                let (tx, rx) = crate::transport::quic::connect(&parsed, &recipe, config)?;
+                let (wire, local, peer, mut conn, _) = crate::transport::stream::into_parts(tx, rx)
+                    .ok_or(Error::Unsupported("a QUIC stream taken apart"))?;
+                conn.link.limits.backlog = Some(config.max_backlog);
+                let id = self.add_stream(wire, conn, peer, local, Origin::Told)?;
+                self.pending.push_back(Event::Connected { id });
+                Ok(id)
+            }
             (_, Scheme::Udp) => {
                 let udp = crate::transport::udp::connect_any(&parsed.resolve()?, config)?;
                 self.adopt(udp)
@@ -85,7 +94,7 @@ impl Switchboard {
     fn dial(&mut self, addrs: &[SocketAddr], recipe: &Recipe, config: &Config) -> Result<Id> {
         let (socket, conn, peer) = self.begin(addrs, recipe, config)?;
         let local = Addr::Unknown;
-        let id = self.add_stream(socket, conn, peer, local, Origin::Connecting)?;
+        let id = self.add_stream(socket.into(), conn, peer, local, Origin::Connecting)?;
         if let Some(conv) = self.conv_mut(id.0) {
             conv.connecting = true;
         }
@@ -123,6 +132,9 @@ impl Switchboard {
         conv.connecting = false;
         conv.writable = true;
         let Carrier::Stream { socket, conn } = &mut conv.carrier else {
+            return;
+        };
+        let Some(socket) = socket.socket() else {
             return;
         };
         let outcome = sockopt::take_error(socket)
@@ -206,9 +218,11 @@ impl Switchboard {
             None => Duration::ZERO,
         };
         if let Carrier::Stream { socket, .. } = old {
-            let _ = self.poll.registry().deregister(&mut mio::unix::SourceFd(
-                &std::os::fd::AsRawFd::as_raw_fd(&socket),
-            ));
+            if let Some(socket) = socket.socket() {
+                let _ = self.poll.registry().deregister(&mut mio::unix::SourceFd(
+                    &std::os::fd::AsRawFd::as_raw_fd(socket),
+                ));
+            }
         }
         self.schedule(key);
         wait
@@ -242,7 +256,7 @@ impl Switchboard {
                 };
                 conv.peer = peer;
                 conv.carrier = Carrier::Stream {
-                    socket,
+                    socket: socket.into(),
                     conn: Box::new(conn),
                 };
                 conv.connecting = true;

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use mio::Waker;
 
+use super::arena::Key;
 use super::events::{Event, Events, Id};
+use super::registry::Entry;
 use super::{Adopt, Switchboard};
 use crate::error::Result;
 
@@ -24,6 +26,9 @@ pub(super) enum Command {
     Abort(Id),
     Adopt(Adoption),
     Shutdown,
+    /// An entry without a socket of its own (a QUIC stream, a QUIC
+    /// listener) may be ready.
+    Ready(Key),
 }
 
 /// What a switchboard shares with its handles.
@@ -96,6 +101,20 @@ impl Handle {
 }
 
 impl Switchboard {
+    /// What an entry without a socket calls when it may be ready: it wakes
+    /// the switchboard, which then reads and writes it.
+    pub(super) fn ready_notifier(&self, key: Key) -> Arc<dyn Fn() + Send + Sync> {
+        let shared = Arc::clone(&self.shared);
+        Arc::new(move || {
+            shared
+                .commands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(Command::Ready(key));
+            let _ = shared.waker.wake();
+        })
+    }
+
     /// Applies what the handles asked, in order.
     pub(super) fn apply_commands(&mut self, events: &mut Events) {
         let commands: Vec<Command> = {
@@ -119,6 +138,12 @@ impl Switchboard {
                     }
                 }
                 Command::Shutdown => self.shutdown(),
+                Command::Ready(key) => {
+                    if matches!(self.entries.get(key), Some(Entry::Conv(_))) {
+                        self.on_writable(key, events);
+                    }
+                    self.push_backlog(key);
+                }
             }
         }
     }

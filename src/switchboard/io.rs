@@ -16,7 +16,6 @@ use crate::connection::datagram::Arrival;
 use crate::connection::link::Ours;
 use crate::connection::{End, Next};
 use crate::error::Error;
-use crate::transport::sockopt;
 
 /// Bytes read from one conversation per readiness before others get a turn.
 const READ_BUDGET: usize = 256 * 1024;
@@ -91,16 +90,16 @@ impl Switchboard {
                     let (read, offered) = if direct {
                         let space = conn.rx.space();
                         let offered = space.len();
-                        ((&*socket).read(space), offered)
+                        (socket.read(space), offered)
                     } else {
-                        ((&*socket).read(&mut scratch), scratch.len())
+                        (socket.read(&mut scratch), scratch.len())
                     };
                     match read {
                         Ok(0) => {
                             // Once our side has ended, a reset that came
                             // with the peer's end fails a close.
                             let ended = conn.link.ours() != Ours::Open;
-                            match sockopt::take_error(socket).filter(|_| ended) {
+                            match socket.take_error().filter(|_| ended) {
                                 Some(e) => conn.on_error(Error::from_io(e, &conv.peer)),
                                 None => conn.on_eof(now),
                             }
@@ -203,8 +202,8 @@ impl Switchboard {
         match &mut conv.carrier {
             Carrier::Stream { socket, conn } => {
                 if conv.writable {
-                    let mut sink = sockopt::SocketSink {
-                        socket,
+                    let mut sink = crate::transport::carrier::CarrierSink {
+                        carrier: socket,
                         now: false,
                         sent: 0,
                     };

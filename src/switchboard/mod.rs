@@ -170,7 +170,14 @@ mod sealed {
 
 /// A transport taken apart for the switchboard.
 enum Adopted {
-    Stream(Box<(socket2::Socket, Addr, Addr, crate::connection::Conn)>),
+    Stream(
+        Box<(
+            crate::transport::carrier::Carrier,
+            Addr,
+            Addr,
+            crate::connection::Conn,
+        )>,
+    ),
     Datagram(socket2::Socket, Addr, Addr, usize, Option<Duration>),
 }
 
@@ -385,7 +392,26 @@ impl Switchboard {
     pub fn listen_with(&mut self, url: &str, config: &Config) -> Result<ListenerId> {
         let parsed = crate::connect::parse(url, config, true)?;
         match (&parsed.place, parsed.scheme) {
-            (_, Scheme::Quic) => Err(Error::Unsupported(dial::QUIC_TO_COME)),
+            #[cfg(feature = "quic")]
+            (_, Scheme::Quic) => {
+                let recipe = Recipe::server(&parsed, config)?;
+                let listener =
+                    crate::transport::quic::QuicListener::bind(&parsed.resolve()?, recipe, config)?;
+                let key = self.entries.next_key();
+                listener.watch(Some(self.ready_notifier(key)));
+                let local = listener.local();
+                let inserted = self.entries.insert(registry::Entry::Listener(Box::new(
+                    registry::Listen::Quic {
+                        listener: Box::new(listener),
+                        local,
+                        max_backlog: config.max_backlog,
+                    },
+                )));
+                debug_assert_eq!(inserted, key);
+                // Streams may have been accepted already.
+                self.push_backlog(key);
+                Ok(ListenerId(key))
+            }
             (_, Scheme::Udp) => {
                 let mut last = None;
                 for at in parsed.resolve()? {
@@ -469,7 +495,7 @@ impl Switchboard {
         match self.entries.get_mut(listener.0) {
             Some(Entry::Listener(l)) => match &mut **l {
                 Listen::Stream { recipe, .. } => recipe.serve_page(page),
-                Listen::Udp { .. } => Err(Error::Unsupported(
+                _ => Err(Error::Unsupported(
                     "a page on a listener that is not WebSocket",
                 )),
             },
@@ -528,7 +554,9 @@ impl Switchboard {
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn peer_identity(&self, id: Id) -> Option<crate::tls::PeerIdentity> {
         match &self.conv(id.0)?.carrier {
-            Carrier::Stream { conn, .. } => conn.link.identity(),
+            Carrier::Stream { conn, socket } => {
+                conn.link.identity().or_else(|| socket.peer_identity())
+            }
             _ => None,
         }
     }
@@ -867,6 +895,8 @@ impl Switchboard {
             Entry::Listener(l) => Some(match &**l {
                 Listen::Stream { local, .. } => local.clone(),
                 Listen::Udp { local, .. } => Addr::Udp(*local),
+                #[cfg(feature = "quic")]
+                Listen::Quic { local, .. } => local.clone(),
             }),
             Entry::Conv(_) => None,
         }

@@ -19,6 +19,7 @@ use crate::connection::datagram::Datagrams;
 use crate::connection::demux::Demux;
 use crate::connection::{Conn, End};
 use crate::error::{Error, Result};
+use crate::transport::carrier::Carrier as Wire;
 use crate::transport::recipe::Recipe;
 
 /// An entry of the arena.
@@ -29,8 +30,8 @@ pub(super) enum Entry {
 
 /// Where a conversation's bytes go.
 pub(super) enum Carrier {
-    /// A stream and its connection.
-    Stream { socket: Socket, conn: Box<Conn> },
+    /// A stream (its socket, or a QUIC stream) and its connection.
+    Stream { socket: Wire, conn: Box<Conn> },
     /// A connected datagram socket (UDP client, Unix datagram).
     Datagram { socket: Socket, dg: Box<Datagrams> },
     /// A peer of a UDP listener: its datagrams come from, and replies go
@@ -158,6 +159,14 @@ pub(super) enum Listen {
         /// Closed: its peers finish, then it goes; no new ones.
         closing: bool,
     },
+    /// A QUIC listener: its endpoint's thread reads the socket, and tells
+    /// the switchboard when streams were accepted.
+    #[cfg(feature = "quic")]
+    Quic {
+        listener: Box<crate::transport::quic::QuicListener>,
+        local: Addr,
+        max_backlog: usize,
+    },
 }
 
 /// The `mio` token of a key.
@@ -200,21 +209,44 @@ impl Switchboard {
             .deregister(&mut SourceFd(&fd.as_raw_fd()));
     }
 
-    /// Adds a conversation over `socket` (non-blocking from now on) and
-    /// its connection; the first turn runs at once (what it already
-    /// holds is handed out, what it has to say goes out).
+    /// Adds a conversation over `wire` (non-blocking from now on: a socket
+    /// registered with the poller, or a QUIC stream that says when it may
+    /// be ready) and its connection; the first turn runs at once (what it
+    /// already holds is handed out, what it has to say goes out).
     pub(super) fn add_stream(
         &mut self,
-        socket: Socket,
+        wire: Wire,
         conn: Conn,
         peer: Addr,
         local: Addr,
         origin: Origin,
     ) -> Result<Id> {
-        let key = self.insert_conv(socket, peer, |socket, peer| {
-            let conn = Box::new(conn);
-            Conv::new(Carrier::Stream { socket, conn }, peer, local, origin)
-        })?;
+        let key = match wire {
+            Wire::Socket(socket) => self.insert_conv(socket, peer, |socket, peer| {
+                let conn = Box::new(conn);
+                Conv::new(
+                    Carrier::Stream {
+                        socket: Wire::Socket(socket),
+                        conn,
+                    },
+                    peer,
+                    local,
+                    origin,
+                )
+            })?,
+            #[allow(unreachable_patterns)]
+            wire => {
+                wire.set_nonblocking(true)
+                    .map_err(|e| Error::from_io(e, &peer))?;
+                let key = self.entries.next_key();
+                wire.watch(Some(self.ready_notifier(key)));
+                let conn = Box::new(conn);
+                let conv = Conv::new(Carrier::Stream { socket: wire, conn }, peer, local, origin);
+                let inserted = self.entries.insert(Entry::Conv(Box::new(conv)));
+                debug_assert_eq!(inserted, key);
+                key
+            }
+        };
         // Whatever came with a handover waits in the socket or the buffer.
         self.push_backlog(key);
         self.mark_dirty(key);
@@ -338,9 +370,14 @@ impl Switchboard {
         }
         match conv.carrier {
             Carrier::Stream { socket, conn } => {
-                self.deregister(&socket);
+                match socket.socket() {
+                    Some(s) => self.deregister(s),
+                    None => {
+                        socket.watch(None);
+                    }
+                }
                 if conn.link.wants_reset() {
-                    let _ = crate::transport::sockopt::linger_zero(&socket);
+                    let _ = socket.linger_zero();
                 }
             }
             Carrier::Datagram { socket, .. } => self.deregister(&socket),
@@ -375,6 +412,8 @@ impl Switchboard {
                 }
             }
             Listen::Udp { socket, .. } => self.deregister(&socket),
+            #[cfg(feature = "quic")]
+            Listen::Quic { listener, .. } => listener.watch(None),
         }
     }
 

@@ -89,6 +89,8 @@ impl Switchboard {
                         }
                     }
                     Listen::Udp { .. } => self.udp_idle_due(key, now, events),
+                    #[cfg(feature = "quic")]
+                    Listen::Quic { .. } => {}
                 },
                 None => {}
             }

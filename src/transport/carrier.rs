@@ -38,15 +38,6 @@ impl Carrier {
         }
     }
 
-    /// The socket, when the carrier is one, taken out.
-    pub(crate) fn into_socket(self) -> Option<Socket> {
-        match self {
-            Carrier::Socket(s) => Some(s),
-            #[cfg(feature = "quic")]
-            Carrier::Quic(_) => None,
-        }
-    }
-
     /// Reads what has come, waiting up to the read timeout (`Ok(0)`: the
     /// peer's end; `WouldBlock` or `TimedOut`: nothing came in time).
     #[inline]
@@ -158,6 +149,35 @@ impl Carrier {
             Carrier::Socket(s) => sockopt::take_error(s),
             #[cfg(feature = "quic")]
             Carrier::Quic(q) => q.take_error(),
+        }
+    }
+
+    /// The peer's verified identity, where the carrier knows it (QUIC's
+    /// handshake is the carrier's; over a socket, TLS is the connection's).
+    #[cfg(feature = "tls")]
+    pub(crate) fn peer_identity(&self) -> Option<crate::tls::PeerIdentity> {
+        match self {
+            Carrier::Socket(_) => None,
+            #[cfg(feature = "quic")]
+            Carrier::Quic(q) => q.peer_identity(),
+        }
+    }
+
+    /// Tells `ready` whenever the carrier may have become readable or
+    /// writable, for a driver that has no readiness of its own for it (a
+    /// QUIC stream on a switchboard). `false` for a socket: register it
+    /// with the poller instead.
+    pub(crate) fn watch(&self, ready: Option<std::sync::Arc<dyn Fn() + Send + Sync>>) -> bool {
+        match self {
+            Carrier::Socket(_) => {
+                let _ = ready;
+                false
+            }
+            #[cfg(feature = "quic")]
+            Carrier::Quic(q) => {
+                q.watch(ready);
+                true
+            }
         }
     }
 

@@ -10,6 +10,7 @@
 //! and their conversations to the same server share a connection; a
 //! listener has its own endpoint.
 
+use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -77,6 +78,41 @@ struct State {
     /// Datagrams the socket did not take (its buffer full): sent first,
     /// when it is writable again.
     unsent: Option<(qp::Transmit, Vec<u8>)>,
+    /// Who is told when a stream may be ready (its driver has no readiness
+    /// of its own for it: a switchboard).
+    watchers: HashMap<(ConnectionHandle, StreamId), Watcher>,
+    /// Who is told when streams were accepted.
+    accept_watcher: Option<Watcher>,
+    touched: Vec<(ConnectionHandle, StreamId)>,
+}
+
+/// Called when something may be ready.
+type Watcher = Arc<dyn Fn() + Send + Sync>;
+
+impl State {
+    /// Tells the watchers of the streams that may have become ready (and
+    /// of the listener, if streams were accepted). They only queue a note
+    /// and wake their driver: called with the lock held.
+    fn tell_watchers(&mut self) {
+        let mut touched = std::mem::take(&mut self.touched);
+        let accepted = self.hub.take_touched(&mut touched);
+        if !self.watchers.is_empty() {
+            touched.sort_unstable();
+            touched.dedup();
+            for key in &touched {
+                if let Some(w) = self.watchers.get(key) {
+                    w();
+                }
+            }
+        }
+        touched.clear();
+        self.touched = touched;
+        if accepted {
+            if let Some(w) = &self.accept_watcher {
+                w();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -122,6 +158,9 @@ impl Endpoint {
                 listener_stopped: false,
                 buf: Vec::with_capacity(MAX_DATAGRAM),
                 unsent: None,
+                watchers: HashMap::new(),
+                accept_watcher: None,
+                touched: Vec::new(),
             }),
             changed: Condvar::new(),
             socket,
@@ -214,6 +253,7 @@ impl Endpoint {
             if st.hub.take_changed() {
                 self.changed.notify_all();
             }
+            st.tell_watchers();
         }
     }
 
@@ -274,6 +314,7 @@ impl Endpoint {
         if st.hub.take_changed() {
             self.changed.notify_all();
         }
+        st.tell_watchers();
     }
 
     /// Waits for a change until `until` (`None`: a while): `false` when the
@@ -455,8 +496,23 @@ impl QuicStream {
 
     fn release(&self, st: &mut State, reset: bool) {
         if !self.released.swap(true, Ordering::Relaxed) {
+            st.watchers.remove(&(self.ch, self.id));
             st.hub.release(self.ch, self.id, reset, Instant::now());
             st.users = st.users.saturating_sub(1);
+        }
+    }
+
+    /// Tells `ready` (from now on, until `None`) whenever the stream may
+    /// have become readable or writable, or ended.
+    pub(crate) fn watch(&self, ready: Option<Watcher>) {
+        let mut st = self.ep.lock();
+        match ready {
+            Some(w) => {
+                st.watchers.insert((self.ch, self.id), w);
+            }
+            None => {
+                st.watchers.remove(&(self.ch, self.id));
+            }
         }
     }
 
@@ -509,13 +565,15 @@ fn transport_config(config: &Config, client: bool) -> Arc<qp::TransportConfig> {
 }
 
 /// The client settings for `config`, and their identity (for reusing a
-/// connection).
-pub(crate) fn client_config(config: &Config) -> Result<(qp::ClientConfig, usize)> {
+/// connection: `None` for the default ones).
+pub(crate) fn client_config(
+    config: &Config,
+) -> Result<(qp::ClientConfig, Option<Arc<rustls::ClientConfig>>)> {
     let tls = config.tls_client.clone().unwrap_or_default();
     let tag = config
         .tls_client
         .as_ref()
-        .map_or(0, |t| Arc::as_ptr(t.rustls_config()) as usize);
+        .map(|t| Arc::clone(t.rustls_config()));
     let mut rustls = (**tls.rustls_config()).clone();
     rustls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = qp::crypto::rustls::QuicClientConfig::try_from(rustls)
@@ -609,7 +667,7 @@ pub(crate) fn connect(
         let key = Key {
             addr,
             name: name.clone(),
-            tls,
+            tls: tls.clone(),
         };
         match open_stream(&ep, client.clone(), key, config) {
             Ok((ch, id)) => {
@@ -742,6 +800,35 @@ impl QuicListener {
                 return Err(Error::Timeout);
             }
         }
+    }
+}
+
+impl QuicListener {
+    /// A stream accepted and not taken yet, without waiting.
+    pub(crate) fn try_accept(&self) -> Option<(StreamSender, StreamReceiver)> {
+        let mut st = self.ep.lock();
+        let (ch, id, addr) = st.hub.take_accepted()?;
+        st.users += 1;
+        drop(st);
+        let carrier = Carrier::Quic(QuicStream::new(Arc::clone(&self.ep), ch, id));
+        let peer = Addr::Quic(addr);
+        let settings = crate::connection::Settings::new(&self.config, None);
+        let conn = self
+            .recipe
+            .conn(&settings, peer.clone(), Instant::now())
+            .ok()?;
+        stream::carried(carrier, Addr::Quic(self.ep.local), peer, conn, &self.config).ok()
+    }
+
+    /// Tells `ready` (from now on, until `None`) whenever streams were
+    /// accepted.
+    pub(crate) fn watch(&self, ready: Option<Watcher>) {
+        self.ep.lock().accept_watcher = ready;
+    }
+
+    /// The address it listens on.
+    pub(crate) fn local(&self) -> Addr {
+        Addr::Quic(self.ep.local)
     }
 }
 

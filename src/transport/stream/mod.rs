@@ -452,18 +452,15 @@ pub(crate) fn connect(
     Err(last.unwrap_or_else(|| crate::addr::no_address("the address").into()))
 }
 
-/// Takes a conversation's halves apart, for a driver that owns its socket
-/// (the switchboard): the socket, its addresses, the connection whole, and
-/// the linger time. `None` if the halves are not of one conversation, or
-/// a write is half done.
+/// Takes a conversation's halves apart, for a driver that owns its
+/// carrier (the switchboard): the carrier (blocking again), its addresses,
+/// the connection whole, and the linger time. `None` if the halves are not
+/// of one conversation, or a write is half done.
 pub(crate) fn into_parts(
     tx: StreamSender,
     rx: StreamReceiver,
-) -> Option<(Socket, Addr, Addr, Conn, Duration)> {
-    if !Arc::ptr_eq(&tx.shared, &rx.shared)
-        || tx.shared.writing.load(Ordering::Relaxed)
-        || tx.shared.carrier.socket().is_none()
-    {
+) -> Option<(Carrier, Addr, Addr, Conn, Duration)> {
+    if !Arc::ptr_eq(&tx.shared, &rx.shared) || tx.shared.writing.load(Ordering::Relaxed) {
         return None;
     }
     let linger = tx.linger;
@@ -471,10 +468,10 @@ pub(crate) fn into_parts(
     let (tx_side, rx_side) = (tx.disarm(), rx.disarm());
     let shared = Arc::try_unwrap(shared).ok()?;
     let link = shared.link.into_inner().unwrap_or_else(|e| e.into_inner());
-    let socket = shared.carrier.into_socket()?;
-    let _ = sockopt::set_nonblocking(&socket, false);
+    let carrier = shared.carrier;
+    let _ = carrier.set_nonblocking(false);
     Some((
-        socket,
+        carrier,
         shared.local,
         shared.peer,
         Conn {

@@ -13,7 +13,7 @@
 //! cargo run --example chat_room -- --listen tcp://127.0.0.1:8091 --relay nats://127.0.0.1:4222/chat
 //! cargo run --example chat_room -- --listen ws://127.0.0.1:9091 --relay nats://127.0.0.1:4222/chat
 //! cargo run --example make_certs -- --out certs   # then, members over mutual TLS:
-//! cargo run --example chat_room -- --listen tls://127.0.0.1:8443 \
+//! cargo run --example chat_room -- --listen tls://127.0.0.1:8443 --listen quic://127.0.0.1:8443 \
 //!     --tls-cert certs/server.pem --tls-key certs/server.key --tls-ca certs/ca.pem
 //! ```
 //!
@@ -80,7 +80,7 @@ struct Args {
     /// A URL to listen on (repeatable): tcp://HOST:PORT, udp://HOST:PORT,
     /// unix:///path, tls://HOST:PORT, ws://HOST:PORT, wss://HOST:PORT (a
     /// browser opening http://HOST:PORT/ of a ws:// listener gets the room's
-    /// page). One room over all of them. Without it, --addr and
+    /// page), quic://HOST:PORT. One room over all of them. Without it, --addr and
     /// --transport.
     #[arg(long, value_name = "URL")]
     listen: Vec<String>,
@@ -167,11 +167,11 @@ fn run(args: &Args) -> Result<(), Failed> {
     };
     if urls
         .iter()
-        .any(|u| u.starts_with("tls://") || u.starts_with("wss://"))
+        .any(|u| u.starts_with("tls://") || u.starts_with("wss://") || u.starts_with("quic://"))
         && args.endpoint.tls.server()?.is_none()
     {
         return Err(Failed::new(
-            "--listen tls:// or wss://",
+            "--listen tls://, wss:// or quic://",
             "a TLS listener needs --tls-cert FILE --tls-key FILE (make them with: \
              cargo run --example make_certs)",
         ));

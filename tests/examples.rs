@@ -1579,7 +1579,7 @@ fn a_mutual_tls_chat_and_a_client_without_a_certificate() {
 }
 
 #[test]
-fn one_room_over_tcp_udp_and_tls() {
+fn one_room_over_tcp_udp_tls_and_quic() {
     let certs = Certs::make();
     let server_args = certs.server_args(true);
     let room = Program::start(
@@ -1592,6 +1592,8 @@ fn one_room_over_tcp_udp_and_tls() {
                 "udp://127.0.0.1:0",
                 "--listen",
                 "tls://127.0.0.1:0",
+                "--listen",
+                "quic://127.0.0.1:0",
             ],
             &server_args,
         ),
@@ -1599,9 +1601,10 @@ fn one_room_over_tcp_udp_and_tls() {
     let tcp = format!("tcp://{}", room.listening("tcp"));
     let udp = format!("udp://{}", room.listening("udp"));
     let tls = format!("tls://{}", room.listening("tls"));
+    let quic = format!("quic://{}", room.listening("quic"));
     let with_cert = certs.client_args(true);
     let join = |url: &str, name: &str| {
-        let extra: &[String] = if url.starts_with("tls") {
+        let extra: &[String] = if url.starts_with("tls") || url.starts_with("quic") {
             &with_cert
         } else {
             &[]
@@ -1619,10 +1622,23 @@ fn one_room_over_tcp_udp_and_tls() {
     let carol = join(&udp, "carol");
     assert_eq!(alice.line(), "* carol joined");
     assert_eq!(bob.line(), "* carol joined");
+    let mut dave = join(&quic, "dave");
+    for p in [&alice, &bob, &carol] {
+        assert_eq!(p.line(), "* dave joined");
+    }
     alice.write("hello from TLS");
-    for p in [&room, &bob, &carol] {
+    for p in [&room, &bob, &carol, &dave] {
         assert_eq!(p.line(), "alice: hello from TLS");
     }
+    dave.write("and from QUIC");
+    for p in [&room, &alice, &bob, &carol] {
+        assert_eq!(p.line(), "dave: and from QUIC");
+    }
+    dave.write("bye");
+    for p in [&room, &alice, &bob, &carol] {
+        assert_eq!(p.line(), "* dave left");
+    }
+    dave.expect_success();
     // Plaintext on the TLS port: one line on stderr, nobody joins.
     let mut plain = std::net::TcpStream::connect(tls.trim_start_matches("tls://")).unwrap();
     plain.write_all(b"\x00\x00\x00\x05mallo").unwrap();

@@ -117,6 +117,59 @@ fn idle_conversations_are_small_and_buffers_shrink_back() {
     idle_ws_conversations();
     #[cfg(feature = "nats")]
     idle_nats_conversations();
+    #[cfg(feature = "quic")]
+    idle_quic_conversations();
+}
+
+/// The heap of idle QUIC conversations (each end counted), after a
+/// message each way: many on one connection (a stream each), and each on
+/// a connection of its own (quinn-proto's connection state, keys, and
+/// its timers and buffers).
+#[cfg(feature = "quic")]
+fn idle_quic_conversations() {
+    const N: usize = PAIRS_OF_A_KIND;
+    let config = tls::config(config());
+    let listener = converse::listen_with("quic://127.0.0.1:0", &config).unwrap();
+    let url = listener.local_addr().unwrap().to_string();
+    // The client endpoint (its socket, its thread and its receive
+    // buffers) is made outside the count, and kept.
+    let warm = converse::connect_with(&url, &config).unwrap();
+    let warm_server = listener.accept().unwrap();
+    let measure = |fresh_client: bool| {
+        let before = heap();
+        let mut pairs = Vec::new();
+        for _ in 0..N {
+            let config = if fresh_client {
+                // Other TLS client settings: another connection.
+                config.clone().with_tls_client(tls::client())
+            } else {
+                config.clone()
+            };
+            let mut c = converse::connect_with(&url, &config).unwrap();
+            c.send("ping").unwrap();
+            let mut s = listener.accept().unwrap();
+            assert_eq!(s.recv().unwrap().unwrap(), &b"ping"[..]);
+            s.send("pong").unwrap();
+            assert_eq!(c.recv().unwrap().unwrap(), &b"pong"[..]);
+            pairs.push((c, s));
+        }
+        let used = (heap() - before) / (2 * N as u64);
+        drop(pairs);
+        used
+    };
+    let shared = measure(false);
+    println!(
+        "QUIC conversation sharing a connection: {shared} bytes idle after a message each way"
+    );
+    let own = measure(true);
+    println!(
+        "QUIC conversation on a connection of its own: {own} bytes idle after a message each way"
+    );
+    assert!(
+        shared <= 64 * 1024,
+        "an idle QUIC conversation holds {shared} bytes"
+    );
+    drop((warm, warm_server));
 }
 
 /// The heap of an idle NATS conversation (blocking, and on a switchboard),

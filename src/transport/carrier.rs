@@ -17,9 +17,10 @@ use super::sockopt;
 pub(crate) enum Carrier {
     /// A connected stream socket.
     Socket(Socket),
-    /// One bidirectional stream of a QUIC connection.
+    /// One bidirectional stream of a QUIC connection (boxed: a socket's
+    /// conversations stay small on a switchboard).
     #[cfg(feature = "quic")]
-    Quic(super::quic::QuicStream),
+    Quic(Box<super::quic::QuicStream>),
 }
 
 impl From<Socket> for Carrier {

@@ -671,7 +671,7 @@ pub(crate) fn connect(
         };
         match open_stream(&ep, client.clone(), key, config) {
             Ok((ch, id)) => {
-                let carrier = Carrier::Quic(QuicStream::new(Arc::clone(&ep), ch, id));
+                let carrier = Carrier::Quic(Box::new(QuicStream::new(Arc::clone(&ep), ch, id)));
                 let local = Addr::Quic(ep.local);
                 let settings = crate::connection::Settings::new(config, None);
                 let conn = recipe.conn(&settings, peer.clone(), Instant::now())?;
@@ -778,7 +778,8 @@ impl QuicListener {
             if let Some((ch, id, addr)) = st.hub.take_accepted() {
                 st.users += 1;
                 drop(st);
-                let carrier = Carrier::Quic(QuicStream::new(Arc::clone(&self.ep), ch, id));
+                let carrier =
+                    Carrier::Quic(Box::new(QuicStream::new(Arc::clone(&self.ep), ch, id)));
                 let peer = Addr::Quic(addr);
                 let settings = crate::connection::Settings::new(&self.config, None);
                 let conn = self.recipe.conn(&settings, peer.clone(), Instant::now())?;
@@ -810,7 +811,7 @@ impl QuicListener {
         let (ch, id, addr) = st.hub.take_accepted()?;
         st.users += 1;
         drop(st);
-        let carrier = Carrier::Quic(QuicStream::new(Arc::clone(&self.ep), ch, id));
+        let carrier = Carrier::Quic(Box::new(QuicStream::new(Arc::clone(&self.ep), ch, id)));
         let peer = Addr::Quic(addr);
         let settings = crate::connection::Settings::new(&self.config, None);
         let conn = self

@@ -253,7 +253,7 @@ fn pair(kind: Kind, driver: Driver, config: &Config) -> Pair {
 #[cfg(feature = "tokio")]
 fn tokio_pair(kind: Kind, config: &Config) -> Pair {
     let config = match kind {
-        Kind::Tls | Kind::TlsSliced | Kind::Wss => common::tls::config(config.clone()),
+        Kind::Tls | Kind::TlsSliced | Kind::Wss | Kind::Quic => common::tls::config(config.clone()),
         _ => config.clone(),
     };
     let rt = tokio_driver::runtime();
@@ -880,6 +880,8 @@ macro_rules! over_every_transport {
             mod ws { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Ws, super::Driver::Tokio) } )* }
             mod ws_sliced { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::WsSliced, super::Driver::Tokio) } )* }
             mod wss { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Wss, super::Driver::Tokio) } )* }
+            #[cfg(feature = "quic")]
+            mod quic { $( #[test] fn $scenario() { super::super::$scenario(super::Kind::Quic, super::Driver::Tokio) } )* }
         }
     };
 }

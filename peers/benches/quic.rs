@@ -3,7 +3,8 @@
 //! on tokio doing the same work (one bidirectional stream, the same
 //! length-prefixed framing through tokio-util's codec, the same rustls
 //! configurations), and against converse's own TLS over TCP on the same
-//! machine (what QUIC costs). The servers are each implementation's own.
+//! machine (what QUIC costs). The servers are each implementation's own;
+//! converse's async driver (`converse-tokio`) talks to quinn's server.
 
 #[path = "../../examples/common/certs.rs"]
 mod certs;
@@ -25,7 +26,7 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 const HEADER: u8 = 0xC1;
 
 /// The implementations, by benchmark name.
-const IMPLS: [&str; 3] = ["converse", "quinn", "converse-tls"];
+const IMPLS: [&str; 4] = ["converse", "quinn", "converse-tokio", "converse-tls"];
 
 struct Setup {
     server: TlsServer,
@@ -76,6 +77,7 @@ enum Serve {
 enum Client {
     Converse(Conversation),
     Quinn(Box<QuinnClient>),
+    Tokio(tokio::runtime::Runtime, converse::tokio::Conversation),
 }
 
 /// A quinn client: its runtime, its stream's two sides framed, and its
@@ -96,7 +98,7 @@ struct Bench {
 fn start(name: &str, setup: &Setup, serve: Serve) -> Bench {
     let (count_tx, counted) = mpsc::channel();
     match name {
-        "quinn" => {
+        "quinn" | "converse-tokio" => {
             let server_rt = common::tokio_runtime_mt();
             let endpoint = server_rt.block_on(async {
                 quinn::Endpoint::server(setup.quinn_server(), "127.0.0.1:0".parse().unwrap())
@@ -129,6 +131,22 @@ fn start(name: &str, setup: &Setup, serve: Serve) -> Bench {
                 let _ = count_tx.send(n);
                 drop(endpoint);
             });
+            if name == "converse-tokio" {
+                // converse's endpoint has a thread of its own: the
+                // conversation's runtime only polls it.
+                let rt = common::tokio_runtime();
+                let c = rt
+                    .block_on(converse::tokio::connect_with(
+                        &format!("quic://{addr}"),
+                        &setup.converse_config(),
+                    ))
+                    .unwrap();
+                return Bench {
+                    client: Client::Tokio(rt, c),
+                    counted,
+                    _server: Box::new(server_rt),
+                };
+            }
             // quinn's connection is driven by a task of the client's
             // runtime: a multi-thread one keeps driving it between calls.
             let rt = common::tokio_runtime_mt();
@@ -205,6 +223,10 @@ impl Bench {
                     rx.next().await.unwrap().unwrap().len()
                 })
             }
+            Client::Tokio(rt, c) => rt.block_on(async {
+                c.send(payload).await.unwrap();
+                c.recv().await.unwrap().unwrap().len()
+            }),
         }
     }
 
@@ -227,6 +249,12 @@ impl Bench {
                     SinkExt::<Bytes>::flush(tx).await.unwrap();
                 })
             }
+            Client::Tokio(rt, c) => rt.block_on(async {
+                for _ in 0..n {
+                    c.feed(payload).unwrap();
+                }
+                c.flush().await.unwrap();
+            }),
         }
         *sent += n;
         let target = *sent - *sent % 64;

@@ -273,6 +273,21 @@ fn goals() -> Vec<Goal> {
             "quic_stream/converse/65536",
             "quic_stream/quinn/65536",
         ),
+        goal(
+            quic::quic_pingpong,
+            "quic_pingpong/converse-tokio/64",
+            "quic_pingpong/quinn/64",
+        ),
+        goal(
+            quic::quic_stream,
+            "quic_stream/converse-tokio/64",
+            "quic_stream/quinn/64",
+        ),
+        goal(
+            quic::quic_stream,
+            "quic_stream/converse-tokio/65536",
+            "quic_stream/quinn/65536",
+        ),
     ]);
     goals
 }

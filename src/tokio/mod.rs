@@ -100,8 +100,19 @@ pub async fn connect(url: &str) -> Result<Conversation> {
 /// As [`connect`].
 pub async fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
     let parsed = crate::connect::parse(url, config, false)?;
+    #[cfg(feature = "quic")]
     if parsed.scheme == Scheme::Quic {
-        return Err(Error::Unsupported(QUIC_TO_COME));
+        // The connection is made by the QUIC endpoint's thread; the
+        // handshake (or a new stream on a connection there is) is waited
+        // for off this runtime's threads.
+        let recipe = Recipe::client(&parsed, config)?;
+        let owned = config.clone();
+        let halves = tokio::task::spawn_blocking(move || {
+            crate::transport::quic::connect(&parsed, &recipe, &owned)
+        })
+        .await
+        .map_err(|_| Error::Closed)??;
+        return quic_conversation(halves, config);
     }
     // Datagrams: the blocking driver's socket (connecting a datagram
     // socket does not wait), then tokio's.
@@ -179,6 +190,24 @@ pub async fn listen(url: &str) -> Result<Listener> {
 pub async fn listen_with(url: &str, config: &Config) -> Result<Listener> {
     let parsed = crate::connect::parse(url, config, true)?;
     refuse_unsupported(&parsed.place, parsed.scheme)?;
+    #[cfg(feature = "quic")]
+    if parsed.scheme == Scheme::Quic {
+        let recipe = Recipe::server(&parsed, config)?;
+        let listener =
+            crate::transport::quic::QuicListener::bind(&parsed.resolve()?, recipe, config)?;
+        let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+        let told = std::sync::Arc::clone(&notify);
+        listener.watch(Some(std::sync::Arc::new(move || told.notify_one())));
+        return Ok(Listener {
+            local: listener.local(),
+            listener: Accepting::Quic {
+                listener: Box::new(listener),
+                notify,
+            },
+            config: config.clone(),
+            recipe: None,
+        });
+    }
     if parsed.scheme == Scheme::Udp {
         let bound = crate::transport::udp_listener::bind_socket(&parsed.resolve()?, config)?;
         let (shared, task) = udp_listener::Shared::bind(bound, config)?;
@@ -228,8 +257,26 @@ pub async fn listen_with(url: &str, config: &Config) -> Result<Listener> {
     })
 }
 
-/// Why the tokio driver refuses `quic://`.
-const QUIC_TO_COME: &str = "quic:// on the tokio driver (to come; the blocking driver has it)";
+/// A QUIC stream's conversation (blocking halves, taken apart) on tokio.
+#[cfg(feature = "quic")]
+fn quic_conversation(
+    (tx, rx): (
+        crate::transport::StreamSender,
+        crate::transport::StreamReceiver,
+    ),
+    config: &Config,
+) -> Result<Conversation> {
+    let (carrier, local, peer, conn, _) = crate::transport::stream::into_parts(tx, rx)
+        .ok_or(Error::Unsupported("a QUIC stream taken apart"))?;
+    let io = stream::QuicIo::new(carrier).ok_or(Error::Unsupported("not a QUIC stream"))?;
+    Ok(Conversation::stream(StreamConv::from_parts(
+        Io::Quic(Box::new(io)),
+        conn,
+        peer,
+        local,
+        config,
+    )))
+}
 
 fn refuse_unsupported(place: &Place, scheme: Scheme) -> Result<()> {
     match (place, scheme) {
@@ -239,7 +286,6 @@ fn refuse_unsupported(place: &Place, scheme: Scheme) -> Result<()> {
         (Place::Path(_), _) => Err(Error::Unsupported(
             "unixgram:// listening on the tokio driver (to come)",
         )),
-        (_, Scheme::Quic) => Err(Error::Unsupported(QUIC_TO_COME)),
         _ => Ok(()),
     }
 }
@@ -256,6 +302,12 @@ enum Accepting {
     },
     /// A UDP socket and the task that hands each datagram to the
     /// conversation of its source.
+    /// A QUIC listener: its endpoint's thread accepts streams and says so.
+    #[cfg(feature = "quic")]
+    Quic {
+        listener: Box<crate::transport::quic::QuicListener>,
+        notify: std::sync::Arc<tokio::sync::Notify>,
+    },
     Udp {
         shared: std::sync::Arc<udp_listener::Shared>,
         task: tokio::task::JoinHandle<()>,
@@ -319,6 +371,18 @@ impl Listener {
                         inner: Inner::Peer(Box::new(peer)),
                     });
                 }
+                #[cfg(feature = "quic")]
+                Accepting::Quic { listener, notify } => loop {
+                    // A stream accepted before the wait leaves a permit:
+                    // no wake-up is lost.
+                    if let Some(halves) = listener.try_accept() {
+                        if let Ok(c) = quic_conversation(halves, &self.config) {
+                            return Ok(c);
+                        }
+                        continue;
+                    }
+                    notify.notified().await;
+                },
             };
             let (stream, at) = accepted.map_err(|e| Error::from_io(e, &self.local))?;
             let recipe = self.recipe.as_ref().expect("a stream listener's recipe");
@@ -326,6 +390,8 @@ impl Listener {
                 Io::Tcp(_) => recipe.addr(at),
                 #[cfg(unix)]
                 Io::Unix(_) => Addr::Unix(None),
+                #[cfg(feature = "quic")]
+                Io::Quic(_) => Addr::Unknown,
             };
             // A connection dead before it was taken is skipped.
             if let Ok(conversation) = StreamConv::new(stream, recipe, &self.config, peer) {

@@ -83,7 +83,7 @@ impl StreamConv {
     ) -> Result<StreamConv> {
         let local = match &stream {
             Io::Tcp(tcp) => {
-                crate::transport::sockopt::tcp_stream(&stream.sock(), config)
+                crate::transport::sockopt::tcp_stream(&socket2::SockRef::from(tcp), config)
                     .map_err(|e| Error::from_io(e, &peer))?;
                 tcp.local_addr()
                     .map(|a: SocketAddr| recipe.addr(a))
@@ -91,10 +91,24 @@ impl StreamConv {
             }
             #[cfg(unix)]
             Io::Unix(_) => Addr::Unix(None),
+            #[cfg(feature = "quic")]
+            Io::Quic(_) => Addr::Unknown,
         };
         let settings = Settings::new(config, None);
         let conn = recipe.conn(&settings, peer.clone(), Instant::now())?;
-        Ok(StreamConv {
+        Ok(StreamConv::from_parts(stream, conn, peer, local, config))
+    }
+
+    /// A conversation of a connection made elsewhere (a QUIC stream's,
+    /// taken from blocking halves).
+    pub(super) fn from_parts(
+        stream: Io,
+        conn: Conn,
+        peer: Addr,
+        local: Addr,
+        config: &Config,
+    ) -> StreamConv {
+        StreamConv {
             stream,
             conn,
             inbox: VecDeque::new(),
@@ -104,7 +118,7 @@ impl StreamConv {
             sleep: None,
             closing: Closing::No,
             linger: config.linger(),
-        })
+        }
     }
 
     /// The peer.
@@ -223,10 +237,7 @@ impl StreamConv {
     /// Ends at once, discarding what is queued (a reset).
     pub(super) fn abort(&mut self) {
         self.conn.abort();
-        let _ = self
-            .stream
-            .sock()
-            .set_linger(Some(std::time::Duration::ZERO));
+        self.stream.reset_on_close();
     }
 
     /// Ready once the handshakes are done (or the connection has ended).
@@ -355,8 +366,7 @@ impl StreamConv {
                     // Once our side has ended, a reset that came with the
                     // peer's end fails a close.
                     let ended = self.conn.link.ours() != Ours::Open;
-                    let socket = self.stream.sock();
-                    match socket.take_error().ok().flatten().filter(|_| ended) {
+                    match self.stream.take_error().filter(|_| ended) {
                         Some(e) => self.conn.on_error(Error::from_io(e, &self.peer)),
                         None => self.conn.on_eof(*now.get_or_insert_with(Instant::now)),
                     }
@@ -397,7 +407,7 @@ impl StreamConv {
             Err(e) => self.conn.on_error(Error::from_io(e, &self.peer)),
         }
         if self.conn.link.take_shutdown() {
-            let _ = self.stream.sock().shutdown(std::net::Shutdown::Write);
+            self.stream.shutdown_write();
         }
     }
 }
@@ -482,6 +492,77 @@ pub(super) enum Io {
     Tcp(TcpStream),
     #[cfg(unix)]
     Unix(tokio::net::UnixStream),
+    /// One QUIC stream: its endpoint's thread moves the datagrams and
+    /// wakes the tasks waiting on the stream.
+    #[cfg(feature = "quic")]
+    Quic(Box<QuicIo>),
+}
+
+/// A QUIC stream on tokio: non-blocking reads and writes, and wakers its
+/// endpoint's thread wakes when the stream may be ready.
+#[cfg(feature = "quic")]
+pub(super) struct QuicIo {
+    stream: Box<crate::transport::quic::QuicStream>,
+    wake: std::sync::Arc<QuicWakers>,
+}
+
+#[cfg(feature = "quic")]
+impl std::fmt::Debug for QuicIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QuicIo")
+    }
+}
+
+#[cfg(feature = "quic")]
+#[derive(Default)]
+struct QuicWakers {
+    read: std::sync::Mutex<Option<std::task::Waker>>,
+    write: std::sync::Mutex<Option<std::task::Waker>>,
+    /// The last write took nothing (flow control): not writable until
+    /// the stream says it may be.
+    blocked: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(feature = "quic")]
+impl QuicIo {
+    /// A QUIC stream (taken from blocking halves) for tokio.
+    pub(super) fn new(carrier: crate::transport::carrier::Carrier) -> Option<QuicIo> {
+        let crate::transport::carrier::Carrier::Quic(stream) = carrier else {
+            return None;
+        };
+        stream.set_nonblocking(true);
+        let wake = std::sync::Arc::new(QuicWakers::default());
+        let watcher = std::sync::Arc::clone(&wake);
+        stream.watch(Some(std::sync::Arc::new(move || {
+            watcher
+                .blocked
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            for slot in [&watcher.read, &watcher.write] {
+                if let Some(w) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    w.wake();
+                }
+            }
+        })));
+        Some(QuicIo { stream, wake })
+    }
+
+    fn register(slot: &std::sync::Mutex<Option<std::task::Waker>>, cx: &Context<'_>) {
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => *slot = Some(cx.waker().clone()),
+        }
+    }
+
+    fn write(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let written = self.stream.write(bufs, true);
+        if matches!(&written, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            self.wake
+                .blocked
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        written
+    }
 }
 
 impl Io {
@@ -495,6 +576,20 @@ impl Io {
             Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             #[cfg(unix)]
             Io::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(feature = "quic")]
+            Io::Quic(q) => {
+                // Registered first: readiness that comes after the read
+                // below wakes this task.
+                QuicIo::register(&q.wake.read, cx);
+                match q.stream.read(buf.initialize_unfilled()) {
+                    Ok(n) => {
+                        buf.advance(n);
+                        Poll::Ready(Ok(()))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+                    Err(e) => Poll::Ready(Err(e)),
+                }
+            }
         }
     }
 
@@ -503,6 +598,15 @@ impl Io {
             Io::Tcp(s) => s.poll_write_ready(cx),
             #[cfg(unix)]
             Io::Unix(s) => s.poll_write_ready(cx),
+            #[cfg(feature = "quic")]
+            Io::Quic(q) => {
+                QuicIo::register(&q.wake.write, cx);
+                if q.wake.blocked.load(std::sync::atomic::Ordering::Relaxed) {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(Ok(()))
+                }
+            }
         }
     }
 
@@ -511,6 +615,8 @@ impl Io {
             Io::Tcp(s) => s.try_read(buf),
             #[cfg(unix)]
             Io::Unix(s) => s.try_read(buf),
+            #[cfg(feature = "quic")]
+            Io::Quic(q) => q.stream.read(buf),
         }
     }
 
@@ -519,6 +625,8 @@ impl Io {
             Io::Tcp(s) => s.try_write(buf),
             #[cfg(unix)]
             Io::Unix(s) => s.try_write(buf),
+            #[cfg(feature = "quic")]
+            Io::Quic(q) => q.write(&[io::IoSlice::new(buf)]),
         }
     }
 
@@ -527,13 +635,17 @@ impl Io {
             Io::Tcp(s) => s.try_write_vectored(bufs),
             #[cfg(unix)]
             Io::Unix(s) => s.try_write_vectored(bufs),
+            #[cfg(feature = "quic")]
+            Io::Quic(q) => q.write(bufs),
         }
     }
 
     /// The same socket through a second descriptor, on this runtime:
     /// it stays open when this one closes.
     fn dup(&self) -> Option<Io> {
-        let socket = self.sock().try_clone().ok()?;
+        // A QUIC stream is released to its endpoint, which keeps what is
+        // unacknowledged: nothing to drain here.
+        let socket = self.sock()?.try_clone().ok()?;
         socket.set_nonblocking(true).ok()?;
         match self {
             Io::Tcp(_) => TcpStream::from_std(socket.into()).ok().map(Io::Tcp),
@@ -541,6 +653,8 @@ impl Io {
             Io::Unix(_) => tokio::net::UnixStream::from_std(socket.into())
                 .ok()
                 .map(Io::Unix),
+            #[cfg(feature = "quic")]
+            Io::Quic(_) => None,
         }
     }
 
@@ -549,16 +663,55 @@ impl Io {
             Io::Tcp(s) => s.readable().await,
             #[cfg(unix)]
             Io::Unix(s) => s.readable().await,
+            #[cfg(feature = "quic")]
+            Io::Quic(_) => Err(io::ErrorKind::Unsupported.into()),
         }
     }
 
     /// The socket, for what tokio does not say (its error, shutdown,
-    /// linger).
-    fn sock(&self) -> socket2::SockRef<'_> {
+    /// linger); `None` for a QUIC stream.
+    fn sock(&self) -> Option<socket2::SockRef<'_>> {
         match self {
-            Io::Tcp(s) => socket2::SockRef::from(s),
+            Io::Tcp(s) => Some(socket2::SockRef::from(s)),
             #[cfg(unix)]
-            Io::Unix(s) => socket2::SockRef::from(s),
+            Io::Unix(s) => Some(socket2::SockRef::from(s)),
+            #[cfg(feature = "quic")]
+            Io::Quic(_) => None,
+        }
+    }
+
+    /// A reset that came after the peer's end, taken.
+    fn take_error(&self) -> Option<io::Error> {
+        match self {
+            #[cfg(feature = "quic")]
+            Io::Quic(q) => q.stream.take_error(),
+            _ => self.sock()?.take_error().ok().flatten(),
+        }
+    }
+
+    /// Ends our side after what was written.
+    fn shutdown_write(&self) {
+        match self {
+            #[cfg(feature = "quic")]
+            Io::Quic(q) => q.stream.shutdown(std::net::Shutdown::Write),
+            _ => {
+                if let Some(s) = self.sock() {
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                }
+            }
+        }
+    }
+
+    /// Closing resets (an abort).
+    fn reset_on_close(&self) {
+        match self {
+            #[cfg(feature = "quic")]
+            Io::Quic(q) => q.stream.reset(),
+            _ => {
+                if let Some(s) = self.sock() {
+                    let _ = s.set_linger(Some(std::time::Duration::ZERO));
+                }
+            }
         }
     }
 }

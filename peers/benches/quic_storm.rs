@@ -1,8 +1,9 @@
 //! A join storm over QUIC against the same storm over TLS: a room on a
 //! switchboard (each member's first message is its name; every join is
 //! announced to every member present), and members that join as fast as
-//! they can, each on a connection of its own (its own handshake), from a
-//! second switchboard. Printed, not timed by criterion:
+//! they can, each on a connection of its own (its own handshake), from
+//! eight client threads, a switchboard each. Printed, not timed by
+//! criterion:
 //!
 //! ```text
 //! cargo bench --bench quic_storm                               # 2,000 members
@@ -13,13 +14,25 @@
 mod certs;
 
 use std::collections::HashSet;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use converse::switchboard::{Event, Events, Id, Switchboard};
 use converse::tls::{TlsClient, TlsServer};
 use converse::Config;
+
+/// Threads the members join from.
+const CLIENT_THREADS: usize = 8;
+
+/// The messages among `events`, taken.
+fn count(events: &mut Events) -> u64 {
+    events
+        .drain()
+        .filter(|e| matches!(e, Event::Message { .. }))
+        .count() as u64
+}
 
 fn main() {
     let members: usize = std::env::var("CONVERSE_STORM_MEMBERS")
@@ -48,55 +61,55 @@ fn main() {
         };
         let url = addr_rx.recv().unwrap();
         let started = Instant::now();
-        let mut board =
-            Switchboard::with_config(&Config::new().with_max_backlog(64 * 1024 * 1024)).unwrap();
-        let mut failed = 0;
-        let mut ids = HashSet::new();
-        for i in 0..members {
-            // Other TLS settings: another connection, another handshake.
-            let client = TlsClient::trusting_ca_pem(&ca).unwrap();
-            let config = Config::new().with_tls_client(client);
-            match board.connect_with(&url, &config) {
-                Ok(id) => {
-                    let _ = board.send(id, format!("m{i}"));
-                    ids.insert(id);
-                }
-                Err(_) => failed += 1,
-            }
-            if i % 64 == 0 {
-                let mut events = Events::new();
-                let _ = board.wait(&mut events, Some(Duration::ZERO));
-            }
-        }
-        // Members read what the room announces until it says all joined.
-        let mut events = Events::new();
-        let mut delivered = 0u64;
-        let joined_in = loop {
-            board
-                .wait(&mut events, Some(Duration::from_millis(20)))
-                .unwrap();
-            for event in events.drain() {
-                match event {
-                    Event::Message { .. } => delivered += 1,
-                    Event::Ended { id, .. } => {
-                        ids.remove(&id);
+        // Members join from several threads at once, each a switchboard
+        // of its own (a QUIC connect on a switchboard waits for its
+        // handshake), and read what the room announces until it is done.
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = (0..CLIENT_THREADS)
+            .map(|t| {
+                let (url, ca, stop) = (url.clone(), ca.clone(), Arc::clone(&stop));
+                thread::spawn(move || {
+                    let mut board =
+                        Switchboard::with_config(&Config::new().with_max_backlog(64 * 1024 * 1024))
+                            .unwrap();
+                    let (mut failed, mut delivered) = (0u64, 0u64);
+                    let mut events = Events::new();
+                    for i in (t..members).step_by(CLIENT_THREADS) {
+                        // Other TLS settings: another connection, another
+                        // handshake.
+                        let client = TlsClient::trusting_ca_pem(&ca).unwrap();
+                        let config = Config::new().with_tls_client(client);
+                        match board.connect_with(&url, &config) {
+                            Ok(id) => drop(board.send(id, format!("m{i}"))),
+                            Err(_) => failed += 1,
+                        }
+                        let _ = board.wait(&mut events, Some(Duration::ZERO));
+                        delivered += count(&mut events);
                     }
-                    _ => {}
-                }
-            }
-            if let Ok(at) = done_rx.try_recv() {
-                break at - started;
-            }
-            if started.elapsed() > Duration::from_secs(300) {
-                break Duration::MAX;
-            }
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = board.wait(&mut events, Some(Duration::from_millis(20)));
+                        delivered += count(&mut events);
+                    }
+                    (failed, delivered)
+                })
+            })
+            .collect();
+        let joined_in = match done_rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(at) => at - started,
+            Err(_) => Duration::MAX,
         };
+        stop.store(true, Ordering::Relaxed);
+        let (mut failed, mut delivered) = (0, 0);
+        for c in clients {
+            let (f, d) = c.join().unwrap();
+            failed += f;
+            delivered += d;
+        }
         let secs = joined_in.as_secs_f64();
         println!(
             "| {scheme} | {secs:.2} s | {:.0} | {delivered} | {failed} |",
             members as f64 / secs
         );
-        drop(board);
         let _ = room.join();
     }
 }

@@ -325,11 +325,14 @@ impl Hub {
         config: qp::ClientConfig,
         key: Key,
     ) -> io::Result<ConnectionHandle> {
-        if let Some((&ch, _)) = self
-            .conns
-            .iter()
-            .find(|(_, c)| c.key.as_ref() == Some(&key) && c.lost.is_none() && !c.closing)
-        {
+        // Not one whose conversations are all gone: it is on its way out,
+        // and its server may be gone too (another may have its port).
+        if let Some((&ch, _)) = self.conns.iter().find(|(_, c)| {
+            c.key.as_ref() == Some(&key)
+                && c.lost.is_none()
+                && !c.closing
+                && c.unused_since.is_none()
+        }) {
             return Ok(ch);
         }
         let (ch, conn) = self

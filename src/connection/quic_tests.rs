@@ -254,6 +254,11 @@ fn conversations_share_a_connection_and_the_cap_counts_connections() {
     net.deliver();
     assert!(net.client.established(other).is_err());
     assert_eq!(net.server.connections(), 1);
+    // Once its conversations are gone, a connection is not taken again.
+    for id in ids {
+        net.client.release(ch, id, false, net.now);
+    }
+    assert_ne!(net.connect(0), ch);
 }
 
 #[test]

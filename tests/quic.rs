@@ -336,3 +336,35 @@ fn a_switchboard_serves_and_connects_over_quic() {
     }
     assert_eq!(far.join().unwrap(), Delivery::Confirmed);
 }
+
+/// A listener dropped with its conversations: its connections are closed
+/// at once (not left to the idle timeout), so its port is free again while
+/// a client still holds its conversation.
+#[test]
+fn a_dropped_listener_closes_its_connections() {
+    let config = quic_config();
+    let l = converse::listen_with("quic://127.0.0.1:0", &config).unwrap();
+    let url = l.local_addr().unwrap().to_string();
+    let mut a = converse::connect_with(&url, &config).unwrap();
+    a.send("hello").unwrap();
+    let mut b = l.accept().unwrap();
+    assert_eq!(b.recv_text().unwrap().as_deref(), Some("hello"));
+    drop(b);
+    drop(l);
+    let started = Instant::now();
+    let outcome = a.recv();
+    assert!(
+        !matches!(outcome, Ok(Some(_)) | Err(Error::Timeout)),
+        "{outcome:?}"
+    );
+    assert!(started.elapsed() < T / 2, "{:?}", started.elapsed());
+    // The port is free again once the endpoint has drained.
+    let until = Instant::now() + T;
+    loop {
+        match converse::listen_with(&url, &config) {
+            Ok(_) => break,
+            Err(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("{url} still taken: {e}"),
+        }
+    }
+}

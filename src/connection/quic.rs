@@ -21,7 +21,8 @@
 //! conversation is a new stream, without a handshake. A client's
 //! connection nobody uses is closed once what was sent on it is
 //! acknowledged, or after the linger time; a listener leaves its
-//! connections to their clients and to the idle timeout.
+//! connections to their clients and to the idle timeout, until it and its
+//! conversations are gone.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
@@ -238,6 +239,19 @@ impl Hub {
         self.listening = false;
         while let Some((ch, id)) = self.accepted.pop_front() {
             self.release(ch, id, true, now);
+        }
+    }
+
+    /// Closes every connection (a listener gone, its conversations too):
+    /// their peers learn it at once instead of at their idle timeout.
+    pub(crate) fn close_all(&mut self, now: Instant, reason: &'static str) {
+        for (&ch, c) in &mut self.conns {
+            if !c.closing {
+                c.closing = true;
+                c.conn
+                    .close(now, VarInt::from_u32(CODE_NONE), reason.as_bytes().into());
+                self.dirty.push(ch);
+            }
         }
     }
 

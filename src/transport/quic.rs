@@ -74,6 +74,9 @@ struct State {
     stopped: bool,
     /// The listener was stopped.
     listener_stopped: bool,
+    /// The listener was dropped: once its conversations are gone too, the
+    /// endpoint closes its connections and ends.
+    listener_gone: bool,
     buf: Vec<u8>,
     /// Datagrams the socket did not take (its buffer full): sent first,
     /// when it is writable again.
@@ -156,6 +159,7 @@ impl Endpoint {
                 users: 1,
                 stopped: false,
                 listener_stopped: false,
+                listener_gone: false,
                 buf: Vec::with_capacity(MAX_DATAGRAM),
                 unsent: None,
                 watchers: HashMap::new(),
@@ -189,6 +193,14 @@ impl Endpoint {
         loop {
             let wait = {
                 let mut st = self.lock();
+                if st.users == 0 && st.listener_gone && st.hub.connections() > 0 {
+                    // Nobody serves these connections any more: their
+                    // clients are told now (once: closing ones are left
+                    // to drain).
+                    let now = Instant::now();
+                    st.hub.close_all(now, "the listener is gone");
+                    self.transmit(&mut st, now, None);
+                }
                 if st.users == 0 && st.hub.connections() == 0 {
                     st.stopped = true;
                     self.changed.notify_all();
@@ -838,6 +850,7 @@ impl Drop for QuicListener {
         let mut st = self.ep.lock();
         st.hub.stop_listening(Instant::now());
         st.listener_stopped = true;
+        st.listener_gone = true;
         st.users = st.users.saturating_sub(1);
         st.hub.mark_all_dirty();
         self.ep.transmit(&mut st, Instant::now(), None);

@@ -590,6 +590,17 @@ impl Conversation {
         self.inner.local_addr()
     }
 
+    /// The verified identity of the peer (TLS, WSS, QUIC), once the
+    /// handshake is over: see [`crate::Conversation::peer_identity`].
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn peer_identity(&self) -> Option<crate::tls::PeerIdentity> {
+        match &self.inner {
+            Inner::Stream(c) => c.peer_identity(),
+            _ => None,
+        }
+    }
+
     /// The next message; `Ok(None)` at the peer's clean end (between
     /// messages; over UDP, after the idle timeout). Cancel-safe: see the
     /// [module docs](self).

@@ -131,6 +131,17 @@ impl StreamConv {
         &self.local
     }
 
+    /// The peer's verified identity: TLS's (the connection's), or QUIC's
+    /// (its stream's).
+    #[cfg(feature = "tls")]
+    pub(super) fn peer_identity(&self) -> Option<crate::tls::PeerIdentity> {
+        #[cfg(feature = "quic")]
+        if let Io::Quic(q) = &self.stream {
+            return q.stream.peer_identity();
+        }
+        self.conn.link.identity()
+    }
+
     /// The next message; `Ok(None)` at the peer's clean end (between
     /// messages). Cancel-safe: what arrived waits in the inbox.
     pub(super) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>>> {

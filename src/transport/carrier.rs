@@ -201,35 +201,34 @@ pub(crate) struct CarrierSink<'a> {
     pub(crate) sent: u64,
 }
 
+impl CarrierSink<'_> {
+    fn socket_sink<'s>(&self, socket: &'s Socket) -> sockopt::SocketSink<'s> {
+        sockopt::SocketSink {
+            socket,
+            now: self.now,
+            sent: 0,
+        }
+    }
+}
+
 impl crate::connection::link::Sink for CarrierSink<'_> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let n = match self.carrier {
+        match self.carrier {
+            // One buffer, one plain send: the socket's fast path.
             Carrier::Socket(socket) => {
-                let mut sink = sockopt::SocketSink {
-                    socket,
-                    now: self.now,
-                    sent: 0,
-                };
-                sink.put(bytes)?
+                let n = self.socket_sink(socket).put(bytes)?;
+                self.sent += n as u64;
+                Ok(n)
             }
             #[cfg(feature = "quic")]
-            Carrier::Quic(q) => q.write(&[IoSlice::new(bytes)], self.now)?,
-        };
-        self.sent += n as u64;
-        Ok(n)
+            Carrier::Quic(_) => self.put_vectored(&[IoSlice::new(bytes)]),
+        }
     }
 
     fn put_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let n = match self.carrier {
-            Carrier::Socket(socket) => {
-                let mut sink = sockopt::SocketSink {
-                    socket,
-                    now: self.now,
-                    sent: 0,
-                };
-                sink.put_vectored(bufs)?
-            }
+            Carrier::Socket(socket) => self.socket_sink(socket).put_vectored(bufs)?,
             #[cfg(feature = "quic")]
             Carrier::Quic(q) => q.write(bufs, self.now)?,
         };

@@ -409,46 +409,42 @@ impl QuicStream {
     }
 
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let until = self.read_timeout.until();
-        let mut st = self.ep.lock();
-        loop {
+        let wait = !self.nonblocking.load(Ordering::Relaxed) && !buf.is_empty();
+        self.when_ready(self.read_timeout.until(), wait, |hub| {
             if self.read_shut.load(Ordering::Relaxed) {
                 return Ok(0);
             }
-            match st.hub.read(self.ch, self.id, buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.nonblocking.load(Ordering::Relaxed) || buf.is_empty() {
-                        return Err(e);
-                    }
-                    if st.stopped {
-                        return Err(io::ErrorKind::NotConnected.into());
-                    }
-                    let (next, more) = self.ep.wait(st, until);
-                    st = next;
-                    if !more {
-                        return Err(io::ErrorKind::WouldBlock.into());
-                    }
-                }
-                other => {
-                    self.ep.after(&mut st, self.ch);
-                    return other;
-                }
-            }
-        }
+            hub.read(self.ch, self.id, buf)
+        })
     }
 
     /// Writes what the stream takes of `bufs`; with `now`, without
     /// waiting.
     pub(crate) fn write(&self, bufs: &[IoSlice<'_>], now: bool) -> io::Result<usize> {
-        let until = self.write_timeout.until();
-        let mut st = self.ep.lock();
-        loop {
+        let wait = !now && !self.nonblocking.load(Ordering::Relaxed);
+        self.when_ready(self.write_timeout.until(), wait, |hub| {
             if self.write_shut.load(Ordering::Relaxed) {
                 return Err(io::ErrorKind::BrokenPipe.into());
             }
-            match st.hub.write(self.ch, self.id, bufs) {
+            hub.write(self.ch, self.id, bufs)
+        })
+    }
+
+    /// Runs `op` on the endpoint until it does not say `WouldBlock`, waiting
+    /// for the endpoint to change in between (if `wait`) until `until`
+    /// (then `WouldBlock`, which the stream driver reads as its timeout);
+    /// then sends what it made ready.
+    fn when_ready(
+        &self,
+        until: Option<Instant>,
+        wait: bool,
+        mut op: impl FnMut(&mut Hub) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let mut st = self.ep.lock();
+        loop {
+            match op(&mut st.hub) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if now || self.nonblocking.load(Ordering::Relaxed) {
+                    if !wait {
                         return Err(e);
                     }
                     if st.stopped {

@@ -1,9 +1,10 @@
 //! How fast is NATS? Through a local `nats-server` started here (a missing
 //! server skips the bench with a message):
 //!
-//! * `nats_pubsub/{converse,async-nats}/{64,16384}`: publish → subscribe
-//!   throughput, one publisher and one subscriber on a subject, each of
-//!   its own kind; the time per message from the first publish to the
+//! * `nats_pubsub/{converse,async-nats,converse-tokio}/{64,16384}`:
+//!   publish → subscribe throughput, one publisher and one subscriber on a
+//!   subject, each of its own kind (the async ones on a current-thread
+//!   runtime, and with `-mt` on a two-worker one); the time per message from the first publish to the
 //!   last message received (messages per second = 1 / that).
 //! * `nats_fanout/{one_room,two_rooms}`: a chat line from a member of one
 //!   room to a member of the same room (one server), against a member of
@@ -17,6 +18,8 @@ mod room;
 #[allow(dead_code)]
 #[path = "../../tests/common/nats_server.rs"]
 mod nats_server;
+
+mod common;
 
 use std::sync::mpsc;
 use std::thread;
@@ -102,95 +105,98 @@ pub fn pubsub(c: &mut Criterion) {
         drop(want_tx);
         sub.join().unwrap();
 
-        // async-nats: one client publishing (it batches itself), one
-        // subscribing, on a two-thread runtime.
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let addr = format!("nats://127.0.0.1:{}", server.port);
-        let subject = format!("bench.async.{size}");
-        let (publisher, mut subscription) = rt.block_on(async {
-            let p = async_nats::connect(&addr).await.unwrap();
-            let s = async_nats::connect(&addr).await.unwrap();
-            let subscription = s.subscribe(subject.clone()).await.unwrap();
-            s.flush().await.unwrap();
-            // The subscriber's client lives as long as its subscription.
-            std::mem::forget(s);
-            (p, subscription)
-        });
-        let payload = bytes::Bytes::from(msg.clone());
-        let id = format!("nats_pubsub/async-nats/{size}");
-        group.bench_function(BenchmarkId::new("async-nats", size), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let started = Instant::now();
-                    let receiving = async {
-                        let mut got = 0;
-                        while got < iters {
-                            match tokio::time::timeout(LOST, subscription.next()).await {
-                                Ok(Some(_)) => got += 1,
-                                Ok(None) => panic!("{id}: the subscription ended"),
-                                Err(_) => break,
+        // The async clients on a current-thread runtime, then (`-mt`) on a
+        // two-worker one.
+        for (runtime, suffix) in common::TOKIO_RUNTIMES {
+            let rt = runtime();
+            // async-nats: one client publishing (it batches itself), one
+            // subscribing.
+            let addr = format!("nats://127.0.0.1:{}", server.port);
+            let subject = format!("bench.async{suffix}.{size}");
+            let (publisher, mut subscription) = rt.block_on(async {
+                let p = async_nats::connect(&addr).await.unwrap();
+                let s = async_nats::connect(&addr).await.unwrap();
+                let subscription = s.subscribe(subject.clone()).await.unwrap();
+                s.flush().await.unwrap();
+                // The subscriber's client lives as long as its subscription.
+                std::mem::forget(s);
+                (p, subscription)
+            });
+            let payload = bytes::Bytes::from(msg.clone());
+            let id = format!("nats_pubsub/async-nats{suffix}/{size}");
+            group.bench_function(BenchmarkId::new(format!("async-nats{suffix}"), size), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let started = Instant::now();
+                        let receiving = async {
+                            let mut got = 0;
+                            while got < iters {
+                                match tokio::time::timeout(LOST, subscription.next()).await {
+                                    Ok(Some(_)) => got += 1,
+                                    Ok(None) => panic!("{id}: the subscription ended"),
+                                    Err(_) => break,
+                                }
                             }
-                        }
-                        got
-                    };
-                    let publishing = async {
-                        for _ in 0..iters {
-                            publisher
-                                .publish(subject.clone(), payload.clone())
-                                .await
-                                .unwrap();
-                        }
-                        publisher.flush().await.unwrap();
-                    };
-                    let (got, ()) = tokio::join!(receiving, publishing);
-                    let took = started.elapsed();
-                    lost(&id, got, iters);
-                    took
+                            got
+                        };
+                        let publishing = async {
+                            for _ in 0..iters {
+                                publisher
+                                    .publish(subject.clone(), payload.clone())
+                                    .await
+                                    .unwrap();
+                            }
+                            publisher.flush().await.unwrap();
+                        };
+                        let (got, ()) = tokio::join!(receiving, publishing);
+                        let took = started.elapsed();
+                        lost(&id, got, iters);
+                        took
+                    })
                 })
-            })
-        });
+            });
 
-        // converse's async driver, the same way on the same runtime: one
-        // conversation feeding (flushed at the end), one receiving.
-        let url = server.url(&format!("bench.converse-tokio.{size}"));
-        let (mut publisher, mut subscriber) = rt.block_on(async {
-            let p = converse::tokio::connect(&url).await.unwrap();
-            let s = converse::tokio::connect(&url).await.unwrap();
-            (p, s)
-        });
-        let id = format!("nats_pubsub/converse-tokio/{size}");
-        group.bench_function(BenchmarkId::new("converse-tokio", size), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let started = Instant::now();
-                    let receiving = async {
-                        let mut got = 0;
-                        while got < iters {
-                            match tokio::time::timeout(LOST, subscriber.recv()).await {
-                                Ok(Ok(Some(_))) => got += 1,
-                                Ok(other) => panic!("{id}: {other:?}"),
-                                Err(_) => break,
-                            }
-                        }
-                        got
-                    };
-                    let publishing = async {
-                        for _ in 0..iters {
-                            publisher.feed(&msg).unwrap();
-                        }
-                        publisher.flush().await.unwrap();
-                    };
-                    let (got, ()) = tokio::join!(receiving, publishing);
-                    let took = started.elapsed();
-                    lost(&id, got, iters);
-                    took
-                })
-            })
-        });
+            // converse's async driver, the same way on the same runtime: one
+            // conversation feeding (flushed at the end), one receiving.
+            let url = server.url(&format!("bench.converse-tokio{suffix}.{size}"));
+            let (mut publisher, mut subscriber) = rt.block_on(async {
+                let p = converse::tokio::connect(&url).await.unwrap();
+                let s = converse::tokio::connect(&url).await.unwrap();
+                (p, s)
+            });
+            let id = format!("nats_pubsub/converse-tokio{suffix}/{size}");
+            group.bench_function(
+                BenchmarkId::new(format!("converse-tokio{suffix}"), size),
+                |b| {
+                    b.iter_custom(|iters| {
+                        rt.block_on(async {
+                            let started = Instant::now();
+                            let receiving = async {
+                                let mut got = 0;
+                                while got < iters {
+                                    match tokio::time::timeout(LOST, subscriber.recv()).await {
+                                        Ok(Ok(Some(_))) => got += 1,
+                                        Ok(other) => panic!("{id}: {other:?}"),
+                                        Err(_) => break,
+                                    }
+                                }
+                                got
+                            };
+                            let publishing = async {
+                                for _ in 0..iters {
+                                    publisher.feed(&msg).unwrap();
+                                }
+                                publisher.flush().await.unwrap();
+                            };
+                            let (got, ()) = tokio::join!(receiving, publishing);
+                            let took = started.elapsed();
+                            lost(&id, got, iters);
+                            took
+                        })
+                    })
+                },
+            );
+        }
     }
     group.finish();
 }

@@ -10,9 +10,9 @@
 mod certs;
 mod common;
 
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use converse::tls::{TlsClient, TlsServer};
@@ -25,8 +25,16 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 /// peer follows).
 const HEADER: u8 = 0xC1;
 
-/// The implementations, by benchmark name.
-const IMPLS: [&str; 4] = ["converse", "quinn", "converse-tokio", "converse-tls"];
+/// The implementations, by benchmark name; the async ones on a
+/// current-thread runtime and (`-mt`) on a two-worker one.
+const IMPLS: [&str; 6] = [
+    "converse",
+    "quinn",
+    "quinn-mt",
+    "converse-tokio",
+    "converse-tokio-mt",
+    "converse-tls",
+];
 
 struct Setup {
     server: TlsServer,
@@ -91,14 +99,21 @@ struct QuinnClient {
 
 struct Bench {
     client: Client,
-    counted: mpsc::Receiver<u64>,
+    counted: tokio::sync::mpsc::UnboundedReceiver<u64>,
+    /// Where a blocking client waits for the count.
+    waiter: tokio::runtime::Runtime,
     _server: Box<dyn std::any::Any>,
 }
 
 fn start(name: &str, setup: &Setup, serve: Serve) -> Bench {
-    let (count_tx, counted) = mpsc::channel();
-    match name {
-        "quinn" | "converse-tokio" => {
+    let (count_tx, counted) = tokio::sync::mpsc::unbounded_channel();
+    let client_runtime = if name.ends_with("-mt") {
+        common::tokio_runtime_mt
+    } else {
+        common::tokio_runtime
+    };
+    match name.trim_end_matches("-mt") {
+        base @ ("quinn" | "converse-tokio") => {
             let server_rt = common::tokio_runtime_mt();
             let endpoint = server_rt.block_on(async {
                 quinn::Endpoint::server(setup.quinn_server(), "127.0.0.1:0".parse().unwrap())
@@ -131,10 +146,10 @@ fn start(name: &str, setup: &Setup, serve: Serve) -> Bench {
                 let _ = count_tx.send(n);
                 drop(endpoint);
             });
-            if name == "converse-tokio" {
+            if base == "converse-tokio" {
                 // converse's endpoint has a thread of its own: the
                 // conversation's runtime only polls it.
-                let rt = common::tokio_runtime();
+                let rt = client_runtime();
                 let c = rt
                     .block_on(converse::tokio::connect_with(
                         &format!("quic://{addr}"),
@@ -144,12 +159,14 @@ fn start(name: &str, setup: &Setup, serve: Serve) -> Bench {
                 return Bench {
                     client: Client::Tokio(rt, c),
                     counted,
+                    waiter: common::tokio_runtime(),
                     _server: Box::new(server_rt),
                 };
             }
             // quinn's connection is driven by a task of the client's
-            // runtime: a multi-thread one keeps driving it between calls.
-            let rt = common::tokio_runtime_mt();
+            // runtime: a multi-thread one keeps driving it between calls,
+            // a current-thread one only while the client awaits.
+            let rt = client_runtime();
             let (tx, rx, endpoint) = rt.block_on(async {
                 let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
                 endpoint.set_default_client_config(setup.quinn_client());
@@ -170,6 +187,7 @@ fn start(name: &str, setup: &Setup, serve: Serve) -> Bench {
                     _endpoint: endpoint,
                 })),
                 counted,
+                waiter: common::tokio_runtime(),
                 _server: Box::new(server_rt),
             }
         }
@@ -203,6 +221,7 @@ fn start(name: &str, setup: &Setup, serve: Serve) -> Bench {
             Bench {
                 client: Client::Converse(client),
                 counted,
+                waiter: common::tokio_runtime(),
                 _server: Box::new(()),
             }
         }
@@ -258,15 +277,23 @@ impl Bench {
         }
         *sent += n;
         let target = *sent - *sent % 64;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let got = self
-                .counted
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("the server counts what arrives");
-            if got >= target {
-                break;
+        // The wait runs on the client's runtime, if it has one: a
+        // current-thread runtime drives quinn's connection only while
+        // something is awaited on it.
+        let wait = async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                match tokio::time::timeout_at(deadline, self.counted.recv()).await {
+                    Ok(Some(got)) if got >= target => break,
+                    Ok(Some(_)) => {}
+                    other => panic!("the server counts what arrives: {other:?}"),
+                }
             }
+        };
+        match &self.client {
+            Client::Quinn(q) => q.rt.block_on(wait),
+            Client::Tokio(rt, _) => rt.block_on(wait),
+            Client::Converse(_) => self.waiter.block_on(wait),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! ```text
 //! cargo bench --bench ratios                  # every goal, 5 rounds (about 15 minutes on 2 cores)
 //! cargo bench --bench ratios -- tcp_stream    # the goals whose IDs contain tcp_stream
+//! cargo bench --bench ratios -- tls_,ws_      # … tls_ or ws_
 //! RATIOS_ROUNDS=9 cargo bench --bench ratios  # more rounds, a steadier median
 //! cargo bench --bench ratios -- --quiet       # criterion's lines kept short
 //! ```
@@ -73,8 +74,9 @@ struct Goal {
 /// `std::net`, rustls, tungstenite), on the switchboard as fast as
 /// tokio-util, async-nats, and on tokio (current-thread and multi-thread
 /// runtimes) as fast as the crate a tokio user would otherwise pick
-/// (tokio-util, tokio-rustls, tokio-tungstenite, async-nats); and QUIC as
-/// fast as quinn on tokio.
+/// (tokio-util, tokio-rustls, tokio-tungstenite, async-nats, quinn); and
+/// blocking QUIC as fast as quinn on a multi-thread runtime. The blocking
+/// NATS client is compared with async-nats on a multi-thread runtime too.
 fn goals() -> Vec<Goal> {
     let goal = |group: fn(&mut Criterion), ours, peer| Goal {
         group,
@@ -204,6 +206,16 @@ fn goals() -> Vec<Goal> {
             "tls_stream/converse-tokio/65536",
             "tls_stream/tokio-rustls/65536",
         ),
+        goal(
+            tls::tls_pingpong,
+            "tls_pingpong/converse-tokio-mt/64",
+            "tls_pingpong/tokio-rustls-mt/64",
+        ),
+        goal(
+            tls::tls_stream,
+            "tls_stream/converse-tokio-mt/65536",
+            "tls_stream/tokio-rustls-mt/65536",
+        ),
     ]);
     #[cfg(feature = "ws")]
     goals.extend([
@@ -242,18 +254,38 @@ fn goals() -> Vec<Goal> {
             "ws_stream/converse-tokio/65536",
             "ws_stream/tokio-tungstenite/65536",
         ),
+        goal(
+            ws::ws_pingpong,
+            "ws_pingpong/converse-tokio-mt/64",
+            "ws_pingpong/tokio-tungstenite-mt/64",
+        ),
+        goal(
+            ws::ws_stream,
+            "ws_stream/converse-tokio-mt/64",
+            "ws_stream/tokio-tungstenite-mt/64",
+        ),
+        goal(
+            ws::ws_stream,
+            "ws_stream/converse-tokio-mt/65536",
+            "ws_stream/tokio-tungstenite-mt/65536",
+        ),
     ]);
     #[cfg(feature = "nats")]
     goals.extend([
         goal(
             nats::pubsub,
             "nats_pubsub/converse/64",
-            "nats_pubsub/async-nats/64",
+            "nats_pubsub/async-nats-mt/64",
         ),
         goal(
             nats::pubsub,
             "nats_pubsub/converse-tokio/64",
             "nats_pubsub/async-nats/64",
+        ),
+        goal(
+            nats::pubsub,
+            "nats_pubsub/converse-tokio-mt/64",
+            "nats_pubsub/async-nats-mt/64",
         ),
     ]);
     #[cfg(feature = "quic")]
@@ -261,17 +293,17 @@ fn goals() -> Vec<Goal> {
         goal(
             quic::quic_pingpong,
             "quic_pingpong/converse/64",
-            "quic_pingpong/quinn/64",
+            "quic_pingpong/quinn-mt/64",
         ),
         goal(
             quic::quic_stream,
             "quic_stream/converse/64",
-            "quic_stream/quinn/64",
+            "quic_stream/quinn-mt/64",
         ),
         goal(
             quic::quic_stream,
             "quic_stream/converse/65536",
-            "quic_stream/quinn/65536",
+            "quic_stream/quinn-mt/65536",
         ),
         goal(
             quic::quic_pingpong,
@@ -287,6 +319,21 @@ fn goals() -> Vec<Goal> {
             quic::quic_stream,
             "quic_stream/converse-tokio/65536",
             "quic_stream/quinn/65536",
+        ),
+        goal(
+            quic::quic_pingpong,
+            "quic_pingpong/converse-tokio-mt/64",
+            "quic_pingpong/quinn-mt/64",
+        ),
+        goal(
+            quic::quic_stream,
+            "quic_stream/converse-tokio-mt/64",
+            "quic_stream/quinn-mt/64",
+        ),
+        goal(
+            quic::quic_stream,
+            "quic_stream/converse-tokio-mt/65536",
+            "quic_stream/quinn-mt/65536",
         ),
     ]);
     goals
@@ -360,15 +407,21 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .filter(|&r| r > 0)
         .unwrap_or(5);
-    // The first argument that is not an option (cargo passes `--bench`)
-    // keeps the goals whose IDs contain it.
-    let filter = std::env::args()
+    // The first argument that is not an option (cargo passes `--bench`),
+    // split at commas, keeps the goals whose IDs contain any of its parts.
+    let filters: Vec<String> = std::env::args()
         .skip(1)
         .find(|a| !a.starts_with('-'))
+        .map(|a| a.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
     let goals: Vec<Goal> = goals()
         .into_iter()
-        .filter(|g| g.ours.contains(&filter) || g.peer.contains(&filter))
+        .filter(|g| {
+            filters.is_empty()
+                || filters
+                    .iter()
+                    .any(|f| g.ours.contains(f.as_str()) || g.peer.contains(f.as_str()))
+        })
         .collect();
     let out = out_dir();
     let started = Instant::now();

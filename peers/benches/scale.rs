@@ -533,10 +533,15 @@ fn fan_out(
         let heard = Arc::new(AtomicUsize::new(0));
         let (ready_tx, mut ready) = mpsc::unbounded_channel::<()>();
         let (done_tx, mut done) = mpsc::unbounded_channel::<()>();
+        // The receivers join one after another: each is in the room once
+        // the first has heard it join (a server may take names in any
+        // order; one taken after the sender's would never hear it).
+        let (joined_tx, mut joined) = mpsc::unbounded_channel::<Bytes>();
         let mut tasks = Vec::new();
         for i in 0..receivers {
             let (heard, ready_tx, done_tx) =
                 (Arc::clone(&heard), ready_tx.clone(), done_tx.clone());
+            let witness = (i == 0).then(|| joined_tx.clone());
             let stream = connect(addr).await;
             tasks.push(tokio::spawn(async move {
                 let mut f = Framed::new(stream, LengthDelimitedCodec::new());
@@ -551,9 +556,34 @@ fn fan_out(
                         if got == messages {
                             let _ = done_tx.send(());
                         }
+                    } else if let Some(witness) = &witness {
+                        let _ = witness.send(m.freeze());
                     }
                 }
             }));
+            if i > 0 {
+                let line = format!("* r{i} joined");
+                let seen = tokio::time::timeout(cap, async {
+                    while let Some(m) = joined.recv().await {
+                        if m == line.as_bytes() {
+                            return true;
+                        }
+                    }
+                    false
+                })
+                .await;
+                if seen != Ok(true) {
+                    println!("  (receiver r{i} was not in the room within {cap:?})");
+                    for t in tasks {
+                        t.abort();
+                    }
+                    return FanOut {
+                        took: None,
+                        delivered: 0,
+                        slow_dropped: false,
+                    };
+                }
+            }
         }
         let stuck = if slow {
             let socket = tokio::net::TcpSocket::new_v4().unwrap();

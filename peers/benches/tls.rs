@@ -284,33 +284,35 @@ pub fn tls_pingpong(c: &mut Criterion) {
             echo.join().unwrap();
         }
 
-        for name in ASYNC_CLIENTS {
-            let server_config = setup.server_config();
-            let rt = common::tokio_runtime();
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let (mut client, echo) =
-                AsyncClient::connect(name, &rt, &setup, listener, move |server| {
-                    let rt = common::tokio_runtime();
-                    let mut framed = tokio_server(&rt, server, server_config);
-                    rt.block_on(async {
-                        while let Some(Ok(frame)) = framed.next().await {
-                            if framed.send(frame.freeze()).await.is_err() {
-                                break;
+        for (runtime, suffix) in common::TOKIO_RUNTIMES {
+            for name in ASYNC_CLIENTS {
+                let server_config = setup.server_config();
+                let rt = runtime();
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let (mut client, echo) =
+                    AsyncClient::connect(name, &rt, &setup, listener, move |server| {
+                        let rt = common::tokio_runtime();
+                        let mut framed = tokio_server(&rt, server, server_config);
+                        rt.block_on(async {
+                            while let Some(Ok(frame)) = framed.next().await {
+                                if framed.send(frame.freeze()).await.is_err() {
+                                    break;
+                                }
                             }
-                        }
+                        });
                     });
-                });
-            let payload = Bytes::from(payload.clone());
-            group.bench_function(BenchmarkId::new(name, size), |b| {
-                b.iter(|| {
-                    rt.block_on(async {
-                        client.send(&payload).await;
-                        client.recv().await
+                let payload = Bytes::from(payload.clone());
+                group.bench_function(BenchmarkId::new(format!("{name}{suffix}"), size), |b| {
+                    b.iter(|| {
+                        rt.block_on(async {
+                            client.send(&payload).await;
+                            client.recv().await
+                        })
                     })
-                })
-            });
-            drop(client);
-            echo.join().unwrap();
+                });
+                drop(client);
+                echo.join().unwrap();
+            }
         }
     }
     group.finish();
@@ -462,35 +464,37 @@ fn tls_stream_group(c: &mut Criterion, group_name: &str, size: usize, batched: b
         sink.stop();
     }
 
-    for name in ASYNC_CLIENTS {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let sink = tokio_sink(listener, setup.server_config());
-        let rt = common::tokio_runtime();
-        let mut client = AsyncClient::dial(name, &rt, &setup, addr);
-        sink.done.recv().unwrap(); // its handshake is over
-        let payload = Bytes::from(payload.clone());
-        group.bench_function(BenchmarkId::new(name, size), |b| {
-            b.iter_custom(|n| {
-                sink.time(n, || {
-                    rt.block_on(async {
-                        for i in 0..n {
-                            if batched {
-                                client.feed(&payload).await;
-                                if i % 963 == 962 {
-                                    client.flush().await;
+    for (runtime, suffix) in common::TOKIO_RUNTIMES {
+        for name in ASYNC_CLIENTS {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let sink = tokio_sink(listener, setup.server_config());
+            let rt = runtime();
+            let mut client = AsyncClient::dial(name, &rt, &setup, addr);
+            sink.done.recv().unwrap(); // its handshake is over
+            let payload = Bytes::from(payload.clone());
+            group.bench_function(BenchmarkId::new(format!("{name}{suffix}"), size), |b| {
+                b.iter_custom(|n| {
+                    sink.time(n, || {
+                        rt.block_on(async {
+                            for i in 0..n {
+                                if batched {
+                                    client.feed(&payload).await;
+                                    if i % 963 == 962 {
+                                        client.flush().await;
+                                    }
+                                } else {
+                                    client.send(&payload).await;
                                 }
-                            } else {
-                                client.send(&payload).await;
                             }
-                        }
-                        client.flush().await;
+                            client.flush().await;
+                        })
                     })
                 })
-            })
-        });
-        drop(client);
-        sink.stop();
+            });
+            drop(client);
+            sink.stop();
+        }
     }
     group.finish();
 }

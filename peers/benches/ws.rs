@@ -178,32 +178,34 @@ pub fn ws_pingpong(c: &mut Criterion) {
         echo.join().unwrap();
     }
 
-    for name in ASYNC_CLIENTS {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let echo = thread::spawn(move || {
-            let rt = common::tokio_runtime();
-            let mut ws = tokio_server(&rt, listener);
-            rt.block_on(async {
-                while let Some(Ok(m)) = ws.next().await {
-                    if m.is_close() || ws.send(m).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        });
-        let rt = common::tokio_runtime();
-        let mut client = AsyncClient::connect(name, &rt, addr);
-        group.bench_function(BenchmarkId::new(name, size), |b| {
-            b.iter(|| {
+    for (runtime, suffix) in common::TOKIO_RUNTIMES {
+        for name in ASYNC_CLIENTS {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let echo = thread::spawn(move || {
+                let rt = common::tokio_runtime();
+                let mut ws = tokio_server(&rt, listener);
                 rt.block_on(async {
-                    client.send(&payload).await;
-                    client.recv().await
+                    while let Some(Ok(m)) = ws.next().await {
+                        if m.is_close() || ws.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            });
+            let rt = runtime();
+            let mut client = AsyncClient::connect(name, &rt, addr);
+            group.bench_function(BenchmarkId::new(format!("{name}{suffix}"), size), |b| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        client.send(&payload).await;
+                        client.recv().await
+                    })
                 })
-            })
-        });
-        rt.block_on(client.close());
-        echo.join().unwrap();
+            });
+            rt.block_on(client.close());
+            echo.join().unwrap();
+        }
     }
     group.finish();
 }
@@ -317,48 +319,50 @@ fn ws_stream_group(c: &mut Criterion, name: &str, sizes: &[usize], batched: bool
             sink.stop();
         }
 
-        for name in ASYNC_CLIENTS {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = listener.local_addr().unwrap();
-            let mut listener = Some(listener);
-            let mut state: Option<(tokio::runtime::Runtime, TokioWs)> = None;
-            let sink = Sink::start(move |n| {
-                let (rt, ws) = state.get_or_insert_with(|| {
-                    let rt = common::tokio_runtime();
-                    let ws = tokio_server(&rt, listener.take().unwrap());
-                    (rt, ws)
+        for (runtime, suffix) in common::TOKIO_RUNTIMES {
+            for name in ASYNC_CLIENTS {
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let mut listener = Some(listener);
+                let mut state: Option<(tokio::runtime::Runtime, TokioWs)> = None;
+                let sink = Sink::start(move |n| {
+                    let (rt, ws) = state.get_or_insert_with(|| {
+                        let rt = common::tokio_runtime();
+                        let ws = tokio_server(&rt, listener.take().unwrap());
+                        (rt, ws)
+                    });
+                    rt.block_on(async {
+                        for _ in 0..n {
+                            std::hint::black_box(ws.next().await.unwrap().unwrap());
+                        }
+                    });
                 });
-                rt.block_on(async {
-                    for _ in 0..n {
-                        std::hint::black_box(ws.next().await.unwrap().unwrap());
-                    }
-                });
-            });
-            sink.counts.send(0).unwrap();
-            let rt = common::tokio_runtime();
-            let mut client = AsyncClient::connect(name, &rt, addr);
-            sink.done.recv().unwrap();
-            group.bench_function(BenchmarkId::new(name, size), |b| {
-                b.iter_custom(|n| {
-                    sink.time(n, || {
-                        rt.block_on(async {
-                            for i in 0..n {
-                                if batched {
-                                    client.feed(&payload).await;
-                                    if i % every == every - 1 {
-                                        client.flush().await;
+                sink.counts.send(0).unwrap();
+                let rt = runtime();
+                let mut client = AsyncClient::connect(name, &rt, addr);
+                sink.done.recv().unwrap();
+                group.bench_function(BenchmarkId::new(format!("{name}{suffix}"), size), |b| {
+                    b.iter_custom(|n| {
+                        sink.time(n, || {
+                            rt.block_on(async {
+                                for i in 0..n {
+                                    if batched {
+                                        client.feed(&payload).await;
+                                        if i % every == every - 1 {
+                                            client.flush().await;
+                                        }
+                                    } else {
+                                        client.send(&payload).await;
                                     }
-                                } else {
-                                    client.send(&payload).await;
                                 }
-                            }
-                            client.flush().await;
+                                client.flush().await;
+                            })
                         })
                     })
-                })
-            });
-            rt.block_on(client.close());
-            sink.stop();
+                });
+                rt.block_on(client.close());
+                sink.stop();
+            }
         }
     }
     group.finish();

@@ -454,6 +454,15 @@ fn main() {
                 eprintln!("== ratios: {} not measured (a peer missing?)", goal.ours);
                 break;
             };
+            // Said at once too: a run cut short keeps what it measured.
+            eprintln!(
+                "== ratios: {} {}, {} {}, ratio {:.2}",
+                goal.ours,
+                human(ours),
+                goal.peer,
+                human(peer),
+                peer / ours
+            );
             outcome.ours.push(ours);
             outcome.peer.push(peer);
             outcome.ratios.push(peer / ours);

@@ -368,6 +368,18 @@ impl Hub {
         Ok(c.established)
     }
 
+    /// A client connection whose handshake the caller gave up on (it took
+    /// too long, or another address answered first): closed soon, as an
+    /// unused one is, unless a conversation uses it.
+    pub(crate) fn abandon(&mut self, ch: ConnectionHandle, now: Instant) {
+        if let Some(c) = self.conns.get_mut(&ch) {
+            if c.users == 0 && c.unused_since.is_none() && c.key.is_some() {
+                c.unused_since = Some(now);
+                self.dirty.push(ch);
+            }
+        }
+    }
+
     /// Opens a conversation's stream (its header written): `None` while the
     /// peer allows no more streams.
     pub(crate) fn open(&mut self, ch: ConnectionHandle) -> io::Result<Option<StreamId>> {

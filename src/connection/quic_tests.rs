@@ -380,3 +380,61 @@ fn handshakes_and_bytes_get_through_loss() {
         );
     }
 }
+
+#[test]
+fn an_abandoned_handshake_is_closed_long_before_the_idle_timeout() {
+    let mut net = Net::new(8);
+    // Nobody answers: the client's datagrams are lost.
+    net.client_cut = true;
+    let abandoned = net.connect(0);
+    let _kept = net.connect(1);
+    net.deliver();
+    assert_eq!(net.client.connections(), 2);
+    net.client.abandon(abandoned, net.now);
+    // Well before the idle timeout (30 s): the abandoned one is gone; the
+    // other still tries.
+    net.pass(Duration::from_secs(10), Duration::from_millis(100));
+    assert_eq!(net.client.connections(), 1);
+}
+
+/// A socket test beside the fake-clock ones: the addresses of a name are
+/// tried in turn, the next one a moment after the last (Happy Eyeballs),
+/// so an address that never answers costs that moment, not the handshake
+/// timeout.
+#[test]
+fn an_address_that_never_answers_does_not_hold_up_the_next() {
+    let (client_config, server_config) = configs();
+    // An hour to shake hands: a connect that waits for the silent address
+    // to give up never returns within the test's bound.
+    let client_config = client_config.with_handshake_timeout(Duration::from_secs(3600));
+    let listener = crate::listen_with("quic://127.0.0.1:0", &server_config).unwrap();
+    let live = listener.local_addr().unwrap().socket_addr().unwrap();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = silent.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (client, tls) = crate::transport::quic::client_config(&client_config).unwrap();
+        let opened = crate::transport::quic::open_first(
+            &[dead, live],
+            &client,
+            "localhost",
+            tls.as_ref(),
+            &client_config,
+        )
+        .map(|(_, _, addr, _)| addr);
+        let _ = tx.send(opened);
+    });
+    let opened = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the connect waited for the address that never answers");
+    assert_eq!(opened.unwrap(), live);
+    // The silent address did get a handshake attempt.
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        silent.recv_from(&mut buf).unwrap().0 >= 1200,
+        "a QUIC Initial"
+    );
+}

@@ -668,63 +668,164 @@ pub(crate) fn connect(
         _ => host.to_owned(),
     };
     let (client, tls) = client_config(config)?;
-    let mut last = None;
-    for addr in url.resolve()? {
-        let peer = Addr::Quic(addr);
-        let ep = client_endpoint(addr.is_ipv6(), config)?;
-        let key = Key {
-            addr,
-            name: name.clone(),
-            tls: tls.clone(),
-        };
-        match open_stream(&ep, client.clone(), key, config) {
-            Ok((ch, id)) => {
-                let carrier = Carrier::Quic(Box::new(QuicStream::new(Arc::clone(&ep), ch, id)));
-                let local = Addr::Quic(ep.local);
-                let settings = crate::connection::Settings::new(config, None);
-                let conn = recipe.conn(&settings, peer.clone(), Instant::now())?;
-                return stream::carried(carrier, local, peer, conn, config);
-            }
-            Err(e) => {
-                let mut st = ep.lock();
-                st.users = st.users.saturating_sub(1);
-                drop(st);
-                let _ = ep.waker.wake();
-                last = Some(Error::from_io(e, &peer));
-            }
-        }
-    }
-    Err(last.unwrap_or_else(|| crate::addr::no_address("the address").into()))
+    let addrs = url.resolve()?;
+    let (ep, ch, addr, id) = open_first(&addrs, &client, &name, tls.as_ref(), config)?;
+    let peer = Addr::Quic(addr);
+    let carrier = Carrier::Quic(Box::new(QuicStream::new(Arc::clone(&ep), ch, id)));
+    let local = Addr::Quic(ep.local);
+    let settings = crate::connection::Settings::new(config, None);
+    let conn = recipe.conn(&settings, peer.clone(), Instant::now())?;
+    stream::carried(carrier, local, peer, conn, config)
 }
 
-/// A stream on a connection for `key`, within the handshake timeout.
-fn open_stream(
-    ep: &Arc<Endpoint>,
-    client: qp::ClientConfig,
-    key: Key,
+/// How long an address has to answer before the next one is tried too
+/// (RFC 8305's "Connection Attempt Delay"; the earlier attempts go on).
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// While attempts on two endpoints go on, how often each is looked at.
+const ATTEMPT_POLL: Duration = Duration::from_millis(5);
+
+/// One address's handshake under way.
+struct Attempt {
+    ep: Arc<Endpoint>,
+    ch: ConnectionHandle,
+    addr: SocketAddr,
+    until: Instant,
+}
+
+impl Attempt {
+    /// Its endpoint's user given back, its connection left to close.
+    fn give_up(self) {
+        let mut st = self.ep.lock();
+        st.hub.abandon(self.ch, Instant::now());
+        st.users = st.users.saturating_sub(1);
+        self.ep.after(&mut st, self.ch);
+        drop(st);
+        let _ = self.ep.waker.wake();
+    }
+}
+
+/// A stream on a connection to the first of `addrs` that answers, each
+/// within the handshake timeout. The addresses are tried in turn, a new
+/// one once the last has not answered within [`ATTEMPT_DELAY`], as Happy
+/// Eyeballs does: an address nobody listens on (say `::1` for a server on
+/// 127.0.0.1) costs a quarter of a second, not the handshake timeout.
+pub(crate) fn open_first(
+    addrs: &[SocketAddr],
+    client: &qp::ClientConfig,
+    name: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     config: &Config,
-) -> io::Result<(ConnectionHandle, StreamId)> {
-    let until = Instant::now() + config.handshake_timeout;
-    let mut st = ep.lock();
-    let ch = st.hub.connect(Instant::now(), client, key)?;
-    ep.after(&mut st, ch);
+) -> Result<(Arc<Endpoint>, ConnectionHandle, SocketAddr, StreamId)> {
+    let mut pending = addrs.iter().copied();
+    let mut active: Vec<Attempt> = Vec::new();
+    let mut last: Option<Error> = None;
+    let mut next_start = Instant::now();
     loop {
-        if st.hub.established(ch)? {
-            if let Some(id) = st.hub.open(ch)? {
-                ep.after(&mut st, ch);
-                return Ok((ch, id));
+        let now = Instant::now();
+        if active.is_empty() || now >= next_start {
+            if let Some(addr) = pending.next() {
+                let key = Key {
+                    addr,
+                    name: name.to_owned(),
+                    tls: tls.cloned(),
+                };
+                match start_attempt(addr, client, key, config) {
+                    Ok(a) => active.push(a),
+                    Err(e) => last = Some(e),
+                }
+                next_start = Instant::now() + ATTEMPT_DELAY;
+                continue;
             }
         }
-        if st.stopped {
-            return Err(io::ErrorKind::NotConnected.into());
+        if active.is_empty() {
+            return Err(last.unwrap_or_else(|| crate::addr::no_address("the address").into()));
         }
-        let (next, more) = ep.wait(st, Some(until));
-        st = next;
-        if !more {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the QUIC handshake took longer than the handshake timeout",
-            ));
+        // Each attempt looked at: the first with a stream wins.
+        let mut i = 0;
+        while i < active.len() {
+            let a = &active[i];
+            let mut st = a.ep.lock();
+            // A stream once established (`None` while the server allows
+            // no more).
+            let outcome = match st.hub.established(a.ch) {
+                Ok(true) => st.hub.open(a.ch),
+                Ok(false) if st.stopped => Err(io::ErrorKind::NotConnected.into()),
+                Ok(false) => Ok(None),
+                Err(e) => Err(e),
+            }
+            .and_then(|id| match id {
+                None if now >= a.until => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the QUIC handshake took longer than the handshake timeout",
+                )),
+                id => Ok(id),
+            });
+            match outcome {
+                Ok(Some(id)) => {
+                    a.ep.after(&mut st, a.ch);
+                    drop(st);
+                    let won = active.swap_remove(i);
+                    for other in active {
+                        other.give_up();
+                    }
+                    return Ok((won.ep, won.ch, won.addr, id));
+                }
+                Ok(None) => i += 1,
+                Err(e) => {
+                    drop(st);
+                    let a = active.swap_remove(i);
+                    last = Some(Error::from_io(e, &Addr::Quic(a.addr)));
+                    a.give_up();
+                }
+            }
+        }
+        // Then a wait: on the one attempt's endpoint for its events, or,
+        // with attempts on more than one endpoint, a short while.
+        let Some(a) = active.last() else {
+            continue;
+        };
+        let mut until = if pending.len() > 0 {
+            next_start.min(a.until)
+        } else {
+            a.until
+        };
+        if active.len() > 1 {
+            until = until.min(Instant::now() + ATTEMPT_POLL);
+        }
+        let st = a.ep.lock();
+        if st.hub.established(a.ch).unwrap_or(true) || st.stopped {
+            continue;
+        }
+        let _ = a.ep.wait(st, Some(until));
+    }
+}
+
+/// A handshake to `addr` begun (or the connection there is, shared).
+fn start_attempt(
+    addr: SocketAddr,
+    client: &qp::ClientConfig,
+    key: Key,
+    config: &Config,
+) -> Result<Attempt> {
+    let ep = client_endpoint(addr.is_ipv6(), config)?;
+    let mut st = ep.lock();
+    match st.hub.connect(Instant::now(), client.clone(), key) {
+        Ok(ch) => {
+            ep.after(&mut st, ch);
+            drop(st);
+            Ok(Attempt {
+                ep,
+                ch,
+                addr,
+                until: Instant::now() + config.handshake_timeout,
+            })
+        }
+        Err(e) => {
+            st.users = st.users.saturating_sub(1);
+            drop(st);
+            let _ = ep.waker.wake();
+            Err(Error::from_io(e, &Addr::Quic(addr)))
         }
     }
 }

@@ -518,6 +518,21 @@ struct FanOut {
     slow_dropped: bool,
 }
 
+impl FanOut {
+    /// A fan-out that never began (its receivers not all in the room):
+    /// their tasks stopped.
+    fn not_begun(tasks: Vec<tokio::task::JoinHandle<()>>) -> FanOut {
+        for t in tasks {
+            t.abort();
+        }
+        FanOut {
+            took: None,
+            delivered: 0,
+            slow_dropped: false,
+        }
+    }
+}
+
 /// `receivers` members hear `messages` 64-byte lines from one sender (and,
 /// with `slow`, one more member never reads).
 fn fan_out(
@@ -574,14 +589,7 @@ fn fan_out(
                 .await;
                 if seen != Ok(true) {
                     println!("  (receiver r{i} was not in the room within {cap:?})");
-                    for t in tasks {
-                        t.abort();
-                    }
-                    return FanOut {
-                        took: None,
-                        delivered: 0,
-                        slow_dropped: false,
-                    };
+                    return FanOut::not_begun(tasks);
                 }
             }
         }
@@ -607,14 +615,7 @@ fn fan_out(
         .await;
         if all_ready.is_err() {
             println!("  (the receivers were not all in the room within {cap:?})");
-            for t in tasks {
-                t.abort();
-            }
-            return FanOut {
-                took: None,
-                delivered: 0,
-                slow_dropped: false,
-            };
+            return FanOut::not_begun(tasks);
         }
         let line = Bytes::from(vec![b'x'; 64]);
         let started = Instant::now();

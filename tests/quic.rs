@@ -337,6 +337,86 @@ fn a_switchboard_serves_and_connects_over_quic() {
     assert_eq!(far.join().unwrap(), Delivery::Confirmed);
 }
 
+/// A switchboard's QUIC connect does not wait for the handshake: the id
+/// comes at once, the thread serves its other conversations meanwhile,
+/// and a server that never answers ends the conversation with the
+/// handshake timeout, told once as an event (and one given up by `abort`
+/// ends once too).
+#[test]
+fn a_switchboard_quic_connect_does_not_hold_up_its_thread() {
+    use converse::switchboard::{End, Event, Events, Switchboard};
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("quic://{}", silent.local_addr().unwrap());
+    let echo = Echo::serve(converse::listen_with("tcp://127.0.0.1:0", &config()).unwrap());
+    let board = spawn(move || {
+        // An hour to shake hands: a connect that waits for it never
+        // returns within the test's bound.
+        let patient = quic_config().with_handshake_timeout(Duration::from_secs(3600));
+        let mut board = Switchboard::with_config(&patient).unwrap();
+        let waiting = board.connect(&silent_url).unwrap();
+        board.send(waiting, "held until connected").unwrap();
+        // Another connect to the same silent server, soon given up on.
+        let brief = quic_config().with_handshake_timeout(Duration::from_millis(300));
+        let timing_out = board.connect_with(&silent_url, &brief).unwrap();
+        let tcp = board.connect(&echo.url).unwrap();
+        board.send(tcp, "served meanwhile").unwrap();
+        let mut events = Events::new();
+        let (mut echoed, mut timed_out, mut aborted) = (false, 0, 0);
+        let until = Instant::now() + 2 * T;
+        while (!echoed || timed_out == 0 || aborted == 0) && Instant::now() < until {
+            board
+                .wait(&mut events, Some(Duration::from_millis(50)))
+                .unwrap();
+            let batch: Vec<Event> = events.drain().collect();
+            for event in batch {
+                match event {
+                    Event::Message { id, message } if id == tcp => {
+                        assert_eq!(&message[..], b"served meanwhile");
+                        echoed = true;
+                    }
+                    Event::Ended { id, end } if id == timing_out => {
+                        assert!(
+                            matches!(end, End::Failed(Error::Timeout)),
+                            "the handshake timeout: {end:?}"
+                        );
+                        timed_out += 1;
+                        // The patient one is still under way: given up now.
+                        board.abort(waiting);
+                    }
+                    Event::Ended { id, end } if id == waiting => {
+                        assert!(matches!(end, End::Aborted), "{end:?}");
+                        aborted += 1;
+                    }
+                    Event::Connected { id } => {
+                        assert_eq!(id, tcp, "only the TCP conversation connects");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // Nothing more about either.
+        board
+            .wait(&mut events, Some(Duration::from_millis(200)))
+            .unwrap();
+        for event in events.drain() {
+            assert!(
+                !matches!(event, Event::Ended { id, .. } if id == waiting || id == timing_out),
+                "ended twice: {event:?}"
+            );
+        }
+        (echoed, timed_out, aborted)
+    })
+    .join_within(4 * T);
+    assert_eq!(board, (true, 1, 1));
+    // The silent server did get handshakes.
+    silent.set_read_timeout(Some(T)).unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        silent.recv_from(&mut buf).unwrap().0 >= 1200,
+        "a QUIC Initial"
+    );
+}
+
 /// A listener dropped with its conversations: its connections are closed
 /// at once (not left to the idle timeout), so its port is free again while
 /// a client still holds its conversation.

@@ -155,6 +155,9 @@ pub(crate) struct Hub {
     touched: Vec<(ConnectionHandle, StreamId)>,
     /// Streams were accepted since last taken.
     accepted_news: bool,
+    /// Connections that had events since they were last taken (a connect
+    /// under way learns of its handshake this way).
+    conn_news: Vec<ConnectionHandle>,
     buf: Vec<u8>,
 }
 
@@ -212,6 +215,7 @@ impl Hub {
             dirty: Vec::new(),
             touched: Vec::new(),
             accepted_news: false,
+            conn_news: Vec::new(),
             buf: Vec::new(),
         }
     }
@@ -221,6 +225,11 @@ impl Hub {
     pub(crate) fn take_touched(&mut self, into: &mut Vec<(ConnectionHandle, StreamId)>) -> bool {
         into.append(&mut self.touched);
         std::mem::take(&mut self.accepted_news)
+    }
+
+    /// Takes the connections that had events since the last call.
+    pub(crate) fn take_conn_news(&mut self, into: &mut Vec<ConnectionHandle>) {
+        into.append(&mut self.conn_news);
     }
 
     /// Takes whether something changed since the last call.
@@ -782,6 +791,9 @@ impl Hub {
         }
         let mut opened = false;
         while let Some(event) = c.conn.poll() {
+            if self.conn_news.last() != Some(&ch) {
+                self.conn_news.push(ch);
+            }
             self.changed = true;
             match event {
                 qp::Event::Connected => {

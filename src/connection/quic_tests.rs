@@ -413,15 +413,13 @@ fn an_address_that_never_answers_does_not_hold_up_the_next() {
     let dead = silent.local_addr().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let (client, tls) = crate::transport::quic::client_config(&client_config).unwrap();
-        let opened = crate::transport::quic::open_first(
-            &[dead, live],
-            &client,
-            "localhost",
-            tls.as_ref(),
+        let opened = crate::transport::quic::Dial::to(
+            vec![dead, live],
+            "localhost".to_owned(),
             &client_config,
         )
-        .map(|(_, _, addr, _)| addr);
+        .and_then(crate::transport::quic::open_first)
+        .map(|won| won.addr);
         let _ = tx.send(opened);
     });
     let opened = rx

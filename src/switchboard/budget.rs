@@ -66,6 +66,8 @@ impl Switchboard {
         match &mut conv.carrier {
             Carrier::Stream { conn, .. } => conn.link.fail(err),
             Carrier::Datagram { dg, .. } | Carrier::UdpPeer { dg, .. } => dg.fail(err),
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { conn, .. } => conn.link.fail(err),
             Carrier::Between => return,
         }
         self.stats.over_budget += 1;

@@ -42,19 +42,16 @@ impl Switchboard {
     pub fn connect_with(&mut self, url: &str, config: &Config) -> Result<Id> {
         let parsed = crate::connect::parse(url, config, false)?;
         match (&parsed.place, parsed.scheme) {
-            // QUIC's connection is made by its endpoint's thread; the
-            // handshake (or a new stream on a connection there is) is
-            // waited for here, up to the handshake timeout.
+            // QUIC's handshakes are driven by its endpoint's thread, which
+            // tells this thread when one had news.
             #[cfg(feature = "quic")]
             (_, Scheme::Quic) => {
                 let recipe = Recipe::client(&parsed, config)?;
-                let (tx, rx) = crate::transport::quic::connect(&parsed, &recipe, config)?;
-                let (wire, local, peer, mut conn, _) = crate::transport::stream::into_parts(tx, rx)
-                    .ok_or(Error::Unsupported("a QUIC stream taken apart"))?;
-                conn.link.limits.backlog = Some(config.max_backlog);
-                let id = self.add_stream(wire, conn, peer, local, Origin::Told)?;
-                self.pending.push_back(Event::Connected { id });
-                Ok(id)
+                let dial = crate::transport::quic::Dial::new(&parsed, config)?;
+                let peer = dial.first();
+                let settings = Settings::new(config, Some(config.max_backlog));
+                let conn = recipe.conn(&settings, peer.clone(), Instant::now())?;
+                Ok(self.add_dial(dial, conn, peer))
             }
             (_, Scheme::Udp) => {
                 let udp = crate::transport::udp::connect_any(&parsed.resolve()?, config)?;
@@ -123,8 +120,88 @@ impl Switchboard {
         Err(last.unwrap_or_else(|| crate::addr::no_address("the address").into()))
     }
 
+    /// A QUIC connect under way, added and begun.
+    #[cfg(feature = "quic")]
+    fn add_dial(
+        &mut self,
+        mut dial: crate::transport::quic::Dial,
+        conn: crate::connection::Conn,
+        peer: Addr,
+    ) -> Id {
+        let key = self.entries.next_key();
+        dial.watch(self.ready_notifier(key));
+        let carrier = Carrier::Dialing {
+            conn: Box::new(conn),
+            dial: Box::new(dial),
+        };
+        let mut conv = super::registry::Conv::new(carrier, peer, Addr::Unknown, Origin::Connecting);
+        conv.connecting = true;
+        let inserted = self.entries.insert(Entry::Conv(Box::new(conv)));
+        debug_assert_eq!(inserted, key);
+        self.dial_step(key, None);
+        Id(key)
+    }
+
+    /// Looks at a QUIC connect under way (its handshakes had news, or a
+    /// deadline came): connected, failed, or still going.
+    #[cfg(feature = "quic")]
+    pub(super) fn dial_step(&mut self, key: Key, mut events: Option<&mut Events>) {
+        let ready = self.ready_notifier(key);
+        let Some(conv) = self.conv_mut(key) else {
+            return;
+        };
+        let Carrier::Dialing { conn, dial } = &mut conv.carrier else {
+            return;
+        };
+        match dial.poll(Instant::now()) {
+            Ok(None) => {}
+            Ok(Some(won)) => {
+                let wire = won.carrier();
+                let peer = Addr::Quic(won.addr);
+                conn.link.peer = peer.clone();
+                conv.peer = peer;
+                conv.local = won.local();
+                conv.connecting = false;
+                conv.writable = true;
+                conv.origin = Origin::Told;
+                let old = std::mem::replace(&mut conv.carrier, Carrier::Between);
+                let Carrier::Dialing { conn, .. } = old else {
+                    return;
+                };
+                let made = wire.set_nonblocking(true);
+                wire.watch(Some(ready));
+                conv.carrier = Carrier::Stream { socket: wire, conn };
+                let event = Event::Connected { id: Id(key) };
+                match events.as_deref_mut() {
+                    Some(events) => events.push(event),
+                    None => self.pending.push_back(event),
+                }
+                if let Err(e) = made {
+                    if let Some(Carrier::Stream { conn, .. }) =
+                        self.conv_mut(key).map(|c| &mut c.carrier)
+                    {
+                        let peer = conn.link.peer.clone();
+                        conn.on_error(Error::from_io(e, &peer));
+                    }
+                }
+                self.push_backlog(key);
+                self.mark_dirty(key);
+            }
+            Err(e) => conn.on_error(e),
+        }
+        self.settle(key, events);
+    }
+
     /// A connect under way became writable: it is done, or it failed.
     pub(super) fn connected(&mut self, key: Key, events: &mut Events) {
+        #[cfg(feature = "quic")]
+        if matches!(
+            self.conv(key).map(|c| &c.carrier),
+            Some(Carrier::Dialing { .. })
+        ) {
+            self.dial_step(key, Some(events));
+            return;
+        }
         let Some(Entry::Conv(conv)) = self.entries.get_mut(key) else {
             return;
         };

@@ -176,6 +176,8 @@ impl Switchboard {
                 }
             }
             Carrier::UdpPeer { .. } | Carrier::Between => {}
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { .. } => {}
         }
         self.scratch = scratch;
         self.stats.received += received;
@@ -246,6 +248,8 @@ impl Switchboard {
             }
             Carrier::UdpPeer { .. } => udp_peer = true,
             Carrier::Between => {}
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { .. } => {}
         }
         if udp_peer {
             self.flush_udp_peer(key);
@@ -298,6 +302,10 @@ impl Switchboard {
                 (end, dg.front().is_some(), done)
             }
             Carrier::Between => (None, false, false),
+            // Nothing is written before the connect is done; an end here
+            // is a failure (the connect's, or the budget's).
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { conn, .. } => (conn.link.poll_end(), false, conn.link.is_down()),
         };
         if let Some(event) = told {
             if matches!(event, Event::Accepted { .. }) {

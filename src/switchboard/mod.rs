@@ -504,11 +504,12 @@ impl Switchboard {
     }
 
     /// Connects to a URL (`tcp://`, `udp://`, `unix://`, `unixgram://`,
-    /// `tls://`, `ws://`, `wss://`, `nats://`) with the switchboard's
-    /// configuration, without waiting: the id is the conversation's at
-    /// once, and what is sent before it is established goes out after.
-    /// [`Event::Connected`] says when its handshakes are done (TLS, the
-    /// WebSocket upgrade, NATS's subscription); a connect that fails ends
+    /// `tls://`, `ws://`, `wss://`, `nats://`, and `quic://` with that
+    /// feature) with the switchboard's configuration, without waiting: the
+    /// id is the conversation's at once, and what is sent before it is
+    /// established goes out after. [`Event::Connected`] says when its
+    /// handshakes are done (TLS, the WebSocket upgrade, NATS's
+    /// subscription, QUIC's); a connect that fails ends
     /// it ([`Event::Ended`] with the reason). A NATS conversation whose
     /// server goes away connects again by itself
     /// ([`Event::Disconnected`], then `Connected`). (A host name is looked
@@ -612,6 +613,8 @@ impl Switchboard {
             Carrier::Datagram { dg, .. } | Carrier::UdpPeer { dg, .. } => {
                 dg.slow_consumer(msg.len())
             }
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { conn, .. } => conn.link.slow_consumer(msg.len()),
             Carrier::Between => return Err(Error::Closed),
         };
         self.settle(id.0, None);
@@ -641,6 +644,8 @@ impl Switchboard {
         };
         let queued = match &mut conv.carrier {
             Carrier::Stream { conn, .. } => conn.send(msg, text)?,
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { conn, .. } => conn.send(msg, text)?,
             Carrier::Datagram { dg, .. } | Carrier::UdpPeer { dg, .. } => dg.send(msg)?,
             #[cfg(feature = "nats")]
             Carrier::Between => {
@@ -684,6 +689,8 @@ impl Switchboard {
             Carrier::Stream { conn, .. } => conn.link.out.written(),
             Carrier::Datagram { dg, .. } | Carrier::UdpPeer { dg, .. } => dg.written(),
             Carrier::Between => 0,
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { .. } => 0,
         })
     }
 
@@ -791,6 +798,10 @@ impl Switchboard {
         conv.redial = None;
         match &mut conv.carrier {
             Carrier::Stream { conn, .. } => conn.close(now),
+            // Closed once connected (what was sent goes first), unless the
+            // connect fails.
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { conn, .. } => conn.close(now),
             Carrier::Datagram { dg, .. } | Carrier::UdpPeer { dg, .. } => dg.close(),
             Carrier::Between => {
                 self.report_end(
@@ -817,6 +828,12 @@ impl Switchboard {
         match &mut conv.carrier {
             Carrier::Stream { conn, .. } => conn.abort(),
             Carrier::Datagram { dg, .. } | Carrier::UdpPeer { dg, .. } => dg.abort(),
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { .. } => {
+                self.report_end(id.0, End::Aborted, None);
+                self.remove_conv(id.0);
+                return;
+            }
             Carrier::Between => {
                 self.report_end(id.0, End::Aborted, None);
                 self.remove_conv(id.0);
@@ -884,6 +901,8 @@ impl Switchboard {
     pub fn max_message_len(&self, id: Id) -> Option<usize> {
         Some(match &self.conv(id.0)?.carrier {
             Carrier::Stream { conn, .. } => conn.tx.max_message_len(),
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { conn, .. } => conn.tx.max_message_len(),
             Carrier::Datagram { dg, .. } | Carrier::UdpPeer { dg, .. } => dg.max_message_len(),
             Carrier::Between => return None,
         })

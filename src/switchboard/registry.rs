@@ -44,6 +44,13 @@ pub(super) enum Carrier {
     },
     /// A NATS conversation between two connections (reconnecting).
     Between,
+    /// A QUIC connect under way (the endpoint's thread drives its
+    /// handshakes): what is sent meanwhile waits in the connection.
+    #[cfg(feature = "quic")]
+    Dialing {
+        conn: Box<Conn>,
+        dial: Box<crate::transport::quic::Dial>,
+    },
 }
 
 /// How a conversation came, until it is reported.
@@ -112,6 +119,17 @@ impl Conv {
         }
     }
 
+    /// Between connections, or connecting (its timers are the connect's,
+    /// paused or not).
+    pub(super) fn connects(&self) -> bool {
+        match self.carrier {
+            Carrier::Between => true,
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { .. } => true,
+            _ => false,
+        }
+    }
+
     /// What it holds against the switchboard's memory budget: received
     /// of a message not yet whole, and its outbox; nothing once it has
     /// failed (what it held goes with it).
@@ -121,6 +139,8 @@ impl Conv {
             Carrier::Stream { conn, .. } => conn.queued() + conn.rx.buffered(),
             Carrier::Datagram { dg, .. } | Carrier::UdpPeer { dg, .. } => dg.queued(),
             Carrier::Between => 0,
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { conn, .. } => conn.queued(),
         }
     }
 
@@ -130,6 +150,8 @@ impl Conv {
             Carrier::Stream { conn, .. } => conn.queued(),
             Carrier::Datagram { dg, .. } | Carrier::UdpPeer { dg, .. } => dg.queued(),
             Carrier::Between => 0,
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { conn, .. } => conn.queued(),
         }
     }
 }
@@ -393,7 +415,10 @@ impl Switchboard {
                 }
                 self.remove_udp_listener_if_done(listener);
             }
+            // A connect under way is given up as it goes.
             Carrier::Between => {}
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { .. } => {}
         }
     }
 

@@ -29,6 +29,8 @@ impl Switchboard {
             Carrier::Datagram { dg, .. } => dg.poll_timeout(),
             Carrier::UdpPeer { .. } => None,
             Carrier::Between => conv.redial.as_ref().map(|r| r.retry_at),
+            #[cfg(feature = "quic")]
+            Carrier::Dialing { dial, .. } => dial.deadline(),
         };
         let Some(at) = next else {
             return;
@@ -58,7 +60,7 @@ impl Switchboard {
                     if conv.timer == Some(at) {
                         conv.timer = None;
                     }
-                    if conv.paused && !matches!(conv.carrier, Carrier::Between) {
+                    if conv.paused && !conv.connects() {
                         // Its deadlines wait with its reading (a message
                         // is never failed for bytes we chose not to read):
                         // `resume` schedules them again.
@@ -76,6 +78,11 @@ impl Switchboard {
                         Carrier::UdpPeer { .. } => {}
                         Carrier::Between => {
                             self.redial(key, events);
+                            continue;
+                        }
+                        #[cfg(feature = "quic")]
+                        Carrier::Dialing { .. } => {
+                            self.dial_step(key, Some(&mut *events));
                             continue;
                         }
                     }

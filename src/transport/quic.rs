@@ -87,6 +87,10 @@ struct State {
     /// Who is told when streams were accepted.
     accept_watcher: Option<Watcher>,
     touched: Vec<(ConnectionHandle, StreamId)>,
+    /// Who is told when a connection under way had events (a connect that
+    /// does not wait: a switchboard's).
+    dial_watchers: HashMap<ConnectionHandle, Watcher>,
+    news: Vec<ConnectionHandle>,
 }
 
 /// Called when something may be ready.
@@ -110,6 +114,19 @@ impl State {
         }
         touched.clear();
         self.touched = touched;
+        let mut news = std::mem::take(&mut self.news);
+        self.hub.take_conn_news(&mut news);
+        if !self.dial_watchers.is_empty() {
+            news.sort_unstable();
+            news.dedup();
+            for ch in &news {
+                if let Some(w) = self.dial_watchers.get(ch) {
+                    w();
+                }
+            }
+        }
+        news.clear();
+        self.news = news;
         if accepted {
             if let Some(w) = &self.accept_watcher {
                 w();
@@ -165,6 +182,8 @@ impl Endpoint {
                 watchers: HashMap::new(),
                 accept_watcher: None,
                 touched: Vec::new(),
+                dial_watchers: HashMap::new(),
+                news: Vec::new(),
             }),
             changed: Condvar::new(),
             socket,
@@ -658,24 +677,11 @@ pub(crate) fn connect(
     recipe: &super::recipe::Recipe,
     config: &Config,
 ) -> Result<(StreamSender, StreamReceiver)> {
-    let (host, _) = url
-        .host_port()
-        .ok_or_else(|| crate::addr::no_address("the address"))?;
-    let name = crate::tls::server_name(host)?;
-    let name = match &name {
-        rustls::pki_types::ServerName::DnsName(d) => d.as_ref().to_owned(),
-        rustls::pki_types::ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
-        _ => host.to_owned(),
-    };
-    let (client, tls) = client_config(config)?;
-    let addrs = url.resolve()?;
-    let (ep, ch, addr, id) = open_first(&addrs, &client, &name, tls.as_ref(), config)?;
-    let peer = Addr::Quic(addr);
-    let carrier = Carrier::Quic(Box::new(QuicStream::new(Arc::clone(&ep), ch, id)));
-    let local = Addr::Quic(ep.local);
+    let won = open_first(Dial::new(url, config)?)?;
+    let peer = Addr::Quic(won.addr);
     let settings = crate::connection::Settings::new(config, None);
     let conn = recipe.conn(&settings, peer.clone(), Instant::now())?;
-    stream::carried(carrier, local, peer, conn, config)
+    stream::carried(won.carrier(), won.local(), peer, conn, config)
 }
 
 /// How long an address has to answer before the next one is tried too
@@ -697,6 +703,7 @@ impl Attempt {
     /// Its endpoint's user given back, its connection left to close.
     fn give_up(self) {
         let mut st = self.ep.lock();
+        st.dial_watchers.remove(&self.ch);
         st.hub.abandon(self.ch, Instant::now());
         st.users = st.users.saturating_sub(1);
         self.ep.after(&mut st, self.ch);
@@ -705,46 +712,172 @@ impl Attempt {
     }
 }
 
-/// A stream on a connection to the first of `addrs` that answers, each
-/// within the handshake timeout. The addresses are tried in turn, a new
-/// one once the last has not answered within [`ATTEMPT_DELAY`], as Happy
-/// Eyeballs does: an address nobody listens on (say `::1` for a server on
-/// 127.0.0.1) costs a quarter of a second, not the handshake timeout.
-pub(crate) fn open_first(
-    addrs: &[SocketAddr],
-    client: &qp::ClientConfig,
-    name: &str,
-    tls: Option<&Arc<rustls::ClientConfig>>,
-    config: &Config,
-) -> Result<(Arc<Endpoint>, ConnectionHandle, SocketAddr, StreamId)> {
-    let mut pending = addrs.iter().copied();
-    let mut active: Vec<Attempt> = Vec::new();
-    let mut last: Option<Error> = None;
-    let mut next_start = Instant::now();
-    loop {
-        let now = Instant::now();
-        if active.is_empty() || now >= next_start {
-            if let Some(addr) = pending.next() {
-                let key = Key {
-                    addr,
-                    name: name.to_owned(),
-                    tls: tls.cloned(),
+/// A stream on a new (or shared) connection, opened by a [`Dial`].
+pub(crate) struct Dialed {
+    pub(crate) ep: Arc<Endpoint>,
+    pub(crate) ch: ConnectionHandle,
+    pub(crate) addr: SocketAddr,
+    pub(crate) id: StreamId,
+}
+
+impl Dialed {
+    /// The stream as a carrier.
+    pub(crate) fn carrier(&self) -> Carrier {
+        Carrier::Quic(Box::new(QuicStream::new(
+            Arc::clone(&self.ep),
+            self.ch,
+            self.id,
+        )))
+    }
+
+    /// Our end's address.
+    pub(crate) fn local(&self) -> Addr {
+        Addr::Quic(self.ep.local)
+    }
+}
+
+/// A connect under way, that nothing waits for: a stream on a connection
+/// to the first of its addresses that answers, each within the handshake
+/// timeout. The addresses are tried in turn, a new one once the last has
+/// not answered within [`ATTEMPT_DELAY`], as Happy Eyeballs does: an
+/// address nobody listens on (say `::1` for a server on 127.0.0.1) costs
+/// a quarter of a second, not the handshake timeout.
+///
+/// [`poll`](Dial::poll) looks; a watcher set with [`watch`](Dial::watch)
+/// is told when a handshake under way had news, and
+/// [`deadline`](Dial::deadline) says when to look at the latest.
+/// Dropped, it gives up the handshakes under way.
+pub(crate) struct Dial {
+    pending: std::vec::IntoIter<SocketAddr>,
+    active: Vec<Attempt>,
+    last: Option<Error>,
+    next_start: Instant,
+    client: qp::ClientConfig,
+    name: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    config: Config,
+    watcher: Option<Watcher>,
+}
+
+impl std::fmt::Debug for Dial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dial")
+            .field("name", &self.name)
+            .field("attempts", &self.active.len())
+            .finish()
+    }
+}
+
+impl Dial {
+    /// A connect to `url`, its first handshake begun when first polled.
+    pub(crate) fn new(url: &Url, config: &Config) -> Result<Dial> {
+        let (host, _) = url
+            .host_port()
+            .ok_or_else(|| crate::addr::no_address("the address"))?;
+        let name = crate::tls::server_name(host)?;
+        let name = match &name {
+            rustls::pki_types::ServerName::DnsName(d) => d.as_ref().to_owned(),
+            rustls::pki_types::ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+            _ => host.to_owned(),
+        };
+        Dial::to(url.resolve()?, name, config)
+    }
+
+    /// A connect to `addrs` in turn, the server verified for `name`.
+    pub(crate) fn to(addrs: Vec<SocketAddr>, name: String, config: &Config) -> Result<Dial> {
+        let (client, tls) = client_config(config)?;
+        Ok(Dial {
+            pending: addrs.into_iter(),
+            active: Vec::new(),
+            last: None,
+            next_start: Instant::now(),
+            client,
+            name,
+            tls,
+            config: config.clone(),
+            watcher: None,
+        })
+    }
+
+    /// The first address tried, as the peer's until one answers.
+    pub(crate) fn first(&self) -> Addr {
+        self.pending
+            .as_slice()
+            .first()
+            .map_or(Addr::Unknown, |&a| Addr::Quic(a))
+    }
+
+    /// Tells `watcher` (from now on) whenever a handshake under way had
+    /// news.
+    pub(crate) fn watch(&mut self, watcher: Watcher) {
+        for a in &self.active {
+            a.ep.lock().dial_watchers.insert(a.ch, Arc::clone(&watcher));
+        }
+        self.watcher = Some(watcher);
+    }
+
+    /// When to look again at the latest: the first handshake's deadline,
+    /// or the next address's start.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let until = self.active.iter().map(|a| a.until).min();
+        if self.pending.len() > 0 {
+            Some(until.map_or(self.next_start, |u| u.min(self.next_start)))
+        } else {
+            until
+        }
+    }
+
+    /// Begins what is due and looks at each handshake: the first with a
+    /// stream wins (`Ok(Some)`, the others given up); `Ok(None)` while
+    /// they go on; the last error once every address failed.
+    pub(crate) fn poll(&mut self, now: Instant) -> Result<Option<Dialed>> {
+        loop {
+            while self.active.is_empty() || now >= self.next_start {
+                let Some(addr) = self.pending.next() else {
+                    break;
                 };
-                match start_attempt(addr, client, key, config) {
-                    Ok(a) => active.push(a),
-                    Err(e) => last = Some(e),
-                }
-                next_start = Instant::now() + ATTEMPT_DELAY;
-                continue;
+                self.start(addr);
+                self.next_start = now + ATTEMPT_DELAY;
             }
+            if self.active.is_empty() {
+                return Err(self
+                    .last
+                    .take()
+                    .unwrap_or_else(|| crate::addr::no_address("the address").into()));
+            }
+            if let Some(won) = self.look(now) {
+                return Ok(Some(won));
+            }
+            if !self.active.is_empty() {
+                return Ok(None);
+            }
+            // Every handshake under way failed: the next address now.
         }
-        if active.is_empty() {
-            return Err(last.unwrap_or_else(|| crate::addr::no_address("the address").into()));
+    }
+
+    /// A handshake to `addr` begun.
+    fn start(&mut self, addr: SocketAddr) {
+        let key = Key {
+            addr,
+            name: self.name.clone(),
+            tls: self.tls.clone(),
+        };
+        match start_attempt(addr, &self.client, key, &self.config) {
+            Ok(a) => {
+                if let Some(w) = &self.watcher {
+                    a.ep.lock().dial_watchers.insert(a.ch, Arc::clone(w));
+                }
+                self.active.push(a);
+            }
+            Err(e) => self.last = Some(e),
         }
-        // Each attempt looked at: the first with a stream wins.
+    }
+
+    /// Each handshake looked at: the first with a stream, if one has.
+    fn look(&mut self, now: Instant) -> Option<Dialed> {
         let mut i = 0;
-        while i < active.len() {
-            let a = &active[i];
+        while i < self.active.len() {
+            let a = &self.active[i];
             let mut st = a.ep.lock();
             // A stream once established (`None` while the server allows
             // no more).
@@ -763,41 +896,67 @@ pub(crate) fn open_first(
             });
             match outcome {
                 Ok(Some(id)) => {
+                    st.dial_watchers.remove(&a.ch);
                     a.ep.after(&mut st, a.ch);
                     drop(st);
-                    let won = active.swap_remove(i);
-                    for other in active {
+                    let won = self.active.swap_remove(i);
+                    for other in self.active.drain(..) {
                         other.give_up();
                     }
-                    return Ok((won.ep, won.ch, won.addr, id));
+                    return Some(Dialed {
+                        ep: won.ep,
+                        ch: won.ch,
+                        addr: won.addr,
+                        id,
+                    });
                 }
                 Ok(None) => i += 1,
                 Err(e) => {
                     drop(st);
-                    let a = active.swap_remove(i);
-                    last = Some(Error::from_io(e, &Addr::Quic(a.addr)));
+                    let a = self.active.swap_remove(i);
+                    self.last = Some(Error::from_io(e, &Addr::Quic(a.addr)));
                     a.give_up();
                 }
             }
         }
-        // Then a wait: on the one attempt's endpoint for its events, or,
-        // with attempts on more than one endpoint, a short while.
-        let Some(a) = active.last() else {
-            continue;
+        None
+    }
+
+    /// Waits for news of a handshake, or its time: on the one attempt's
+    /// endpoint, or, with attempts on more than one endpoint, a short
+    /// while.
+    fn wait(&self) {
+        let Some(a) = self.active.last() else {
+            return;
         };
-        let mut until = if pending.len() > 0 {
-            next_start.min(a.until)
-        } else {
-            a.until
-        };
-        if active.len() > 1 {
+        let mut until = self.deadline().unwrap_or(a.until);
+        if self.active.len() > 1 {
             until = until.min(Instant::now() + ATTEMPT_POLL);
         }
         let st = a.ep.lock();
         if st.hub.established(a.ch).unwrap_or(true) || st.stopped {
-            continue;
+            return;
         }
         let _ = a.ep.wait(st, Some(until));
+    }
+}
+
+impl Drop for Dial {
+    fn drop(&mut self) {
+        for a in self.active.drain(..) {
+            a.give_up();
+        }
+    }
+}
+
+/// A stream on a connection to the first of `dial`'s addresses that
+/// answers, waited for.
+pub(crate) fn open_first(mut dial: Dial) -> Result<Dialed> {
+    loop {
+        if let Some(won) = dial.poll(Instant::now())? {
+            return Ok(won);
+        }
+        dial.wait();
     }
 }
 

@@ -417,6 +417,60 @@ fn a_switchboard_quic_connect_does_not_hold_up_its_thread() {
     );
 }
 
+/// An async QUIC connect waits on the runtime, not on its blocking pool:
+/// it connects while the pool's only thread is busy, and one cancelled
+/// before its handshake is done gives the handshake up, so the runtime
+/// can be dropped at once (a connect left on the pool, with an hour to
+/// shake hands, would hold the drop for that hour).
+#[cfg(feature = "tokio")]
+#[test]
+fn an_async_quic_connect_waits_on_the_runtime_and_is_cancelled_by_a_drop() {
+    let config = quic_config();
+    let echo = quic_echo(&config);
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("quic://{}", silent.local_addr().unwrap());
+    let done = spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(1)
+            .build()
+            .unwrap();
+        // The pool's only thread, busy until the connect is done.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let busy = rt.spawn_blocking(move || held.recv_timeout(4 * T).is_ok());
+        let echoed = rt.block_on(async {
+            let connecting = converse::tokio::connect_with(&echo.url, &config);
+            let mut c = tokio::time::timeout(T, connecting)
+                .await
+                .expect("connected while the blocking pool was busy")
+                .unwrap();
+            c.send("hi").await.unwrap();
+            let m = tokio::time::timeout(T, c.recv()).await.unwrap().unwrap();
+            m.as_deref() == Some(&b"hi"[..])
+        });
+        release.send(()).unwrap();
+        assert!(rt.block_on(busy).unwrap());
+        let patient = quic_config().with_handshake_timeout(Duration::from_secs(3600));
+        let cut = rt.block_on(async {
+            let connecting = converse::tokio::connect_with(&silent_url, &patient);
+            tokio::time::timeout(Duration::from_millis(300), connecting)
+                .await
+                .is_err()
+        });
+        drop(rt);
+        (echoed, cut)
+    })
+    .join_within(4 * T);
+    assert_eq!(done, (true, true));
+    // The silent server did get a handshake.
+    silent.set_read_timeout(Some(T)).unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        silent.recv_from(&mut buf).unwrap().0 >= 1200,
+        "a QUIC Initial"
+    );
+}
+
 /// A listener dropped with its conversations: its connections are closed
 /// at once (not left to the idle timeout), so its port is free again while
 /// a client still holds its conversation.

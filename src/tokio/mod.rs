@@ -102,17 +102,7 @@ pub async fn connect_with(url: &str, config: &Config) -> Result<Conversation> {
     let parsed = crate::connect::parse(url, config, false)?;
     #[cfg(feature = "quic")]
     if parsed.scheme == Scheme::Quic {
-        // The connection is made by the QUIC endpoint's thread; the
-        // handshake (or a new stream on a connection there is) is waited
-        // for off this runtime's threads.
-        let recipe = Recipe::client(&parsed, config)?;
-        let owned = config.clone();
-        let halves = tokio::task::spawn_blocking(move || {
-            crate::transport::quic::connect(&parsed, &recipe, &owned)
-        })
-        .await
-        .map_err(|_| Error::Closed)??;
-        return quic_conversation(halves, config);
+        return quic_connect(&parsed, config).await;
     }
     // Datagrams: the blocking driver's socket (connecting a datagram
     // socket does not wait), then tokio's.
@@ -255,6 +245,60 @@ pub async fn listen_with(url: &str, config: &Config) -> Result<Listener> {
         config,
         recipe: Some(recipe),
     })
+}
+
+/// A QUIC conversation: the endpoint's thread drives the handshakes and
+/// wakes this task when one had news (or a deadline comes). Dropped before
+/// it is done, the connect gives its handshakes up.
+#[cfg(feature = "quic")]
+async fn quic_connect(parsed: &crate::url::Url, config: &Config) -> Result<Conversation> {
+    use std::sync::{Arc, Mutex};
+    use std::task::{Poll, Waker};
+    let recipe = Recipe::client(parsed, config)?;
+    let mut dial = crate::transport::quic::Dial::new(parsed, config)?;
+    let slot: Arc<Mutex<Option<Waker>>> = Arc::default();
+    let told = Arc::clone(&slot);
+    dial.watch(Arc::new(move || {
+        if let Some(w) = told.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            w.wake();
+        }
+    }));
+    let mut sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let won = std::future::poll_fn(|cx| loop {
+        // The waker first: news after the look wakes the task.
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        match dial.poll(std::time::Instant::now()) {
+            Ok(Some(won)) => return Poll::Ready(Ok(won)),
+            Err(e) => return Poll::Ready(Err(e)),
+            Ok(None) => {}
+        }
+        let Some(at) = dial.deadline() else {
+            return Poll::Pending;
+        };
+        let at = tokio::time::Instant::from_std(at);
+        match &mut sleep {
+            Some(s) => s.as_mut().reset(at),
+            None => sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        if let Some(s) = &mut sleep {
+            if std::future::Future::poll(s.as_mut(), cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        // The deadline came: look again.
+    })
+    .await?;
+    let peer = Addr::Quic(won.addr);
+    let settings = crate::connection::Settings::new(config, None);
+    let conn = recipe.conn(&settings, peer.clone(), std::time::Instant::now())?;
+    let io = stream::QuicIo::new(won.carrier()).ok_or(Error::Unsupported("not a QUIC stream"))?;
+    Ok(Conversation::stream(StreamConv::from_parts(
+        Io::Quic(Box::new(io)),
+        conn,
+        peer,
+        won.local(),
+        config,
+    )))
 }
 
 /// A QUIC stream's conversation (blocking halves, taken apart) on tokio.

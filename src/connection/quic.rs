@@ -123,6 +123,9 @@ struct Conn {
     handshake_deadline: Option<Instant>,
     /// Conversations on it.
     users: usize,
+    /// Connects waiting for it (its handshake, or room for a stream): it
+    /// is not unused while one waits.
+    dialing: usize,
     /// Since when nobody uses it (then it closes, see [`Limits::linger`]).
     unused_since: Option<Instant>,
     /// A client's: what it may be reused for.
@@ -356,6 +359,9 @@ impl Hub {
                 && !c.closing
                 && c.unused_since.is_none()
         }) {
+            if let Some(c) = self.conns.get_mut(&ch) {
+                c.dialing += 1;
+            }
             return Ok(ch);
         }
         let (ch, conn) = self
@@ -382,7 +388,8 @@ impl Hub {
     /// unused one is, unless a conversation uses it.
     pub(crate) fn abandon(&mut self, ch: ConnectionHandle, now: Instant) {
         if let Some(c) = self.conns.get_mut(&ch) {
-            if c.users == 0 && c.unused_since.is_none() && c.key.is_some() {
+            c.dialing = c.dialing.saturating_sub(1);
+            if c.users == 0 && c.dialing == 0 && c.unused_since.is_none() && c.key.is_some() {
                 c.unused_since = Some(now);
                 self.dirty.push(ch);
             }
@@ -411,6 +418,7 @@ impl Hub {
             },
         );
         c.users += 1;
+        c.dialing = c.dialing.saturating_sub(1);
         c.unused_since = None;
         self.dirty.push(ch);
         Ok(Some(id))
@@ -649,7 +657,7 @@ impl Hub {
             if s.held {
                 s.held = false;
                 c.users = c.users.saturating_sub(1);
-                if c.users == 0 {
+                if c.users == 0 && c.dialing == 0 {
                     c.unused_since = Some(now);
                 }
             }
@@ -683,6 +691,7 @@ impl Hub {
                     );
                 }
                 if c.users == 0
+                    && c.dialing == 0
                     && !c.closing
                     && c.key.is_some()
                     && c.unused_since.is_some_and(|t| {
@@ -911,6 +920,8 @@ impl Conn {
             established: false,
             handshake_deadline,
             users: 0,
+            // A client's is made for a connect.
+            dialing: usize::from(key.is_some()),
             unused_since: None,
             key,
             pending: Vec::new(),
@@ -924,7 +935,7 @@ impl Conn {
         // the client (or the idle timeout).
         let unused = self
             .unused_since
-            .filter(|_| self.users == 0 && !self.closing && self.key.is_some())
+            .filter(|_| self.users == 0 && self.dialing == 0 && !self.closing && self.key.is_some())
             .map(|t| {
                 if self.conn.streams().send_streams() == 0 {
                     t

@@ -397,6 +397,29 @@ fn an_abandoned_handshake_is_closed_long_before_the_idle_timeout() {
     assert_eq!(net.client.connections(), 1);
 }
 
+/// Two connects to one server share its connection while its handshake
+/// goes on: one given up (its shorter timeout passed) leaves the
+/// connection to the other, which is only closed once nobody waits for it.
+#[test]
+fn a_handshake_shared_by_two_connects_outlives_the_one_given_up() {
+    let mut net = Net::new(8);
+    net.client_cut = true;
+    let first = net.connect(0);
+    let second = net.connect(0);
+    assert_eq!(first, second, "the connection under way is shared");
+    net.deliver();
+    net.client.abandon(first, net.now);
+    net.pass(Duration::from_secs(10), Duration::from_millis(100));
+    assert_eq!(net.client.connections(), 1);
+    assert!(
+        matches!(net.client.established(second), Ok(false)),
+        "still shaking hands for the connect that waits"
+    );
+    net.client.abandon(second, net.now);
+    net.pass(Duration::from_secs(10), Duration::from_millis(100));
+    assert_eq!(net.client.connections(), 0);
+}
+
 /// A socket test beside the fake-clock ones: the addresses of a name are
 /// tried in turn, the next one a moment after the last (Happy Eyeballs),
 /// so an address that never answers costs that moment, not the handshake

@@ -429,6 +429,53 @@ fn a_switchboard_quic_connect_does_not_hold_up_its_thread() {
     );
 }
 
+/// Connects that share a handshake are each told when it is done: two
+/// switchboard connects to one server, made one after the other, both
+/// connect at once (neither waits for its own hour-long deadline).
+#[test]
+fn switchboard_connects_that_share_a_handshake_both_connect() {
+    use converse::switchboard::{Event, Events, Switchboard};
+    let config = quic_config();
+    let echo = quic_echo(&config);
+    let done = spawn(move || {
+        let patient = config.with_handshake_timeout(Duration::from_secs(3600));
+        let mut board = Switchboard::with_config(&patient).unwrap();
+        let ids = [
+            board.connect(&echo.url).unwrap(),
+            board.connect(&echo.url).unwrap(),
+        ];
+        for (i, &id) in ids.iter().enumerate() {
+            board.send(id, vec![i as u8; 3]).unwrap();
+        }
+        let mut events = Events::new();
+        let (mut connected, mut echoed) = (Vec::new(), 0);
+        let until = Instant::now() + 2 * T;
+        while echoed < 2 && Instant::now() < until {
+            board
+                .wait(&mut events, Some(Duration::from_millis(50)))
+                .unwrap();
+            for event in events.drain() {
+                match event {
+                    Event::Connected { id } => connected.push(id),
+                    Event::Message { id, message } => {
+                        let i = ids.iter().position(|&x| x == id).unwrap();
+                        assert_eq!(&message[..], &[i as u8; 3][..]);
+                        echoed += 1;
+                    }
+                    Event::Ended { id, end } => panic!("{id:?} ended: {end:?}"),
+                    _ => {}
+                }
+            }
+        }
+        connected.sort_by_key(|id| id.as_u64());
+        let mut expected = ids.to_vec();
+        expected.sort_by_key(|id| id.as_u64());
+        (connected == expected, echoed)
+    })
+    .join_within(4 * T);
+    assert_eq!(done, (true, 2));
+}
+
 /// An async QUIC connect waits on the runtime, not on its blocking pool:
 /// it connects while the pool's only thread is busy, and one cancelled
 /// before its handshake is done gives the handshake up, so the runtime

@@ -89,7 +89,9 @@ struct State {
     touched: Vec<(ConnectionHandle, StreamId)>,
     /// Who is told when a connection under way had events (a connect that
     /// does not wait: a switchboard's).
-    dial_watchers: HashMap<ConnectionHandle, Watcher>,
+    /// Each connect's, by the connection it waits for (connects to one
+    /// server share its handshake; each is told).
+    dial_watchers: HashMap<ConnectionHandle, Vec<(u64, Watcher)>>,
     news: Vec<ConnectionHandle>,
 }
 
@@ -97,6 +99,23 @@ struct State {
 type Watcher = Arc<dyn Fn() + Send + Sync>;
 
 impl State {
+    /// Tells `watcher` of connect `dial` when connection `ch` has news.
+    fn tell_dial(&mut self, ch: ConnectionHandle, dial: u64, watcher: Watcher) {
+        let all = self.dial_watchers.entry(ch).or_default();
+        all.retain(|(d, _)| *d != dial);
+        all.push((dial, watcher));
+    }
+
+    /// Connect `dial` no longer waits for connection `ch`.
+    fn forget_dial(&mut self, ch: ConnectionHandle, dial: u64) {
+        if let Some(all) = self.dial_watchers.get_mut(&ch) {
+            all.retain(|(d, _)| *d != dial);
+            if all.is_empty() {
+                self.dial_watchers.remove(&ch);
+            }
+        }
+    }
+
     /// Tells the watchers of the streams that may have become ready (and
     /// of the listener, if streams were accepted). They only queue a note
     /// and wake their driver: called with the lock held.
@@ -120,7 +139,7 @@ impl State {
             news.sort_unstable();
             news.dedup();
             for ch in &news {
-                if let Some(w) = self.dial_watchers.get(ch) {
+                for (_, w) in self.dial_watchers.get(ch).into_iter().flatten() {
                     w();
                 }
             }
@@ -695,6 +714,8 @@ const ATTEMPT_POLL: Duration = Duration::from_millis(5);
 struct Attempt {
     ep: Arc<Endpoint>,
     ch: ConnectionHandle,
+    /// Its connect's number (for its watcher).
+    dial: u64,
     addr: SocketAddr,
     until: Instant,
 }
@@ -703,7 +724,7 @@ impl Attempt {
     /// Its endpoint's user given back, its connection left to close.
     fn give_up(self) {
         let mut st = self.ep.lock();
-        st.dial_watchers.remove(&self.ch);
+        st.forget_dial(self.ch, self.dial);
         st.hub.abandon(self.ch, Instant::now());
         st.users = st.users.saturating_sub(1);
         self.ep.after(&mut st, self.ch);
@@ -748,6 +769,8 @@ impl Dialed {
 /// [`deadline`](Dial::deadline) says when to look at the latest.
 /// Dropped, it gives up the handshakes under way.
 pub(crate) struct Dial {
+    /// Its number, unique in the process.
+    id: u64,
     pending: std::vec::IntoIter<SocketAddr>,
     active: Vec<Attempt>,
     last: Option<Error>,
@@ -786,7 +809,9 @@ impl Dial {
     /// A connect to `addrs` in turn, the server verified for `name`.
     pub(crate) fn to(addrs: Vec<SocketAddr>, name: String, config: &Config) -> Result<Dial> {
         let (client, tls) = client_config(config)?;
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         Ok(Dial {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
             pending: addrs.into_iter(),
             active: Vec::new(),
             last: None,
@@ -811,7 +836,7 @@ impl Dial {
     /// news.
     pub(crate) fn watch(&mut self, watcher: Watcher) {
         for a in &self.active {
-            a.ep.lock().dial_watchers.insert(a.ch, Arc::clone(&watcher));
+            a.ep.lock().tell_dial(a.ch, a.dial, Arc::clone(&watcher));
         }
         self.watcher = Some(watcher);
     }
@@ -862,10 +887,10 @@ impl Dial {
             name: self.name.clone(),
             tls: self.tls.clone(),
         };
-        match start_attempt(addr, &self.client, key, &self.config) {
+        match start_attempt(addr, &self.client, key, &self.config, self.id) {
             Ok(a) => {
                 if let Some(w) = &self.watcher {
-                    a.ep.lock().dial_watchers.insert(a.ch, Arc::clone(w));
+                    a.ep.lock().tell_dial(a.ch, a.dial, Arc::clone(w));
                 }
                 self.active.push(a);
             }
@@ -896,7 +921,7 @@ impl Dial {
             });
             match outcome {
                 Ok(Some(id)) => {
-                    st.dial_watchers.remove(&a.ch);
+                    st.forget_dial(a.ch, a.dial);
                     a.ep.after(&mut st, a.ch);
                     drop(st);
                     let won = self.active.swap_remove(i);
@@ -966,6 +991,7 @@ fn start_attempt(
     client: &qp::ClientConfig,
     key: Key,
     config: &Config,
+    dial: u64,
 ) -> Result<Attempt> {
     let ep = client_endpoint(addr.is_ipv6(), config)?;
     let mut st = ep.lock();
@@ -976,6 +1002,7 @@ fn start_attempt(
             Ok(Attempt {
                 ep,
                 ch,
+                dial,
                 addr,
                 until: Instant::now() + config.handshake_timeout,
             })

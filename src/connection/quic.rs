@@ -117,6 +117,9 @@ struct Conn {
     conn: qp::Connection,
     /// Why it was lost, once it was.
     lost: Option<qp::ConnectionError>,
+    /// The handshake is done: for a server, once the client's Finished
+    /// came; for a client, once the server confirmed it (its
+    /// `HANDSHAKE_DONE`), see [`Hub::process`].
     established: bool,
     /// A server's connection that did not finish its handshake by then is
     /// closed.
@@ -228,6 +231,15 @@ impl Hub {
     pub(crate) fn take_touched(&mut self, into: &mut Vec<(ConnectionHandle, StreamId)>) -> bool {
         into.append(&mut self.touched);
         std::mem::take(&mut self.accepted_news)
+    }
+
+    /// quinn-proto's own view: its side of the handshake is over (a
+    /// client's Finished sent).
+    #[cfg(test)]
+    pub(crate) fn finished_sent(&self, ch: ConnectionHandle) -> bool {
+        self.conns
+            .get(&ch)
+            .is_some_and(|c| !c.conn.is_handshaking())
     }
 
     /// Takes the connections that had events since the last call.
@@ -806,7 +818,8 @@ impl Hub {
             self.changed = true;
             match event {
                 qp::Event::Connected => {
-                    c.established = true;
+                    // A client waits for the server's confirmation.
+                    c.established = c.key.is_none();
                     c.handshake_deadline = None;
                 }
                 qp::Event::ConnectionLost { reason } => {
@@ -833,6 +846,23 @@ impl Hub {
                 }
                 _ => {}
             }
+        }
+        if !c.established
+            && c.key.is_some()
+            && !c.conn.is_handshaking()
+            && c.conn.stats().frame_rx.handshake_done > 0
+        {
+            // A client's streams open once the server confirmed the
+            // handshake, not at its own Finished: quinn-proto sends a
+            // lost Finished again only within the congestion window, and
+            // stream data sent before the server can read it fills that
+            // window for good (the deadlock of quicwg/base-drafts#2886).
+            // It costs a client's first message one round trip.
+            c.established = true;
+            if self.conn_news.last() != Some(&ch) {
+                self.conn_news.push(ch);
+            }
+            self.changed = true;
         }
         if opened {
             // Only a listener takes streams, and only bidirectional ones.

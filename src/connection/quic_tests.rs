@@ -397,6 +397,53 @@ fn an_abandoned_handshake_is_closed_long_before_the_idle_timeout() {
     assert_eq!(net.client.connections(), 1);
 }
 
+/// A client's connection carries streams once the server confirmed the
+/// handshake, not as soon as the client sent its Finished: were its
+/// Finished lost with stream data sent behind it, quinn-proto would send
+/// the Finished again only within a congestion window that data the
+/// server cannot read yet fills for good.
+#[test]
+fn a_client_waits_for_the_server_to_confirm_the_handshake() {
+    let mut net = Net::new(8);
+    let ch = net.connect(0);
+    let (c, s): (SocketAddr, SocketAddr) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
+    let mut buf = Vec::new();
+    // Both ways, until the client has the server's whole flight.
+    for _ in 0..20 {
+        if net.client.finished_sent(ch) {
+            break;
+        }
+        net.client.mark_all_dirty();
+        while let Some((_, n)) = net.client.poll_transmit(net.now, None, &mut buf) {
+            net.server
+                .handle_datagram(net.now, c, BytesMut::from(&buf[..n]));
+        }
+        net.server.mark_all_dirty();
+        while let Some((_, n)) = net.server.poll_transmit(net.now, None, &mut buf) {
+            net.client
+                .handle_datagram(net.now, s, BytesMut::from(&buf[..n]));
+        }
+    }
+    assert!(
+        net.client.finished_sent(ch),
+        "the client got the server's flight"
+    );
+    // Its Finished is lost.
+    net.client.mark_all_dirty();
+    let mut lost = 0;
+    while net.client.poll_transmit(net.now, None, &mut buf).is_some() {
+        lost += 1;
+    }
+    assert!(lost > 0, "the client sent its Finished");
+    assert!(
+        matches!(net.client.established(ch), Ok(false)),
+        "no stream before the server confirms the handshake"
+    );
+    // Sent again on its timer, confirmed by the server: now it is.
+    net.pass(Duration::from_secs(5), Duration::from_millis(50));
+    assert!(matches!(net.client.established(ch), Ok(true)));
+}
+
 /// Two connects to one server share its connection while its handshake
 /// goes on: one given up (its shorter timeout passed) leaves the
 /// connection to the other, which is only closed once nobody waits for it.

@@ -90,34 +90,39 @@ impl Net {
     /// Moves datagrams both ways until neither side has any: how many
     /// moved.
     fn deliver(&mut self) -> usize {
-        let (c, s): (SocketAddr, SocketAddr) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
         let mut moved = 0;
-        let mut buf = Vec::new();
         for _ in 0..10_000 {
-            let mut quiet = true;
-            self.client.mark_all_dirty();
-            while let Some((to, n)) = self.client.poll_transmit(self.now, None, &mut buf) {
-                assert_eq!(to, s);
-                quiet = false;
-                moved += 1;
-                if !self.client_cut {
-                    self.server
-                        .handle_datagram(self.now, c, BytesMut::from(&buf[..n]));
-                }
-            }
-            self.server.mark_all_dirty();
-            while let Some((to, n)) = self.server.poll_transmit(self.now, None, &mut buf) {
-                assert_eq!(to, c);
-                quiet = false;
-                moved += 1;
-                self.client
-                    .handle_datagram(self.now, s, BytesMut::from(&buf[..n]));
-            }
-            if quiet {
-                return moved;
+            match self.exchange() {
+                0 => return moved,
+                n => moved += n,
             }
         }
         panic!("the hubs never went quiet");
+    }
+
+    /// One round: what the client has to send, then what the server has:
+    /// how many datagrams moved.
+    fn exchange(&mut self) -> usize {
+        let (c, s): (SocketAddr, SocketAddr) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
+        let mut moved = 0;
+        let mut buf = Vec::new();
+        self.client.mark_all_dirty();
+        while let Some((to, n)) = self.client.poll_transmit(self.now, None, &mut buf) {
+            assert_eq!(to, s);
+            moved += 1;
+            if !self.client_cut {
+                self.server
+                    .handle_datagram(self.now, c, BytesMut::from(&buf[..n]));
+            }
+        }
+        self.server.mark_all_dirty();
+        while let Some((to, n)) = self.server.poll_transmit(self.now, None, &mut buf) {
+            assert_eq!(to, c);
+            moved += 1;
+            self.client
+                .handle_datagram(self.now, s, BytesMut::from(&buf[..n]));
+        }
+        moved
     }
 
     /// Lets `dt` pass in steps no longer than `step`, timers handled and
@@ -406,29 +411,19 @@ fn an_abandoned_handshake_is_closed_long_before_the_idle_timeout() {
 fn a_client_waits_for_the_server_to_confirm_the_handshake() {
     let mut net = Net::new(8);
     let ch = net.connect(0);
-    let (c, s): (SocketAddr, SocketAddr) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
-    let mut buf = Vec::new();
     // Both ways, until the client has the server's whole flight.
     for _ in 0..20 {
         if net.client.finished_sent(ch) {
             break;
         }
-        net.client.mark_all_dirty();
-        while let Some((_, n)) = net.client.poll_transmit(net.now, None, &mut buf) {
-            net.server
-                .handle_datagram(net.now, c, BytesMut::from(&buf[..n]));
-        }
-        net.server.mark_all_dirty();
-        while let Some((_, n)) = net.server.poll_transmit(net.now, None, &mut buf) {
-            net.client
-                .handle_datagram(net.now, s, BytesMut::from(&buf[..n]));
-        }
+        net.exchange();
     }
     assert!(
         net.client.finished_sent(ch),
         "the client got the server's flight"
     );
     // Its Finished is lost.
+    let mut buf = Vec::new();
     net.client.mark_all_dirty();
     let mut lost = 0;
     while net.client.poll_transmit(net.now, None, &mut buf).is_some() {

@@ -87,10 +87,10 @@ struct State {
     /// Who is told when streams were accepted.
     accept_watcher: Option<Watcher>,
     touched: Vec<(ConnectionHandle, StreamId)>,
-    /// Who is told when a connection under way had events (a connect that
-    /// does not wait: a switchboard's).
-    /// Each connect's, by the connection it waits for (connects to one
-    /// server share its handshake; each is told).
+    /// Who is told when a connection under way had events: each connect
+    /// that does not wait (a switchboard's, an async one), by the
+    /// connection it waits for (connects to one server share its
+    /// handshake; each is told).
     dial_watchers: HashMap<ConnectionHandle, Vec<(u64, Watcher)>>,
     news: Vec<ConnectionHandle>,
 }

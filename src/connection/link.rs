@@ -218,23 +218,6 @@ impl<F: FnMut(&[u8]) -> std::io::Result<usize>> Sink for F {
     }
 }
 
-/// A `Sink` as `io::Write`, for rustls's `write_tls`.
-#[cfg(feature = "tls")]
-struct SinkWriter<'a, S: Sink + ?Sized>(&'a mut S);
-
-#[cfg(feature = "tls")]
-impl<S: Sink + ?Sized> std::io::Write for SinkWriter<'_, S> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.put(buf)
-    }
-    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-        self.0.put_vectored(bufs)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Bytes taken out of a link, to be written without holding it (see
 /// [`Link::take_wire`]).
 #[derive(Debug)]
@@ -828,17 +811,10 @@ impl Link {
                 tls.send_close_notify();
             }
         }
-        if self.queued() == 0 && !self.tls_wants_write() {
+        if self.queued() == 0 {
             self.state.ours = Ours::Ended;
             self.state.shutdown_due = true;
         }
-    }
-
-    fn tls_wants_write(&self) -> bool {
-        #[cfg(feature = "tls")]
-        return self.tls.as_ref().is_some_and(|t| t.wants_write());
-        #[cfg(not(feature = "tls"))]
-        false
     }
 
     /// Moves queued plaintext into TLS (once its handshake is over), as
@@ -846,6 +822,11 @@ impl Link {
     #[cfg(feature = "tls")]
     fn encrypt(&mut self) {
         if let Some(tls) = &mut self.tls {
+            if tls.failed() {
+                // Nothing more can be sent after its alert.
+                self.out.discard();
+                return;
+            }
             if !tls.is_established() || tls.close_sent() {
                 return;
             }
@@ -873,7 +854,6 @@ impl Link {
         // the one the queue may hold beyond its bound.
         if !self.out.is_empty()
             || !tls.cipher.is_empty()
-            || tls.wants_write()
             || !self.state.established
             || self.state.ours != Ours::Open
             || !tls.is_established()
@@ -907,8 +887,7 @@ impl Link {
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
             self.encrypt();
-            return self.tls.as_ref().is_some_and(|t| !t.cipher.is_empty())
-                || self.tls_wants_write();
+            return self.tls.as_ref().is_some_and(|t| !t.cipher.is_empty());
         }
         !self.out.is_empty()
     }
@@ -925,7 +904,7 @@ impl Link {
                 if !tls.cipher.is_empty() {
                     match sink.put(&tls.cipher) {
                         Ok(n) => {
-                            let _ = tls.cipher.split_to(n);
+                            bytes::Buf::advance(&mut tls.cipher, n);
                         }
                         Err(e) if full(&e) => return Ok(false),
                         Err(e) => return Err(e),
@@ -933,25 +912,14 @@ impl Link {
                     continue;
                 }
                 self.encrypt();
-                let tls = self.tls.as_mut().expect("a TLS session");
-                if !tls.wants_write() {
+                if self.tls.as_ref().is_some_and(|t| t.cipher.is_empty()) {
                     // Our end marker may be due now; otherwise, done.
                     self.prepare();
-                    if self.tls_wants_write() {
-                        continue;
+                    if self.tls.as_ref().is_some_and(|t| t.cipher.is_empty()) {
+                        return Ok(true);
                     }
-                    return Ok(true);
                 }
-                match tls.write_tls(&mut SinkWriter(sink)) {
-                    Ok(_) => continue,
-                    Err(e) if full(&e) => {
-                        // What rustls still holds is ours to count and to
-                        // write next: nothing taken stays out of sight.
-                        self.stash_tls();
-                        return Ok(false);
-                    }
-                    Err(e) => return Err(e),
-                }
+                continue;
             }
             if self.out.is_empty() {
                 return Ok(true);
@@ -964,24 +932,6 @@ impl Link {
         }
     }
 
-    /// Moves the ciphertext rustls holds into our own buffer, where
-    /// [`queued`](Self::queued) counts it, when that buffer is empty: what
-    /// rustls takes is bounded (its buffer limit), and so the two together
-    /// are, and plaintext beyond them stays in the queue (where a send
-    /// that times out can take its message back).
-    #[cfg(feature = "tls")]
-    fn stash_tls(&mut self) {
-        if let Some(tls) = self.tls.as_mut().filter(|t| t.cipher.is_empty()) {
-            let mut w = bytes::BufMut::writer(std::mem::take(&mut tls.cipher));
-            while tls.wants_write() {
-                if tls.write_tls(&mut w).is_err() {
-                    break;
-                }
-            }
-            tls.cipher = w.into_inner();
-        }
-    }
-
     /// Takes the bytes to write next out of the link, for a writer that
     /// writes them without holding it (a blocking half); `None` when
     /// nothing is to be written. [`wire_written`](Self::wire_written) gives
@@ -991,7 +941,6 @@ impl Link {
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
             self.encrypt();
-            self.stash_tls();
             let tls = self.tls.as_mut().expect("a TLS session");
             if tls.cipher.is_empty() {
                 return None;

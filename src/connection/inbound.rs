@@ -429,7 +429,16 @@ impl Inbound {
         // The buffer grows by exactly what came (never by a declared
         // length), and no scratch space is zeroed first.
         self.buf.truncate(self.filled);
-        if self.head > 0 && self.buf.capacity() - self.filled < bytes.len() {
+        if self.head > 0 && self.filled - self.head <= self.head {
+            // What is left of the messages taken is no more than they
+            // were: it moves to the front now, while that is cheap (each
+            // byte moves at most about once), and the buffer is reused
+            // from its start rather than grown.
+            self.buf.copy_within(self.head..self.filled, 0);
+            self.filled -= self.head;
+            self.head = 0;
+            self.buf.truncate(self.filled);
+        } else if self.head > 0 && self.buf.capacity() - self.filled < bytes.len() {
             self.compact();
         }
         self.buf.extend_from_slice(bytes);

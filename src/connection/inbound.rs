@@ -284,6 +284,23 @@ impl Inbound {
         }
     }
 
+    /// The common case of [`lend_next`](Self::lend_next) alone, for the
+    /// receive loop to try first: a whole frame of a length-prefixed
+    /// framing at the front is lent (`true`); anything else is left for
+    /// `lend_next` (`false`).
+    #[inline(always)]
+    pub(crate) fn lend_whole(&mut self) -> bool {
+        self.return_lent();
+        match self.whole_length_frame() {
+            Some((start, consumed)) => {
+                self.lent = consumed;
+                self.lent_payload = (self.head + start, self.head + consumed);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The message lent by the last [`lend_next`](Self::lend_next) that
     /// returned `true`.
     #[inline]

@@ -500,6 +500,18 @@ impl Rx {
     /// control frames and operations are answered on the way.
     #[allow(irrefutable_let_patterns)]
     #[inline]
+    /// Lends the next message if it is a whole one of a plain framing
+    /// already in the buffer (see [`lent`](Self::lent)); `false` leaves
+    /// everything else to [`next`](Self::next).
+    #[inline(always)]
+    pub(crate) fn lend_whole(&mut self) -> bool {
+        if let Proto::Framed = self.proto {
+            self.lent_scratch = false;
+            return self.inbound.lend_whole();
+        }
+        false
+    }
+
     pub(crate) fn next(&mut self, link: &mut impl LinkRef, now: impl Clock, lend: bool) -> Next {
         if let Proto::Framed = self.proto {
             // The common case, inlined into the driver: a whole message of

@@ -383,6 +383,10 @@ impl Receiver for StreamReceiver {
 
     #[inline]
     fn recv_ref<'a>(&'a mut self, hold: &'a mut Option<Bytes>) -> Result<Option<&'a [u8]>> {
+        // The common case first, with nothing to build and match on.
+        if self.held.is_empty() && self.rx.lend_whole() {
+            return Ok(Some(self.rx.lent()));
+        }
         match self.next(true)? {
             Got::Lent => Ok(Some(self.rx.lent())),
             Got::Owned(m) => {

@@ -903,6 +903,11 @@ impl Link {
             if let Some(tls) = self.tls.as_mut() {
                 if !tls.cipher.is_empty() {
                     match sink.put(&tls.cipher) {
+                        Ok(n) if n == tls.cipher.len() => {
+                            // All written: the buffer goes back (an idle
+                            // connection holds none).
+                            tls.cipher = BytesMut::new();
+                        }
                         Ok(n) => {
                             bytes::Buf::advance(&mut tls.cipher, n);
                         }
@@ -945,8 +950,9 @@ impl Link {
             if tls.cipher.is_empty() {
                 return None;
             }
+            // The whole buffer: once written, nothing of it stays here.
             return Some(Wire {
-                bytes: tls.cipher.split(),
+                bytes: std::mem::take(&mut tls.cipher),
                 cipher: true,
             });
         }

@@ -496,13 +496,10 @@ impl Rx {
     // -----------------------------------------------------------------------
     // Messages out.
 
-    /// The next message, in order (lent, if `lend`, when it can be);
-    /// control frames and operations are answered on the way.
-    #[allow(irrefutable_let_patterns)]
-    #[inline]
     /// Lends the next message if it is a whole one of a plain framing
     /// already in the buffer (see [`lent`](Self::lent)); `false` leaves
     /// everything else to [`next`](Self::next).
+    #[allow(irrefutable_let_patterns)]
     #[inline(always)]
     pub(crate) fn lend_whole(&mut self) -> bool {
         if let Proto::Framed = self.proto {
@@ -512,6 +509,16 @@ impl Rx {
         false
     }
 
+    /// The message [`lend_whole`](Self::lend_whole) lent.
+    #[inline(always)]
+    pub(crate) fn lent_whole(&self) -> &[u8] {
+        self.inbound.lent()
+    }
+
+    /// The next message, in order (lent, if `lend`, when it can be);
+    /// control frames and operations are answered on the way.
+    #[allow(irrefutable_let_patterns)]
+    #[inline]
     pub(crate) fn next(&mut self, link: &mut impl LinkRef, now: impl Clock, lend: bool) -> Next {
         if let Proto::Framed = self.proto {
             // The common case, inlined into the driver: a whole message of

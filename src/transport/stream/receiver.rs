@@ -385,7 +385,7 @@ impl Receiver for StreamReceiver {
     fn recv_ref<'a>(&'a mut self, hold: &'a mut Option<Bytes>) -> Result<Option<&'a [u8]>> {
         // The common case first, with nothing to build and match on.
         if self.held.is_empty() && self.rx.lend_whole() {
-            return Ok(Some(self.rx.lent()));
+            return Ok(Some(self.rx.lent_whole()));
         }
         match self.next(true)? {
             Got::Lent => Ok(Some(self.rx.lent())),

@@ -141,6 +141,14 @@ impl Tx {
         self.staged.has_room_for(self.wire_len(len))
     }
 
+    /// Feeds a message of the default framing into the batching buffer
+    /// when it surely fits there (`true`: taken); anything else is left
+    /// to [`check`](Self::check) and [`stage`](Self::stage).
+    #[inline(always)]
+    pub(crate) fn stage_plain(&mut self, msg: &[u8]) -> bool {
+        matches!(self.proto, Proto::Framed) && self.staged.push_u32(msg)
+    }
+
     /// Feeds a checked message into the batching buffer: taken (the next
     /// flush moves it to the link).
     #[inline]

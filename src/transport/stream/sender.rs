@@ -396,6 +396,9 @@ impl Sender for StreamSender {
     #[inline]
     fn feed(&mut self, msg: &[u8]) -> Result<()> {
         self.check()?;
+        if self.tx.stage_plain(msg) {
+            return Ok(());
+        }
         if msg.len() <= self.tx.max_message_len() && self.tx.has_room_staged(msg.len()) {
             // The common case: it fits the batching buffer, no lock.
             self.tx.check(msg, &self.shared.peer)?;

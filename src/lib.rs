@@ -129,6 +129,10 @@ mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod nats;
 pub mod switchboard;
+/// Certificates made on the spot, for tests (the examples' own helper).
+#[cfg(all(test, feature = "tls"))]
+#[path = "../examples/common/certs.rs"]
+mod test_certs;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;

@@ -11,10 +11,8 @@ use super::pair::{framed_pair, settings, Pair, Side};
 use super::*;
 use crate::addr::Addr;
 
-/// Certificates made on the spot (the examples' own helper).
 #[cfg(feature = "tls")]
-#[path = "../../examples/common/certs.rs"]
-pub(super) mod certs;
+pub(super) use crate::test_certs as certs;
 
 fn texts(got: &[Bytes]) -> Vec<&str> {
     got.iter()

@@ -665,14 +665,10 @@ impl RecordCursor {
 }
 
 #[cfg(test)]
-#[path = "../../examples/common/certs.rs"]
-mod test_certs;
-
-#[cfg(test)]
 mod tests {
     use super::*;
 
-    use super::test_certs as certs;
+    use crate::test_certs as certs;
 
     /// A client and a server session with their handshake done, in memory.
     fn established_pair() -> (TlsSession, TlsSession) {

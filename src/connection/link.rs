@@ -203,7 +203,7 @@ pub(crate) trait Sink {
 
     /// As [`put`](Sink::put), from several buffers in order (a socket
     /// takes them in one system call).
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    #[cfg_attr(not(feature = "quic"), allow(dead_code))]
     fn put_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
         match bufs.iter().find(|b| !b.is_empty()) {
             Some(b) => self.put(b),

@@ -268,10 +268,7 @@ impl Inbound {
     /// this engine cuts it off. No reference count, no allocation.
     #[inline]
     pub(crate) fn lend_next(&mut self) -> Result<bool, InboundError> {
-        self.return_lent();
-        if let Some((start, consumed)) = self.whole_length_frame() {
-            self.lent = consumed;
-            self.lent_payload = (self.head + start, self.head + consumed);
+        if self.lend_whole() {
             return Ok(true);
         }
         match self.parse()? {

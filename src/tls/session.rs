@@ -103,7 +103,7 @@ impl Conn {
         &mut self,
         incoming: &mut [u8],
         ask: Ask<'_>,
-        io: &mut Io<'_>,
+        io: &mut Io<'_, '_>,
     ) -> (usize, Result<Turn, rustls::Error>) {
         let base = incoming.as_ptr() as usize;
         match self {
@@ -133,18 +133,28 @@ enum Turn {
     Idle,
     /// The ask is done: this many bytes of plaintext were taken.
     Done(usize),
-    /// Both `close_notify` alerts have passed.
-    Closed,
 }
 
 /// Where a turn puts what it gives out.
-struct Io<'a> {
+struct Io<'a, 'f> {
     cipher: &'a mut bytes::BytesMut,
-    plain: &'a mut dyn FnMut(Plain<'_>),
+    /// Where plaintext goes; without one, into `early`.
+    plain: Option<&'a mut (dyn FnMut(Plain<'_>) + 'f)>,
+    early: &'a mut bytes::BytesMut,
     /// The handshake is over, and `Plain::Established` was said.
     established: &'a mut bool,
     peer_closed: &'a mut bool,
     placement: &'a mut Placement,
+}
+
+impl Io<'_, '_> {
+    fn give(&mut self, p: Plain<'_>) {
+        match (&mut self.plain, p) {
+            (Some(plain), p) => plain(p),
+            (None, Plain::Data(chunk)) => self.early.extend_from_slice(chunk),
+            (None, Plain::Established) => {}
+        }
+    }
 }
 
 /// One turn: the state rustls stopped in, handled.
@@ -152,7 +162,7 @@ fn turn<Data>(
     status: UnbufferedStatus<'_, '_, Data>,
     base: usize,
     ask: Ask<'_>,
-    io: &mut Io<'_>,
+    io: &mut Io<'_, '_>,
 ) -> (usize, Result<Turn, rustls::Error>) {
     let discard = status.discard;
     let state = match status.state {
@@ -164,13 +174,13 @@ fn turn<Data>(
             // Application data comes only once the handshake is over.
             if !*io.established {
                 *io.established = true;
-                (io.plain)(Plain::Established);
+                io.give(Plain::Established);
             }
             while let Some(record) = traffic.next_record() {
                 match record {
                     Ok(record) => {
                         io.placement.saw(base + discard, record.payload);
-                        (io.plain)(Plain::Data(record.payload));
+                        io.give(Plain::Data(record.payload));
                     }
                     Err(e) => return (discard, Err(e)),
                 }
@@ -208,9 +218,10 @@ fn turn<Data>(
             *io.peer_closed = true;
             Ok(Turn::Again)
         }
+        // Both `close_notify` alerts have passed.
         ConnectionState::Closed => {
             *io.peer_closed = true;
-            Ok(Turn::Closed)
+            Ok(Turn::Idle)
         }
         ConnectionState::WriteTraffic(mut traffic) => match ask {
             Ask::Nothing => Ok(Turn::Idle),
@@ -268,7 +279,7 @@ fn run(
     conn: &mut Conn,
     incoming: &mut Incoming,
     ask: Ask<'_>,
-    io: &mut Io<'_>,
+    io: &mut Io<'_, '_>,
 ) -> Result<usize, rustls::Error> {
     loop {
         let start = incoming.start;
@@ -277,7 +288,7 @@ fn run(
         match turn {
             Ok(Turn::Again) => {}
             Ok(Turn::Done(n)) => return Ok(n),
-            Ok(Turn::Idle | Turn::Closed) => return Ok(0),
+            Ok(Turn::Idle) => return Ok(0),
             Err(e) => return Err(e),
         }
     }
@@ -416,14 +427,7 @@ impl TlsSession {
         }
         let was_established = self.established;
         self.incoming.push(data, self.placement.skew);
-        let mut io = Io {
-            cipher: &mut self.cipher,
-            plain: &mut plain,
-            established: &mut self.established,
-            peer_closed: &mut self.peer_closed,
-            placement: &mut self.placement,
-        };
-        if let Err(e) = run(&mut self.conn, &mut self.incoming, Ask::Nothing, &mut io) {
+        if let Err(e) = self.turns(Ask::Nothing, Some(&mut plain), false) {
             return Err(self.failure(e));
         }
         if self.peer_closed {
@@ -454,24 +458,7 @@ impl TlsSession {
     /// A rustls error as ours, once the alert rustls queued for it (if
     /// any) is in [`cipher`](Self::cipher).
     fn failure(&mut self, e: rustls::Error) -> TlsFailure {
-        // rustls hands out what it queued before it reads again (which
-        // would fail again), so turn it only while it has something.
-        let mut io = Io {
-            cipher: &mut self.cipher,
-            plain: &mut |_| {},
-            established: &mut self.established,
-            peer_closed: &mut self.peer_closed,
-            placement: &mut self.placement,
-        };
-        for _ in 0..8 {
-            if !self.conn.common().wants_write() {
-                break;
-            }
-            let start = self.incoming.start;
-            let _ = self
-                .conn
-                .turn(&mut self.incoming.buf[start..], Ask::Nothing, &mut io);
-        }
+        let _ = self.turns(Ask::Nothing, None, true);
         self.failed = true;
         TlsFailure {
             reason: self.error(&e),
@@ -565,21 +552,41 @@ impl TlsSession {
         if self.failed {
             return 0;
         }
-        let early = &mut self.early;
-        let mut plain = |p: Plain<'_>| {
-            if let Plain::Data(chunk) = p {
-                early.extend_from_slice(chunk);
-            }
-        };
         // (An error here is one the next read reports.)
+        self.turns(ask, None, false).unwrap_or(0)
+    }
+
+    /// Turns rustls until it stops (see [`run`]), its plaintext to
+    /// `plain` (or [`early`](Self::early)); or, `queued_only`, only while
+    /// it has something queued to send: after an error, the alert, and no
+    /// reading again (which would fail again).
+    fn turns(
+        &mut self,
+        ask: Ask<'_>,
+        plain: Option<&mut dyn FnMut(Plain<'_>)>,
+        queued_only: bool,
+    ) -> Result<usize, rustls::Error> {
         let mut io = Io {
             cipher: &mut self.cipher,
-            plain: &mut plain,
+            plain,
+            early: &mut self.early,
             established: &mut self.established,
             peer_closed: &mut self.peer_closed,
             placement: &mut self.placement,
         };
-        run(&mut self.conn, &mut self.incoming, ask, &mut io).unwrap_or(0)
+        if !queued_only {
+            return run(&mut self.conn, &mut self.incoming, ask, &mut io);
+        }
+        for _ in 0..8 {
+            if !self.conn.common().wants_write() {
+                break;
+            }
+            let start = self.incoming.start;
+            let _ = self
+                .conn
+                .turn(&mut self.incoming.buf[start..], ask, &mut io);
+        }
+        Ok(0)
     }
 
     /// Queues our `close_notify` (once, and only in an established session).
